@@ -1,0 +1,15 @@
+// `llmgw fake-provider`: the fake upstream on its own, until SIGTERM.
+import { startFakeProvider } from '../../sidecar/fake-provider/fake-provider.js';
+import { createLogger } from '../../sidecar/logger.js';
+import { parseHostPort, UsageError } from '../args.js';
+import { runUntilSignal } from '../lifecycle.js';
+
+export async function runFakeProvider(o: { listen: string; apiKey?: string; chunkDelayMs: string }): Promise<void> {
+  const at = parseHostPort('--listen', o.listen);
+  const chunkDelayMs = Number(o.chunkDelayMs);
+  if (!Number.isFinite(chunkDelayMs) || chunkDelayMs < 0) throw new UsageError(`--chunk-delay-ms: expected a number ≥ 0, got "${o.chunkDelayMs}"`);
+  const logger = createLogger('info');
+  const fake = await startFakeProvider(at, { chunkDelayMs, ...(o.apiKey === undefined ? {} : { apiKey: o.apiKey }) });
+  logger.info({ url: fake.url }, 'fake provider listening');
+  runUntilSignal(logger, () => fake.close());
+}

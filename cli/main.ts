@@ -1,0 +1,75 @@
+#!/usr/bin/env node
+// `llmgw`: one executable for every part of llm-gateway. Each command's code is loaded only when that
+// command runs, so start-up stays short.
+import { Command, CommanderError, Option } from 'commander';
+import { UsageError } from './args.js';
+
+const program = new Command('llmgw')
+  .description('llm-gateway: a per-pod LLM gateway sidecar, its quota service and its injector')
+  .version('0.1.0')
+  .exitOverride()
+  .showHelpAfterError();
+
+program
+  .command('sidecar')
+  .description('run the sidecar: an OpenAI- and Anthropic-compatible proxy for the app in this pod')
+  .option('--config <file>', 'config file (YAML or JSON)', '/etc/llm-gateway/config.yaml')
+  .option('--listen <host:port>', 'data listener for the app', '127.0.0.1:4000')
+  .option('--status-listen <host:port>', 'probes and metrics listener', '0.0.0.0:4001')
+  .addOption(new Option('--log-level <level>', 'overrides logging.level of the config').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
+  .action(async (o: { config: string; listen: string; statusListen: string; logLevel?: string }) => {
+    const { runSidecar } = await import('./commands/sidecar.js');
+    await runSidecar(o);
+  });
+
+program
+  .command('dev')
+  .description('the embedded default: sidecar and fake provider in one process, state under ./.llmgw/')
+  .option('--listen <host:port>', 'data listener', '127.0.0.1:4000')
+  .option('--status-listen <host:port>', 'probes and metrics listener', '127.0.0.1:4001')
+  .option('--state-dir <dir>', 'where state is kept', '.llmgw')
+  .action(async (o: { listen: string; statusListen: string; stateDir: string }) => {
+    const { runDev } = await import('./commands/dev.js');
+    await runDev(o);
+  });
+
+program
+  .command('fake-provider')
+  .description('a fake OpenAI/Anthropic upstream for tests, benchmarks and demos')
+  .option('--listen <host:port>', 'listener', '127.0.0.1:9000')
+  .option('--api-key <key>', 'require this key from callers')
+  .option('--chunk-delay-ms <ms>', 'pause between stream chunks', '0')
+  .action(async (o: { listen: string; apiKey?: string; chunkDelayMs: string }) => {
+    const { runFakeProvider } = await import('./commands/fake-provider.js');
+    await runFakeProvider(o);
+  });
+
+program
+  .command('await')
+  .description('wait until a URL answers 200 (the injected postStart hook; the image has no curl)')
+  .requiredOption('--url <url>', 'URL to poll')
+  .option('--timeout <duration>', 'give up after this long', '120s')
+  .action(async (o: { url: string; timeout: string }) => {
+    const { runAwait } = await import('./commands/await.js');
+    await runAwait(o);
+  });
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    // Help and version exit 0; every usage mistake exits 2 (commander has printed the message).
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  }
+  if (err instanceof UsageError) {
+    process.stderr.write(`llmgw: ${err.message}\n`);
+    process.exit(2);
+  }
+  const { ConfigError } = await import('../sidecar/config/load-config.js');
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.problems.map((p) => `llmgw: ${p}`).join('\n')}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`llmgw: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+}

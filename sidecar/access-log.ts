@@ -1,0 +1,39 @@
+// One JSON line per request: who asked for what, where it went, how it ended, what it cost.
+import type { Logger } from 'pino';
+
+export interface AccessLogEntry {
+  reqId: string;
+  method: string;
+  path: string;
+  /** The model name the app asked for. */
+  model?: string;
+  provider?: string;
+  upstreamModel?: string;
+  status: number;
+  latencyMs: number;
+  upstreamMs?: number;
+  tokensIn?: number;
+  tokensOut?: number;
+  stream: boolean;
+  cache?: string;
+  attempts?: number;
+  /** The `llmgw_*` code or provider status behind a failure. */
+  error?: string;
+  /** The app went away before the answer was complete. */
+  clientAborted?: boolean;
+}
+
+export class AccessLog {
+  constructor(
+    private readonly logger: Logger,
+    private enabled: boolean,
+  ) {}
+
+  setEnabled(enabled: boolean): void {
+    this.enabled = enabled;
+  }
+
+  write(entry: AccessLogEntry): void {
+    if (this.enabled) this.logger.info(entry, 'request');
+  }
+}

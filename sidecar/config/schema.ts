@@ -1,0 +1,149 @@
+// The sidecar's configuration schema (DESIGN §5): the one definition of every key, its default and its type.
+import { z } from 'zod';
+
+const MiB = 1024 * 1024;
+
+const positiveInt = () => z.int().positive();
+
+export const providerTypes = ['openai', 'anthropic', 'openai-compatible'] as const;
+export type ProviderType = (typeof providerTypes)[number];
+
+const httpUrl = z.string().refine(
+  (s) => {
+    try {
+      const u = new URL(s);
+      return (u.protocol === 'http:' || u.protocol === 'https:') && u.search === '' && u.hash === '';
+    } catch {
+      return false;
+    }
+  },
+  { message: 'must be an http(s) URL without query or fragment' },
+);
+
+const providerSchema = z.strictObject({
+  type: z.enum(providerTypes),
+  /** openai: `https://api.openai.com/v1`; anthropic: `https://api.anthropic.com` (the API adds `/v1/messages`). */
+  baseUrl: httpUrl,
+  /** Secret sent as `Authorization: Bearer` (openai*) or `x-api-key` (anthropic). */
+  apiKey: z.string().min(1).optional(),
+  /** File holding the key (e.g. a mounted Secret), read at load and on every reload. */
+  apiKeyFile: z.string().min(1).optional(),
+  /** Extra headers on every upstream request (e.g. `OpenAI-Project`). */
+  headers: z.record(z.string(), z.string()).default({}),
+  /** `anthropic-version` sent when the gateway translates to Anthropic; pass-through keeps the app's. */
+  anthropicVersion: z.string().min(1).default('2023-06-01'),
+  /** Ask OpenAI-style upstreams for usage on streams (`stream_options.include_usage`). */
+  streamUsage: z.boolean().default(true),
+  /** Keep-alive connections per upstream origin. */
+  maxConnections: positiveInt().default(128),
+});
+
+const targetSchema = z.strictObject({
+  provider: z.string().min(1),
+  /** The model name sent upstream. */
+  model: z.string().min(1),
+  /** Relative share of traffic; 0 takes the target out of rotation. */
+  weight: z.number().nonnegative().default(1),
+});
+
+const modelSchema = z.strictObject({
+  targets: z.array(targetSchema).min(1),
+  /** Other model names tried in order when every target fails (applied by the resilience layer). */
+  fallbacks: z.array(z.string().min(1)).default([]),
+  /** `max_tokens` sent to Anthropic upstreams when the app sent none (Anthropic requires one). */
+  defaultMaxTokens: positiveInt().optional(),
+});
+
+const serverSchema = z
+  .strictObject({
+    /** Largest accepted request body; larger gets 413. */
+    maxBodyBytes: positiveInt().default(16 * MiB),
+    /** Time a client has to send the request headers. */
+    headersTimeoutMs: positiveInt().default(10_000),
+    /** Time a client has to send the whole request (headers and body). */
+    requestTimeoutMs: positiveInt().default(30_000),
+    /** Idle keep-alive connections from apps are closed after this. */
+    keepAliveTimeoutMs: positiveInt().default(5_000),
+    /** On SIGTERM, in-flight requests and streams get this long to finish. */
+    drainTimeoutMs: positiveInt().default(25_000),
+  })
+  .prefault({});
+
+const upstreamSchema = z
+  .strictObject({
+    /** TCP + TLS connect timeout to a provider. */
+    connectTimeoutMs: positiveInt().default(10_000),
+    /** Time from sending the request to the response headers (non-streaming answers can take minutes). */
+    headersTimeoutMs: positiveInt().default(600_000),
+    /** Longest silence between two body chunks. */
+    bodyTimeoutMs: positiveInt().default(300_000),
+  })
+  .prefault({});
+
+const translationSchema = z
+  .strictObject({
+    /** `max_tokens` for Anthropic upstreams when neither the app nor the model sets one. */
+    defaultMaxTokens: positiveInt().default(4096),
+  })
+  .prefault({});
+
+const loggingSchema = z
+  .strictObject({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+    /** One JSON line per request at info level. */
+    accessLog: z.boolean().default(true),
+  })
+  .prefault({});
+
+export const configSchema = z
+  .strictObject({
+    providers: z.record(z.string().min(1), providerSchema),
+    models: z.record(z.string().min(1), modelSchema),
+    server: serverSchema,
+    upstream: upstreamSchema,
+    translation: translationSchema,
+    logging: loggingSchema,
+    storage: z
+      .strictObject({ path: z.string().min(1).default('/var/lib/llm-gateway/llmgw.db') })
+      .prefault({}),
+    /** Absent: caching off. */
+    cache: z.strictObject({ ttlSeconds: positiveInt().default(3600) }).optional(),
+    /** Absent: no global quota. */
+    quota: z.strictObject({ address: z.string().min(1) }).optional(),
+  })
+  .superRefine((cfg, ctx) => {
+    for (const [id, p] of Object.entries(cfg.providers)) {
+      if (p.apiKey !== undefined && p.apiKeyFile !== undefined) {
+        ctx.addIssue({ code: 'custom', path: ['providers', id], message: 'set apiKey or apiKeyFile, not both' });
+      }
+    }
+    for (const [name, m] of Object.entries(cfg.models)) {
+      m.targets.forEach((t, i) => {
+        if (!(t.provider in cfg.providers)) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['models', name, 'targets', i, 'provider'],
+            message: `unknown provider "${t.provider}" (known: ${Object.keys(cfg.providers).join(', ') || 'none'})`,
+          });
+        }
+      });
+      if (m.targets.every((t) => t.weight === 0)) {
+        ctx.addIssue({ code: 'custom', path: ['models', name, 'targets'], message: 'at least one target needs a weight above 0' });
+      }
+      m.fallbacks.forEach((f, i) => {
+        if (f === name) {
+          ctx.addIssue({ code: 'custom', path: ['models', name, 'fallbacks', i], message: 'a model cannot fall back to itself' });
+        } else if (!(f in cfg.models)) {
+          ctx.addIssue({ code: 'custom', path: ['models', name, 'fallbacks', i], message: `unknown model "${f}"` });
+        }
+      });
+    }
+  });
+
+/** The config as written (before defaults). */
+export type ConfigInput = z.input<typeof configSchema>;
+/** The validated config with defaults applied. */
+export type Config = z.infer<typeof configSchema>;
+export type ProviderConfig = Config['providers'][string];
+export type ModelConfig = Config['models'][string];
+export type TargetConfig = ModelConfig['targets'][number];

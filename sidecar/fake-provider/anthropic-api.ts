@@ -1,0 +1,160 @@
+// The fake provider's Anthropic side: request checks as strict as the Messages API's for what the
+// gateway sends, and answers, stream events and error bodies in Anthropic's exact shapes.
+import { FakeHttpError } from './openai-api.js';
+import { argumentPieces, type Ask, type Counts, type Json, type Plan } from './reply.js';
+
+export function anthropicError(status: number, type: string, message: string): FakeHttpError {
+  return new FakeHttpError(status, { type: 'error', error: { type, message }, request_id: 'req_fake' });
+}
+
+const invalid = (message: string): FakeHttpError => anthropicError(400, 'invalid_request_error', message);
+const isObj = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
+const IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/gif', 'image/webp'];
+
+/** API versions whose Messages requests may carry `role: "system"` turns. */
+const SYSTEM_ROLE_VERSIONS = new Set(['2026-10-21']);
+
+function blocksOf(content: unknown, at: string): Json[] {
+  if (typeof content === 'string') return [{ type: 'text', text: content }];
+  if (!Array.isArray(content)) throw invalid(`${at}.content: Input should be a valid list`);
+  return content.map((b, j) => {
+    if (!isObj(b) || typeof b.type !== 'string') throw invalid(`${at}.content.${j}: Input should be an object with a type`);
+    return b;
+  });
+}
+
+function checkBlock(b: Json, at: string): void {
+  if (b.type === 'text' && (typeof b.text !== 'string' || b.text === '')) throw invalid(`${at}: text content blocks must be non-empty`);
+  if (b.type === 'image') {
+    const s = b.source;
+    const ok = isObj(s) && ((s.type === 'base64' && IMAGE_TYPES.includes(String(s.media_type)) && typeof s.data === 'string') || (s.type === 'url' && typeof s.url === 'string'));
+    if (!ok) throw invalid(`${at}.source: invalid image source`);
+  }
+}
+
+/** Checks a Messages request the way Anthropic does and reduces it to an Ask. Throws FakeHttpError. */
+export function anthropicAsk(body: Json, version: string): Ask {
+  if (typeof body.model !== 'string') throw invalid('model: Field required');
+  if (typeof body.max_tokens !== 'number' || !Number.isInteger(body.max_tokens) || body.max_tokens < 1) {
+    throw invalid('max_tokens: Field required');
+  }
+  if (typeof body.temperature === 'number' && (body.temperature < 0 || body.temperature > 1)) {
+    throw invalid('temperature: range: 0 <= temperature <= 1');
+  }
+  if (!Array.isArray(body.messages) || body.messages.length === 0) throw invalid('messages: at least one message is required');
+  let promptText = '';
+  if (body.system !== undefined) {
+    const sys = blocksOf(body.system, 'system');
+    sys.forEach((b, j) => {
+      if (b.type !== 'text') throw invalid(`system.${j}: Input tag '${String(b.type)}' found using 'type' does not match the expected tags: 'text'`);
+      checkBlock(b, `system.${j}`);
+      promptText += String(b.text);
+    });
+  }
+  let pendingToolUse: string[] = [];
+  let lastUserText = '';
+  let toolResult: string | undefined;
+  body.messages.forEach((m, i) => {
+    const at = `messages.${i}`;
+    if (!isObj(m)) throw invalid(`${at}: Input should be an object`);
+    const allowed = SYSTEM_ROLE_VERSIONS.has(version) ? ['user', 'assistant', 'system'] : ['user', 'assistant'];
+    if (!allowed.includes(String(m.role))) throw invalid(`${at}.role: Input should be ${allowed.map((r) => `'${r}'`).join(' or ')}`);
+    const blocks = blocksOf(m.content, at);
+    if (blocks.length === 0) throw invalid(`${at}: all messages must have non-empty content except for the optional final assistant message`);
+    const results = new Set<string>();
+    let text = '';
+    blocks.forEach((b, j) => {
+      checkBlock(b, `${at}.content.${j}`);
+      if (b.type === 'text') text += String(b.text);
+      if (b.type === 'tool_result') {
+        if (m.role !== 'user') throw invalid(`${at}.content.${j}: tool_result blocks are only allowed in user messages`);
+        if (!pendingToolUse.includes(String(b.tool_use_id))) {
+          throw invalid(`${at}.content.${j}: unexpected \`tool_use_id\` found in \`tool_result\` blocks: ${String(b.tool_use_id)}. Each \`tool_result\` block must have a corresponding \`tool_use\` block in the previous message.`);
+        }
+        results.add(String(b.tool_use_id));
+        const c = b.content;
+        toolResult = typeof c === 'string' ? c : Array.isArray(c) ? c.map((x) => (isObj(x) && typeof x.text === 'string' ? x.text : '')).join('') : '';
+        text += toolResult;
+      }
+    });
+    if (pendingToolUse.length > 0) {
+      const missing = pendingToolUse.filter((id) => !results.has(id));
+      if (missing.length > 0) {
+        throw invalid(`${at}: \`tool_use\` ids were found without \`tool_result\` blocks immediately after: ${missing.join(', ')}. Each \`tool_use\` block must have a corresponding \`tool_result\` block in the next message.`);
+      }
+    }
+    pendingToolUse = m.role === 'assistant' ? blocks.filter((b) => b.type === 'tool_use').map((b) => String(b.id)) : [];
+    promptText += text;
+    if (m.role === 'user') {
+      if (results.size === 0) toolResult = undefined;
+      lastUserText = blocks.filter((b) => b.type === 'text').map((b) => String(b.text)).join('');
+    } else if (m.role === 'assistant') {
+      toolResult = undefined;
+    }
+  });
+  const tools = Array.isArray(body.tools) ? body.tools : [];
+  if (body.tool_choice !== undefined && tools.length === 0 && !(isObj(body.tool_choice) && body.tool_choice.type === 'none')) {
+    throw invalid('tool_choice: tool_choice may only be specified while providing tools.');
+  }
+  const toolSpecs = tools.map((t, i) => {
+    if (!isObj(t) || typeof t.name !== 'string' || !isObj(t.input_schema)) throw invalid(`tools.${i}: name and input_schema are required`);
+    if (t.input_schema.type !== 'object') throw invalid(`tools.${i}.input_schema.type: Input should be 'object'`);
+    return { name: t.name, schema: t.input_schema };
+  });
+  const tc = isObj(body.tool_choice) ? body.tool_choice : {};
+  const toolMode: Ask['toolMode'] = tc.type === 'none' ? 'none' : tc.type === 'any' ? 'required' : tc.type === 'tool' ? { name: String(tc.name) } : 'auto';
+  const stop = Array.isArray(body.stop_sequences) ? body.stop_sequences.map(String) : [];
+  return { promptText, lastUserText, toolResult, tools: toolSpecs, toolMode, maxTokens: body.max_tokens, stop };
+}
+
+export interface AnthropicIds {
+  id: string;
+  callId: string;
+}
+
+const stopReason = (plan: Plan): string => (plan.kind === 'tool' ? 'tool_use' : plan.finish === 'length' ? 'max_tokens' : plan.finish === 'stop_sequence' ? 'stop_sequence' : 'end_turn');
+
+function usage(c: Counts, outputTokens: number): Json {
+  return {
+    input_tokens: c.promptTokens - c.cachedTokens,
+    cache_creation_input_tokens: 0,
+    cache_read_input_tokens: c.cachedTokens,
+    output_tokens: outputTokens,
+  };
+}
+
+export function anthropicMessage(model: string, plan: Plan, counts: Counts, ids: AnthropicIds): Json {
+  const content = plan.kind === 'text' ? [{ type: 'text', text: plan.words.join('') }] : [{ type: 'tool_use', id: ids.callId, name: plan.name, input: plan.args }];
+  return {
+    id: ids.id,
+    type: 'message',
+    role: 'assistant',
+    model,
+    content,
+    stop_reason: stopReason(plan),
+    stop_sequence: plan.kind === 'text' ? plan.stopSequence : null,
+    usage: usage(counts, counts.completionTokens),
+  };
+}
+
+const frame = (type: string, data: Json): string => `event: ${type}\ndata: ${JSON.stringify({ type, ...data })}\n\n`;
+
+/** The SSE events of a streamed answer, in the order the Messages API sends them. */
+export function anthropicEvents(model: string, plan: Plan, counts: Counts, ids: AnthropicIds): string[] {
+  const message = { id: ids.id, type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: usage(counts, 1) };
+  const frames = [frame('message_start', { message })];
+  if (plan.kind === 'text') {
+    frames.push(frame('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }));
+    frames.push(frame('ping', {}));
+    for (const w of plan.words) frames.push(frame('content_block_delta', { index: 0, delta: { type: 'text_delta', text: w } }));
+  } else {
+    frames.push(frame('content_block_start', { index: 0, content_block: { type: 'tool_use', id: ids.callId, name: plan.name, input: {} } }));
+    frames.push(frame('ping', {}));
+    for (const piece of argumentPieces(plan.args)) frames.push(frame('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: piece } }));
+  }
+  frames.push(frame('content_block_stop', { index: 0 }));
+  const stopSequence = plan.kind === 'text' ? plan.stopSequence : null;
+  frames.push(frame('message_delta', { delta: { stop_reason: stopReason(plan), stop_sequence: stopSequence }, usage: { output_tokens: counts.completionTokens } }));
+  frames.push(frame('message_stop', {}));
+  return frames;
+}

@@ -1,0 +1,53 @@
+// Fault injection for the fake provider: rules that match a path and/or model and change the next
+// answers (error statuses, delays, hangs, streams cut or failing midway).
+
+export interface Fault {
+  match?: { path?: string; model?: string };
+  /** How many matching requests this rule applies to; 0 means every one. Default 1. */
+  times?: number;
+  /** Answer with this status and the provider's usual error body for it (or `body`). */
+  status?: number;
+  body?: unknown;
+  headers?: Record<string, string>;
+  /** Wait this long before answering. */
+  delayMs?: number;
+  /** Never answer (until the client gives up). */
+  hang?: boolean;
+  /** Streams: destroy the connection after this many chunks. */
+  dropAfterChunks?: number;
+  /** Streams: send the format's error event after this many chunks, then end. */
+  errorAfterChunks?: number;
+  /** Streams: pause between chunks. */
+  chunkDelayMs?: number;
+}
+
+interface Rule {
+  fault: Fault;
+  remaining: number;
+}
+
+export class FaultQueue {
+  private rules: Rule[] = [];
+
+  add(fault: Fault): void {
+    this.rules.push({ fault, remaining: fault.times ?? 1 });
+  }
+
+  clear(): void {
+    this.rules = [];
+  }
+
+  /** The first rule matching this request, consumed once. */
+  take(path: string, model: string | undefined): Fault | undefined {
+    const i = this.rules.findIndex(
+      (r) => (r.fault.match?.path === undefined || r.fault.match.path === path) && (r.fault.match?.model === undefined || r.fault.match.model === model),
+    );
+    if (i === -1) return undefined;
+    const rule = this.rules[i]!;
+    if (rule.remaining > 0) {
+      rule.remaining -= 1;
+      if (rule.remaining === 0) this.rules.splice(i, 1);
+    }
+    return rule.fault;
+  }
+}

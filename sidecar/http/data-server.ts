@@ -1,0 +1,250 @@
+// The app-facing listener: routes the four endpoints, reads and checks the body, runs the pipeline,
+// writes JSON or SSE back, and logs each request once. Every failure reaches the app in its format.
+import { once } from 'node:events';
+import { createServer, type IncomingMessage, type Server, type ServerResponse, type OutgoingHttpHeaders } from 'node:http';
+import { randomUUID } from 'node:crypto';
+import type { AccessLog, AccessLogEntry } from '../access-log.js';
+import type { Clock } from '../clock.js';
+import { asLlmgwError, GatewayError, invalidRequest, type LlmgwError } from '../errors.js';
+import type { WireFormat } from '../formats/wire-format.js';
+import type { SidecarMetrics } from '../metrics.js';
+import type { Endpoint, GatewayResponse, Handler, ResponseMeta } from '../pipeline/types.js';
+import type { Runtime } from '../runtime.js';
+import type { Json } from '../translate/json-object.js';
+import { toErrorFrame, toWireError } from './error-response.js';
+import type { Inflight } from './inflight.js';
+import { listModels } from './models-list.js';
+import { ClientGoneError, readJsonBody } from './read-json-body.js';
+
+export interface DataServerOptions {
+  handler: Handler;
+  runtime: () => Runtime;
+  clock: Clock;
+  metrics: SidecarMetrics;
+  inflight: Inflight;
+  accessLog: AccessLog;
+  /** True once shutdown began: answers carry `Connection: close`. */
+  draining: () => boolean;
+  /** Seconds since the epoch the sidecar started (the `created` of listed models). */
+  startedAtSeconds: number;
+}
+
+interface Route {
+  method: 'GET' | 'POST';
+  endpoint: Endpoint | 'models';
+  format: WireFormat;
+}
+
+const ROUTES: Record<string, Route> = {
+  '/v1/chat/completions': { method: 'POST', endpoint: 'chat', format: 'openai' },
+  '/v1/messages': { method: 'POST', endpoint: 'messages', format: 'anthropic' },
+  '/v1/embeddings': { method: 'POST', endpoint: 'embeddings', format: 'openai' },
+  '/v1/models': { method: 'GET', endpoint: 'models', format: 'openai' },
+};
+
+const requestIdPattern = /^[\w.:-]{1,128}$/;
+
+export function createDataServer(opts: DataServerOptions): Server {
+  const { server: limits } = opts.runtime().config;
+  const server = createServer(
+    {
+      keepAliveTimeout: limits.keepAliveTimeoutMs,
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: limits.requestTimeoutMs,
+      // How often slow-client timeouts are checked; the default 30 s would let them overrun by that much.
+      connectionsCheckingInterval: 1000,
+    },
+    (req, res) => {
+      handle(req, res, opts).catch(() => res.destroy());
+    },
+  );
+  return server;
+}
+
+/** Applies the server keys of a reloaded config to a running listener. */
+export function applyServerLimits(server: Server, runtime: Runtime): void {
+  const limits = runtime.config.server;
+  server.keepAliveTimeout = limits.keepAliveTimeoutMs;
+  server.headersTimeout = limits.headersTimeoutMs;
+  server.requestTimeout = limits.requestTimeoutMs;
+}
+
+async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServerOptions): Promise<void> {
+  const started = opts.clock.monotonic();
+  const incomingId = req.headers['x-request-id'];
+  const id = typeof incomingId === 'string' && requestIdPattern.test(incomingId) ? incomingId : randomUUID();
+  const url = req.url ?? '/';
+  const q = url.indexOf('?');
+  const path = q === -1 ? url : url.slice(0, q);
+  const route = ROUTES[path];
+  // Unknown paths answer in the shape of whichever SDK seems to be asking.
+  const format: WireFormat = route?.format ?? (req.headers['anthropic-version'] === undefined ? 'openai' : 'anthropic');
+  const entry: AccessLogEntry = { reqId: id, method: req.method ?? '', path, status: 0, latencyMs: 0, stream: false };
+  const aborter = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) aborter.abort();
+  });
+  opts.metrics.inflight.inc();
+  opts.inflight.inc();
+  let meta: ResponseMeta | undefined;
+
+  try {
+    if (route === undefined) throw new GatewayError('llmgw_not_found', 404, `no route for ${path}`);
+    if (req.method !== route.method) {
+      res.setHeader('allow', route.method);
+      throw new GatewayError('llmgw_method_not_allowed', 405, `${path} accepts ${route.method} only`);
+    }
+    if (route.endpoint === 'models') {
+      writeJson(res, 200, JSON.stringify(listModels(opts.runtime().router.modelNames, req, opts.startedAtSeconds)), id, opts);
+      entry.status = 200;
+      return;
+    }
+    const runtime = opts.runtime();
+    const body = await readJsonBody(req, runtime.config.server.maxBodyBytes);
+    const model = checkBody(route.endpoint, body);
+    entry.model = model;
+    entry.stream = body.stream === true;
+    const response = await opts.handler({
+      id,
+      endpoint: route.endpoint,
+      format: route.format,
+      model,
+      body,
+      stream: entry.stream,
+      headers: req.headers,
+      signal: aborter.signal,
+    });
+    meta = response.meta;
+    entry.status = response.kind === 'json' ? response.status : 200;
+    await writeResponse(res, response, id, started, format, aborter.signal, opts, entry);
+  } catch (err) {
+    if (err instanceof ClientGoneError || aborter.signal.aborted) {
+      entry.clientAborted = true;
+      entry.status = entry.status || 499;
+      res.destroy();
+      return;
+    }
+    const e = asLlmgwError(err);
+    entry.status = e.status;
+    entry.error = errorLabel(e);
+    writeError(res, e, format, id, opts);
+  } finally {
+    opts.metrics.inflight.dec();
+    opts.inflight.dec();
+    finishEntry(entry, meta, started, opts);
+  }
+}
+
+function checkBody(endpoint: Endpoint, body: Json): string {
+  const model = body.model;
+  if (typeof model !== 'string' || model === '') throw invalidRequest('"model" must be a non-empty string', 'model');
+  if (body.stream !== undefined && body.stream !== null && typeof body.stream !== 'boolean') {
+    throw invalidRequest('"stream" must be a boolean', 'stream');
+  }
+  if (endpoint === 'embeddings') {
+    if (body.input === undefined || body.input === null) throw invalidRequest('"input" is required', 'input');
+    if (body.stream === true) throw invalidRequest('embeddings cannot be streamed', 'stream');
+  } else if (!Array.isArray(body.messages) || body.messages.length === 0) {
+    throw invalidRequest('"messages" must be a non-empty array', 'messages');
+  }
+  return model;
+}
+
+function baseHeaders(id: string, opts: DataServerOptions): OutgoingHttpHeaders {
+  const h: OutgoingHttpHeaders = { 'x-request-id': id };
+  if (opts.draining()) h.connection = 'close';
+  return h;
+}
+
+function metaHeaders(h: OutgoingHttpHeaders, meta: ResponseMeta, started: number, opts: DataServerOptions): OutgoingHttpHeaders {
+  if (meta.provider !== undefined) h['x-llmgw-provider'] = meta.provider;
+  if (meta.upstreamModel !== undefined) h['x-llmgw-model'] = meta.upstreamModel;
+  h['x-llmgw-attempts'] = String(meta.attempts);
+  h['x-llmgw-cache'] = meta.cache;
+  const overhead = opts.clock.monotonic() - started - (meta.upstreamMs ?? 0);
+  h['x-llmgw-overhead-ms'] = Math.max(0, overhead).toFixed(3);
+  return h;
+}
+
+function writeJson(res: ServerResponse, status: number, body: string | Buffer, id: string, opts: DataServerOptions, extra?: OutgoingHttpHeaders): void {
+  const h = baseHeaders(id, opts);
+  h['content-type'] = 'application/json';
+  h['content-length'] = Buffer.byteLength(body);
+  res.writeHead(status, extra === undefined ? h : Object.assign(h, extra));
+  res.end(body);
+}
+
+async function writeResponse(
+  res: ServerResponse,
+  response: GatewayResponse,
+  id: string,
+  started: number,
+  format: WireFormat,
+  signal: AbortSignal,
+  opts: DataServerOptions,
+  entry: AccessLogEntry,
+): Promise<void> {
+  if (response.kind === 'json') {
+    writeJson(res, response.status, response.body, id, opts, metaHeaders({}, response.meta, started, opts));
+    return;
+  }
+  const h = metaHeaders(baseHeaders(id, opts), response.meta, started, opts);
+  h['content-type'] = 'text/event-stream; charset=utf-8';
+  h['cache-control'] = 'no-cache';
+  res.writeHead(200, h);
+  res.write(response.head);
+  try {
+    for await (const frames of response.rest) {
+      if (!res.write(frames)) await once(res, 'drain', { signal });
+    }
+  } catch (err) {
+    if (signal.aborted) throw err;
+    // Content already reached the app: end with an error event its SDK raises, never a silent cut.
+    const e = asLlmgwError(err);
+    entry.error = errorLabel(e);
+    res.write(toErrorFrame(e, format));
+  }
+  res.end();
+}
+
+function writeError(res: ServerResponse, err: LlmgwError, format: WireFormat, id: string, opts: DataServerOptions): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const wire = toWireError(err, format);
+  const extra: OutgoingHttpHeaders = { ...wire.headers };
+  // An unread oversized body cannot be skipped on a keep-alive connection: close it.
+  if (err.status === 413) extra.connection = 'close';
+  writeJson(res, wire.status, JSON.stringify(wire.body), id, opts, extra);
+}
+
+function errorLabel(err: LlmgwError): string {
+  return err instanceof GatewayError ? err.code : `provider_${err.status}`;
+}
+
+function finishEntry(entry: AccessLogEntry, meta: ResponseMeta | undefined, started: number, opts: DataServerOptions): void {
+  entry.latencyMs = round(opts.clock.monotonic() - started);
+  if (meta !== undefined) {
+    entry.provider = meta.provider;
+    entry.upstreamModel = meta.upstreamModel;
+    entry.attempts = meta.attempts;
+    entry.cache = meta.cache;
+    if (meta.upstreamMs !== undefined) entry.upstreamMs = round(meta.upstreamMs);
+    if (meta.usage !== undefined) {
+      entry.tokensIn = meta.usage.inputTokens;
+      entry.tokensOut = meta.usage.outputTokens;
+      const model = entry.model ?? 'unknown';
+      opts.metrics.tokens.inc({ model, direction: 'input' }, meta.usage.inputTokens);
+      opts.metrics.tokens.inc({ model, direction: 'output' }, meta.usage.outputTokens);
+    }
+  }
+  // Only configured names become label values, so apps cannot blow up the series count.
+  const known = entry.model !== undefined && opts.runtime().router.has(entry.model);
+  const endpoint = entry.path in ROUTES ? entry.path : 'other';
+  opts.metrics.requests.inc({ endpoint, model: known ? entry.model : '', status: String(entry.status) });
+  opts.metrics.duration.observe({ endpoint }, entry.latencyMs / 1000);
+  opts.accessLog.write(entry);
+}
+
+const round = (ms: number): number => Math.round(ms * 1000) / 1000;

@@ -1,0 +1,30 @@
+// The process logger (pino): JSON lines to stdout, written asynchronously so logging stays off the
+// request's critical path, with secrets redacted should anything ever try to log them.
+import pino, { type DestinationStream, type Logger } from 'pino';
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+const REDACT = [
+  'apiKey',
+  '*.apiKey',
+  'providers.*.apiKey',
+  'headers.authorization',
+  'headers["x-api-key"]',
+  'req.headers.authorization',
+  'req.headers["x-api-key"]',
+];
+
+/** `to` is a file descriptor (1 = stdout, 2 = stderr) or a stream (tests). */
+export function createLogger(level: LogLevel, to: number | DestinationStream = 1): Logger {
+  const dest = typeof to === 'number' ? pino.destination({ dest: to, sync: false, minLength: 4096 }) : to;
+  return pino({ level, base: undefined, redact: { paths: REDACT, censor: '[redacted]' } }, dest);
+}
+
+/** Writes what the async destination still buffers (before exit). */
+export function flushLogger(logger: Logger): void {
+  try {
+    logger.flush();
+  } catch {
+    // A destination that cannot flush synchronously has nothing buffered worth failing the exit for.
+  }
+}

@@ -1,0 +1,53 @@
+// The request pipeline's shapes: a Handler answers a GatewayRequest; Interceptors wrap handlers.
+import type { IncomingHttpHeaders } from 'node:http';
+import type { Usage } from '../formats/usage.js';
+import type { WireFormat } from '../formats/wire-format.js';
+import type { Json } from '../translate/json-object.js';
+
+/** The app-facing API a request came in on. */
+export type Endpoint = 'chat' | 'messages' | 'embeddings';
+
+export interface GatewayRequest {
+  readonly id: string;
+  readonly endpoint: Endpoint;
+  /** The app's wire format (its path's). */
+  readonly format: WireFormat;
+  /** The model name the app asked for. */
+  readonly model: string;
+  readonly body: Json;
+  readonly stream: boolean;
+  readonly headers: IncomingHttpHeaders;
+  /** Aborts when the app disconnects; every upstream call listens to it. */
+  readonly signal: AbortSignal;
+}
+
+/** What the access log, metrics and response headers learn about how a request was served. */
+export interface ResponseMeta {
+  provider?: string;
+  upstreamModel?: string;
+  attempts: number;
+  /** Time spent waiting for the upstream (ms): to the full body, or to the first frame of a stream. */
+  upstreamMs?: number;
+  /** Filled when the answer (or the stream) ends. */
+  usage?: Usage;
+  cache: 'HIT' | 'MISS' | 'BYPASS';
+}
+
+export type GatewayResponse =
+  | { kind: 'json'; status: number; body: string | Buffer; meta: ResponseMeta }
+  | {
+      kind: 'stream';
+      /** The first frames, already produced: the upstream accepted the request and began answering. */
+      head: string;
+      /** The remaining frames, forwarded as they arrive; throws on an upstream failure mid-stream. */
+      rest: AsyncIterable<string>;
+      meta: ResponseMeta;
+    };
+
+export type Handler = (req: GatewayRequest) => Promise<GatewayResponse>;
+export type Interceptor = (next: Handler) => Handler;
+
+/** Builds one handler from interceptors listed outermost first. */
+export function compose(interceptors: readonly Interceptor[], terminal: Handler): Handler {
+  return interceptors.reduceRight<Handler>((next, interceptor) => interceptor(next), terminal);
+}

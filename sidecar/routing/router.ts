@@ -1,0 +1,57 @@
+// Model names apps send → their targets (provider + upstream model + weight), and the weighted pick.
+import { GatewayError } from '../errors.js';
+import type { Provider } from '../providers/provider.js';
+
+export interface Target {
+  provider: Provider;
+  /** Model name sent upstream. */
+  model: string;
+  weight: number;
+}
+
+export interface ModelRoute {
+  name: string;
+  targets: readonly Target[];
+  fallbacks: readonly string[];
+  defaultMaxTokens: number | undefined;
+}
+
+export class Router {
+  /** Exposed model names, in config order. */
+  readonly modelNames: readonly string[];
+
+  constructor(private readonly routes: ReadonlyMap<string, ModelRoute>) {
+    this.modelNames = [...routes.keys()];
+  }
+
+  has(model: string): boolean {
+    return this.routes.has(model);
+  }
+
+  /** The route for `model`; 404 `llmgw_unknown_model` listing the known names when there is none. */
+  resolve(model: string): ModelRoute {
+    const route = this.routes.get(model);
+    if (route !== undefined) return route;
+    throw new GatewayError(
+      'llmgw_unknown_model',
+      404,
+      `model "${model}" is not routed by this gateway; known models: ${this.modelNames.join(', ')}`,
+      { param: 'model' },
+    );
+  }
+}
+
+/** Weighted random choice; `random` returns [0, 1). Targets of weight 0 are never picked. */
+export function pickWeighted(targets: readonly Target[], random: () => number = Math.random): Target {
+  if (targets.length === 1) return targets[0]!;
+  let total = 0;
+  for (const t of targets) total += t.weight;
+  let r = random() * total;
+  for (const t of targets) {
+    if (t.weight === 0) continue;
+    r -= t.weight;
+    if (r < 0) return t;
+  }
+  // Floating-point rounding can leave r at exactly 0: the last weighted target takes it.
+  return targets.findLast((t) => t.weight > 0)!;
+}

@@ -1,0 +1,30 @@
+// Everything built from one config version: providers and routes. A reload builds a new Runtime and
+// swaps it in; requests in flight keep the one they started with.
+import type { Config } from './config/schema.js';
+import { createProvider, type Provider } from './providers/provider.js';
+import { Router, type ModelRoute } from './routing/router.js';
+import type { PoolRegistry } from './upstream/pool-registry.js';
+
+export interface Runtime {
+  readonly config: Config;
+  readonly router: Router;
+  readonly providers: ReadonlyMap<string, Provider>;
+}
+
+export function buildRuntime(config: Config, pools: PoolRegistry): Runtime {
+  const providers = new Map<string, Provider>();
+  for (const [id, cfg] of Object.entries(config.providers)) providers.set(id, createProvider(id, cfg, config.upstream, pools));
+  const routes = new Map<string, ModelRoute>();
+  for (const [name, m] of Object.entries(config.models)) {
+    routes.set(name, {
+      name,
+      // The schema checked that every target names a configured provider.
+      targets: m.targets.map((t) => ({ provider: providers.get(t.provider)!, model: t.model, weight: t.weight })),
+      fallbacks: m.fallbacks,
+      defaultMaxTokens: m.defaultMaxTokens,
+    });
+  }
+  const runtime = { config, router: new Router(routes), providers };
+  pools.retainOnly(new Set([...providers.values()].map((p) => p.pool)));
+  return runtime;
+}

@@ -1,0 +1,149 @@
+// The sidecar's composition root: builds the runtime from config, the pipeline, both listeners, hot
+// reload, and the drain on shutdown. The order of the request pipeline is written down here, once.
+import type { Server } from 'node:http';
+import type { Logger } from 'pino';
+import { AccessLog } from './access-log.js';
+import { systemClock, type Clock } from './clock.js';
+import { ConfigError, type LoadOptions } from './config/load-config.js';
+import type { Config } from './config/schema.js';
+import { watchConfig, type ConfigWatcher } from './config/watch-config.js';
+import { applyServerLimits, createDataServer } from './http/data-server.js';
+import { Inflight } from './http/inflight.js';
+import { closeServer, listen, type HostPort } from './http/listen.js';
+import { createStatusServer } from './http/status-server.js';
+import { flushLogger, type LogLevel } from './logger.js';
+import { SidecarMetrics } from './metrics.js';
+import { providerHandler } from './pipeline/provider-handler.js';
+import { compose, type Interceptor } from './pipeline/types.js';
+import { buildRuntime, type Runtime } from './runtime.js';
+import { PoolRegistry } from './upstream/pool-registry.js';
+
+export interface SidecarOptions {
+  config: Config;
+  /** Watched for changes when given. */
+  configPath?: string;
+  listen: HostPort;
+  statusListen: HostPort;
+  logger: Logger;
+  /** A `--log-level` flag wins over `logging.level` in the config, across reloads too. */
+  logLevelOverride?: LogLevel;
+  clock?: Clock;
+  random?: () => number;
+  /** Environment and secret readers used on reload. */
+  loadOptions?: LoadOptions;
+}
+
+export interface Sidecar {
+  readonly address: HostPort;
+  readonly statusAddress: HostPort;
+  readonly metrics: SidecarMetrics;
+  /** The config in force. */
+  config(): Config;
+  /** Applies a new, already validated config. */
+  reload(config: Config): void;
+  /** Stops accepting, lets requests and streams finish within `server.drainTimeoutMs`, closes everything. */
+  stop(): Promise<void>;
+}
+
+export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
+  const clock = opts.clock ?? systemClock;
+  const logger = opts.logger;
+  const pools = new PoolRegistry();
+  const metrics = new SidecarMetrics();
+  const inflight = new Inflight();
+  let runtime: Runtime = buildRuntime(opts.config, pools);
+  const accessLog = new AccessLog(logger, opts.config.logging.accessLog);
+  logger.level = opts.logLevelOverride ?? opts.config.logging.level;
+  let draining = false;
+  let ready = false;
+
+  // Outermost first. Cache, rate limit, quota and resilience slot in here as they arrive.
+  const interceptors: Interceptor[] = [];
+  const handler = compose(interceptors, providerHandler({ runtime: () => runtime, clock, ...(opts.random ? { random: opts.random } : {}) }));
+
+  const dataServer: Server = createDataServer({
+    handler,
+    runtime: () => runtime,
+    clock,
+    metrics,
+    inflight,
+    accessLog,
+    draining: () => draining,
+    startedAtSeconds: Math.floor(clock.now() / 1000),
+  });
+  const statusServer = createStatusServer({ registry: metrics.registry, ready: () => ready && !draining });
+
+  const reload = (config: Config): void => {
+    runtime = buildRuntime(config, pools);
+    applyServerLimits(dataServer, runtime);
+    accessLog.setEnabled(config.logging.accessLog);
+    logger.level = opts.logLevelOverride ?? config.logging.level;
+  };
+
+  let watcher: ConfigWatcher | undefined;
+  if (opts.configPath !== undefined) {
+    const path = opts.configPath;
+    watcher = watchConfig({
+      ...opts.loadOptions,
+      path,
+      onReload: (config) => {
+        reload(config);
+        metrics.configReloads.inc({ result: 'applied' });
+        logger.info({ models: runtime.router.modelNames }, 'config reloaded');
+      },
+      onInvalid: (err) => {
+        metrics.configReloads.inc({ result: 'rejected' });
+        const problems = err instanceof ConfigError ? err.problems : [String(err)];
+        logger.warn({ problems }, 'config change rejected; keeping the last good config');
+      },
+    });
+  }
+
+  let address: HostPort;
+  let statusAddress: HostPort;
+  try {
+    address = await listen(dataServer, opts.listen);
+    statusAddress = await listen(statusServer, opts.statusListen);
+  } catch (err) {
+    watcher?.close();
+    await closeServer(dataServer);
+    await pools.close();
+    throw err;
+  }
+  ready = true;
+  logger.info({ listen: address, statusListen: statusAddress, models: runtime.router.modelNames }, 'sidecar started');
+
+  let stopping: Promise<void> | undefined;
+  const stop = async (): Promise<void> => {
+    draining = true;
+    watcher?.close();
+    const closed = closeServer(dataServer);
+    dataServer.closeIdleConnections();
+    const drainMs = runtime.config.server.drainTimeoutMs;
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = await Promise.race([
+      inflight.idle().then(() => false),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(true), drainMs);
+      }),
+    ]);
+    clearTimeout(timer);
+    if (timedOut) logger.warn({ inflight: inflight.size, drainMs }, 'drain window over; closing remaining connections');
+    dataServer.closeAllConnections();
+    await closed;
+    statusServer.closeAllConnections();
+    await closeServer(statusServer);
+    await pools.close();
+    logger.info('sidecar stopped');
+    flushLogger(logger);
+  };
+
+  return {
+    address,
+    statusAddress,
+    metrics,
+    config: () => runtime.config,
+    reload,
+    stop: () => (stopping ??= stop()),
+  };
+}

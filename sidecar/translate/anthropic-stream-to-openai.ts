@@ -1,0 +1,111 @@
+// Anthropic stream events → OpenAI chat.completion.chunk frames, one upstream event at a time.
+import { mergeAnthropicDeltaUsage, usageFromAnthropic } from '../formats/anthropic.js';
+import { OPENAI_DONE_FRAME, openaiFrame, usageToOpenAI, type OpenAIChunk } from '../formats/openai.js';
+import type { Usage } from '../formats/usage.js';
+import type { SseEvent } from '../http/sse-parser.js';
+import { isObject, type Json } from './json-object.js';
+import { anthropicStopToOpenAIFinish } from './map-stop-reason.js';
+import { parseEventData, streamErrorEvent, truncatedStream } from './stream-errors.js';
+import type { StreamTranslator } from './stream-translator.js';
+
+export interface AnthropicToOpenAIStreamOptions {
+  providerId: string;
+  /** The app asked for `stream_options.include_usage`. */
+  includeUsage: boolean;
+  /** `created` of every chunk (seconds since the epoch). */
+  created: number;
+}
+
+export class AnthropicToOpenAIStream implements StreamTranslator {
+  usage: Usage | undefined;
+  private id = '';
+  private model = '';
+  /** Anthropic content block index → OpenAI tool_calls index. */
+  private readonly toolIndex = new Map<number, number>();
+  private finishReason: string | undefined;
+  private done = false;
+
+  constructor(private readonly opts: AnthropicToOpenAIStreamOptions) {}
+
+  event(ev: SseEvent): string {
+    switch (ev.event) {
+      case 'message_start': {
+        const data = parseEventData(ev.data) as Json;
+        const message = isObject(data.message) ? data.message : {};
+        this.id = String(message.id ?? '');
+        this.model = String(message.model ?? '');
+        this.usage = usageFromAnthropic(message.usage);
+        return this.chunk({ role: 'assistant', content: '' }, null);
+      }
+      case 'content_block_start': {
+        const data = parseEventData(ev.data) as Json;
+        const block = isObject(data.content_block) ? data.content_block : {};
+        if (block.type === 'tool_use') {
+          const index = this.toolIndex.size;
+          this.toolIndex.set(Number(data.index), index);
+          const call = { index, id: block.id, type: 'function', function: { name: block.name, arguments: '' } };
+          return this.chunk({ tool_calls: [call] }, null);
+        }
+        if (block.type === 'text' && typeof block.text === 'string' && block.text !== '') {
+          return this.chunk({ content: block.text }, null);
+        }
+        return '';
+      }
+      case 'content_block_delta': {
+        const data = parseEventData(ev.data) as Json;
+        const delta = isObject(data.delta) ? data.delta : {};
+        if (delta.type === 'text_delta') return this.chunk({ content: delta.text }, null);
+        if (delta.type === 'input_json_delta') {
+          const index = this.toolIndex.get(Number(data.index));
+          if (index === undefined || delta.partial_json === '') return '';
+          return this.chunk({ tool_calls: [{ index, function: { arguments: delta.partial_json } }] }, null);
+        }
+        // thinking, signature and citation deltas have no Chat Completions counterpart.
+        return '';
+      }
+      case 'message_delta': {
+        const data = parseEventData(ev.data) as Json;
+        this.usage = mergeAnthropicDeltaUsage(this.usage, data.usage);
+        const delta = isObject(data.delta) ? data.delta : {};
+        this.finishReason = anthropicStopToOpenAIFinish(delta.stop_reason);
+        return this.chunk({}, this.finishReason);
+      }
+      case 'message_stop':
+        return this.close();
+      case 'ping':
+        // A comment keeps idle-timeouts on the app side quiet; OpenAI SDKs skip comments.
+        return ': ping\n\n';
+      case 'error':
+        throw streamErrorEvent(this.opts.providerId, 'anthropic', ev.data);
+      default:
+        return '';
+    }
+  }
+
+  end(): string {
+    if (this.done) return '';
+    // The final event is missing but the message had finished: complete it for the app.
+    if (this.finishReason !== undefined) return this.close();
+    throw truncatedStream();
+  }
+
+  private close(): string {
+    this.done = true;
+    let out = '';
+    if (this.opts.includeUsage && this.usage !== undefined) {
+      const last: OpenAIChunk = { ...this.base(), choices: [], usage: usageToOpenAI(this.usage) };
+      out += openaiFrame(last);
+    }
+    return out + OPENAI_DONE_FRAME;
+  }
+
+  private base(): Omit<OpenAIChunk, 'choices'> {
+    return { id: this.id, object: 'chat.completion.chunk', created: this.opts.created, model: this.model };
+  }
+
+  private chunk(delta: Json, finishReason: string | null): string {
+    const chunk: OpenAIChunk = { ...this.base(), choices: [{ index: 0, delta, logprobs: null, finish_reason: finishReason }] };
+    if (this.opts.includeUsage) chunk.usage = null;
+    return openaiFrame(chunk);
+  }
+}

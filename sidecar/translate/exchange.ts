@@ -1,0 +1,124 @@
+// Picks the translation for one (app format, provider format) pair: how the request body is written for
+// the upstream, how its answer and its stream come back. Same format on both sides is a pass-through
+// that only swaps the model name (and asks for stream usage).
+import { invalidRequest } from '../errors.js';
+import { usageFromAnthropic } from '../formats/anthropic.js';
+import { usageFromOpenAI } from '../formats/openai.js';
+import type { Usage } from '../formats/usage.js';
+import type { GatewayRequest } from '../pipeline/types.js';
+import type { Target } from '../routing/router.js';
+import { anthropicRequestToOpenAI } from './anthropic-request-to-openai.js';
+import { anthropicResponseToOpenAI } from './anthropic-response-to-openai.js';
+import { AnthropicPassThroughStream } from './anthropic-pass-through-stream.js';
+import { AnthropicToOpenAIStream } from './anthropic-stream-to-openai.js';
+import { isObject, type Json } from './json-object.js';
+import { openaiRequestToAnthropic } from './openai-request-to-anthropic.js';
+import { openaiResponseToAnthropic } from './openai-response-to-anthropic.js';
+import { OpenAIPassThroughStream } from './openai-pass-through-stream.js';
+import { OpenAIToAnthropicStream } from './openai-stream-to-anthropic.js';
+import type { StreamTranslator } from './stream-translator.js';
+
+export interface Exchange {
+  /** JSON text to send upstream. */
+  readonly upstreamBody: string;
+  /** Headers that vary per request (the app's Anthropic version and betas on pass-through). */
+  readonly upstreamHeaders: Record<string, string> | undefined;
+  /** The upstream's successful answer → the app's body and the usage it reports. */
+  response(raw: Buffer): { body: string | Buffer; usage: Usage | undefined };
+  stream(): StreamTranslator;
+}
+
+export interface ExchangeOptions {
+  /** `max_tokens` for Anthropic upstreams when the app and the model config set none. */
+  defaultMaxTokens: number;
+  /** Seconds since the epoch, for the `created` field Anthropic answers lack. */
+  nowSeconds: () => number;
+}
+
+export function createExchange(req: GatewayRequest, target: Target, opts: ExchangeOptions): Exchange {
+  const provider = target.provider;
+  if (req.endpoint === 'embeddings') {
+    if (provider.format !== 'openai') {
+      throw invalidRequest(`model "${req.model}" is served by an Anthropic provider, which has no embeddings API`, 'model');
+    }
+    return sameFormat(JSON.stringify({ ...req.body, model: target.model }), undefined, 'openai', () => {
+      throw new Error('embeddings do not stream');
+    });
+  }
+
+  const appWantsUsage = req.format === 'openai' && isObject(req.body.stream_options) && req.body.stream_options.include_usage === true;
+
+  if (req.format === 'openai' && provider.format === 'openai') {
+    const body: Json = { ...req.body, model: target.model };
+    if (req.stream && provider.config.streamUsage && !appWantsUsage) {
+      body.stream_options = { ...(isObject(req.body.stream_options) ? req.body.stream_options : {}), include_usage: true };
+    }
+    return sameFormat(JSON.stringify(body), undefined, 'openai', () => new OpenAIPassThroughStream(provider.id, appWantsUsage));
+  }
+
+  if (req.format === 'anthropic' && provider.format === 'anthropic') {
+    const headers: Record<string, string> = {};
+    for (const name of ['anthropic-version', 'anthropic-beta']) {
+      const v = req.headers[name];
+      if (typeof v === 'string') headers[name] = v;
+    }
+    const body = JSON.stringify({ ...req.body, model: target.model });
+    return sameFormat(body, headers, 'anthropic', () => new AnthropicPassThroughStream(provider.id));
+  }
+
+  if (req.format === 'openai') {
+    // OpenAI app → Anthropic provider.
+    const body = openaiRequestToAnthropic(req.body, {
+      model: target.model,
+      defaultMaxTokens: opts.defaultMaxTokens,
+    });
+    return {
+      upstreamBody: JSON.stringify(body),
+      upstreamHeaders: undefined,
+      response(raw) {
+        const msg = parseJson(raw);
+        return { body: JSON.stringify(anthropicResponseToOpenAI(msg, opts.nowSeconds())), usage: usageFromAnthropic(msg.usage) };
+      },
+      stream: () => new AnthropicToOpenAIStream({ providerId: provider.id, includeUsage: appWantsUsage, created: opts.nowSeconds() }),
+    };
+  }
+
+  // Anthropic app → OpenAI-style provider.
+  const body = anthropicRequestToOpenAI(req.body, {
+    model: target.model,
+    maxTokensField: provider.type === 'openai' ? 'max_completion_tokens' : 'max_tokens',
+    streamUsage: provider.config.streamUsage,
+    allowTopK: provider.type === 'openai-compatible',
+  });
+  return {
+    upstreamBody: JSON.stringify(body),
+    upstreamHeaders: undefined,
+    response(raw) {
+      const resp = parseJson(raw);
+      return { body: JSON.stringify(openaiResponseToAnthropic(resp)), usage: usageFromOpenAI(resp.usage) };
+    },
+    stream: () => new OpenAIToAnthropicStream(provider.id),
+  };
+}
+
+function sameFormat(
+  upstreamBody: string,
+  upstreamHeaders: Record<string, string> | undefined,
+  format: 'openai' | 'anthropic',
+  stream: () => StreamTranslator,
+): Exchange {
+  const readUsage = format === 'openai' ? usageFromOpenAI : usageFromAnthropic;
+  return {
+    upstreamBody,
+    upstreamHeaders,
+    // The provider's bytes go to the app untouched; only the usage is read out of them.
+    response: (raw) => ({ body: raw, usage: readUsage(parseJson(raw).usage) }),
+    stream,
+  };
+}
+
+function parseJson(raw: Buffer): Json {
+  const value: unknown = JSON.parse(raw.toString('utf8'));
+  if (!isObject(value)) throw new SyntaxError('expected a JSON object');
+  return value;
+}

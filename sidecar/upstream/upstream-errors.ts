@@ -1,0 +1,21 @@
+// undici failures → typed gateway errors (connect failures and resets are retryable, like timeouts).
+import { GatewayError } from '../errors.js';
+
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
+
+export function isAbortError(err: unknown): boolean {
+  const e = err as { name?: string; code?: string } | null;
+  return e?.name === 'AbortError' || e?.code === 'UND_ERR_ABORTED' || e?.code === 'ABORT_ERR';
+}
+
+export function upstreamFailure(providerId: string, err: unknown): GatewayError {
+  if (err instanceof GatewayError) return err;
+  const code = (err as { code?: string } | null)?.code ?? 'unknown';
+  if (TIMEOUT_CODES.has(code)) {
+    return new GatewayError('llmgw_upstream_timeout', 504, `provider ${providerId} timed out (${code})`, { retryable: true, cause: err });
+  }
+  return new GatewayError('llmgw_upstream_error', 502, `provider ${providerId} could not be reached (${code})`, {
+    retryable: true,
+    cause: err,
+  });
+}
