@@ -16,7 +16,7 @@ const REDACT = [
 
 /** `to` is a file descriptor (1 = stdout, 2 = stderr) or a stream (tests). */
 export function createLogger(level: LogLevel, to: number | DestinationStream = 1): Logger {
-  const dest = typeof to === 'number' ? pino.destination({ dest: to, sync: false, minLength: 4096 }) : to;
+  const dest = typeof to === 'number' ? pino.destination({ dest: to, sync: false }) : to;
   return pino({ level, base: undefined, redact: { paths: REDACT, censor: '[redacted]' } }, dest);
 }
 

@@ -140,8 +140,11 @@ export async function startFakeProvider(at: HostPort, opts: FakeProviderOptions 
   async function stream(res: ServerResponse, frames: string[], fault: Fault | undefined, errorFrame: string, headers: Record<string, string>): Promise<void> {
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...headers });
     const delay = fault?.chunkDelayMs ?? opts.chunkDelayMs ?? 0;
+    let flushed: Promise<void> = Promise.resolve();
     for (let i = 0; i < frames.length; i++) {
       if (fault?.dropAfterChunks === i) {
+        // Let what was sent reach the client first, so it sees a stream cut after i chunks.
+        await flushed;
         res.destroy();
         return;
       }
@@ -150,7 +153,7 @@ export async function startFakeProvider(at: HostPort, opts: FakeProviderOptions 
         return;
       }
       if (res.destroyed) return;
-      res.write(frames[i]);
+      flushed = new Promise((resolve) => res.write(frames[i], () => resolve()));
       if (delay > 0 && i < frames.length - 1) await sleep(delay);
     }
     res.end();

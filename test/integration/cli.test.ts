@@ -1,0 +1,121 @@
+// The real `llmgw` executable: exit codes and messages, SIGTERM drain, `llmgw dev`, `llmgw await`.
+import { createServer } from 'node:http';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import OpenAI from 'openai';
+import { request } from 'undici';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeProvider, type FakeProvider } from '../../sidecar/fake-provider/fake-provider.js';
+import { envWithoutKeys, runCli, startCli } from '../helpers/cli.js';
+import { stackConfig, UPSTREAM_KEY } from '../helpers/stack.js';
+
+let fake: FakeProvider;
+let dir: string;
+
+beforeAll(async () => {
+  fake = await startFakeProvider({ host: '127.0.0.1', port: 0 }, { apiKey: UPSTREAM_KEY });
+  dir = mkdtempSync(join(tmpdir(), 'llmgw-cli-'));
+});
+afterAll(async () => fake.close());
+
+function writeConfig(name: string, config: unknown): string {
+  const path = join(dir, name);
+  writeFileSync(path, typeof config === 'string' ? config : stringify(config));
+  return path;
+}
+
+describe('llmgw exit codes', () => {
+  it('exits 2 naming the config key at fault', async () => {
+    const path = writeConfig('bad.yaml', 'providers: {}\nmodels:\n  m: { targets: [{ provider: opnai, model: x }] }\n');
+    const r = await runCli(['sidecar', '--config', path]);
+    expect(r.code).toBe(2);
+    expect(r.stderr.trim()).toBe('llmgw: bad.yaml: models.m.targets[0].provider: unknown provider "opnai" (known: none)');
+  });
+
+  it('exits 2 naming a missing environment variable', async () => {
+    const path = writeConfig('env.yaml', 'providers:\n  o: { type: openai, baseUrl: "https://api.openai.com/v1", apiKey: "${LLMGW_TEST_UNSET_KEY}" }\nmodels: {}\n');
+    const r = await runCli(['sidecar', '--config', path]);
+    expect(r.code).toBe(2);
+    expect(r.stderr).toContain('providers.o.apiKey: environment variable LLMGW_TEST_UNSET_KEY is not set');
+  });
+
+  it('exits 2 on a bad flag value or an unknown option, and 0 on --help', async () => {
+    const path = writeConfig('ok.yaml', stackConfig(fake.url));
+    const bad = await runCli(['sidecar', '--config', path, '--listen', 'nowhere']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr.trim()).toBe('llmgw: --listen: expected HOST:PORT, got "nowhere"');
+    expect((await runCli(['sidecar', '--bogus'])).code).toBe(2);
+    const help = await runCli(['sidecar', '--help']);
+    expect(help.code).toBe(0);
+    expect(help.stdout).toContain('--status-listen');
+  });
+});
+
+describe('llmgw sidecar', () => {
+  it('drains an in-flight stream on SIGTERM, refuses new connections, and exits 0', async () => {
+    const path = writeConfig('drain.yaml', stackConfig(fake.url));
+    const proc = startCli(['sidecar', '--config', path, '--listen', '127.0.0.1:0', '--status-listen', '127.0.0.1:0']);
+    const started = JSON.parse(await proc.waitForLine(/"msg":"sidecar started"/)) as { listen: { port: number }; statusListen: { port: number } };
+    const base = `http://127.0.0.1:${started.listen.port}`;
+    const ready = await request(`http://127.0.0.1:${started.statusListen.port}/healthz/ready`);
+    expect(ready.statusCode).toBe(200);
+    await ready.body.dump();
+
+    fake.faults.add({ match: { path: '/v1/chat/completions' }, chunkDelayMs: 100 });
+    const client = new OpenAI({ baseURL: `${base}/v1`, apiKey: 'x', maxRetries: 0 });
+    const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'drain me' }] });
+    let text = '';
+    let signalled = false;
+    for await (const chunk of stream) {
+      text += chunk.choices[0]?.delta.content ?? '';
+      if (!signalled) {
+        signalled = true;
+        proc.child.kill('SIGTERM');
+        await new Promise((r) => setTimeout(r, 100));
+        await expect(request(`${base}/v1/models`)).rejects.toThrow();
+      }
+    }
+    expect(text).toBe('Hello from the fake provider. You said: drain me');
+    expect(await proc.exit).toBe(0);
+    expect(proc.stdout()).toContain('"msg":"sidecar stopped"');
+  });
+});
+
+describe('llmgw dev', () => {
+  it('starts with the fake provider, and the curl line it prints works', async () => {
+    const state = join(dir, 'state');
+    const proc = startCli(['dev', '--listen', '127.0.0.1:0', '--status-listen', '127.0.0.1:0', '--state-dir', state], envWithoutKeys());
+    const line = await proc.waitForLine(/^curl /);
+    const url = /curl -s (\S+)/.exec(line)![1]!;
+    const body = /-d '([^']+)'/.exec(line)![1]!;
+    expect(line).toContain("-H 'content-type: application/json'");
+    const res = await request(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    expect(res.statusCode).toBe(200);
+    const json = (await res.body.json()) as { choices: { message: { content: string } }[] };
+    expect(json.choices[0]!.message.content).toBe('Hello from the fake provider. You said: Hello!');
+    expect(existsSync(state)).toBe(true);
+    proc.child.kill('SIGTERM');
+    expect(await proc.exit).toBe(0);
+  });
+});
+
+describe('llmgw await', () => {
+  it('exits 0 once the URL answers 200, and 1 when it never does', async () => {
+    let calls = 0;
+    const server = createServer((_req, res) => {
+      calls += 1;
+      res.writeHead(calls < 3 ? 503 : 200).end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as { port: number }).port;
+    const ok = await runCli(['await', '--url', `http://127.0.0.1:${port}/healthz/ready`, '--timeout', '10s']);
+    server.close();
+    expect(ok.code).toBe(0);
+    expect(calls).toBe(3);
+    const never = await runCli(['await', '--url', `http://127.0.0.1:${port}/`, '--timeout', '600ms']);
+    expect(never.code).toBe(1);
+    expect(never.stderr).toContain('did not answer 200 within 600ms');
+  });
+});
