@@ -15,6 +15,8 @@ export interface AccessLogEntry {
   tokensIn?: number;
   tokensOut?: number;
   stream: boolean;
+  priority?: string;
+  tags?: Record<string, string>;
   cache?: string;
   attempts?: number;
   /** The `llmgw_*` code or provider status behind a failure. */

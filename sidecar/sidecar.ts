@@ -68,6 +68,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     metrics,
     inflight,
     accessLog,
+    logger,
     draining: () => draining,
     startedAtSeconds: Math.floor(clock.now() / 1000),
   });

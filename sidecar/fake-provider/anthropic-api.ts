@@ -1,14 +1,13 @@
 // The fake provider's Anthropic side: request checks as strict as the Messages API's for what the
 // gateway sends, and answers, stream events and error bodies in Anthropic's exact shapes.
 import { FakeHttpError } from './openai-api.js';
-import { argumentPieces, type Ask, type Counts, type Json, type Plan } from './reply.js';
+import { argumentPieces, isObj, type Ask, type Counts, type Json, type Plan } from './reply.js';
 
 export function anthropicError(status: number, type: string, message: string): FakeHttpError {
   return new FakeHttpError(status, { type: 'error', error: { type, message }, request_id: 'req_fake' });
 }
 
 const invalid = (message: string): FakeHttpError => anthropicError(400, 'invalid_request_error', message);
-const isObj = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 const IMAGE_TYPES = ['image/jpeg', 'image/png', 'image/gif', 'image/webp'];
 
 /** API versions whose Messages requests may carry `role: "system"` turns. */

@@ -7,7 +7,7 @@ import { closeServer, listen, type HostPort } from '../http/listen.js';
 import { anthropicAsk, anthropicError, anthropicEvents, anthropicMessage } from './anthropic-api.js';
 import { FaultQueue, type Fault } from './faults.js';
 import { FakeHttpError, openaiAsk, openaiChunks, openaiCompletion, openaiEmbeddings, openaiError } from './openai-api.js';
-import { countTokens, planReply, type Json } from './reply.js';
+import { countTokens, isObj, planReply, type Json } from './reply.js';
 
 export interface FakeProviderOptions {
   /** When set, requests must carry it (`Authorization: Bearer` or `x-api-key`). */
@@ -196,7 +196,6 @@ export async function startFakeProvider(at: HostPort, opts: FakeProviderOptions 
   };
 }
 
-const isObj = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 function defaultErrorBody(status: number, anthropic: boolean): unknown {
   if (anthropic) {

@@ -1,6 +1,6 @@
 // The fake provider's OpenAI side: request checks as strict as OpenAI's for what the gateway sends,
 // and answers, SSE chunks and error bodies in OpenAI's exact shapes.
-import { argumentPieces, type Ask, type Counts, type Json, type Plan } from './reply.js';
+import { argumentPieces, isObj, type Ask, type Counts, type Json, type Plan } from './reply.js';
 
 export class FakeHttpError extends Error {
   constructor(
@@ -16,7 +16,6 @@ export function openaiError(status: number, message: string, param: string | nul
   return new FakeHttpError(status, { error: { message, type, param, code } });
 }
 
-const isObj = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
 
 function textOf(content: unknown): string {
   if (typeof content === 'string') return content;

@@ -4,6 +4,8 @@
 
 export type Json = Record<string, unknown>;
 
+export const isObj = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
+
 /** A request reduced to what the reply depends on. */
 export interface Ask {
   /** Every bit of prompt text, for token counts. */

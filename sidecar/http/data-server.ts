@@ -3,6 +3,7 @@
 import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse, type OutgoingHttpHeaders } from 'node:http';
 import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
 import type { AccessLog, AccessLogEntry } from '../access-log.js';
 import type { Clock } from '../clock.js';
 import { asLlmgwError, GatewayError, invalidRequest, type LlmgwError } from '../errors.js';
@@ -11,6 +12,7 @@ import type { SidecarMetrics } from '../metrics.js';
 import type { Endpoint, GatewayResponse, Handler, ResponseMeta } from '../pipeline/types.js';
 import type { Runtime } from '../runtime.js';
 import type { Json } from '../translate/json-object.js';
+import { parsePriority, parseTags } from './caller-headers.js';
 import { toErrorFrame, toWireError } from './error-response.js';
 import type { Inflight } from './inflight.js';
 import { listModels } from './models-list.js';
@@ -23,6 +25,8 @@ export interface DataServerOptions {
   metrics: SidecarMetrics;
   inflight: Inflight;
   accessLog: AccessLog;
+  /** For failures that are the gateway's own bugs (the access log records the rest). */
+  logger: Logger;
   /** True once shutdown began: answers carry `Connection: close`. */
   draining: () => boolean;
   /** Seconds since the epoch the sidecar started (the `created` of listed models). */
@@ -104,6 +108,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
     const model = checkBody(route.endpoint, body);
     entry.model = model;
     entry.stream = body.stream === true;
+    const priority = parsePriority(req.headers['x-llmgw-priority'], 'interactive');
+    const tags = parseTags(req.headers['x-llmgw-tags']);
+    entry.priority = priority;
+    if (tags !== undefined) entry.tags = tags;
     const response = await opts.handler({
       id,
       endpoint: route.endpoint,
@@ -112,6 +120,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
       body,
       stream: entry.stream,
       headers: req.headers,
+      priority,
+      tags,
       signal: aborter.signal,
     });
     meta = response.meta;
@@ -124,9 +134,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
       res.destroy();
       return;
     }
-    const e = asLlmgwError(err);
+    const e = recordError(err, entry, opts);
     entry.status = e.status;
-    entry.error = errorLabel(e);
     writeError(res, e, format, id, opts);
   } finally {
     opts.metrics.inflight.dec();
@@ -200,9 +209,7 @@ async function writeResponse(
   } catch (err) {
     if (signal.aborted) throw err;
     // Content already reached the app: end with an error event its SDK raises, never a silent cut.
-    const e = asLlmgwError(err);
-    entry.error = errorLabel(e);
-    res.write(toErrorFrame(e, format));
+    res.write(toErrorFrame(recordError(err, entry, opts), format));
   }
   res.end();
 }
@@ -219,8 +226,12 @@ function writeError(res: ServerResponse, err: LlmgwError, format: WireFormat, id
   writeJson(res, wire.status, JSON.stringify(wire.body), id, opts, extra);
 }
 
-function errorLabel(err: LlmgwError): string {
-  return err instanceof GatewayError ? err.code : `provider_${err.status}`;
+/** Types the failure, notes it in the access log entry, and logs it in full when it is our own bug. */
+function recordError(err: unknown, entry: AccessLogEntry, opts: DataServerOptions): LlmgwError {
+  const e = asLlmgwError(err);
+  entry.error = e instanceof GatewayError ? e.code : `provider_${e.status}`;
+  if (e instanceof GatewayError && e.code === 'llmgw_internal_error') opts.logger.error({ reqId: entry.reqId, err }, 'internal error');
+  return e;
 }
 
 function finishEntry(entry: AccessLogEntry, meta: ResponseMeta | undefined, started: number, opts: DataServerOptions): void {

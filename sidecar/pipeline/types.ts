@@ -1,6 +1,7 @@
 // The request pipeline's shapes: a Handler answers a GatewayRequest; Interceptors wrap handlers.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Usage } from '../formats/usage.js';
+import type { Priority } from '../http/caller-headers.js';
 import type { WireFormat } from '../formats/wire-format.js';
 import type { Json } from '../translate/json-object.js';
 
@@ -17,6 +18,10 @@ export interface GatewayRequest {
   readonly body: Json;
   readonly stream: boolean;
   readonly headers: IncomingHttpHeaders;
+  /** Quota class from `x-llmgw-priority`. */
+  readonly priority: Priority;
+  /** Attribution labels from `x-llmgw-tags`. */
+  readonly tags: Readonly<Record<string, string>> | undefined;
   /** Aborts when the app disconnects; every upstream call listens to it. */
   readonly signal: AbortSignal;
 }

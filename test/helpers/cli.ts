@@ -14,9 +14,19 @@ export interface Running {
   exit: Promise<number | null>;
 }
 
+const children = new Set<ChildProcessWithoutNullStreams>();
+
+/** Kills whatever a failed test left running. */
+export function killAll(): void {
+  for (const c of children) c.kill('SIGKILL');
+  children.clear();
+}
+
 export function startCli(args: string[], env: NodeJS.ProcessEnv = process.env): Running {
   if (!existsSync(CLI)) throw new Error(`${CLI} is missing: run \`npm run build\` first (npm test does)`);
   const child = spawn(process.execPath, [CLI, ...args], { env, stdio: 'pipe' });
+  children.add(child);
+  child.once('exit', () => children.delete(child));
   let out = '';
   let err = '';
   const waiters: { pattern: RegExp; resolve: (l: string) => void }[] = [];

@@ -8,7 +8,7 @@ import { request } from 'undici';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeProvider, type FakeProvider } from '../../sidecar/fake-provider/fake-provider.js';
-import { envWithoutKeys, runCli, startCli } from '../helpers/cli.js';
+import { envWithoutKeys, killAll, runCli, startCli } from '../helpers/cli.js';
 import { stackConfig, UPSTREAM_KEY } from '../helpers/stack.js';
 
 let fake: FakeProvider;
@@ -18,7 +18,10 @@ beforeAll(async () => {
   fake = await startFakeProvider({ host: '127.0.0.1', port: 0 }, { apiKey: UPSTREAM_KEY });
   dir = mkdtempSync(join(tmpdir(), 'llmgw-cli-'));
 });
-afterAll(async () => fake.close());
+afterAll(async () => {
+  killAll();
+  await fake.close();
+});
 
 function writeConfig(name: string, config: unknown): string {
   const path = join(dir, name);

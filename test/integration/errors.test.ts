@@ -84,6 +84,15 @@ describe('bad input', () => {
     expect(m.body.error.param).toBe('messages');
   });
 
+  it('refuses a bad priority or malformed tags with 400 naming the header', async () => {
+    const p = await post('/v1/chat/completions', chat, { 'content-type': 'application/json', 'x-llmgw-priority': 'urgent' });
+    expect(p.status).toBe(400);
+    expect(p.body.error.param).toBe('x-llmgw-priority');
+    const t = await post('/v1/chat/completions', chat, { 'content-type': 'application/json', 'x-llmgw-tags': 'no-equals-sign' });
+    expect(t.status).toBe(400);
+    expect(t.body.error.param).toBe('x-llmgw-tags');
+  });
+
   it('answers an unknown model with 404 llmgw_unknown_model listing the known models', async () => {
     const err = await caught(openai.chat.completions.create({ model: 'gpt-5', messages: [{ role: 'user', content: 'x' }] }));
     expect(err).toBeInstanceOf(OpenAI.NotFoundError);

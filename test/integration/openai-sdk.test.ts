@@ -115,6 +115,16 @@ describe('OpenAI SDK → OpenAI upstream', () => {
     expect((stack.fake.requests[0]!.body as { model: string }).model).toBe('text-embedding-3-small');
   });
 
+  it('carries priority and tags from the caller headers into the access log', async () => {
+    await client.chat.completions.create(
+      { model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'tagged' }] },
+      { headers: { 'x-llmgw-priority': 'batch', 'x-llmgw-tags': 'team=search, feature=autocomplete' } },
+    );
+    await eventually(() =>
+      expect(accessLines(stack).at(-1)).toMatchObject({ priority: 'batch', tags: { team: 'search', feature: 'autocomplete' } }),
+    );
+  });
+
   it('lists the routed model names', async () => {
     const page = await client.models.list();
     expect(page.data.map((m) => m.id)).toEqual(['gpt-4o-mini', 'claude-haiku', 'llama', 'embed', 'claude-embed', 'gone-model']);
