@@ -1,0 +1,177 @@
+// Turns a run's measurements into the result JSON, the DESIGN §8 checks, the printed table and RESULTS.md.
+import { cpus, release } from 'node:os';
+import { summarize, type Summary } from './stats.js';
+import type { RoundResult } from './measure.js';
+
+export interface TargetResult {
+  c1P50Ms: Summary;
+  c1P99Ms: Summary;
+  rps: Summary;
+  c32P50Ms: Summary;
+  c32P99Ms: Summary;
+  cpuPer1k?: Summary;
+  rssPeakMB?: Summary;
+}
+
+export function summarizeRounds(rounds: RoundResult[]): TargetResult {
+  const pick = (f: (r: RoundResult) => number | undefined): number[] => rounds.map(f).filter((v): v is number => v !== undefined);
+  const out: TargetResult = {
+    c1P50Ms: summarize(pick((r) => r.c1P50Ms)),
+    c1P99Ms: summarize(pick((r) => r.c1P99Ms)),
+    rps: summarize(pick((r) => r.rps)),
+    c32P50Ms: summarize(pick((r) => r.c32P50Ms)),
+    c32P99Ms: summarize(pick((r) => r.c32P99Ms)),
+  };
+  if (rounds.some((r) => r.cpuPer1k !== undefined)) out.cpuPer1k = summarize(pick((r) => r.cpuPer1k));
+  if (rounds.some((r) => r.rssPeakMB !== undefined)) out.rssPeakMB = summarize(pick((r) => r.rssPeakMB));
+  return out;
+}
+
+export interface Check {
+  what: string;
+  target: string;
+  value: string;
+  /** null: not measured in this run. */
+  met: boolean | null;
+}
+
+export interface BenchResult {
+  date: string;
+  mode: string;
+  machine: { cpu: string; cores: number; node: string; kernel: string; loadTool: string; pinned: boolean };
+  notes: string[];
+  correctness: Record<string, string>;
+  targets: Record<string, TargetResult>;
+  memoryMB: Record<string, { idle: number; steadyPeak: number; afterLoad: number }>;
+  startupMs: Record<string, number>;
+  streaming?: {
+    ttfbAddedP50Ms: number;
+    ttfbAddedP99Ms: number;
+    gapMedianMs: { direct: number; sidecar: number };
+    spanMedianMs: { direct: number; sidecar: number };
+    maxEventsPerRead: { direct: number; sidecar: number };
+    concurrent: { streams: number; lost: number; failed: number; expectedEvents: number };
+  };
+  logging?: { infoRps: number; silentRps: number; costPct: number };
+  checks: Check[];
+}
+
+export function machine(loadTool: string, pinned: boolean): BenchResult['machine'] {
+  return { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, kernel: release(), loadTool, pinned };
+}
+
+const f = (n: number | undefined, digits = 2): string => (n === undefined || Number.isNaN(n) ? 'n/a' : n.toFixed(digits));
+const ratio = (a: number | undefined, b: number | undefined): number | undefined => (a === undefined || b === undefined || b === 0 ? undefined : a / b);
+
+/** Compares the medians against DESIGN §8. */
+export function checks(r: BenchResult): Check[] {
+  const t = r.targets;
+  const sc = t.sidecar;
+  const direct = t.direct;
+  const out: Check[] = [];
+  const add = (what: string, target: string, value: number | undefined, ok: (v: number) => boolean, fmt: (v: number) => string): void => {
+    out.push({ what, target, value: value === undefined || Number.isNaN(value) ? 'not measured' : fmt(value), met: value === undefined || Number.isNaN(value) ? null : ok(value) });
+  };
+  if (r.machine.loadTool === 'wrk') {
+    const addedP50 = sc && direct ? sc.c1P50Ms.median - direct.c1P50Ms.median : undefined;
+    const addedP99 = sc && direct ? sc.c1P99Ms.median - direct.c1P99Ms.median : undefined;
+    add('added latency p50, c=1, cache miss', '≤ 0.2 ms', addedP50, (v) => v <= 0.2, (v) => `${f(v, 3)} ms`);
+    add('added latency p99, c=1, cache miss', '≤ 0.9 ms', addedP99, (v) => v <= 0.9, (v) => `${f(v, 3)} ms`);
+  } else {
+    for (const p of ['p50', 'p99']) {
+      out.push({ what: `added latency ${p}, c=1, cache miss`, target: p === 'p50' ? '≤ 0.2 ms' : '≤ 0.9 ms', value: 'not measurable: autocannon reports whole ms (install wrk)', met: null });
+    }
+  }
+  add('throughput vs minimal proxy, c=32', '≥ 0.9×', ratio(sc?.rps.median, t['minimal-proxy']?.rps.median), (v) => v >= 0.9, (v) => `${f(v)}×`);
+  add('throughput vs Portkey, c=32', '≥ 6×', ratio(sc?.rps.median, t.portkey?.rps.median), (v) => v >= 6, (v) => `${f(v)}×`);
+  add('CPU per 1,000 req/s', '≤ 0.20 vCPU', sc?.cpuPer1k?.median, (v) => v <= 0.2, (v) => `${f(v, 3)} vCPU`);
+  const s = r.streaming;
+  add('streaming: added time to first byte p50', '≤ 0.3 ms', s?.ttfbAddedP50Ms, (v) => v <= 0.3, (v) => `${f(v, 3)} ms`);
+  add('streaming: added time to first byte p99', '≤ 1 ms', s?.ttfbAddedP99Ms, (v) => v <= 1, (v) => `${f(v, 3)} ms`);
+  add(
+    'streaming: chunks forwarded as they arrive',
+    'same pacing as direct',
+    s === undefined ? undefined : s.maxEventsPerRead.sidecar,
+    (v) => v <= Math.max(2, s!.maxEventsPerRead.direct) && Math.abs(s!.gapMedianMs.sidecar - s!.gapMedianMs.direct) < 2,
+    (v) => `median gap ${f(s!.gapMedianMs.sidecar)} ms (direct ${f(s!.gapMedianMs.direct)}), ≤ ${v} events per read`,
+  );
+  add(
+    `streaming: ${s?.concurrent.streams ?? 256} concurrent streams`,
+    'no lost chunk',
+    s === undefined ? undefined : s.concurrent.lost + s.concurrent.failed,
+    (v) => v === 0,
+    (v) => (v === 0 ? `all complete (${s!.concurrent.expectedEvents} events each)` : `${v} streams short or failed`),
+  );
+  out.push({ what: 'cache hit: added p50 and hit/miss throughput', target: '≤ 0.1 ms, ≥ 1.7×', value: 'skipped: the response cache is not built yet', met: null });
+  const m = r.memoryMB.sidecar;
+  add('sidecar RSS idle', '≤ 60 MB', m?.idle, (v) => v <= 60, (v) => `${f(v, 1)} MB`);
+  add('sidecar RSS steady at c=32', '≤ 100 MB', m?.steadyPeak, (v) => v <= 100, (v) => `${f(v, 1)} MB`);
+  add('sidecar RSS after load', '≤ 1.2× idle', ratio(m?.afterLoad, m?.idle), (v) => v <= 1.2, (v) => `${f(v)}× idle (${f(m?.afterLoad, 1)} MB)`);
+  add('start to first proxied response', '≤ 150 ms', r.startupMs.sidecar, (v) => v <= 150, (v) => `${f(v, 0)} ms (node -e 0: ${f(r.startupMs['node -e 0'], 0)} ms)`);
+  add('info-level access log cost vs silent', '≤ 5%', r.logging?.costPct, (v) => v <= 5, (v) => `${f(v, 1)}%`);
+  return out;
+}
+
+export function table(r: BenchResult): string {
+  const rows: string[][] = [['target', 'c1 p50 ms', 'c1 p99 ms', 'c32 req/s (min–max)', 'c32 p50 ms', 'c32 p99 ms', 'vs direct', 'vs minimal', 'CPU s/1k req', 'RSS peak MB']];
+  const names = Object.keys(r.targets);
+  for (const name of names) {
+    const t = r.targets[name]!;
+    const sse = name.endsWith('-sse');
+    const direct = r.targets[sse ? 'direct-sse' : 'direct'];
+    const minimal = r.targets[sse ? 'minimal-proxy-sse' : 'minimal-proxy'];
+    rows.push([
+      name,
+      f(t.c1P50Ms.median, 3),
+      f(t.c1P99Ms.median, 3),
+      `${f(t.rps.median, 0)} (${f(t.rps.min, 0)}–${f(t.rps.max, 0)})`,
+      f(t.c32P50Ms.median),
+      f(t.c32P99Ms.median),
+      f(ratio(t.rps.median, direct?.rps.median)),
+      f(ratio(t.rps.median, minimal?.rps.median)),
+      f(t.cpuPer1k?.median, 3),
+      f(t.rssPeakMB?.median, 1),
+    ]);
+  }
+  return formatRows(rows);
+}
+
+export function checksTable(cs: Check[]): string {
+  return formatRows([['DESIGN §8 target', 'bar', 'measured', 'met'], ...cs.map((c) => [c.what, c.target, c.value, c.met === null ? '—' : c.met ? 'yes' : 'NO'])]);
+}
+
+function formatRows(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ')).join('\n');
+}
+
+function markdownRows(rows: string[][]): string {
+  return [rows[0]!, rows[0]!.map(() => '---'), ...rows.slice(1)].map((r) => `| ${r.join(' | ')} |`).join('\n');
+}
+
+export function resultsMarkdown(r: BenchResult): string {
+  const split = (text: string): string[][] => text.split('\n').map((l) => l.split(/\s{2,}/));
+  return [
+    '# Benchmark results',
+    '',
+    `Latest run: ${r.date.slice(0, 10)}, \`npm run bench${r.mode === 'full' ? '' : ` -- --${r.mode}`}\` (${r.mode} mode). Method: [README.md](README.md).`,
+    '',
+    `Machine: ${r.machine.cpu}, ${r.machine.cores} cores, Linux ${r.machine.kernel}, Node.js ${r.machine.node}; load generator ${r.machine.loadTool}; ` +
+      `system under test ${r.machine.pinned ? 'pinned to core 0 (taskset), upstreams and load on core 1' : 'not pinned (no taskset)'}.`,
+    '',
+    '## Targets (DESIGN §8)',
+    '',
+    markdownRows(split(checksTable(r.checks))),
+    '',
+    '## All targets, medians of interleaved rounds',
+    '',
+    markdownRows(split(table(r))),
+    '',
+    `Memory (MB): ${Object.entries(r.memoryMB).map(([k, v]) => `${k} idle ${f(v.idle, 1)}, steady peak ${f(v.steadyPeak, 1)}, after load ${f(v.afterLoad, 1)}`).join('; ')}.`,
+    '',
+    `Start to first proxied response (ms, median): ${Object.entries(r.startupMs).map(([k, v]) => `${k} ${f(v, 0)}`).join(', ')}.`,
+    '',
+    r.notes.length > 0 ? `Notes:\n${r.notes.map((n) => `- ${n}`).join('\n')}` : '',
+    '',
+  ].join('\n');
+}

@@ -1,0 +1,138 @@
+// The processes a benchmark run compares: the fake upstreams (instant and paced SSE), the minimal proxy,
+// the sidecar (access log on, and silent), and Portkey's gateway when it installs.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { Endpoint } from './probes.js';
+import { freePort, startProc, type Proc, type ProcSpec } from './proc.js';
+
+/** The system under test runs on this core; upstreams, load generator and probes on the other. */
+export const SUT_CORE = 0;
+export const LOAD_CORE = 1;
+
+export const PORTKEY_VERSION = '1.15.2';
+
+const dist = join(import.meta.dirname, '..', '..');
+const cli = join(dist, 'cli', 'main.js');
+const JSON_HEADERS = { 'content-type': 'application/json', authorization: 'Bearer bench' };
+const CHAT = '/v1/chat/completions';
+
+export interface Upstreams {
+  instant: string;
+  paced: string;
+  procs: Proc[];
+}
+
+export async function startUpstreams(paceMs: number): Promise<Upstreams> {
+  const start = async (name: string, delay: number): Promise<[string, Proc]> => {
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    const proc = await startProc({
+      name,
+      cmd: process.execPath,
+      args: [cli, 'fake-provider', '--listen', `127.0.0.1:${port}`, '--chunk-delay-ms', String(delay)],
+      core: LOAD_CORE,
+      readyUrl: `${url}/_fake/stats`,
+    });
+    return [url, proc];
+  };
+  const [instant, a] = await start('fake-instant', 0);
+  const [paced, b] = await start('fake-paced', paceMs);
+  return { instant, paced, procs: [a, b] };
+}
+
+export const directEndpoint = (upstream: string): Endpoint => ({ url: `${upstream}${CHAT}`, headers: JSON_HEADERS });
+
+/** How to start one server process and reach it; built anew (fresh ports) for every start. */
+export interface ServerSpec {
+  spec: ProcSpec;
+  endpoint: Endpoint;
+}
+
+export async function minimalProxySpec(upstream: string): Promise<ServerSpec> {
+  const port = await freePort();
+  return {
+    spec: {
+      name: 'minimal-proxy',
+      cmd: process.execPath,
+      args: [join(dist, 'bench', 'minimal-proxy.js'), String(port), upstream],
+      core: SUT_CORE,
+      readyUrl: `http://127.0.0.1:${port}/_fake/stats`,
+    },
+    endpoint: { url: `http://127.0.0.1:${port}${CHAT}`, headers: JSON_HEADERS },
+  };
+}
+
+export interface SidecarOptions {
+  name: string;
+  upstreams: Upstreams;
+  logLevel: 'info' | 'silent';
+  logFile: string;
+  workDir: string;
+}
+
+/** The sidecar routes `gpt-4o-mini` to the instant upstream and `paced-gpt-4o-mini` to the paced one. */
+export async function sidecarSpec(opts: SidecarOptions): Promise<ServerSpec> {
+  const port = await freePort();
+  const statusPort = await freePort();
+  const config = {
+    providers: {
+      instant: { type: 'openai', baseUrl: `${opts.upstreams.instant}/v1`, apiKey: 'bench' },
+      paced: { type: 'openai', baseUrl: `${opts.upstreams.paced}/v1`, apiKey: 'bench' },
+    },
+    models: {
+      'gpt-4o-mini': { targets: [{ provider: 'instant', model: 'gpt-4o-mini' }] },
+      'paced-gpt-4o-mini': { targets: [{ provider: 'paced', model: 'gpt-4o-mini' }] },
+    },
+    logging: { level: opts.logLevel },
+    storage: { path: join(opts.workDir, `${opts.name}.db`) },
+  };
+  const configPath = join(opts.workDir, `${opts.name}.json`);
+  writeFileSync(configPath, JSON.stringify(config, null, 2));
+  return {
+    spec: {
+      name: opts.name,
+      cmd: process.execPath,
+      args: [cli, 'sidecar', '--config', configPath, '--listen', `127.0.0.1:${port}`, '--status-listen', `127.0.0.1:${statusPort}`],
+      core: SUT_CORE,
+      logFile: opts.logFile,
+      readyUrl: `http://127.0.0.1:${statusPort}/healthz/ready`,
+    },
+    endpoint: { url: `http://127.0.0.1:${port}${CHAT}`, headers: JSON_HEADERS },
+  };
+}
+
+/** Installs Portkey's gateway into a scratch folder (kept between runs); undefined with a reason if it cannot. */
+export function installPortkey(): { entry: string } | { skipped: string } {
+  const dir = join(tmpdir(), `llmgw-bench-portkey-${PORTKEY_VERSION}`);
+  const entry = join(dir, 'node_modules', '@portkey-ai', 'gateway', 'build', 'start-server.js');
+  if (existsSync(entry)) return { entry };
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'package.json'), '{"name":"portkey-scratch","private":true}');
+  const r = spawnSync('npm', ['install', `@portkey-ai/gateway@${PORTKEY_VERSION}`, '--no-audit', '--no-fund', '--loglevel=error'], {
+    cwd: dir,
+    encoding: 'utf8',
+    timeout: 180_000,
+  });
+  if (r.status !== 0 || !existsSync(entry)) return { skipped: `npm install @portkey-ai/gateway@${PORTKEY_VERSION} failed: ${(r.stderr || r.error?.message || '').trim().split('\n')[0]}` };
+  return { entry };
+}
+
+export async function portkeySpec(entry: string, upstream: string): Promise<ServerSpec> {
+  const port = await freePort();
+  return {
+    spec: {
+      name: 'portkey',
+      cmd: process.execPath,
+      args: [entry, `--port=${port}`, '--headless'],
+      core: SUT_CORE,
+      env: { ...process.env, NODE_ENV: 'production' },
+      readyUrl: `http://127.0.0.1:${port}/`,
+    },
+    endpoint: {
+      url: `http://127.0.0.1:${port}${CHAT}`,
+      headers: { ...JSON_HEADERS, 'x-portkey-provider': 'openai', 'x-portkey-custom-host': `${upstream}/v1` },
+    },
+  };
+}

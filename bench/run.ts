@@ -1,0 +1,242 @@
+// `npm run bench [-- --quick | --tiny] [--out FILE] [--write-results] [--no-portkey]`: the sidecar against
+// direct, a minimal Node proxy and Portkey, in one run, interleaved rounds, medians and ratios.
+// Method: bench/README.md.
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { loadTool } from './lib/load.js';
+import { MB, measureRound, measureThroughput, type RoundResult, type Timed } from './lib/measure.js';
+import { checkSame, concurrentStreams, fetchText, normalize, streamTimings, timeToFirstAnswer, type Endpoint } from './lib/probes.js';
+import { pinned, pinningAvailable, pinSelf, rssBytes, spawnProc, startProc, type Proc } from './lib/proc.js';
+import { checks, checksTable, machine, resultsMarkdown, summarizeRounds, table, type BenchResult } from './lib/report.js';
+import { median, percentile } from './lib/stats.js';
+import {
+  directEndpoint,
+  installPortkey,
+  LOAD_CORE,
+  minimalProxySpec,
+  portkeySpec,
+  sidecarSpec,
+  startUpstreams,
+  SUT_CORE,
+  type ServerSpec,
+} from './lib/targets.js';
+
+interface Plan {
+  rounds: number;
+  c1Sec: number;
+  c32Sec: number;
+  warmSec: number;
+  settleSec: number;
+  timedStreams: number;
+  startups: number;
+  concurrent: number;
+  gate: number;
+}
+
+const PLANS: Record<'full' | 'quick' | 'tiny', Plan> = {
+  full: { rounds: 5, c1Sec: 4, c32Sec: 5, warmSec: 2, settleSec: 30, timedStreams: 50, startups: 5, concurrent: 256, gate: 20 },
+  quick: { rounds: 3, c1Sec: 1, c32Sec: 2, warmSec: 1, settleSec: 5, timedStreams: 20, startups: 3, concurrent: 256, gate: 10 },
+  tiny: { rounds: 1, c1Sec: 1, c32Sec: 1, warmSec: 0, settleSec: 1, timedStreams: 3, startups: 1, concurrent: 32, gate: 3 },
+};
+
+const PACE_MS = 10;
+const body = (model: string, stream: boolean): string =>
+  JSON.stringify({ model, ...(stream ? { stream: true } : {}), messages: [{ role: 'user', content: 'Hello there, this is the benchmark speaking' }] });
+
+function parseArgs(argv: string[]): { mode: keyof typeof PLANS; out: string | undefined; writeResults: boolean; portkey: boolean } {
+  const mode = argv.includes('--tiny') ? 'tiny' : argv.includes('--quick') ? 'quick' : 'full';
+  const outAt = argv.indexOf('--out');
+  return { mode, out: outAt === -1 ? undefined : argv[outAt + 1], writeResults: argv.includes('--write-results'), portkey: !argv.includes('--no-portkey') && mode !== 'tiny' };
+}
+
+const log = (msg: string): void => void process.stderr.write(`bench: ${msg}\n`);
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const plan = PLANS[args.mode];
+  const t0 = performance.now();
+  pinSelf(LOAD_CORE);
+  const work = mkdtempSync(join(tmpdir(), 'llmgw-bench-'));
+  const result: BenchResult = {
+    date: new Date().toISOString(),
+    mode: args.mode,
+    machine: machine(loadTool(), pinningAvailable()),
+    notes: [],
+    correctness: {},
+    targets: {},
+    memoryMB: {},
+    startupMs: {},
+    checks: [],
+  };
+  if (!pinningAvailable()) result.notes.push('taskset not found: processes are not pinned to cores');
+  if (result.machine.loadTool === 'autocannon') result.notes.push('wrk not installed: autocannon measured (latency resolution 1 ms)');
+  const procs: Proc[] = [];
+  try {
+    log(`mode ${args.mode}; load generator ${result.machine.loadTool}; work dir ${work}`);
+    const up = await startUpstreams(PACE_MS);
+    procs.push(...up.procs);
+    const start = async (s: ServerSpec): Promise<Proc> => {
+      const p = await startProc(s.spec);
+      procs.push(p);
+      return p;
+    };
+
+    const specs: Record<string, ServerSpec> = {
+      'minimal-proxy': await minimalProxySpec(up.instant),
+      sidecar: await sidecarSpec({ name: 'sidecar', upstreams: up, logLevel: 'info', logFile: join(work, 'sidecar.log'), workDir: work }),
+      'sidecar-silent': await sidecarSpec({ name: 'sidecar-silent', upstreams: up, logLevel: 'silent', logFile: join(work, 'sidecar-silent.log'), workDir: work }),
+    };
+    let portkeyEntry: string | undefined;
+    if (args.portkey) {
+      const installed = installPortkey();
+      if ('entry' in installed) {
+        portkeyEntry = installed.entry;
+        specs.portkey = await portkeySpec(installed.entry, up.instant);
+      } else result.notes.push(`portkey skipped: ${installed.skipped}`);
+    } else result.notes.push('portkey skipped (--no-portkey or tiny mode)');
+
+    const running: Record<string, Proc> = {};
+    for (const [name, s] of Object.entries(specs)) running[name] = await start(s);
+    await sleep(1000);
+    const idleRss: Record<string, number> = {};
+    for (const [name, p] of Object.entries(running)) idleRss[name] = rssBytes(p.pid) / MB;
+
+    const direct = directEndpoint(up.instant);
+    const jsonBody = body('gpt-4o-mini', false);
+    const sseBody = body('gpt-4o-mini', true);
+    const timed: Timed[] = [
+      { name: 'direct', endpoint: direct, body: jsonBody },
+      { name: 'direct-sse', endpoint: direct, body: sseBody },
+      { name: 'minimal-proxy', endpoint: specs['minimal-proxy']!.endpoint, body: jsonBody, pid: running['minimal-proxy']!.pid },
+      { name: 'minimal-proxy-sse', endpoint: specs['minimal-proxy']!.endpoint, body: sseBody, pid: running['minimal-proxy']!.pid },
+      { name: 'sidecar', endpoint: specs.sidecar!.endpoint, body: jsonBody, pid: running.sidecar!.pid },
+      { name: 'sidecar-sse', endpoint: specs.sidecar!.endpoint, body: sseBody, pid: running.sidecar!.pid },
+    ];
+    if (specs.portkey) timed.push({ name: 'portkey', endpoint: specs.portkey.endpoint, body: jsonBody, pid: running.portkey!.pid });
+    result.notes.push('sidecar cache hit: skipped, the response cache does not exist yet');
+
+    // Correctness gate: every answer 200 and, ids aside, byte-identical to direct; streams frame by frame.
+    const refJson = normalize((await fetchText(direct, jsonBody)).text);
+    const refSse = normalize((await fetchText(direct, sseBody)).text);
+    let gateFailed = false;
+    for (const t of timed.filter((x) => !x.name.startsWith('direct'))) {
+      const problems = await checkSame(t.endpoint, t.body, t.body === sseBody ? refSse : refJson, plan.gate);
+      result.correctness[t.name] = problems.length === 0 ? 'ok' : problems.join('; ');
+      if (problems.length > 0) {
+        log(`correctness: ${t.name}: ${problems[0]}`);
+        // Portkey reshapes answers; it is timed anyway and the difference is reported. Ours must match.
+        if (t.name !== 'portkey') gateFailed = true;
+      }
+    }
+    for (const name of ['sidecar-silent']) {
+      const problems = await checkSame(specs[name]!.endpoint, jsonBody, refJson, plan.gate);
+      result.correctness[name] = problems.length === 0 ? 'ok' : problems.join('; ');
+      if (problems.length > 0) gateFailed = true;
+    }
+    if (gateFailed) throw new Error(`correctness gate failed: ${JSON.stringify(result.correctness)}`);
+
+    if (plan.warmSec > 0) for (const t of timed) await measureThroughput(t, plan.warmSec).catch(() => 0);
+
+    const rounds: Record<string, RoundResult[]> = {};
+    for (let round = 1; round <= plan.rounds; round++) {
+      for (const t of timed) {
+        const r = await measureRound(t, plan.c1Sec, plan.c32Sec);
+        if (r.failures > 0) throw new Error(`${t.name}: ${r.failures} failed requests in round ${round}`);
+        (rounds[t.name] ??= []).push(r);
+      }
+      log(`round ${round}/${plan.rounds} done (${((performance.now() - t0) / 1000).toFixed(0)} s)`);
+    }
+    for (const t of timed) result.targets[t.name] = summarizeRounds(rounds[t.name]!);
+
+    // The access log's cost: the same sidecar silent vs logging every request at info, interleaved.
+    const info: number[] = [];
+    const silent: number[] = [];
+    const silentTimed: Timed = { name: 'sidecar-silent', endpoint: specs['sidecar-silent']!.endpoint, body: jsonBody };
+    for (let round = 1; round <= plan.rounds; round++) {
+      info.push(await measureThroughput(timed.find((t) => t.name === 'sidecar')!, plan.c32Sec));
+      silent.push(await measureThroughput(silentTimed, plan.c32Sec));
+    }
+    result.logging = { infoRps: median(info), silentRps: median(silent), costPct: (1 - median(info) / median(silent)) * 100 };
+
+    result.streaming = await streaming(direct, specs.sidecar!.endpoint, up.paced, plan);
+
+    log(`waiting ${plan.settleSec} s after load for memory to settle`);
+    await sleep(plan.settleSec * 1000);
+    for (const [name, p] of Object.entries(running)) {
+      if (name === 'sidecar-silent') continue;
+      result.memoryMB[name] = { idle: idleRss[name]!, steadyPeak: result.targets[name]?.rssPeakMB?.median ?? NaN, afterLoad: rssBytes(p.pid) / MB };
+    }
+
+    // Start-up: a fresh process each time, timed from spawn to its first proxied 200.
+    const startup = async (name: string, make: () => Promise<ServerSpec>): Promise<void> => {
+      const times: number[] = [];
+      for (let i = 0; i < plan.startups; i++) {
+        const s = await make();
+        times.push(await timeToFirstAnswer(() => spawnProc(s.spec), s.endpoint, jsonBody));
+      }
+      result.startupMs[name] = median(times);
+    };
+    const nodeTimes: number[] = [];
+    for (let i = 0; i < plan.startups; i++) {
+      const t = performance.now();
+      spawnSync(...pinned(SUT_CORE, process.execPath, ['-e', '0']));
+      nodeTimes.push(performance.now() - t);
+    }
+    result.startupMs['node -e 0'] = median(nodeTimes);
+    await startup('sidecar', () => sidecarSpec({ name: 'sidecar-startup', upstreams: up, logLevel: 'info', logFile: join(work, 'startup.log'), workDir: work }));
+    await startup('minimal-proxy', () => minimalProxySpec(up.instant));
+    if (portkeyEntry !== undefined) await startup('portkey', () => portkeySpec(portkeyEntry!, up.instant));
+
+    result.checks = checks(result);
+    process.stdout.write(`\n${table(result)}\n\n${checksTable(result.checks)}\n`);
+    if (result.notes.length > 0) process.stdout.write(`\nnotes:\n${result.notes.map((n) => `- ${n}`).join('\n')}\n`);
+    const out = args.out ?? join(import.meta.dirname, '..', '..', 'bench', 'results', `${result.date.replace(/[:.]/g, '-')}.json`);
+    mkdirSync(join(out, '..'), { recursive: true });
+    writeFileSync(out, `${JSON.stringify(result, null, 2)}\n`);
+    log(`results written to ${out}`);
+    if (args.writeResults) {
+      writeFileSync(join(import.meta.dirname, '..', '..', 'bench', 'RESULTS.md'), resultsMarkdown(result));
+      log('bench/RESULTS.md updated');
+    }
+    log(`done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  } finally {
+    await Promise.all(procs.map((p) => p.stop()));
+  }
+}
+
+async function streaming(direct: Endpoint, sidecar: Endpoint, pacedUpstream: string, plan: Plan): Promise<NonNullable<BenchResult['streaming']>> {
+  const sse = body('gpt-4o-mini', true);
+  // Time to first byte over an instant upstream, alternating batches so drift hits both alike; the probe
+  // shares the SUT's core, as the load generator does at concurrency 1.
+  const ttfb = { direct: [] as number[], sidecar: [] as number[] };
+  pinSelf(SUT_CORE);
+  for (let i = 0; i < 2; i++) {
+    ttfb.direct.push(...(await streamTimings(direct, sse, plan.timedStreams)).ttfbMs);
+    ttfb.sidecar.push(...(await streamTimings(sidecar, sse, plan.timedStreams)).ttfbMs);
+  }
+  pinSelf(LOAD_CORE);
+  // Chunk timing over an upstream that paces its chunks: forwarded as they arrive, not batched.
+  const pacedDirect = directEndpoint(pacedUpstream);
+  const d = await streamTimings(pacedDirect, sse, plan.timedStreams);
+  const s = await streamTimings(sidecar, body('paced-gpt-4o-mini', true), plan.timedStreams);
+  // Many streams at once through the sidecar, each must deliver every event the upstream sent.
+  const expected = median(d.events);
+  const many = await concurrentStreams(sidecar, body('paced-gpt-4o-mini', true), plan.concurrent);
+  return {
+    ttfbAddedP50Ms: median(ttfb.sidecar) - median(ttfb.direct),
+    ttfbAddedP99Ms: percentile(ttfb.sidecar, 99) - percentile(ttfb.direct, 99),
+    gapMedianMs: { direct: median(d.gapsMs), sidecar: median(s.gapsMs) },
+    spanMedianMs: { direct: median(d.spanMs), sidecar: median(s.spanMs) },
+    maxEventsPerRead: { direct: d.maxEventsPerRead, sidecar: s.maxEventsPerRead },
+    concurrent: { streams: plan.concurrent, lost: many.events.filter((n) => n !== expected).length, failed: many.failed, expectedEvents: expected },
+  };
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

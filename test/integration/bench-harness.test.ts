@@ -1,0 +1,43 @@
+// Keeps the benchmark harness working: runs it in tiny mode (a few seconds of load per target) and checks
+// what it reports for correctness, never its timings.
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+
+const RUN = join(import.meta.dirname, '../../dist/bench/run.js');
+
+describe('benchmark harness (tiny mode)', () => {
+  it('passes its correctness gate and reports every measurement', async () => {
+    const out = join(mkdtempSync(join(tmpdir(), 'llmgw-bench-test-')), 'result.json');
+    const child = spawn(process.execPath, [RUN, '--tiny', '--out', out], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    expect(code, stderr).toBe(0);
+    const r = JSON.parse(readFileSync(out, 'utf8')) as {
+      correctness: Record<string, string>;
+      targets: Record<string, { rps: { median: number } }>;
+      streaming: { concurrent: { lost: number; failed: number; expectedEvents: number }; maxEventsPerRead: { sidecar: number } };
+      startupMs: Record<string, number>;
+      checks: { what: string }[];
+    };
+    expect(r.correctness).toEqual({
+      'minimal-proxy': 'ok',
+      'minimal-proxy-sse': 'ok',
+      sidecar: 'ok',
+      'sidecar-sse': 'ok',
+      'sidecar-silent': 'ok',
+    });
+    expect(Object.keys(r.targets)).toEqual(['direct', 'direct-sse', 'minimal-proxy', 'minimal-proxy-sse', 'sidecar', 'sidecar-sse']);
+    for (const t of Object.values(r.targets)) expect(t.rps.median).toBeGreaterThan(0);
+    expect(r.streaming.concurrent).toMatchObject({ lost: 0, failed: 0 });
+    expect(r.streaming.concurrent.expectedEvents).toBeGreaterThan(3);
+    expect(r.startupMs.sidecar).toBeGreaterThan(0);
+    expect(r.checks.length).toBeGreaterThanOrEqual(10);
+    expect(stdout).toContain('DESIGN §8 target');
+  }, 120_000);
+});
