@@ -47,10 +47,28 @@ const PACE_MS = 10;
 const body = (model: string, stream: boolean): string =>
   JSON.stringify({ model, ...(stream ? { stream: true } : {}), messages: [{ role: 'user', content: 'Hello there, this is the benchmark speaking' }] });
 
-function parseArgs(argv: string[]): { mode: keyof typeof PLANS; out: string | undefined; writeResults: boolean; portkey: boolean } {
+interface Args {
+  mode: keyof typeof PLANS;
+  out: string | undefined;
+  writeResults: boolean;
+  portkey: boolean;
+  /** `dist/` of another build, run as `baseline` beside this one (before/after in one run). */
+  baseline: string | undefined;
+}
+
+function parseArgs(argv: string[]): Args {
   const mode = argv.includes('--tiny') ? 'tiny' : argv.includes('--quick') ? 'quick' : 'full';
-  const outAt = argv.indexOf('--out');
-  return { mode, out: outAt === -1 ? undefined : argv[outAt + 1], writeResults: argv.includes('--write-results'), portkey: !argv.includes('--no-portkey') && mode !== 'tiny' };
+  const value = (flag: string): string | undefined => {
+    const at = argv.indexOf(flag);
+    return at === -1 ? undefined : argv[at + 1];
+  };
+  return {
+    mode,
+    out: value('--out'),
+    writeResults: argv.includes('--write-results'),
+    portkey: !argv.includes('--no-portkey') && mode !== 'tiny',
+    baseline: value('--baseline'),
+  };
 }
 
 const log = (msg: string): void => void process.stderr.write(`bench: ${msg}\n`);
@@ -90,6 +108,10 @@ async function main(): Promise<void> {
       sidecar: await sidecarSpec({ name: 'sidecar', upstreams: up, logLevel: 'info', logFile: join(work, 'sidecar.log'), workDir: work }),
       'sidecar-silent': await sidecarSpec({ name: 'sidecar-silent', upstreams: up, logLevel: 'silent', logFile: join(work, 'sidecar-silent.log'), workDir: work }),
     };
+    if (args.baseline !== undefined) {
+      specs.baseline = await sidecarSpec({ name: 'baseline', distDir: args.baseline, upstreams: up, logLevel: 'info', logFile: join(work, 'baseline.log'), workDir: work });
+      result.notes.push(`baseline: the sidecar built in ${args.baseline}, same config, run beside this build`);
+    }
     let portkeyEntry: string | undefined;
     if (args.portkey) {
       const installed = installPortkey();
@@ -116,6 +138,10 @@ async function main(): Promise<void> {
       { name: 'sidecar', endpoint: specs.sidecar!.endpoint, body: jsonBody, pid: running.sidecar!.pid },
       { name: 'sidecar-sse', endpoint: specs.sidecar!.endpoint, body: sseBody, pid: running.sidecar!.pid },
     ];
+    if (specs.baseline) {
+      timed.push({ name: 'baseline', endpoint: specs.baseline.endpoint, body: jsonBody, pid: running.baseline!.pid });
+      timed.push({ name: 'baseline-sse', endpoint: specs.baseline.endpoint, body: sseBody, pid: running.baseline!.pid });
+    }
     if (specs.portkey) timed.push({ name: 'portkey', endpoint: specs.portkey.endpoint, body: jsonBody, pid: running.portkey!.pid });
     result.notes.push('sidecar cache hit: skipped, the response cache does not exist yet');
 
@@ -189,6 +215,10 @@ async function main(): Promise<void> {
     result.startupMs['node -e 0'] = median(nodeTimes);
     await startup('sidecar', () => sidecarSpec({ name: 'sidecar-startup', upstreams: up, logLevel: 'info', logFile: join(work, 'startup.log'), workDir: work }));
     await startup('minimal-proxy', () => minimalProxySpec(up.instant));
+    if (args.baseline !== undefined) {
+      const distDir = args.baseline;
+      await startup('baseline', () => sidecarSpec({ name: 'baseline-startup', distDir, upstreams: up, logLevel: 'info', logFile: join(work, 'startup.log'), workDir: work }));
+    }
     if (portkeyEntry !== undefined) await startup('portkey', () => portkeySpec(portkeyEntry!, up.instant));
 
     result.checks = checks(result);

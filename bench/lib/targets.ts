@@ -66,6 +66,8 @@ export async function minimalProxySpec(upstream: string): Promise<ServerSpec> {
 
 export interface SidecarOptions {
   name: string;
+  /** Another build's `dist/` (the `--baseline` of a before/after comparison); default this build. */
+  distDir?: string;
   upstreams: Upstreams;
   logLevel: 'info' | 'silent';
   logFile: string;
@@ -94,7 +96,7 @@ export async function sidecarSpec(opts: SidecarOptions): Promise<ServerSpec> {
     spec: {
       name: opts.name,
       cmd: process.execPath,
-      args: [cli, 'sidecar', '--config', configPath, '--listen', `127.0.0.1:${port}`, '--status-listen', `127.0.0.1:${statusPort}`],
+      args: [opts.distDir === undefined ? cli : join(opts.distDir, 'cli', 'main.js'), 'sidecar', '--config', configPath, '--listen', `127.0.0.1:${port}`, '--status-listen', `127.0.0.1:${statusPort}`],
       core: SUT_CORE,
       logFile: opts.logFile,
       readyUrl: `http://127.0.0.1:${statusPort}/healthz/ready`,
