@@ -14,9 +14,13 @@ const REDACT = [
   'req.headers["x-api-key"]',
 ];
 
-/** `to` is a file descriptor (1 = stdout, 2 = stderr) or a stream (tests). */
+/**
+ * `to` is a file descriptor (1 = stdout, 2 = stderr) or a stream (tests). Lines are batched: written when
+ * 8 KiB have gathered or every 250 ms, whichever comes first (and synchronously at exit), so a busy
+ * sidecar makes a few writes a second instead of one per request.
+ */
 export function createLogger(level: LogLevel, to: number | DestinationStream = 1): Logger {
-  const dest = typeof to === 'number' ? pino.destination({ dest: to, sync: false }) : to;
+  const dest = typeof to === 'number' ? pino.destination({ dest: to, sync: false, minLength: 8192, periodicFlush: 250 }) : to;
   return pino({ level, base: undefined, redact: { paths: REDACT, censor: '[redacted]' } }, dest);
 }
 
