@@ -7,19 +7,20 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
-COPY tsconfig.json tsconfig.build.json ./
+COPY tsconfig.json tsconfig.build.json bundle.mjs ./
 COPY cli ./cli
 COPY sidecar ./sidecar
-RUN npm run build && npm prune --omit=dev
+COPY bench ./bench
+RUN npm run build
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /app/package.json ./
-COPY --from=build /app/node_modules ./node_modules
-COPY --from=build /app/dist ./dist
+# The bundle carries its dependencies; nothing from node_modules is needed at run time.
+COPY --from=build /app/dist/llmgw ./dist/llmgw
 # The image runs unprivileged and works with a read-only root filesystem (state goes to mounted volumes).
 USER node
 EXPOSE 4000 4001
-ENTRYPOINT ["node", "/app/dist/cli/main.js"]
+ENTRYPOINT ["node", "/app/dist/llmgw/main.mjs"]
 CMD ["sidecar", "--config", "/etc/llm-gateway/config.yaml"]

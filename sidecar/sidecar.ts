@@ -12,7 +12,7 @@ import { Inflight } from './http/inflight.js';
 import { closeServer, listen, type HostPort } from './http/listen.js';
 import { createStatusServer } from './http/status-server.js';
 import { flushLogger, type LogLevel } from './logger.js';
-import { SidecarMetrics } from './metrics.js';
+import { SidecarMetrics } from './metrics/sidecar-metrics.js';
 import { providerHandler } from './pipeline/provider-handler.js';
 import { compose, type Interceptor } from './pipeline/types.js';
 import { buildRuntime, type Runtime } from './runtime.js';

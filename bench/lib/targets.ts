@@ -14,7 +14,8 @@ export const LOAD_CORE = 1;
 export const PORTKEY_VERSION = '1.15.2';
 
 const dist = join(import.meta.dirname, '..', '..');
-const cli = join(dist, 'cli', 'main.js');
+// The shipped executable: the bundle, not the per-file tsc output.
+const cli = join(dist, 'llmgw', 'main.mjs');
 const JSON_HEADERS = { 'content-type': 'application/json', authorization: 'Bearer bench' };
 const CHAT = '/v1/chat/completions';
 
@@ -43,6 +44,12 @@ export async function startUpstreams(paceMs: number): Promise<Upstreams> {
 }
 
 export const directEndpoint = (upstream: string): Endpoint => ({ url: `${upstream}${CHAT}`, headers: JSON_HEADERS });
+
+/** The executable of another build: its bundle, or (builds from before bundling) its tsc output. */
+function executableIn(distDir: string): string {
+  const bundled = join(distDir, 'llmgw', 'main.mjs');
+  return existsSync(bundled) ? bundled : join(distDir, 'cli', 'main.js');
+}
 
 /** How to start one server process and reach it; built anew (fresh ports) for every start. */
 export interface ServerSpec {
@@ -96,7 +103,7 @@ export async function sidecarSpec(opts: SidecarOptions): Promise<ServerSpec> {
     spec: {
       name: opts.name,
       cmd: process.execPath,
-      args: [opts.distDir === undefined ? cli : join(opts.distDir, 'cli', 'main.js'), 'sidecar', '--config', configPath, '--listen', `127.0.0.1:${port}`, '--status-listen', `127.0.0.1:${statusPort}`],
+      args: [opts.distDir === undefined ? cli : executableIn(opts.distDir), 'sidecar', '--config', configPath, '--listen', `127.0.0.1:${port}`, '--status-listen', `127.0.0.1:${statusPort}`],
       core: SUT_CORE,
       logFile: opts.logFile,
       readyUrl: `http://127.0.0.1:${statusPort}/healthz/ready`,

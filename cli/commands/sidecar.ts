@@ -8,7 +8,7 @@ import { runUntilSignal } from '../lifecycle.js';
 export async function runSidecar(o: { config: string; listen: string; statusListen: string; logLevel?: string }): Promise<void> {
   const listen = parseHostPort('--listen', o.listen);
   const statusListen = parseHostPort('--status-listen', o.statusListen);
-  const config = loadConfigFile(o.config);
+  const config = await loadConfigFile(o.config);
   const logLevelOverride = o.logLevel as LogLevel | undefined;
   const logger = createLogger(logLevelOverride ?? config.logging.level);
   const sidecar = await startSidecar({

@@ -2,7 +2,6 @@
 // name the file and the key at fault.
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
-import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { formatPath } from './config-path.js';
 import { expandEnv, type EnvLookup } from './expand-env.js';
@@ -27,8 +26,8 @@ export interface LoadOptions {
 const defaultEnv: EnvLookup = (name) => process.env[name];
 const defaultReadSecret = (path: string): string => readFileSync(path, 'utf8').trim();
 
-/** Reads and validates the file at `path`. Throws ConfigError. */
-export function loadConfigFile(path: string, opts: LoadOptions = {}): Config {
+/** Reads and validates the file at `path`. Rejects with ConfigError. */
+export async function loadConfigFile(path: string, opts: LoadOptions = {}): Promise<Config> {
   let text: string;
   try {
     text = readFileSync(path, 'utf8');
@@ -38,14 +37,29 @@ export function loadConfigFile(path: string, opts: LoadOptions = {}): Config {
   return parseConfigText(text, basename(path), opts);
 }
 
-/** Validates config text; `label` names the source in messages. Throws ConfigError. */
-export function parseConfigText(text: string, label: string, opts: LoadOptions = {}): Config {
+/** Validates config text; `label` names the source in messages. Rejects with ConfigError. */
+export async function parseConfigText(text: string, label: string, opts: LoadOptions = {}): Promise<Config> {
+  return validateConfig(await parseTree(text, label), label, opts);
+}
+
+async function parseTree(text: string, label: string): Promise<unknown> {
+  // JSON needs no YAML parser (≈10 ms of start-up); anything else, or JSON with an error worth a good
+  // message, goes to the YAML parser, loaded on demand.
+  if (/^\s*\{/.test(text)) {
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      // fall through
+    }
+  }
+  const yaml = await import('yaml');
+  // yaml is CommonJS: Node gives its exports as named ones, the bundle only as `default`.
+  const parseDocument = (yaml as { default?: typeof yaml }).default?.parseDocument ?? yaml.parseDocument;
   const doc = parseDocument(text, { prettyErrors: false, uniqueKeys: true });
   if (doc.errors.length > 0) {
     throw new ConfigError(doc.errors.map((e) => `${label}: ${e.message.split('\n')[0]}`));
   }
-  const raw: unknown = doc.toJS() ?? {};
-  return validateConfig(raw, label, opts);
+  return doc.toJS() ?? {};
 }
 
 /** Validates an already parsed tree (e.g. the built-in dev config). Throws ConfigError. */

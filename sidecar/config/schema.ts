@@ -1,23 +1,22 @@
 // The sidecar's configuration schema (DESIGN §5): the one definition of every key, its default and its type.
-import { z } from 'zod';
+import * as z from 'zod/mini';
 
 const MiB = 1024 * 1024;
 
-const positiveInt = () => z.int().positive();
+const positiveInt = () => z.int().check(z.positive());
 
 export const providerTypes = ['openai', 'anthropic', 'openai-compatible'] as const;
 export type ProviderType = (typeof providerTypes)[number];
 
-const httpUrl = z.string().refine(
-  (s) => {
+const httpUrl = z.string().check(
+  z.refine((s: string) => {
     try {
       const u = new URL(s);
       return (u.protocol === 'http:' || u.protocol === 'https:') && u.search === '' && u.hash === '';
     } catch {
       return false;
     }
-  },
-  { message: 'must be an http(s) URL without query or fragment' },
+  }, 'must be an http(s) URL without query or fragment'),
 );
 
 const providerSchema = z.strictObject({
@@ -25,93 +24,96 @@ const providerSchema = z.strictObject({
   /** openai: `https://api.openai.com/v1`; anthropic: `https://api.anthropic.com` (the API adds `/v1/messages`). */
   baseUrl: httpUrl,
   /** Secret sent as `Authorization: Bearer` (openai*) or `x-api-key` (anthropic). */
-  apiKey: z.string().min(1).optional(),
+  apiKey: z.optional(z.string().check(z.minLength(1))),
   /** File holding the key (e.g. a mounted Secret), read at load and on every reload. */
-  apiKeyFile: z.string().min(1).optional(),
+  apiKeyFile: z.optional(z.string().check(z.minLength(1))),
   /** Extra headers on every upstream request (e.g. `OpenAI-Project`). */
-  headers: z.record(z.string(), z.string()).default({}),
+  headers: z._default(z.record(z.string(), z.string()), {}),
   /** `anthropic-version` sent when the gateway translates to Anthropic; pass-through keeps the app's. */
-  anthropicVersion: z.string().min(1).default('2023-06-01'),
+  anthropicVersion: z._default(z.string().check(z.minLength(1)), '2023-06-01'),
   /** Ask OpenAI-style upstreams for usage on streams (`stream_options.include_usage`). */
-  streamUsage: z.boolean().default(true),
+  streamUsage: z._default(z.boolean(), true),
   /** Keep-alive connections per upstream origin. */
-  maxConnections: positiveInt().default(128),
+  maxConnections: z._default(positiveInt(), 128),
 });
 
 const targetSchema = z.strictObject({
-  provider: z.string().min(1),
+  provider: z.string().check(z.minLength(1)),
   /** The model name sent upstream. */
-  model: z.string().min(1),
+  model: z.string().check(z.minLength(1)),
   /** Relative share of traffic; 0 takes the target out of rotation. */
-  weight: z.number().nonnegative().default(1),
+  weight: z._default(z.number().check(z.nonnegative()), 1),
 });
 
 const modelSchema = z.strictObject({
-  targets: z.array(targetSchema).min(1),
+  targets: z.array(targetSchema).check(z.minLength(1)),
   /** Other model names tried in order when every target fails (applied by the resilience layer). */
-  fallbacks: z.array(z.string().min(1)).default([]),
+  fallbacks: z._default(z.array(z.string().check(z.minLength(1))), []),
   /** `max_tokens` sent to Anthropic upstreams when the app sent none (Anthropic requires one). */
-  defaultMaxTokens: positiveInt().optional(),
+  defaultMaxTokens: z.optional(positiveInt()),
 });
 
-const serverSchema = z
-  .strictObject({
+const serverSchema = z.prefault(
+  z.strictObject({
     /** Largest accepted request body; larger gets 413. */
-    maxBodyBytes: positiveInt().default(16 * MiB),
+    maxBodyBytes: z._default(positiveInt(), 16 * MiB),
     /** Time a client has to send the request headers. */
-    headersTimeoutMs: positiveInt().default(10_000),
+    headersTimeoutMs: z._default(positiveInt(), 10_000),
     /** Time a client has to send the whole request (headers and body). */
-    requestTimeoutMs: positiveInt().default(30_000),
+    requestTimeoutMs: z._default(positiveInt(), 30_000),
     /** Idle keep-alive connections from apps are closed after this. */
-    keepAliveTimeoutMs: positiveInt().default(5_000),
+    keepAliveTimeoutMs: z._default(positiveInt(), 5_000),
     /** On SIGTERM, in-flight requests and streams get this long to finish. */
-    drainTimeoutMs: positiveInt().default(25_000),
-  })
-  .prefault({});
+    drainTimeoutMs: z._default(positiveInt(), 25_000),
+  }),
+  {},
+);
 
-const upstreamSchema = z
-  .strictObject({
+const upstreamSchema = z.prefault(
+  z.strictObject({
     /** TCP + TLS connect timeout to a provider. */
-    connectTimeoutMs: positiveInt().default(10_000),
+    connectTimeoutMs: z._default(positiveInt(), 10_000),
     /** Time from sending the request to the response headers (non-streaming answers can take minutes). */
-    headersTimeoutMs: positiveInt().default(600_000),
+    headersTimeoutMs: z._default(positiveInt(), 600_000),
     /** Longest silence between two body chunks. */
-    bodyTimeoutMs: positiveInt().default(300_000),
-  })
-  .prefault({});
+    bodyTimeoutMs: z._default(positiveInt(), 300_000),
+  }),
+  {},
+);
 
-const translationSchema = z
-  .strictObject({
+const translationSchema = z.prefault(
+  z.strictObject({
     /** `max_tokens` for Anthropic upstreams when neither the app nor the model sets one. */
-    defaultMaxTokens: positiveInt().default(4096),
-  })
-  .prefault({});
+    defaultMaxTokens: z._default(positiveInt(), 4096),
+  }),
+  {},
+);
 
-const loggingSchema = z
-  .strictObject({
-    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+const loggingSchema = z.prefault(
+  z.strictObject({
+    level: z._default(z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']), 'info'),
     /** One JSON line per request at info level. */
-    accessLog: z.boolean().default(true),
-  })
-  .prefault({});
+    accessLog: z._default(z.boolean(), true),
+  }),
+  {},
+);
 
 export const configSchema = z
   .strictObject({
-    providers: z.record(z.string().min(1), providerSchema),
-    models: z.record(z.string().min(1), modelSchema),
+    providers: z.record(z.string().check(z.minLength(1)), providerSchema),
+    models: z.record(z.string().check(z.minLength(1)), modelSchema),
     server: serverSchema,
     upstream: upstreamSchema,
     translation: translationSchema,
     logging: loggingSchema,
-    storage: z
-      .strictObject({ path: z.string().min(1).default('/var/lib/llm-gateway/llmgw.db') })
-      .prefault({}),
+    storage: z.prefault(z.strictObject({ path: z._default(z.string().check(z.minLength(1)), '/var/lib/llm-gateway/llmgw.db') }), {}),
     /** Absent: caching off. */
-    cache: z.strictObject({ ttlSeconds: positiveInt().default(3600) }).optional(),
+    cache: z.optional(z.strictObject({ ttlSeconds: z._default(positiveInt(), 3600) })),
     /** Absent: no global quota. */
-    quota: z.strictObject({ address: z.string().min(1) }).optional(),
+    quota: z.optional(z.strictObject({ address: z.string().check(z.minLength(1)) })),
   })
-  .superRefine((cfg, ctx) => {
+  .check(
+    z.superRefine((cfg, ctx) => {
     for (const [id, p] of Object.entries(cfg.providers)) {
       if (p.apiKey !== undefined && p.apiKeyFile !== undefined) {
         ctx.addIssue({ code: 'custom', path: ['providers', id], message: 'set apiKey or apiKeyFile, not both' });
@@ -138,7 +140,8 @@ export const configSchema = z
         }
       });
     }
-  });
+    }),
+  );
 
 /** The config as written (before defaults). */
 export type ConfigInput = z.input<typeof configSchema>;

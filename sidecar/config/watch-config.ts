@@ -1,9 +1,9 @@
 // Hot reload: watches the config file's folder (a Kubernetes ConfigMap update swaps a `..data` symlink
 // there rather than writing the file), re-reads on change, and hands over only configs that validate.
 import { watch, readFileSync, type FSWatcher } from 'node:fs';
-import { dirname } from 'node:path';
+import { basename, dirname } from 'node:path';
 import type { Config } from './schema.js';
-import { loadConfigFile, type LoadOptions } from './load-config.js';
+import { parseConfigText, type LoadOptions } from './load-config.js';
 
 export interface ConfigWatcherOptions extends LoadOptions {
   path: string;
@@ -30,14 +30,7 @@ export function watchConfig(opts: ConfigWatcherOptions): ConfigWatcher {
     // Unchanged bytes (or a transiently missing file during a swap) are not a reload.
     if (text === undefined || text === lastText) return;
     lastText = text;
-    let config: Config;
-    try {
-      config = loadConfigFile(opts.path, opts);
-    } catch (err) {
-      opts.onInvalid(err);
-      return;
-    }
-    opts.onReload(config);
+    parseConfigText(text, basename(opts.path), opts).then(opts.onReload, opts.onInvalid);
   };
 
   let watcher: FSWatcher | undefined = watch(dirname(opts.path), { persistent: false }, () => {

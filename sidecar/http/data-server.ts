@@ -8,7 +8,7 @@ import type { AccessLog, AccessLogEntry } from '../access-log.js';
 import type { Clock } from '../clock.js';
 import { asLlmgwError, GatewayError, invalidRequest, type LlmgwError } from '../errors.js';
 import type { WireFormat } from '../formats/wire-format.js';
-import type { SidecarMetrics } from '../metrics.js';
+import type { SidecarMetrics } from '../metrics/sidecar-metrics.js';
 import type { Endpoint, GatewayResponse, Handler, ResponseMeta } from '../pipeline/types.js';
 import type { Runtime } from '../runtime.js';
 import type { Json } from '../translate/json-object.js';
@@ -253,8 +253,8 @@ function finishEntry(entry: AccessLogEntry, meta: ResponseMeta | undefined, star
   // Only configured names become label values, so apps cannot blow up the series count.
   const known = entry.model !== undefined && opts.runtime().router.has(entry.model);
   const endpoint = entry.path in ROUTES ? entry.path : 'other';
-  opts.metrics.requests.inc({ endpoint, model: known ? entry.model : '', status: String(entry.status) });
-  opts.metrics.duration.observe({ endpoint }, entry.latencyMs / 1000);
+  opts.metrics.requests.inc({ endpoint, model: known ? entry.model! : '', status: String(entry.status) });
+  opts.metrics.duration.observe(entry.latencyMs / 1000, { endpoint });
   opts.accessLog.write(entry);
 }
 

@@ -1,6 +1,6 @@
 // The status listener for kubelet probes and Prometheus: /healthz/live, /healthz/ready, /metrics only.
 import { createServer, type Server } from 'node:http';
-import type { Registry } from 'prom-client';
+import { Registry } from '../metrics/registry.js';
 
 export interface StatusServerOptions {
   registry: Registry;
@@ -29,10 +29,7 @@ export function createStatusServer(opts: StatusServerOptions): Server {
         else text(503, 'not ready\n');
         return;
       case '/metrics':
-        opts.registry.metrics().then(
-          (body) => text(200, body, opts.registry.contentType),
-          () => text(500, 'metrics unavailable\n'),
-        );
+        text(200, opts.registry.render(), Registry.contentType);
         return;
       default:
         text(404, 'not found\n');

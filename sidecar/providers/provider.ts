@@ -5,6 +5,7 @@ import type { Dispatcher, Pool } from 'undici';
 import type { Config, ProviderConfig, ProviderType } from '../config/schema.js';
 import { providerFormat, type WireFormat } from '../formats/wire-format.js';
 import type { PoolRegistry } from '../upstream/pool-registry.js';
+import { request } from '../upstream/undici-pool.js';
 import { upstreamFailure } from '../upstream/upstream-errors.js';
 
 export type ProviderApi = 'chat' | 'embeddings';
@@ -57,7 +58,7 @@ export function createProvider(id: string, cfg: ProviderConfig, upstream: Config
     pool,
     async send(api, body, signal, headers) {
       try {
-        const res = await pool.request({
+        const res = await request(pool, {
           path: paths[api],
           method: 'POST',
           headers: headers === undefined ? baseHeaders : { ...baseHeaders, ...headers },

@@ -1,6 +1,6 @@
 // One undici keep-alive Pool per upstream origin, shared by every provider that points there and kept
 // across config reloads; pools no config uses any more are closed once their requests finish.
-import { Pool } from 'undici';
+import { Pool } from './undici-pool.js';
 
 export interface PoolOptions {
   connections: number;

@@ -8,9 +8,11 @@ export function isAbortError(err: unknown): boolean {
   return e?.name === 'AbortError' || e?.code === 'UND_ERR_ABORTED' || e?.code === 'ABORT_ERR';
 }
 
-export function upstreamFailure(providerId: string, err: unknown): GatewayError {
+/** Network failures (errors carrying a system or undici `code`) become typed errors; anything else is a bug and stays as it is. */
+export function upstreamFailure(providerId: string, err: unknown): unknown {
   if (err instanceof GatewayError) return err;
-  const code = (err as { code?: string } | null)?.code ?? 'unknown';
+  const code = (err as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return err;
   if (TIMEOUT_CODES.has(code)) {
     return new GatewayError('llmgw_upstream_timeout', 504, `provider ${providerId} timed out (${code})`, { retryable: true, cause: err });
   }

@@ -3,7 +3,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
-export const CLI = join(import.meta.dirname, '../../dist/cli/main.js');
+export const CLI = join(import.meta.dirname, '../../dist/llmgw/main.mjs');
 
 export interface Running {
   child: ChildProcessWithoutNullStreams;

@@ -33,9 +33,9 @@ quota:
   address: llm-gateway-quota.llm-gateway.svc:50051   # absent: no global quota
 `;
 
-function problems(fn: () => unknown): string[] {
+async function problems(fn: () => Promise<unknown>): Promise<string[]> {
   try {
-    fn();
+    await fn();
   } catch (err) {
     if (err instanceof ConfigError) return err.problems;
     throw err;
@@ -44,8 +44,8 @@ function problems(fn: () => unknown): string[] {
 }
 
 describe('config loading', () => {
-  it('accepts the DESIGN example, expands variables and fills defaults', () => {
-    const c = parseConfigText(designExample, 'config.yaml', { env: env({ OPENAI_API_KEY: 'sk-1', ANTHROPIC_API_KEY: 'ak-2' }) });
+  it('accepts the DESIGN example, expands variables and fills defaults', async () => {
+    const c = await parseConfigText(designExample, 'config.yaml', { env: env({ OPENAI_API_KEY: 'sk-1', ANTHROPIC_API_KEY: 'ak-2' }) });
     expect(c.providers.openai?.apiKey).toBe('sk-1');
     expect(c.providers.claude?.apiKey).toBe('ak-2');
     expect(c.providers.claude?.anthropicVersion).toBe('2023-06-01');
@@ -57,39 +57,39 @@ describe('config loading', () => {
     expect(Object.isFrozen(c.models['gpt-4o']?.targets[0])).toBe(true);
   });
 
-  it('names the missing environment variable and where it is used', () => {
-    expect(problems(() => parseConfigText(designExample, 'config.yaml', { env: env({ OPENAI_API_KEY: 'x' }) }))).toEqual([
+  it('names the missing environment variable and where it is used', async () => {
+    expect(await problems(() => parseConfigText(designExample, 'config.yaml', { env: env({ OPENAI_API_KEY: 'x' }) }))).toEqual([
       'config.yaml: providers.claude.apiKey: environment variable ANTHROPIC_API_KEY is not set',
     ]);
   });
 
-  it('rejects unknown keys with their path', () => {
+  it('rejects unknown keys with their path', async () => {
     const text = 'providers:\n  openai: { type: openai, baseURL: "https://x" }\nmodels: {}\n';
-    expect(problems(() => parseConfigText(text, 'config.yaml'))).toContain('config.yaml: providers.openai: unknown key "baseURL"');
+    expect(await problems(() => parseConfigText(text, 'config.yaml'))).toContain('config.yaml: providers.openai: unknown key "baseURL"');
   });
 
-  it('rejects a target naming an unknown provider, as the style guide shows', () => {
+  it('rejects a target naming an unknown provider, as the style guide shows', async () => {
     const text = 'providers:\n  openai: { type: openai, baseUrl: "https://api.openai.com/v1" }\nmodels:\n  gpt-4o:\n    targets: [{ provider: opnai, model: gpt-4o }]\n';
-    expect(problems(() => parseConfigText(text, 'config.yaml'))).toEqual([
+    expect(await problems(() => parseConfigText(text, 'config.yaml'))).toEqual([
       'config.yaml: models.gpt-4o.targets[0].provider: unknown provider "opnai" (known: openai)',
     ]);
   });
 
-  it('rejects unknown fallbacks, bad types, bad URLs and YAML syntax errors', () => {
+  it('rejects unknown fallbacks, bad types, bad URLs and YAML syntax errors', async () => {
     const text = [
       'providers:',
       '  p: { type: vertex, baseUrl: "ftp://x" }',
       'models:',
       '  a: { targets: [{ provider: p, model: m, weight: -1 }], fallbacks: [nope] }',
     ].join('\n');
-    const got = problems(() => parseConfigText(text, 'c.yaml'));
+    const got = await problems(() => parseConfigText(text, 'c.yaml'));
     expect(got.some((p) => p.startsWith('c.yaml: providers.p.type:'))).toBe(true);
     expect(got.some((p) => p.startsWith('c.yaml: providers.p.baseUrl: must be an http(s) URL'))).toBe(true);
     expect(got.some((p) => p.startsWith('c.yaml: models.a.targets[0].weight:'))).toBe(true);
-    expect(problems(() => parseConfigText('providers: [unclosed', 'c.yaml'))[0]).toMatch(/^c\.yaml: /);
+    expect((await problems(() => parseConfigText('providers: [unclosed', 'c.yaml')))[0]).toMatch(/^c\.yaml: /);
   });
 
-  it('reads JSON too, honours $${ as a literal, and reads key files', () => {
+  it('reads JSON too, honours $${ as a literal, and reads key files', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'llmgw-config-'));
     writeFileSync(join(dir, 'key'), 'sk-from-file\n');
     const json = JSON.stringify({
@@ -99,12 +99,12 @@ describe('config loading', () => {
       models: { m: { targets: [{ provider: 'o', model: 'llama' }] } },
     });
     writeFileSync(join(dir, 'config.json'), json);
-    const c = loadConfigFile(join(dir, 'config.json'));
+    const c = await loadConfigFile(join(dir, 'config.json'));
     expect(c.providers.o?.apiKey).toBe('sk-from-file');
     expect(c.providers.o?.headers['x-note']).toBe('cost ${NOT_A_VAR}');
   });
 
-  it('says which file could not be read', () => {
-    expect(problems(() => loadConfigFile('/nonexistent/config.yaml'))).toEqual(['/nonexistent/config.yaml: cannot read config file: ENOENT']);
+  it('says which file could not be read', async () => {
+    expect(await problems(() => loadConfigFile('/nonexistent/config.yaml'))).toEqual(['/nonexistent/config.yaml: cannot read config file: ENOENT']);
   });
 });

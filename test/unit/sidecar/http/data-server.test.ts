@@ -9,7 +9,7 @@ import { createDataServer } from '../../../../sidecar/http/data-server.js';
 import { Inflight } from '../../../../sidecar/http/inflight.js';
 import { closeServer, listen } from '../../../../sidecar/http/listen.js';
 import { createLogger } from '../../../../sidecar/logger.js';
-import { SidecarMetrics } from '../../../../sidecar/metrics.js';
+import { SidecarMetrics } from '../../../../sidecar/metrics/sidecar-metrics.js';
 import type { Handler } from '../../../../sidecar/pipeline/types.js';
 import { buildRuntime } from '../../../../sidecar/runtime.js';
 import { PoolRegistry } from '../../../../sidecar/upstream/pool-registry.js';

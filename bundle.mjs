@@ -1,0 +1,22 @@
+// Bundles the llmgw executable with esbuild into dist/llmgw/: one file per command, loaded on demand, so
+// start-up reads and compiles only what the command uses (see bench/RESULTS.md for start-up times).
+import { rmSync } from 'node:fs';
+import { build } from 'esbuild';
+
+const outdir = 'dist/llmgw';
+rmSync(outdir, { recursive: true, force: true });
+await build({
+  entryPoints: ['cli/main.ts'],
+  outdir,
+  bundle: true,
+  splitting: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  outExtension: { '.js': '.mjs' },
+  chunkNames: 'chunks/[name]-[hash]',
+  sourcemap: 'linked',
+  logLevel: 'warning',
+  // Bundled CommonJS dependencies call require() for Node built-ins.
+  banner: { js: "import { createRequire as __llmgwCreateRequire } from 'node:module'; const require = __llmgwCreateRequire(import.meta.url);" },
+});

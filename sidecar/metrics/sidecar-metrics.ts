@@ -1,0 +1,39 @@
+// The sidecar's Prometheus metrics. Labels are bounded: model names come from config, never from apps.
+import { Counter, Gauge, Histogram, Registry } from './registry.js';
+
+export class SidecarMetrics {
+  readonly registry = new Registry();
+  readonly requests = this.registry.register(
+    new Counter('llmgw_requests_total', 'Requests answered, by endpoint, model and HTTP status.', ['endpoint', 'model', 'status'] as const),
+  );
+  readonly duration = this.registry.register(
+    new Histogram(
+      'llmgw_request_duration_seconds',
+      'Time from request received to response complete (streams: to the last byte).',
+      [0.005, 0.025, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120],
+      ['endpoint'] as const,
+    ),
+  );
+  readonly tokens = this.registry.register(
+    new Counter('llmgw_tokens_total', 'Tokens reported by providers, by model and direction (input | output).', ['model', 'direction'] as const),
+  );
+  readonly inflight = this.registry.register(new Gauge('llmgw_inflight_requests', 'Requests being served now.'));
+  readonly configReloads = this.registry.register(
+    new Counter('llmgw_config_reloads_total', 'Config file changes, by result (applied | rejected).', ['result'] as const),
+  );
+
+  constructor() {
+    const cpu = this.registry.register(new Gauge('llmgw_process_cpu_seconds_total', 'User and system CPU time of the process, in seconds.'));
+    const rss = this.registry.register(new Gauge('llmgw_process_resident_memory_bytes', 'Resident memory of the process.'));
+    const heap = this.registry.register(new Gauge('llmgw_process_heap_used_bytes', 'V8 heap in use.'));
+    const start = this.registry.register(new Gauge('llmgw_process_start_time_seconds', 'Start time of the process since the epoch, in seconds.'));
+    start.set(Math.round(Date.now() / 1000 - process.uptime()));
+    this.registry.onCollect(() => {
+      const u = process.cpuUsage();
+      cpu.set((u.user + u.system) / 1e6);
+      const m = process.memoryUsage();
+      rss.set(m.rss);
+      heap.set(m.heapUsed);
+    });
+  }
+}
