@@ -22,5 +22,6 @@ COPY --from=build /app/dist/llmgw ./dist/llmgw
 # The image runs unprivileged and works with a read-only root filesystem (state goes to mounted volumes).
 USER node
 EXPOSE 4000 4001
-ENTRYPOINT ["node", "/app/dist/llmgw/main.mjs"]
+# The same V8 flags as the executable's shebang (see cli/main.ts).
+ENTRYPOINT ["node", "--max-semi-space-size=4", "/app/dist/llmgw/main.mjs"]
 CMD ["sidecar", "--config", "/etc/llm-gateway/config.yaml"]

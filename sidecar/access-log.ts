@@ -1,5 +1,6 @@
 // One JSON line per request: who asked for what, where it went, how it ended, what it cost.
 import type { Logger } from 'pino';
+import { unredactedWriter } from './logger.js';
 
 export interface AccessLogEntry {
   reqId: string;
@@ -26,16 +27,22 @@ export interface AccessLogEntry {
 }
 
 export class AccessLog {
+  /** Entries are the fixed fields above, built by the gateway: they skip the redaction pass. */
+  private readonly writer: Logger;
+
   constructor(
+    /** The process logger: its level (reloadable) decides whether lines are written. */
     private readonly logger: Logger,
     private enabled: boolean,
-  ) {}
+  ) {
+    this.writer = unredactedWriter(logger);
+  }
 
   setEnabled(enabled: boolean): void {
     this.enabled = enabled;
   }
 
   write(entry: AccessLogEntry): void {
-    if (this.enabled) this.logger.info(entry, 'request');
+    if (this.enabled && this.logger.isLevelEnabled('info')) this.writer.info(entry, 'request');
   }
 }

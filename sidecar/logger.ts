@@ -21,7 +21,20 @@ const REDACT = [
  */
 export function createLogger(level: LogLevel, to: number | DestinationStream = 1): Logger {
   const dest = typeof to === 'number' ? pino.destination({ dest: to, sync: false, minLength: 8192, periodicFlush: 250 }) : to;
-  return pino({ level, base: undefined, redact: { paths: REDACT, censor: '[redacted]' } }, dest);
+  const logger = pino({ level, base: undefined, redact: { paths: REDACT, censor: '[redacted]' } }, dest);
+  unredacted.set(logger, pino({ level: 'trace', base: undefined }, dest));
+  return logger;
+}
+
+const unredacted = new WeakMap<Logger, Logger>();
+
+/**
+ * A writer to the same destination without the redaction pass (≈2.4 µs a line), for lines whose fields
+ * the gateway builds itself and that can hold no secret (the access log). It ignores levels: callers
+ * check the process logger's.
+ */
+export function unredactedWriter(logger: Logger): Logger {
+  return unredacted.get(logger) ?? logger;
 }
 
 /** Writes what the async destination still buffers (before exit). */

@@ -1,7 +1,7 @@
 // The processes a benchmark run compares: the fake upstreams (instant and paced SSE), the minimal proxy,
 // the sidecar (access log on, and silent), and Portkey's gateway when it installs.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Endpoint } from './probes.js';
@@ -49,6 +49,13 @@ export const directEndpoint = (upstream: string): Endpoint => ({ url: `${upstrea
 function executableIn(distDir: string): string {
   const bundled = join(distDir, 'llmgw', 'main.mjs');
   return existsSync(bundled) ? bundled : join(distDir, 'cli', 'main.js');
+}
+
+/** Node flags from an executable's `#!/usr/bin/env -S node …` line, so it runs as `llmgw` would. */
+function shebangFlags(file: string): string[] {
+  const first = readFileSync(file, 'utf8').split('\n', 1)[0] ?? '';
+  const m = /^#!\/usr\/bin\/env -S node (.*)$/.exec(first);
+  return m === null ? [] : m[1]!.trim().split(/\s+/);
 }
 
 /** How to start one server process and reach it; built anew (fresh ports) for every start. */
@@ -99,11 +106,12 @@ export async function sidecarSpec(opts: SidecarOptions): Promise<ServerSpec> {
   };
   const configPath = join(opts.workDir, `${opts.name}.json`);
   writeFileSync(configPath, JSON.stringify(config, null, 2));
+  const exe = opts.distDir === undefined ? cli : executableIn(opts.distDir);
   return {
     spec: {
       name: opts.name,
       cmd: process.execPath,
-      args: [opts.distDir === undefined ? cli : executableIn(opts.distDir), 'sidecar', '--config', configPath, '--listen', `127.0.0.1:${port}`, '--status-listen', `127.0.0.1:${statusPort}`],
+      args: [...shebangFlags(exe), exe, 'sidecar', '--config', configPath, '--listen', `127.0.0.1:${port}`, '--status-listen', `127.0.0.1:${statusPort}`],
       core: SUT_CORE,
       logFile: opts.logFile,
       readyUrl: `http://127.0.0.1:${statusPort}/healthz/ready`,
