@@ -4,6 +4,7 @@
 import { invalidRequest } from '../errors.js';
 import { usageFromAnthropic } from '../formats/anthropic.js';
 import { usageFromOpenAI } from '../formats/openai.js';
+import { readUsage } from '../formats/read-usage.js';
 import type { Usage } from '../formats/usage.js';
 import type { GatewayRequest } from '../pipeline/types.js';
 import type { Target } from '../routing/router.js';
@@ -107,12 +108,12 @@ function sameFormat(
   format: 'openai' | 'anthropic',
   stream: () => StreamTranslator,
 ): Exchange {
-  const readUsage = format === 'openai' ? usageFromOpenAI : usageFromAnthropic;
+  const toUsage = format === 'openai' ? usageFromOpenAI : usageFromAnthropic;
   return {
     upstreamBody,
     upstreamHeaders,
     // The provider's bytes go to the app untouched; only the usage is read out of them.
-    response: (raw) => ({ body: raw, usage: readUsage(parseJson(raw).usage) }),
+    response: (raw) => ({ body: raw, usage: toUsage(readUsage(raw.toString('utf8'))) }),
     stream,
   };
 }
