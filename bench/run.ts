@@ -2,7 +2,7 @@
 // direct, a minimal Node proxy and Portkey, in one run, interleaved rounds, medians and ratios.
 // Method: bench/README.md.
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -75,6 +75,13 @@ const log = (msg: string): void => void process.stderr.write(`bench: ${msg}\n`);
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  const render = process.argv.indexOf('--render');
+  if (render !== -1) {
+    // Re-renders bench/RESULTS.md from a saved result JSON (no measuring).
+    const saved = JSON.parse(readFileSync(process.argv[render + 1]!, 'utf8')) as BenchResult;
+    writeFileSync(join(import.meta.dirname, '..', '..', 'bench', 'RESULTS.md'), resultsMarkdown(saved));
+    return;
+  }
   const plan = PLANS[args.mode];
   const t0 = performance.now();
   pinSelf(LOAD_CORE);

@@ -149,8 +149,16 @@ function markdownRows(rows: string[][]): string {
   return [rows[0]!, rows[0]!.map(() => '---'), ...rows.slice(1)].map((r) => `| ${r.join(' | ')} |`).join('\n');
 }
 
+/** What the minimal proxy itself adds over direct: the floor any Node proxy pays on this machine. */
+function floorNote(r: BenchResult): string {
+  const m = r.targets['minimal-proxy'];
+  const d = r.targets.direct;
+  if (m === undefined || d === undefined) return '';
+  return `For scale: the minimal proxy itself adds ${f(m.c1P50Ms.median - d.c1P50Ms.median, 3)} ms at p50 and ${f(m.c1P99Ms.median - d.c1P99Ms.median, 3)} ms at p99 over direct at c=1 on this machine.`;
+}
+
 export function resultsMarkdown(r: BenchResult): string {
-  const split = (text: string): string[][] => text.split('\n').map((l) => l.split(/\s{2,}/));
+  const split = (text: string): string[][] => text.split('\n').map((l) => l.trim().split(/\s{2,}/));
   return [
     '# Benchmark results',
     '',
@@ -170,6 +178,8 @@ export function resultsMarkdown(r: BenchResult): string {
     `Memory (MB): ${Object.entries(r.memoryMB).map(([k, v]) => `${k} idle ${f(v.idle, 1)}, steady peak ${f(v.steadyPeak, 1)}, after load ${f(v.afterLoad, 1)}`).join('; ')}.`,
     '',
     `Start to first proxied response (ms, median): ${Object.entries(r.startupMs).map(([k, v]) => `${k} ${f(v, 0)}`).join(', ')}.`,
+    '',
+    floorNote(r),
     '',
     r.notes.length > 0 ? `Notes:\n${r.notes.map((n) => `- ${n}`).join('\n')}` : '',
     '',
