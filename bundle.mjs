@@ -1,6 +1,6 @@
 // Bundles the llmgw executable with esbuild into dist/llmgw/: one file per command, loaded on demand, so
 // start-up reads and compiles only what the command uses (see bench/RESULTS.md for start-up times).
-import { rmSync } from 'node:fs';
+import { cpSync, rmSync } from 'node:fs';
 import { build } from 'esbuild';
 
 const outdir = 'dist/llmgw';
@@ -17,6 +17,11 @@ await build({
   chunkNames: 'chunks/[name]-[hash]',
   sourcemap: 'linked',
   logLevel: 'warning',
+  // A native addon: loaded from node_modules at run time.
+  external: ['better-sqlite3'],
   // Bundled CommonJS dependencies call require() for Node built-ins.
   banner: { js: "import { createRequire as __llmgwCreateRequire } from 'node:module'; const require = __llmgwCreateRequire(import.meta.url);" },
 });
+
+// The gRPC service definitions are read at run time (proto/load.ts looks for them beside its chunk).
+cpSync('proto', `${outdir}/proto`, { recursive: true, filter: (src) => !src.endsWith('.ts') });

@@ -36,6 +36,48 @@ program
   });
 
 program
+  .command('quota-service')
+  .description('run the central quota service: global token budgets, leases for sidecars (gRPC)')
+  .option('--listen <host:port>', 'gRPC listener', '0.0.0.0:50051')
+  .option('--status-listen <host:port>', 'probes and metrics listener', '0.0.0.0:9090')
+  .option('--db <path>', 'SQLite file holding budgets, consumption and leases', '/var/lib/llm-gateway/quota.db')
+  .option('--lease-ttl <duration>', 'a lease lapses this long after its last renewal', '30s')
+  .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
+  .action(async (o: { listen: string; statusListen: string; db: string; leaseTtl: string; logLevel: string }) => {
+    const { runQuotaService } = await import('./commands/quota-service.js');
+    await runQuotaService(o);
+  });
+
+const budget = program.command('budget').description('set and read global token budgets on the quota service');
+const adminOptions = (c: Command): Command =>
+  c
+    .option('--quota-addr <host:port>', 'quota service (default $LLMGW_QUOTA_ADDR, else 127.0.0.1:50051)')
+    .option('--output <format>', 'table or json', 'table');
+
+adminOptions(
+  budget
+    .command('set <scope>')
+    .description('create or update the budget of a scope (namespace/<ns>, namespace/<ns>/service/<name>, team/<name>) for a window')
+    .requiredOption('--tokens <n>', 'tokens (input + output) per window')
+    .requiredOption('--window <window>', 'minute, hour, day or month (calendar, UTC)')
+    .option('--priority-floors <spec>', 'batch=F,background=F: a class stops drawing below this fraction left (default batch=0.5,background=0.2)'),
+).action(async (scope: string, o) => (await import('./commands/budget.js')).budgetSet(scope, o));
+adminOptions(budget.command('get <scope>').description('the budgets of a scope and their current windows')).action(async (scope: string, o) =>
+  (await import('./commands/budget.js')).budgetGet(scope, o),
+);
+adminOptions(budget.command('list').description('every budget')).action(async (o) => (await import('./commands/budget.js')).budgetList(o));
+adminOptions(
+  budget.command('delete <scope>').description('delete the budgets of a scope').option('--window <window>', 'only this window'),
+).action(async (scope: string, o) => (await import('./commands/budget.js')).budgetDelete(scope, o));
+adminOptions(
+  budget
+    .command('usage <scope>')
+    .description('tokens a scope consumed per window, newest first')
+    .option('--window <window>', 'minute, hour, day or month', 'day')
+    .option('--last <n>', 'how many windows', '10'),
+).action(async (scope: string, o) => (await import('./commands/budget.js')).budgetUsage(scope, o));
+
+program
   .command('fake-provider')
   .description('a fake OpenAI/Anthropic upstream for tests, benchmarks and demos')
   .option('--listen <host:port>', 'listener', '127.0.0.1:9000')

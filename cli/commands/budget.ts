@@ -1,0 +1,147 @@
+// `llmgw budget set|get|list|delete|usage`: operators' view of the quota service. Tables for people,
+// `--output json` for scripts.
+import { status as grpcStatus } from '@grpc/grpc-js';
+import type { BudgetMsg, UsageResponse, WindowEnum } from '../../proto/messages.js';
+import { AdminCallError, QuotaAdminClient } from '../../quota-service/admin-client.js';
+import { windowEnum } from '../../quota-service/convert.js';
+import { scopeProblem } from '../../quota-service/scopes.js';
+import { isWindowName } from '../../quota-service/windows.js';
+import { UsageError } from '../args.js';
+
+export interface BudgetFlags {
+  quotaAddr?: string;
+  output: string;
+}
+
+function address(flags: BudgetFlags): string {
+  return flags.quotaAddr ?? process.env.LLMGW_QUOTA_ADDR ?? '127.0.0.1:50051';
+}
+
+function checkScope(scope: string): string {
+  const problem = scopeProblem(scope);
+  if (problem !== undefined) throw new UsageError(`scope "${scope}": ${problem}`);
+  return scope;
+}
+
+function checkWindow(window: string): WindowEnum {
+  if (!isWindowName(window)) throw new UsageError(`--window: expected minute, hour, day or month, got "${window}"`);
+  return windowEnum(window);
+}
+
+function checkOutput(flags: BudgetFlags): 'table' | 'json' {
+  if (flags.output !== 'table' && flags.output !== 'json') throw new UsageError(`--output: expected table or json, got "${flags.output}"`);
+  return flags.output;
+}
+
+/** Runs one admin call; server-side argument errors become usage errors (exit 2), the rest exit 1. */
+async function withClient<T>(flags: BudgetFlags, fn: (c: QuotaAdminClient) => Promise<T>): Promise<T> {
+  const client = new QuotaAdminClient(address(flags));
+  try {
+    return await fn(client);
+  } catch (err) {
+    if (err instanceof AdminCallError && err.code === grpcStatus.INVALID_ARGUMENT) throw new UsageError(err.message);
+    throw err;
+  } finally {
+    client.close();
+  }
+}
+
+const win = (w: string): string => w.replace('WINDOW_', '').toLowerCase();
+const iso = (ms: number): string => new Date(ms).toISOString().replace('.000Z', 'Z');
+
+function budgetJson(b: BudgetMsg): object {
+  return {
+    scope: b.scope,
+    window: win(b.window),
+    tokens: b.tokens,
+    used: b.usedTokens,
+    outstanding: b.outstandingTokens,
+    remaining: Math.max(0, b.tokens - b.usedTokens),
+    windowStart: iso(b.windowStartMs),
+    windowEnd: iso(b.windowEndMs),
+    priorityFloors: b.floors,
+  };
+}
+
+function table(rows: string[][]): string {
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return `${rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')}\n`;
+}
+
+function printBudgets(budgets: BudgetMsg[], output: 'table' | 'json'): void {
+  if (output === 'json') {
+    process.stdout.write(`${JSON.stringify(budgets.map(budgetJson), null, 2)}\n`);
+    return;
+  }
+  if (budgets.length === 0) {
+    process.stdout.write('no budgets\n');
+    return;
+  }
+  const rows = [['SCOPE', 'WINDOW', 'TOKENS', 'USED', 'OUTSTANDING', 'REMAINING', 'RESETS (UTC)', 'FLOORS batch/background']];
+  for (const b of budgets) {
+    rows.push([
+      b.scope,
+      win(b.window),
+      String(b.tokens),
+      String(b.usedTokens),
+      String(b.outstandingTokens),
+      String(Math.max(0, b.tokens - b.usedTokens)),
+      iso(b.windowEndMs),
+      `${b.floors?.batch ?? 0}/${b.floors?.background ?? 0}`,
+    ]);
+  }
+  process.stdout.write(table(rows));
+}
+
+function parseFloors(spec: string | undefined): { batch: number; background: number } | null {
+  if (spec === undefined) return null;
+  const floors = { batch: 0.5, background: 0.2 };
+  for (const part of spec.split(',')) {
+    const [k, v] = part.split('=');
+    const n = Number(v);
+    if ((k !== 'batch' && k !== 'background') || v === undefined || !(n >= 0 && n <= 1)) {
+      throw new UsageError(`--priority-floors: expected batch=F,background=F with fractions from 0 to 1, got "${spec}"`);
+    }
+    floors[k] = n;
+  }
+  return floors;
+}
+
+export async function budgetSet(scope: string, o: BudgetFlags & { tokens: string; window: string; priorityFloors?: string }): Promise<void> {
+  const output = checkOutput(o);
+  const tokens = Number(o.tokens);
+  if (!Number.isSafeInteger(tokens) || tokens <= 0) throw new UsageError(`--tokens: expected a positive whole number, got "${o.tokens}"`);
+  const req = { scope: checkScope(scope), window: checkWindow(o.window), tokens, floors: parseFloors(o.priorityFloors) };
+  const b = await withClient(o, (c) => c.setBudget(req));
+  printBudgets([b], output);
+}
+
+export async function budgetGet(scope: string, o: BudgetFlags): Promise<void> {
+  const output = checkOutput(o);
+  printBudgets(await withClient(o, (c) => c.getBudget(checkScope(scope))), output);
+}
+
+export async function budgetList(o: BudgetFlags): Promise<void> {
+  const output = checkOutput(o);
+  printBudgets(await withClient(o, (c) => c.listBudgets()), output);
+}
+
+export async function budgetDelete(scope: string, o: BudgetFlags & { window?: string }): Promise<void> {
+  const output = checkOutput(o);
+  const window = o.window === undefined ? 'WINDOW_UNSPECIFIED' : checkWindow(o.window);
+  const n = await withClient(o, (c) => c.deleteBudget(checkScope(scope), window));
+  process.stdout.write(output === 'json' ? `${JSON.stringify({ deleted: n })}\n` : `deleted ${n} budget${n === 1 ? '' : 's'} of ${scope}\n`);
+}
+
+export async function budgetUsage(scope: string, o: BudgetFlags & { window: string; last: string }): Promise<void> {
+  const output = checkOutput(o);
+  const last = Number(o.last);
+  if (!Number.isInteger(last) || last < 1 || last > 1000) throw new UsageError(`--last: expected a whole number from 1 to 1000, got "${o.last}"`);
+  const u: UsageResponse = await withClient(o, (c) => c.getUsage(checkScope(scope), checkWindow(o.window), last));
+  if (output === 'json') {
+    const windows = u.windows.map((w) => ({ windowStart: iso(w.windowStartMs), windowEnd: iso(w.windowEndMs), used: w.usedTokens }));
+    process.stdout.write(`${JSON.stringify({ scope: u.scope, window: win(u.window), windows }, null, 2)}\n`);
+    return;
+  }
+  process.stdout.write(table([['WINDOW START (UTC)', 'WINDOW END (UTC)', 'USED'], ...u.windows.map((w) => [iso(w.windowStartMs), iso(w.windowEndMs), String(w.usedTokens)])]));
+}

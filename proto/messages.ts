@@ -1,0 +1,94 @@
+// TypeScript shapes of the quota messages as proto-loader hands them over (camelCase fields, int64 as
+// number, enums as names). The .proto file is the source of truth.
+
+export type PriorityName = 'PRIORITY_UNSPECIFIED' | 'PRIORITY_INTERACTIVE' | 'PRIORITY_BACKGROUND' | 'PRIORITY_BATCH';
+export type WindowEnum = 'WINDOW_UNSPECIFIED' | 'WINDOW_MINUTE' | 'WINDOW_HOUR' | 'WINDOW_DAY' | 'WINDOW_MONTH';
+
+export interface IdentityMsg {
+  namespace: string;
+  service: string;
+  team: string;
+  pod: string;
+}
+
+export interface UsageReportMsg {
+  sequence: number;
+  tokens: number;
+  startedAtMs: number;
+  priority?: PriorityName;
+  model?: string;
+}
+
+export interface AcquireLeaseRequest {
+  identity: IdentityMsg | null;
+  priority: PriorityName;
+  incarnation: string;
+  needTokens: number;
+  demandTokensPerSecond: number;
+}
+
+export interface RenewLeaseRequest {
+  leaseId: string;
+  needTokens: number;
+  demandTokensPerSecond: number;
+  reports: UsageReportMsg[];
+  unusedTokens: number;
+}
+
+export interface ReleaseLeaseRequest {
+  leaseId: string;
+  reports: UsageReportMsg[];
+}
+
+export interface ReportUsageRequest {
+  identity: IdentityMsg | null;
+  incarnation: string;
+  reports: UsageReportMsg[];
+}
+
+export interface LeaseResponse {
+  leaseId: string;
+  grantedTokens: number;
+  leaseTokens: number;
+  unlimited: boolean;
+  ttlMs: number;
+  refreshAfterMs: number;
+  remainingTokens: number;
+  retryAfterMs: number;
+  ackedSequence: number;
+}
+
+export interface PriorityFloorsMsg {
+  batch: number;
+  background: number;
+}
+
+export interface BudgetMsg {
+  scope: string;
+  window: WindowEnum;
+  tokens: number;
+  floors: PriorityFloorsMsg | null;
+  usedTokens: number;
+  outstandingTokens: number;
+  windowStartMs: number;
+  windowEndMs: number;
+}
+
+export interface SetBudgetRequest {
+  scope: string;
+  window: WindowEnum;
+  tokens: number;
+  floors: PriorityFloorsMsg | null;
+}
+
+export interface WindowUsageMsg {
+  windowStartMs: number;
+  windowEndMs: number;
+  usedTokens: number;
+}
+
+export interface UsageResponse {
+  scope: string;
+  window: WindowEnum;
+  windows: WindowUsageMsg[];
+}

@@ -1,0 +1,362 @@
+// Lease allocation (DESIGN §6). A lease holds tokens granted against every budget matching the pod's
+// scopes. Invariant per budget and window: consumed + outstanding grants ≤ limit, so global overspend is
+// bounded by the error of the sidecars' estimates, never by how many sidecars there are. Grants are the
+// smaller of what is asked and a demand-weighted fair share of what remains, lower priority classes
+// stop above their floor, and a window rollover voids what leases held of the old window.
+import { randomUUID } from 'node:crypto';
+import type { Clock } from '../sidecar/clock.js';
+import { invalidArgument, notFound } from './errors.js';
+import { scopeProblem, scopesOf, type Identity } from './scopes.js';
+import type { BudgetRow, SqliteQuotaStore } from './store.js';
+import { windowAt, windowBefore, type WindowName } from './windows.js';
+
+export type PriorityClass = 'interactive' | 'background' | 'batch';
+
+export interface UsageReport {
+  sequence: number;
+  tokens: number;
+  startedAtMs: number;
+}
+
+export interface Grant {
+  leaseId: string;
+  granted: number;
+  leaseTokens: number;
+  unlimited: boolean;
+  ttlMs: number;
+  refreshAfterMs: number;
+  /** Least tokens left in the current windows of the matching budgets (-1 when unlimited). */
+  remaining: number;
+  retryAfterMs: number;
+  acked: number;
+}
+
+export interface BudgetView extends BudgetRow {
+  used: number;
+  outstanding: number;
+  windowStartMs: number;
+  windowEndMs: number;
+}
+
+export interface AllocatorOptions {
+  clock: Clock;
+  /** A lease lapses this long after its last renewal (default 30 s). */
+  leaseTtlMs?: number;
+  /** Grants aim to cover this much of a lease's recent demand (default 20 s). */
+  horizonMs?: number;
+}
+
+export const DEFAULT_FLOORS = { batch: 0.5, background: 0.2 };
+
+interface Lease {
+  id: string;
+  identity: Identity & { pod: string };
+  scopes: string[];
+  priority: PriorityClass;
+  incarnation: string;
+  outstanding: number;
+  demand: number;
+  expiresAtMs: number;
+  /** Budget key → start of the window `outstanding` belongs to. */
+  windows: Record<string, number>;
+}
+
+const PRIORITIES: PriorityClass[] = ['interactive', 'background', 'batch'];
+const MIN_DEMAND = 1;
+const key = (scope: string, window: WindowName): string => `${scope}|${window}`;
+
+export class Allocator {
+  private readonly budgets = new Map<string, BudgetRow>();
+  private readonly leases = new Map<string, Lease>();
+  /** scope → leases charged to it. */
+  private readonly byScope = new Map<string, Set<Lease>>();
+  private readonly used = new Map<string, number>();
+  private readonly ackedBy = new Map<string, number>();
+  private readonly clock: Clock;
+  private readonly ttlMs: number;
+  private readonly horizonMs: number;
+
+  constructor(
+    private readonly store: SqliteQuotaStore,
+    opts: AllocatorOptions,
+  ) {
+    this.clock = opts.clock;
+    this.ttlMs = opts.leaseTtlMs ?? 30_000;
+    this.horizonMs = opts.horizonMs ?? 20_000;
+    for (const b of store.budgets()) this.budgets.set(key(b.scope, b.window), b);
+    for (const row of store.leases()) {
+      const identity = { namespace: row.namespace, service: row.service, team: row.team, pod: row.pod };
+      this.index({
+        id: row.id,
+        identity,
+        scopes: scopesOf(identity),
+        priority: PRIORITIES[row.priority - 1] ?? 'interactive',
+        incarnation: row.incarnation,
+        outstanding: row.outstanding,
+        demand: row.demand,
+        expiresAtMs: row.expiresAtMs,
+        windows: JSON.parse(row.windows) as Record<string, number>,
+      });
+    }
+    this.sweep();
+  }
+
+  acquire(req: { identity: Identity & { pod: string }; priority: PriorityClass; incarnation: string; need: number; demand: number }): Grant {
+    if (req.identity.namespace === '') throw invalidArgument('identity.namespace is required');
+    if (req.incarnation === '') throw invalidArgument('incarnation is required');
+    const now = this.clock.now();
+    this.sweep(now);
+    const lease: Lease = {
+      id: randomUUID(),
+      identity: req.identity,
+      scopes: scopesOf(req.identity),
+      priority: req.priority,
+      incarnation: req.incarnation,
+      outstanding: 0,
+      demand: Math.max(MIN_DEMAND, req.demand),
+      expiresAtMs: now + this.ttlMs,
+      windows: {},
+    };
+    this.index(lease);
+    return this.store.transaction(() => this.grant(lease, Math.max(0, req.need), now));
+  }
+
+  renew(req: { leaseId: string; need: number; demand: number; reports: UsageReport[]; unused: number }): Grant {
+    const now = this.clock.now();
+    this.sweep(now);
+    const lease = this.leases.get(req.leaseId);
+    if (lease === undefined) throw notFound(`lease ${req.leaseId} is unknown or expired; acquire a new one`);
+    return this.store.transaction(() => {
+      this.apply(lease.scopes, lease.incarnation, req.reports, lease);
+      lease.outstanding = Math.max(0, lease.outstanding - Math.max(0, req.unused));
+      lease.demand = Math.max(MIN_DEMAND, req.demand);
+      lease.expiresAtMs = now + this.ttlMs;
+      return this.grant(lease, Math.max(0, req.need), now);
+    });
+  }
+
+  release(leaseId: string, reports: UsageReport[]): number {
+    const lease = this.leases.get(leaseId);
+    if (lease === undefined) throw notFound(`lease ${leaseId} is unknown or expired`);
+    return this.store.transaction(() => {
+      const acked = this.apply(lease.scopes, lease.incarnation, reports, lease);
+      this.drop(lease);
+      return acked;
+    });
+  }
+
+  /** Usage delivered without a lease (after a sidecar restart, or while renewing failed). */
+  report(identity: Identity, incarnation: string, reports: UsageReport[]): number {
+    if (identity.namespace === '') throw invalidArgument('identity.namespace is required');
+    if (incarnation === '') throw invalidArgument('incarnation is required');
+    return this.store.transaction(() => this.apply(scopesOf(identity), incarnation, reports, undefined));
+  }
+
+  /** Drops lapsed leases; their unspent grants go back to their windows. */
+  sweep(now = this.clock.now()): number {
+    let n = 0;
+    for (const lease of this.leases.values()) {
+      if (lease.expiresAtMs <= now) {
+        this.drop(lease);
+        n++;
+      }
+    }
+    return n;
+  }
+
+  get activeLeases(): number {
+    return this.leases.size;
+  }
+
+  setBudget(scope: string, window: WindowName, tokens: number, floors = DEFAULT_FLOORS): BudgetView {
+    const problem = scopeProblem(scope);
+    if (problem !== undefined) throw invalidArgument(`scope "${scope}": ${problem}`);
+    if (!Number.isSafeInteger(tokens) || tokens <= 0) throw invalidArgument('tokens must be a positive integer');
+    for (const [name, v] of Object.entries(floors)) {
+      if (!(v >= 0 && v <= 1)) throw invalidArgument(`priority floor ${name} must be between 0 and 1`);
+    }
+    const row: BudgetRow = { scope, window, tokens, batchFloor: floors.batch, backgroundFloor: floors.background };
+    this.store.upsertBudget(row);
+    this.budgets.set(key(scope, window), row);
+    return this.view(row, this.clock.now());
+  }
+
+  getBudgets(scope: string): BudgetView[] {
+    const problem = scopeProblem(scope);
+    if (problem !== undefined) throw invalidArgument(`scope "${scope}": ${problem}`);
+    const now = this.clock.now();
+    const found = [...this.budgets.values()].filter((b) => b.scope === scope).map((b) => this.view(b, now));
+    if (found.length === 0) throw notFound(`no budget for ${scope}`);
+    return found;
+  }
+
+  listBudgets(): BudgetView[] {
+    const now = this.clock.now();
+    return [...this.budgets.values()].sort((a, b) => a.scope.localeCompare(b.scope) || a.window.localeCompare(b.window)).map((b) => this.view(b, now));
+  }
+
+  deleteBudget(scope: string, window: WindowName | undefined): number {
+    const n = this.store.deleteBudget(scope, window);
+    if (n === 0) throw notFound(`no budget for ${scope}${window === undefined ? '' : ` (${window})`}`);
+    for (const b of [...this.budgets.values()]) if (b.scope === scope && (window === undefined || b.window === window)) this.budgets.delete(key(b.scope, b.window));
+    return n;
+  }
+
+  /** The last `n` windows of a scope's consumption, newest first, empty windows included. */
+  usage(scope: string, window: WindowName, n: number): { startMs: number; endMs: number; used: number }[] {
+    const problem = scopeProblem(scope);
+    if (problem !== undefined) throw invalidArgument(`scope "${scope}": ${problem}`);
+    const now = this.clock.now();
+    return Array.from({ length: Math.max(1, Math.min(n, 1000)) }, (_, i) => {
+      const span = windowBefore(window, now, i);
+      return { startMs: span.startMs, endMs: span.endMs, used: this.usedIn(scope, window, span.startMs) };
+    });
+  }
+
+  private grant(lease: Lease, need: number, now: number): Grant {
+    const budgets: BudgetRow[] = [];
+    for (const scope of lease.scopes) for (const b of this.budgets.values()) if (b.scope === scope) budgets.push(b);
+    const acked = this.ackedOf(lease.incarnation);
+    if (budgets.length === 0) {
+      lease.outstanding = 0;
+      this.save(lease);
+      return { leaseId: lease.id, granted: 0, leaseTokens: 0, unlimited: true, ttlMs: this.ttlMs, refreshAfterMs: Math.floor(this.ttlMs / 3), remaining: -1, retryAfterMs: 0, acked };
+    }
+    // What the lease held belongs to the windows it was granted in; a new window starts it at zero.
+    const current: Record<string, number> = {};
+    let stale = false;
+    for (const b of budgets) {
+      const k = key(b.scope, b.window);
+      current[k] = windowAt(b.window, now).startMs;
+      if (lease.windows[k] !== current[k]) stale = true;
+    }
+    if (stale) {
+      lease.outstanding = 0;
+      lease.windows = current;
+    }
+
+    let grant = Math.max(need, Math.ceil((lease.demand * this.horizonMs) / 1000));
+    let remaining = Infinity;
+    let windowEnd = Infinity;
+    let exhaustedUntil = 0;
+    for (const b of budgets) {
+      const span = windowAt(b.window, now);
+      windowEnd = Math.min(windowEnd, span.endMs);
+      const left = Math.max(0, b.tokens - this.usedIn(b.scope, b.window, span.startMs));
+      remaining = Math.min(remaining, left);
+      const floor = b.tokens * (lease.priority === 'batch' ? b.batchFloor : lease.priority === 'background' ? b.backgroundFloor : 0);
+      let others = 0;
+      let demand = lease.demand;
+      const k = key(b.scope, b.window);
+      for (const other of this.byScope.get(b.scope) ?? []) {
+        if (other === lease) continue;
+        if (other.windows[k] === span.startMs) others += other.outstanding;
+        demand += other.demand;
+      }
+      const free = left - others - lease.outstanding;
+      const available = Math.max(0, free - floor);
+      const share = Math.max(0, ((left - floor) * lease.demand) / demand - lease.outstanding);
+      grant = Math.min(grant, available, Math.max(share, need));
+      if (left - floor < Math.max(need, 1)) exhaustedUntil = Math.max(exhaustedUntil, span.endMs);
+    }
+    // A grant that cannot cover the waiting request would only strand tokens in this lease.
+    grant = Math.floor(grant < need ? 0 : grant);
+    lease.outstanding += grant;
+    this.save(lease);
+    const ttlMs = Math.max(1, Math.min(this.ttlMs, windowEnd - now));
+    let retryAfterMs = 0;
+    if (grant === 0 && need > 0) retryAfterMs = exhaustedUntil > 0 ? exhaustedUntil - now : Math.min(1000, ttlMs);
+    return {
+      leaseId: lease.id,
+      granted: grant,
+      leaseTokens: lease.outstanding,
+      unlimited: false,
+      ttlMs,
+      refreshAfterMs: Math.max(1, Math.floor(Math.min(this.ttlMs / 3, windowEnd - now))),
+      remaining,
+      retryAfterMs,
+      acked,
+    };
+  }
+
+  /** Charges reports not seen before to every scope and window; returns the highest sequence processed. */
+  private apply(scopes: string[], incarnation: string, reports: UsageReport[], lease: Lease | undefined): number {
+    let acked = this.ackedOf(incarnation);
+    const sorted = [...reports].sort((a, b) => a.sequence - b.sequence);
+    for (const r of sorted) {
+      if (r.sequence <= acked) continue;
+      const tokens = Math.max(0, Math.round(r.tokens));
+      for (const scope of scopes) {
+        for (const w of ['minute', 'hour', 'day', 'month'] as const) {
+          const span = windowAt(w, r.startedAtMs);
+          this.store.addUsage(scope, w, span.startMs, span.endMs, tokens);
+          const k = `${scope}|${w}|${span.startMs}`;
+          const cached = this.used.get(k);
+          if (cached !== undefined) this.used.set(k, cached + tokens);
+        }
+      }
+      if (lease !== undefined) lease.outstanding = Math.max(0, lease.outstanding - tokens);
+      acked = r.sequence;
+    }
+    if (acked !== this.ackedOf(incarnation)) {
+      this.store.setAcked(incarnation, acked);
+      this.ackedBy.set(incarnation, acked);
+    }
+    return acked;
+  }
+
+  private usedIn(scope: string, window: WindowName, startMs: number): number {
+    const k = `${scope}|${window}|${startMs}`;
+    let v = this.used.get(k);
+    if (v === undefined) {
+      v = this.store.used(scope, window, startMs);
+      this.used.set(k, v);
+      if (this.used.size > 100_000) this.used.clear();
+    }
+    return v;
+  }
+
+  private ackedOf(incarnation: string): number {
+    let v = this.ackedBy.get(incarnation);
+    if (v === undefined) {
+      v = this.store.acked(incarnation);
+      this.ackedBy.set(incarnation, v);
+    }
+    return v;
+  }
+
+  private view(b: BudgetRow, now: number): BudgetView {
+    const span = windowAt(b.window, now);
+    let outstanding = 0;
+    for (const l of this.byScope.get(b.scope) ?? []) if (l.windows[key(b.scope, b.window)] === span.startMs) outstanding += l.outstanding;
+    return { ...b, used: this.usedIn(b.scope, b.window, span.startMs), outstanding, windowStartMs: span.startMs, windowEndMs: span.endMs };
+  }
+
+  private index(lease: Lease): void {
+    this.leases.set(lease.id, lease);
+    for (const s of lease.scopes) {
+      let set = this.byScope.get(s);
+      if (set === undefined) this.byScope.set(s, (set = new Set()));
+      set.add(lease);
+    }
+  }
+
+  private drop(lease: Lease): void {
+    this.leases.delete(lease.id);
+    for (const s of lease.scopes) this.byScope.get(s)?.delete(lease);
+    this.store.deleteLease(lease.id);
+  }
+
+  private save(lease: Lease): void {
+    this.store.saveLease({
+      id: lease.id,
+      ...lease.identity,
+      priority: PRIORITIES.indexOf(lease.priority) + 1,
+      incarnation: lease.incarnation,
+      outstanding: lease.outstanding,
+      demand: lease.demand,
+      expiresAtMs: lease.expiresAtMs,
+      windows: JSON.stringify(lease.windows),
+    });
+  }
+}

@@ -1,0 +1,50 @@
+// Proto enums and messages ↔ the allocator's types.
+import type { BudgetMsg, PriorityName, UsageReportMsg, WindowEnum } from '../proto/messages.js';
+import type { BudgetView, PriorityClass, UsageReport } from './allocator.js';
+import { invalidArgument } from './errors.js';
+import type { WindowName } from './windows.js';
+
+export function priorityOf(p: PriorityName | undefined): PriorityClass {
+  if (p === 'PRIORITY_BATCH') return 'batch';
+  if (p === 'PRIORITY_BACKGROUND') return 'background';
+  return 'interactive';
+}
+
+export function priorityName(p: PriorityClass): PriorityName {
+  return p === 'batch' ? 'PRIORITY_BATCH' : p === 'background' ? 'PRIORITY_BACKGROUND' : 'PRIORITY_INTERACTIVE';
+}
+
+const WINDOWS: Record<Exclude<WindowEnum, 'WINDOW_UNSPECIFIED'>, WindowName> = {
+  WINDOW_MINUTE: 'minute',
+  WINDOW_HOUR: 'hour',
+  WINDOW_DAY: 'day',
+  WINDOW_MONTH: 'month',
+};
+
+export function windowOf(w: WindowEnum): WindowName {
+  if (w === 'WINDOW_UNSPECIFIED' || !(w in WINDOWS)) throw invalidArgument('window must be minute, hour, day or month');
+  return WINDOWS[w];
+}
+
+export const optionalWindowOf = (w: WindowEnum): WindowName | undefined => (w === 'WINDOW_UNSPECIFIED' ? undefined : windowOf(w));
+
+export function windowEnum(w: WindowName): WindowEnum {
+  return `WINDOW_${w.toUpperCase()}` as WindowEnum;
+}
+
+export function reportsOf(reports: UsageReportMsg[] | undefined): UsageReport[] {
+  return (reports ?? []).map((r) => ({ sequence: Number(r.sequence), tokens: Number(r.tokens), startedAtMs: Number(r.startedAtMs) }));
+}
+
+export function budgetMsg(b: BudgetView): BudgetMsg {
+  return {
+    scope: b.scope,
+    window: windowEnum(b.window),
+    tokens: b.tokens,
+    floors: { batch: b.batchFloor, background: b.backgroundFloor },
+    usedTokens: b.used,
+    outstandingTokens: b.outstanding,
+    windowStartMs: b.windowStartMs,
+    windowEndMs: b.windowEndMs,
+  };
+}

@@ -1,0 +1,15 @@
+// The quota service's typed errors, each with the gRPC status it is answered with.
+import { status } from '@grpc/grpc-js';
+
+export class QuotaError extends Error {
+  constructor(
+    readonly code: status,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'QuotaError';
+  }
+}
+
+export const invalidArgument = (message: string): QuotaError => new QuotaError(status.INVALID_ARGUMENT, message);
+export const notFound = (message: string): QuotaError => new QuotaError(status.NOT_FOUND, message);

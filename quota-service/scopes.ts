@@ -1,0 +1,32 @@
+// Budget scopes: namespace/<ns>, namespace/<ns>/service/<name>, team/<name> (DESIGN §6), and the scopes a
+// pod's requests are charged to.
+
+export interface Identity {
+  namespace: string;
+  service: string;
+  team: string;
+}
+
+const dnsLabel = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const name = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+
+/** Undefined when `scope` is well formed, else what is wrong with it. */
+export function scopeProblem(scope: string): string | undefined {
+  const parts = scope.split('/');
+  if (parts[0] === 'namespace' && (parts.length === 2 || parts.length === 4)) {
+    if (!dnsLabel.test(parts[1]!)) return `"${parts[1]}" is not a valid namespace name`;
+    if (parts.length === 2) return undefined;
+    if (parts[2] !== 'service') return 'expected namespace/<ns>/service/<name>';
+    return name.test(parts[3]!) ? undefined : `"${parts[3]}" is not a valid service name`;
+  }
+  if (parts[0] === 'team' && parts.length === 2) return name.test(parts[1]!) ? undefined : `"${parts[1]}" is not a valid team name`;
+  return 'a scope is namespace/<ns>, namespace/<ns>/service/<name> or team/<name>';
+}
+
+/** Every scope whose budgets a request from `identity` is charged against. */
+export function scopesOf(identity: Identity): string[] {
+  const out = [`namespace/${identity.namespace}`];
+  if (identity.service !== '') out.push(`namespace/${identity.namespace}/service/${identity.service}`);
+  if (identity.team !== '') out.push(`team/${identity.team}`);
+  return out;
+}

@@ -1,0 +1,155 @@
+// The quota service's durable state in one SQLite file (WAL, full sync: an acknowledged report is on
+// disk): budgets, consumption per scope and window, outstanding leases, and the highest report sequence
+// processed per sidecar incarnation.
+import Database from 'better-sqlite3';
+import type { WindowName } from './windows.js';
+
+export interface BudgetRow {
+  scope: string;
+  window: WindowName;
+  tokens: number;
+  batchFloor: number;
+  backgroundFloor: number;
+}
+
+export interface LeaseRow {
+  id: string;
+  namespace: string;
+  service: string;
+  team: string;
+  pod: string;
+  priority: number;
+  incarnation: string;
+  outstanding: number;
+  demand: number;
+  expiresAtMs: number;
+  /** JSON: budget key → start of the window the outstanding tokens belong to. */
+  windows: string;
+}
+
+export interface UsageRow {
+  startMs: number;
+  endMs: number;
+  used: number;
+}
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS budgets (
+  scope TEXT NOT NULL, window TEXT NOT NULL, tokens INTEGER NOT NULL,
+  batch_floor REAL NOT NULL, background_floor REAL NOT NULL,
+  PRIMARY KEY (scope, window)
+);
+CREATE TABLE IF NOT EXISTS consumption (
+  scope TEXT NOT NULL, window TEXT NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL,
+  used INTEGER NOT NULL, PRIMARY KEY (scope, window, start_ms)
+);
+CREATE TABLE IF NOT EXISTS leases (
+  id TEXT PRIMARY KEY, namespace TEXT NOT NULL, service TEXT NOT NULL, team TEXT NOT NULL, pod TEXT NOT NULL,
+  priority INTEGER NOT NULL, incarnation TEXT NOT NULL, outstanding INTEGER NOT NULL, demand REAL NOT NULL,
+  expires_at_ms INTEGER NOT NULL, windows TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS acked (incarnation TEXT PRIMARY KEY, sequence INTEGER NOT NULL);
+`;
+
+export class SqliteQuotaStore {
+  private readonly db: Database.Database;
+  private readonly stmts;
+
+  constructor(path: string) {
+    this.db = new Database(path);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = FULL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(SCHEMA);
+    const db = this.db;
+    this.stmts = {
+      budgets: db.prepare('SELECT scope, window, tokens, batch_floor AS batchFloor, background_floor AS backgroundFloor FROM budgets ORDER BY scope, window'),
+      upsertBudget: db.prepare(
+        `INSERT INTO budgets (scope, window, tokens, batch_floor, background_floor) VALUES (@scope, @window, @tokens, @batchFloor, @backgroundFloor)
+         ON CONFLICT (scope, window) DO UPDATE SET tokens = excluded.tokens, batch_floor = excluded.batch_floor, background_floor = excluded.background_floor`,
+      ),
+      deleteBudget: db.prepare('DELETE FROM budgets WHERE scope = ? AND window = ?'),
+      deleteScope: db.prepare('DELETE FROM budgets WHERE scope = ?'),
+      used: db.prepare('SELECT used FROM consumption WHERE scope = ? AND window = ? AND start_ms = ?'),
+      addUsage: db.prepare(
+        `INSERT INTO consumption (scope, window, start_ms, end_ms, used) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (scope, window, start_ms) DO UPDATE SET used = used + excluded.used`,
+      ),
+      history: db.prepare('SELECT start_ms AS startMs, end_ms AS endMs, used FROM consumption WHERE scope = ? AND window = ? AND start_ms <= ? ORDER BY start_ms DESC LIMIT ?'),
+      pruneUsage: db.prepare('DELETE FROM consumption WHERE window = ? AND end_ms < ?'),
+      leases: db.prepare(
+        `SELECT id, namespace, service, team, pod, priority, incarnation, outstanding, demand, expires_at_ms AS expiresAtMs, windows FROM leases`,
+      ),
+      saveLease: db.prepare(
+        `INSERT INTO leases (id, namespace, service, team, pod, priority, incarnation, outstanding, demand, expires_at_ms, windows)
+         VALUES (@id, @namespace, @service, @team, @pod, @priority, @incarnation, @outstanding, @demand, @expiresAtMs, @windows)
+         ON CONFLICT (id) DO UPDATE SET outstanding = excluded.outstanding, demand = excluded.demand,
+           expires_at_ms = excluded.expires_at_ms, windows = excluded.windows`,
+      ),
+      deleteLease: db.prepare('DELETE FROM leases WHERE id = ?'),
+      acked: db.prepare('SELECT sequence FROM acked WHERE incarnation = ?'),
+      setAcked: db.prepare('INSERT INTO acked (incarnation, sequence) VALUES (?, ?) ON CONFLICT (incarnation) DO UPDATE SET sequence = excluded.sequence'),
+    };
+  }
+
+  /** Runs `fn` in one transaction: all its writes land together or not at all. */
+  transaction<T>(fn: () => T): T {
+    return this.db.transaction(fn)();
+  }
+
+  budgets(): BudgetRow[] {
+    return this.stmts.budgets.all() as BudgetRow[];
+  }
+
+  upsertBudget(b: BudgetRow): void {
+    this.stmts.upsertBudget.run(b);
+  }
+
+  deleteBudget(scope: string, window: WindowName | undefined): number {
+    return (window === undefined ? this.stmts.deleteScope.run(scope) : this.stmts.deleteBudget.run(scope, window)).changes;
+  }
+
+  used(scope: string, window: WindowName, startMs: number): number {
+    const row = this.stmts.used.get(scope, window, startMs) as { used: number } | undefined;
+    return row?.used ?? 0;
+  }
+
+  addUsage(scope: string, window: WindowName, startMs: number, endMs: number, tokens: number): void {
+    this.stmts.addUsage.run(scope, window, startMs, endMs, tokens);
+  }
+
+  /** Up to `limit` windows that started at or before `beforeMs`, newest first. */
+  history(scope: string, window: WindowName, beforeMs: number, limit: number): UsageRow[] {
+    return this.stmts.history.all(scope, window, beforeMs, limit) as UsageRow[];
+  }
+
+  /** Deletes consumption rows of `window` that ended before `beforeMs`. */
+  pruneUsage(window: WindowName, beforeMs: number): number {
+    return this.stmts.pruneUsage.run(window, beforeMs).changes;
+  }
+
+  leases(): LeaseRow[] {
+    return this.stmts.leases.all() as LeaseRow[];
+  }
+
+  saveLease(l: LeaseRow): void {
+    this.stmts.saveLease.run(l);
+  }
+
+  deleteLease(id: string): void {
+    this.stmts.deleteLease.run(id);
+  }
+
+  acked(incarnation: string): number {
+    const row = this.stmts.acked.get(incarnation) as { sequence: number } | undefined;
+    return row?.sequence ?? 0;
+  }
+
+  setAcked(incarnation: string, sequence: number): void {
+    this.stmts.setAcked.run(incarnation, sequence);
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

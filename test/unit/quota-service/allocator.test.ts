@@ -1,0 +1,165 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { Allocator, type PriorityClass } from '../../../quota-service/allocator.js';
+import { SqliteQuotaStore } from '../../../quota-service/store.js';
+import { windowAt } from '../../../quota-service/windows.js';
+
+function fakeClock(start = Date.UTC(2026, 10, 23, 10, 0, 0)) {
+  let t = start;
+  return { now: () => t, monotonic: () => t, advance: (ms: number) => (t += ms), set: (ms: number) => (t = ms) };
+}
+
+const id = (namespace: string, extra: Partial<{ service: string; team: string }> = {}) => ({ namespace, service: '', team: '', pod: 'p', ...extra });
+
+function setup(opts: { ttl?: number } = {}) {
+  const clock = fakeClock();
+  const store = new SqliteQuotaStore(':memory:');
+  const alloc = new Allocator(store, { clock, ...(opts.ttl === undefined ? {} : { leaseTtlMs: opts.ttl }) });
+  return { clock, store, alloc };
+}
+
+function acquire(alloc: Allocator, ns = 'demo', priority: PriorityClass = 'interactive', need = 0, demand = 10, inc = 'inc-1') {
+  return alloc.acquire({ identity: id(ns), priority, incarnation: inc, need, demand });
+}
+
+describe('allocator', () => {
+  it('grants without limit when no budget matches, and still records usage', () => {
+    const { alloc, clock } = setup();
+    const g = acquire(alloc);
+    expect(g.unlimited).toBe(true);
+    alloc.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports: [{ sequence: 1, tokens: 42, startedAtMs: clock.now() }], unused: 0 });
+    expect(alloc.usage('namespace/demo', 'day', 1)[0]!.used).toBe(42);
+  });
+
+  it('never lets consumed plus outstanding exceed the limit, whatever many leases ask', () => {
+    const { alloc, clock } = setup();
+    alloc.setBudget('namespace/demo', 'hour', 10_000);
+    const leases = Array.from({ length: 50 }, (_, i) => acquire(alloc, 'demo', 'interactive', 100, 50, `inc-${i}`));
+    let seq = 1;
+    let estimateError = 0;
+    for (let round = 0; round < 40; round++) {
+      for (const [i, l] of leases.entries()) {
+        // each lease spends what it holds (every fifth 2% more: estimate error) and asks again
+        const spend = Math.floor(l.leaseTokens * (i % 5 === 0 ? 1.02 : 1));
+        estimateError += spend - l.leaseTokens;
+        const next = alloc.renew({ leaseId: l.leaseId, need: 100, demand: 50, reports: spend > 0 ? [{ sequence: seq++, tokens: spend, startedAtMs: clock.now() }] : [], unused: 0 });
+        leases[i] = next;
+        const [b] = alloc.getBudgets('namespace/demo');
+        expect(b!.used + b!.outstanding).toBeLessThanOrEqual(b!.tokens + estimateError);
+      }
+      clock.advance(100);
+    }
+    const [b] = alloc.getBudgets('namespace/demo');
+    expect(b!.used).toBeGreaterThanOrEqual(9_800); // ≥ 98% usable
+    expect(b!.used).toBeLessThanOrEqual(10_300); // overshoot only from the 2% estimate error
+  });
+
+  it('ignores a replayed report', () => {
+    const { alloc, clock } = setup();
+    alloc.setBudget('namespace/demo', 'day', 1000);
+    const g = acquire(alloc, 'demo', 'interactive', 100);
+    const report = { sequence: 7, tokens: 60, startedAtMs: clock.now() };
+    alloc.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports: [report], unused: 0 });
+    const again = alloc.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports: [report, { sequence: 5, tokens: 999, startedAtMs: clock.now() }], unused: 0 });
+    expect(alloc.getBudgets('namespace/demo')[0]!.used).toBe(60);
+    expect(again.acked).toBe(7);
+    expect(alloc.report({ namespace: 'demo', service: '', team: '' }, 'inc-1', [report])).toBe(7);
+    expect(alloc.getBudgets('namespace/demo')[0]!.used).toBe(60);
+  });
+
+  it('stops batch at 50% and background at 20% remaining; interactive may use it all', () => {
+    const { alloc, clock } = setup();
+    alloc.setBudget('namespace/demo', 'day', 1000);
+    alloc.report({ namespace: 'demo', service: '', team: '' }, 'earlier-pod', [{ sequence: 1, tokens: 450, startedAtMs: clock.now() }]);
+    const refused = acquire(alloc, 'demo', 'batch', 100, 1, 'b1');
+    expect(refused.granted).toBe(0);
+    expect(refused.retryAfterMs).toBe(windowAt('day', clock.now()).endMs - clock.now());
+    expect(acquire(alloc, 'demo', 'batch', 40, 1, 'b2').granted).toBe(40);
+    const bg = acquire(alloc, 'demo', 'background', 300, 1, 'g1');
+    expect(bg.granted).toBe(300);
+    alloc.renew({ leaseId: bg.leaseId, need: 0, demand: 1, reports: [{ sequence: 1, tokens: 300, startedAtMs: clock.now() }], unused: 0 });
+    // 250 left; the batch lease holds 40 and the renewal topped the background lease up with the 10
+    // tokens above its floor of 200: nothing more for background, 200 for interactive.
+    expect(acquire(alloc, 'demo', 'background', 1, 1, 'g2').granted).toBe(0);
+    expect(acquire(alloc, 'demo', 'interactive', 200, 1, 'i1').granted).toBe(200);
+    expect(acquire(alloc, 'demo', 'interactive', 1, 1, 'i2').granted).toBe(0);
+    const [b] = alloc.getBudgets('namespace/demo');
+    expect(b!.used + b!.outstanding).toBe(1000);
+  });
+
+  it('shares what remains in proportion to demand', () => {
+    const { alloc } = setup();
+    alloc.setBudget('namespace/demo', 'minute', 10_000);
+    const slow = acquire(alloc, 'demo', 'interactive', 0, 100, 'slow');
+    const fast = acquire(alloc, 'demo', 'interactive', 0, 300, 'fast');
+    // after both declared their demand, renewing converges to 1:3
+    const s = alloc.renew({ leaseId: slow.leaseId, need: 0, demand: 100, reports: [], unused: slow.leaseTokens });
+    const f = alloc.renew({ leaseId: fast.leaseId, need: 0, demand: 300, reports: [], unused: fast.leaseTokens });
+    expect(s.leaseTokens).toBe(2000); // asks 100/s × 20 s; its share of 10,000 is 2,500
+    expect(f.leaseTokens).toBe(6000); // asks 6,000; its share is 7,500
+  });
+
+  it('charges every matching scope and grants within the tightest budget', () => {
+    const { alloc, clock } = setup();
+    alloc.setBudget('namespace/demo', 'day', 100_000);
+    alloc.setBudget('team/search', 'hour', 500);
+    const g = alloc.acquire({ identity: id('demo', { team: 'search', service: 'api' }), priority: 'interactive', incarnation: 'i', need: 100, demand: 1000 });
+    expect(g.granted).toBe(500);
+    alloc.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports: [{ sequence: 1, tokens: 120, startedAtMs: clock.now() }], unused: 0 });
+    for (const scope of ['namespace/demo', 'namespace/demo/service/api', 'team/search']) {
+      expect(alloc.usage(scope, 'hour', 1)[0]!.used).toBe(120);
+    }
+  });
+
+  it('starts each window from zero: a rollover voids held tokens, late reports count in their own window', () => {
+    const { alloc, clock } = setup();
+    const start = windowAt('minute', clock.now()).startMs;
+    clock.set(start + 50_000);
+    alloc.setBudget('namespace/demo', 'minute', 1000);
+    const g = acquire(alloc, 'demo', 'interactive', 1000, 1);
+    expect(g.granted).toBe(1000);
+    expect(g.ttlMs).toBe(10_000); // capped at the window's end
+    clock.set(start + 61_000);
+    const next = alloc.renew({ leaseId: g.leaseId, need: 200, demand: 1, reports: [{ sequence: 1, tokens: 900, startedAtMs: start + 55_000 }], unused: 0 });
+    expect(next.granted).toBe(200);
+    expect(next.leaseTokens).toBe(200);
+    const [older, newer] = [alloc.usage('namespace/demo', 'minute', 2)[1]!, alloc.usage('namespace/demo', 'minute', 2)[0]!];
+    expect(older.used).toBe(900);
+    expect(newer.used).toBe(0);
+  });
+
+  it('reclaims the tokens of a lease that stopped renewing', () => {
+    const { alloc, clock } = setup({ ttl: 5000 });
+    alloc.setBudget('namespace/demo', 'day', 1000);
+    acquire(alloc, 'demo', 'interactive', 1000, 1, 'gone');
+    expect(acquire(alloc, 'demo', 'interactive', 1, 1, 'other').granted).toBe(0);
+    clock.advance(5001);
+    expect(acquire(alloc, 'demo', 'interactive', 600, 1, 'other2').granted).toBe(600);
+  });
+
+  it('survives a restart with consumption, leases and acknowledged sequences intact', () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'llmgw-quota-')), 'quota.db');
+    const clock = fakeClock();
+    const first = new Allocator(new SqliteQuotaStore(path), { clock });
+    first.setBudget('namespace/demo', 'day', 1000);
+    const g = first.acquire({ identity: id('demo'), priority: 'interactive', incarnation: 'i', need: 300, demand: 1 });
+    first.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports: [{ sequence: 3, tokens: 100, startedAtMs: clock.now() }], unused: 0 });
+    const second = new Allocator(new SqliteQuotaStore(path), { clock });
+    const [b] = second.getBudgets('namespace/demo');
+    // 300 granted, 100 spent, topped up by 20 (1 token/s over the 20 s horizon) when renewing
+    expect(b).toMatchObject({ used: 100, outstanding: 220 });
+    const again = second.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports: [{ sequence: 3, tokens: 100, startedAtMs: clock.now() }], unused: 0 });
+    expect(again.acked).toBe(3);
+    expect(second.getBudgets('namespace/demo')[0]!.used).toBe(100);
+  });
+
+  it('refuses malformed scopes, windows and amounts', () => {
+    const { alloc } = setup();
+    expect(() => alloc.setBudget('ns/demo', 'day', 10)).toThrow(/a scope is namespace/);
+    expect(() => alloc.setBudget('namespace/Demo_', 'day', 10)).toThrow(/not a valid namespace name/);
+    expect(() => alloc.setBudget('team/search', 'day', 0)).toThrow(/positive integer/);
+    expect(() => alloc.getBudgets('team/none')).toThrow(/no budget for team\/none/);
+  });
+});
