@@ -11,13 +11,16 @@ COPY tsconfig.json tsconfig.build.json bundle.mjs ./
 COPY cli ./cli
 COPY sidecar ./sidecar
 COPY bench ./bench
-RUN npm run build
+COPY proto ./proto
+COPY quota-service ./quota-service
+RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
 ENV NODE_ENV=production
 WORKDIR /app
 COPY --from=build /app/package.json ./
-# The bundle carries its dependencies; nothing from node_modules is needed at run time.
+# The bundle carries its dependencies except the native SQLite addon, loaded from node_modules.
+COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/llmgw ./dist/llmgw
 # The image runs unprivileged and works with a read-only root filesystem (state goes to mounted volumes).
 USER node
