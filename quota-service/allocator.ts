@@ -1,8 +1,9 @@
 // Lease allocation (DESIGN §6). A lease holds tokens granted against every budget matching the pod's
 // scopes. Invariant per budget and window: consumed + outstanding grants ≤ limit, so global overspend is
 // bounded by the error of the sidecars' estimates, never by how many sidecars there are. Grants are the
-// smaller of what is asked and a demand-weighted fair share of what remains, lower priority classes
-// stop above their floor, and a window rollover voids what leases held of the old window.
+// smaller of what is asked and a demand-weighted fair share of half of what remains (a request that
+// needs more than its share still gets its need while tokens are free), lower priority classes stop
+// above their floor, and a window rollover voids what leases held of the old window.
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../sidecar/clock.js';
 import { invalidArgument, notFound } from './errors.js';
@@ -63,6 +64,11 @@ interface Lease {
 
 const PRIORITIES: PriorityClass[] = ['interactive', 'background', 'batch'];
 const MIN_DEMAND = 1;
+/**
+ * Leases together hold at most this fraction of what remains (by fair share); the rest stays free for
+ * whichever sidecar runs dry first, so nearly all of a budget is usable before anyone is refused.
+ */
+const SHARE_OF_REMAINING = 0.5;
 const key = (scope: string, window: WindowName): string => `${scope}|${window}`;
 
 export class Allocator {
@@ -255,7 +261,7 @@ export class Allocator {
       }
       const free = left - others - lease.outstanding;
       const available = Math.max(0, free - floor);
-      const share = Math.max(0, ((left - floor) * lease.demand) / demand - lease.outstanding);
+      const share = Math.max(0, ((left - floor) * SHARE_OF_REMAINING * lease.demand) / demand - lease.outstanding);
       grant = Math.min(grant, available, Math.max(share, need));
       if (left - floor < Math.max(need, 1)) exhaustedUntil = Math.max(exhaustedUntil, span.endMs);
     }

@@ -15,6 +15,7 @@ export type GatewayErrorCode =
   | 'llmgw_body_too_large'
   | 'llmgw_request_timeout'
   | 'llmgw_quota_exhausted'
+  | 'llmgw_quota_unavailable'
   | 'llmgw_rate_limited'
   | 'llmgw_upstream_unavailable'
   | 'llmgw_upstream_error'

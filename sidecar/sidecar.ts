@@ -13,7 +13,11 @@ import { closeServer, listen, type HostPort } from './http/listen.js';
 import { createStatusServer } from './http/status-server.js';
 import { flushLogger, type LogLevel } from './logger.js';
 import { SidecarMetrics } from './metrics/sidecar-metrics.js';
+import { rateLimitInterceptor } from './limits/rate-limit-interceptor.js';
 import { providerHandler } from './pipeline/provider-handler.js';
+import { quotaInterceptor } from './quota/quota-interceptor.js';
+import type { QuotaStack } from './quota/quota-stack.js';
+import { openDatabase, type SidecarDatabase } from './storage/database.js';
 import { compose, type Interceptor } from './pipeline/types.js';
 import { buildRuntime, type Runtime } from './runtime.js';
 import { PoolRegistry } from './upstream/pool-registry.js';
@@ -31,6 +35,8 @@ export interface SidecarOptions {
   random?: () => number;
   /** Environment and secret readers used on reload. */
   loadOptions?: LoadOptions;
+  /** Where the pod identity (POD_NAMESPACE, LLMGW_SERVICE, LLMGW_TEAM, POD_NAME) is read; default process.env. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface Sidecar {
@@ -57,8 +63,29 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   let draining = false;
   let ready = false;
 
-  // Outermost first. Cache, rate limit, quota and resilience slot in here as they arrive.
-  const interceptors: Interceptor[] = [];
+  // The SQLite file and the quota stack exist only when config asks for them (gRPC is loaded on demand).
+  let db: SidecarDatabase | undefined;
+  let quota: QuotaStack | undefined;
+  let quotaKey = JSON.stringify(undefined);
+  const syncQuota = async (config: Config): Promise<void> => {
+    const key = JSON.stringify(config.quota);
+    if (key === quotaKey) return;
+    quotaKey = key;
+    const old = quota;
+    quota = undefined;
+    if (old !== undefined) await old.close();
+    if (config.quota === undefined) return;
+    db ??= openDatabase(config.storage.path);
+    const { createQuotaStack } = await import('./quota/quota-stack.js');
+    quota = createQuotaStack({ config: config.quota, db, env: opts.env ?? process.env, clock, logger });
+  };
+  await syncQuota(opts.config);
+
+  // Outermost first. Cache and resilience slot in here as they arrive.
+  const interceptors: Interceptor[] = [
+    rateLimitInterceptor({ config: () => runtime.config, clock }),
+    quotaInterceptor({ manager: () => quota?.manager, config: () => runtime.config }),
+  ];
   const handler = compose(interceptors, providerHandler({ runtime: () => runtime, clock, ...(opts.random ? { random: opts.random } : {}) }));
 
   const dataServer: Server = createDataServer({
@@ -79,6 +106,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     applyServerLimits(dataServer, runtime);
     accessLog.setEnabled(config.logging.accessLog);
     logger.level = opts.logLevelOverride ?? config.logging.level;
+    syncQuota(config).catch((err: unknown) => logger.error({ err }, 'could not apply the new quota settings'));
   };
 
   let watcher: ConfigWatcher | undefined;
@@ -109,6 +137,8 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     watcher?.close();
     await closeServer(dataServer);
     await pools.close();
+    await quota?.close();
+    db?.close();
     throw err;
   }
   ready = true;
@@ -135,6 +165,9 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     statusServer.closeAllConnections();
     await closeServer(statusServer);
     await pools.close();
+    // Leases go back with the last usage; what cannot be sent stays in the SQLite file for next time.
+    await quota?.close();
+    db?.close();
     logger.info('sidecar stopped');
     flushLogger(logger);
   };

@@ -98,6 +98,36 @@ const loggingSchema = z.prefault(
   {},
 );
 
+const priorityEnum = z.enum(['interactive', 'background', 'batch']);
+
+const quotaSchema = z.strictObject({
+  /** host:port of the quota service (gRPC). */
+  address: z.string().check(z.minLength(1)),
+  /** When the service is unreachable and the lease is spent: keep serving under a local cap, or refuse. */
+  failMode: z._default(z.enum(['failOpen', 'failClosed']), 'failOpen'),
+  /** The local cap while failing open. */
+  failOpenTokensPerMinute: z._default(positiveInt(), 100_000),
+  /** Output tokens assumed for a request that sets no max_tokens. */
+  defaultOutputTokens: z._default(positiveInt(), 1024),
+  /** The longest a request waits for a lease on the request path. */
+  acquireTimeoutMs: z._default(positiveInt(), 1000),
+  /** Class of requests without `x-llmgw-priority`. */
+  defaultPriority: z._default(priorityEnum, 'interactive'),
+});
+
+const bucketSchema = z.strictObject({
+  requestsPerMinute: z.optional(positiveInt()),
+  tokensPerMinute: z.optional(positiveInt()),
+});
+
+const rateLimitsSchema = z.strictObject({
+  /** For the whole pod. */
+  requestsPerMinute: z.optional(positiveInt()),
+  tokensPerMinute: z.optional(positiveInt()),
+  /** Per model name. */
+  models: z._default(z.record(z.string().check(z.minLength(1)), bucketSchema), {}),
+});
+
 export const configSchema = z
   .strictObject({
     providers: z.record(z.string().check(z.minLength(1)), providerSchema),
@@ -110,7 +140,9 @@ export const configSchema = z
     /** Absent: caching off. */
     cache: z.optional(z.strictObject({ ttlSeconds: z._default(positiveInt(), 3600) })),
     /** Absent: no global quota. */
-    quota: z.optional(z.strictObject({ address: z.string().check(z.minLength(1)) })),
+    quota: z.optional(quotaSchema),
+    /** Per-pod token buckets; absent: no local limits. */
+    rateLimits: z.optional(rateLimitsSchema),
   })
   .check(
     z.superRefine((cfg, ctx) => {
@@ -118,6 +150,9 @@ export const configSchema = z
       if (p.apiKey !== undefined && p.apiKeyFile !== undefined) {
         ctx.addIssue({ code: 'custom', path: ['providers', id], message: 'set apiKey or apiKeyFile, not both' });
       }
+    }
+    for (const name of Object.keys(cfg.rateLimits?.models ?? {})) {
+      if (!(name in cfg.models)) ctx.addIssue({ code: 'custom', path: ['rateLimits', 'models', name], message: `unknown model "${name}"` });
     }
     for (const [name, m] of Object.entries(cfg.models)) {
       m.targets.forEach((t, i) => {
@@ -150,3 +185,5 @@ export type Config = z.infer<typeof configSchema>;
 export type ProviderConfig = Config['providers'][string];
 export type ModelConfig = Config['models'][string];
 export type TargetConfig = ModelConfig['targets'][number];
+export type QuotaConfig = NonNullable<Config['quota']>;
+export type RateLimitsConfig = NonNullable<Config['rateLimits']>;

@@ -108,7 +108,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
     const model = checkBody(route.endpoint, body);
     entry.model = model;
     entry.stream = body.stream === true;
-    const priority = parsePriority(req.headers['x-llmgw-priority'], 'interactive');
+    const priority = parsePriority(req.headers['x-llmgw-priority'], runtime.config.quota?.defaultPriority ?? 'interactive');
     const tags = parseTags(req.headers['x-llmgw-tags']);
     entry.priority = priority;
     if (tags !== undefined) entry.tags = tags;
@@ -170,6 +170,7 @@ function metaHeaders(h: OutgoingHttpHeaders, meta: ResponseMeta, started: number
   if (meta.upstreamModel !== undefined) h['x-llmgw-model'] = meta.upstreamModel;
   h['x-llmgw-attempts'] = String(meta.attempts);
   h['x-llmgw-cache'] = meta.cache;
+  if (meta.remainingTokens !== undefined) h['x-ratelimit-remaining-tokens'] = String(meta.remainingTokens);
   const overhead = opts.clock.monotonic() - started - (meta.upstreamMs ?? 0);
   h['x-llmgw-overhead-ms'] = Math.max(0, overhead).toFixed(3);
   return h;

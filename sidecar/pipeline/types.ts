@@ -36,6 +36,8 @@ export interface ResponseMeta {
   /** Filled when the answer (or the stream) ends. */
   usage?: Usage;
   cache: 'HIT' | 'MISS' | 'BYPASS';
+  /** Tokens left in the global budget, for `x-ratelimit-remaining-tokens` (budgeted requests only). */
+  remainingTokens?: number | undefined;
 }
 
 export type GatewayResponse =

@@ -1,0 +1,36 @@
+// Runs a callback once a response is over: for JSON right after the answer is handed to the socket (so
+// settling never delays it), for streams when the last frame went out, the app left, or the stream
+// failed. Interceptors use it to settle what a request really used.
+import type { Usage } from '../formats/usage.js';
+import type { GatewayResponse } from './types.js';
+
+export interface Outcome {
+  /** What the provider reported (possibly partial for a stream that did not finish). */
+  usage: Usage | undefined;
+  /** The answer went out complete. */
+  complete: boolean;
+  /** Stream frames forwarded (0 for JSON answers). */
+  frames: number;
+}
+
+export function onComplete(res: GatewayResponse, done: (o: Outcome) => void): GatewayResponse {
+  if (res.kind === 'json') {
+    setImmediate(() => done({ usage: res.meta.usage, complete: res.status < 400, frames: 0 }));
+    return res;
+  }
+  const inner = res.rest;
+  async function* rest(): AsyncGenerator<string> {
+    let frames = 1;
+    let complete = false;
+    try {
+      for await (const f of inner) {
+        frames++;
+        yield f;
+      }
+      complete = true;
+    } finally {
+      done({ usage: res.meta.usage, complete, frames });
+    }
+  }
+  return { ...res, rest: rest() };
+}

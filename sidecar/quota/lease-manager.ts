@@ -1,0 +1,325 @@
+// Spends global budgets locally (DESIGN §6). One lease per priority class; a request reserves its
+// estimate from the lease's balance with no RPC while the balance covers it, and settles to the real
+// usage when it ends (the record goes to the durable outbox, then to the service with the next renewal).
+// Renewals run in the background at the service's suggested time or when the balance runs low; only a
+// request the balance cannot cover waits, once and boundedly, for a renewal. When the service is out of
+// reach, the remaining balance is spent, then the configured policy applies.
+import { status as grpcStatus } from '@grpc/grpc-js';
+import type { Logger } from 'pino';
+import type { IdentityMsg, LeaseResponse, PriorityName } from '../../proto/messages.js';
+import type { Clock } from '../clock.js';
+import type { QuotaConfig } from '../config/schema.js';
+import { GatewayError } from '../errors.js';
+import type { Priority } from '../http/caller-headers.js';
+import { TokenBucket } from '../limits/token-bucket.js';
+import { QuotaRpcError, type QuotaRpc } from './quota-client.js';
+import type { UsageOutbox } from './usage-outbox.js';
+
+export interface Reservation {
+  priority: Priority;
+  estimate: number;
+  /** Balance generation the estimate came out of; a voided balance is not refunded into. */
+  epoch: number;
+  startedAtMs: number;
+  unlimited: boolean;
+}
+
+interface ClassLease {
+  priority: Priority;
+  leaseId: string | undefined;
+  balance: number;
+  epoch: number;
+  unlimited: boolean;
+  /** Monotonic ms: the balance is void after this unless the service is out of reach. */
+  expiresAt: number;
+  refreshAt: number;
+  remaining: number;
+  spentSinceAnswer: number;
+  /** Monotonic ms: the service said the budget is spent until then; requests are refused without asking. */
+  exhaustedUntil: number;
+  /** Monotonic ms: the service was out of reach; no request waits on it until then. */
+  unreachableUntil: number;
+  inflight: Promise<void> | undefined;
+  timer: NodeJS.Timeout | undefined;
+  reservedSinceRefresh: number;
+  lastRefresh: number;
+  demand: number;
+  lastGrant: number;
+}
+
+export interface LeaseManagerOptions {
+  rpc: QuotaRpc;
+  outbox: UsageOutbox;
+  identity: IdentityMsg;
+  config: QuotaConfig;
+  clock: Clock;
+  logger: Logger;
+  /** Deadline of background calls (default 5 s). */
+  backgroundTimeoutMs?: number;
+}
+
+const PRIORITY_NAMES: Record<Priority, PriorityName> = {
+  interactive: 'PRIORITY_INTERACTIVE',
+  background: 'PRIORITY_BACKGROUND',
+  batch: 'PRIORITY_BATCH',
+};
+const UNREACHABLE_BACKOFF_MS = 2000;
+const REPORT_BATCH = 1000;
+
+export class LeaseManager {
+  private readonly leases = new Map<Priority, ClassLease>();
+  private readonly failOpen: TokenBucket;
+  private readonly flusher: NodeJS.Timeout;
+  private closed = false;
+  private readonly bgTimeoutMs: number;
+
+  constructor(private readonly opts: LeaseManagerOptions) {
+    this.failOpen = new TokenBucket(opts.config.failOpenTokensPerMinute, opts.clock);
+    this.bgTimeoutMs = opts.backgroundTimeoutMs ?? 5000;
+    // Delivers what the outbox holds (after a restart, an outage, or for classes gone idle).
+    this.flusher = setInterval(() => void this.flush(), 2000);
+    this.flusher.unref();
+  }
+
+  /** Starts the default class's lease in the background so the first request need not wait. */
+  warmUp(priority: Priority): void {
+    void this.refresh(this.lease(priority), 0, this.bgTimeoutMs);
+    void this.flush();
+  }
+
+  /** Reserves `estimate` tokens for a request: synchronously when the lease covers it. */
+  reserve(priority: Priority, estimate: number): Reservation | Promise<Reservation> {
+    const l = this.lease(priority);
+    const now = this.opts.clock.monotonic();
+    const fast = this.take(l, estimate, now, false);
+    if (fast !== undefined) return fast;
+    if (now < l.exhaustedUntil) throw this.exhausted(l.exhaustedUntil - now);
+    if (now < l.unreachableUntil) return this.degraded(l, estimate, now);
+    return this.slow(l, estimate);
+  }
+
+  /** Settles a reservation to what the request used, and records the usage durably. */
+  settle(r: Reservation, used: number, model: string): void {
+    const l = this.lease(r.priority);
+    if (!r.unlimited && r.epoch === l.epoch) l.balance += r.estimate - used;
+    l.spentSinceAnswer += used;
+    if (used > 0) this.opts.outbox.append(r.priority, used, r.startedAtMs, model);
+  }
+
+  /** Tokens left in the budget as last known, minus what this pod spent since (undefined: unlimited). */
+  remaining(priority: Priority): number | undefined {
+    const l = this.leases.get(priority);
+    if (l === undefined || l.unlimited || l.leaseId === undefined) return undefined;
+    return Math.max(0, l.remaining - l.spentSinceAnswer);
+  }
+
+  /** Gives leases back with their last usage (SIGTERM); bounded by the background deadline. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.flusher);
+    for (const l of this.leases.values()) if (l.timer !== undefined) clearTimeout(l.timer);
+    await Promise.allSettled([...this.leases.values()].map((l) => l.inflight));
+    const work = [...this.leases.values()].map(async (l) => {
+      const reports = this.opts.outbox.pending(l.priority, REPORT_BATCH);
+      if (l.leaseId === undefined) return this.report(l.priority);
+      try {
+        const res = await this.opts.rpc.release({ leaseId: l.leaseId, reports }, this.bgTimeoutMs);
+        this.opts.outbox.ack(l.priority, res.ackedSequence);
+      } catch (err) {
+        // Unsent usage stays in the outbox for the next start.
+        this.opts.logger.warn({ err: String(err), priority: l.priority }, 'could not release the quota lease');
+      }
+    });
+    await Promise.allSettled(work);
+  }
+
+  private take(l: ClassLease, estimate: number, now: number, ignoreExpiry: boolean): Reservation | undefined {
+    const live = ignoreExpiry || now < l.expiresAt;
+    if (!live || l.leaseId === undefined) return undefined;
+    if (!l.unlimited && l.balance < estimate) return undefined;
+    if (!l.unlimited) l.balance -= estimate;
+    l.reservedSinceRefresh += estimate;
+    if (!l.unlimited && l.inflight === undefined && l.balance < this.lowWater(l)) void this.refresh(l, 0, this.bgTimeoutMs);
+    return { priority: l.priority, estimate, epoch: l.epoch, startedAtMs: this.opts.clock.now(), unlimited: l.unlimited };
+  }
+
+  private async slow(l: ClassLease, estimate: number): Promise<Reservation> {
+    // The one bounded wait on the request path: a renewal asking for this request's need (or the one
+    // already under way), for at most acquireTimeoutMs in all.
+    const deadline = this.opts.clock.monotonic() + this.opts.config.acquireTimeoutMs;
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const left = deadline - this.opts.clock.monotonic();
+      if (left <= 0) break;
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.refresh(l, estimate, left), new Promise<void>((r) => (timer = setTimeout(r, left)))]);
+      clearTimeout(timer);
+      const now = this.opts.clock.monotonic();
+      const r = this.take(l, estimate, now, false);
+      if (r !== undefined) return r;
+      if (now < l.exhaustedUntil) throw this.exhausted(l.exhaustedUntil - now);
+      if (now < l.unreachableUntil) return this.degraded(l, estimate, now);
+    }
+    // The service did not answer in time: this request is served as if it were out of reach.
+    return this.degraded(l, estimate, this.opts.clock.monotonic());
+  }
+
+  private degraded(l: ClassLease, estimate: number, now: number): Reservation {
+    // Out of reach: first what the lease still holds, then the configured policy.
+    const r = this.take(l, estimate, now, true);
+    if (r !== undefined) return r;
+    const retryAfterSeconds = Math.ceil(Math.max(1, l.unreachableUntil - now) / 1000);
+    if (this.opts.config.failMode === 'failClosed') {
+      throw new GatewayError('llmgw_quota_unavailable', 503, 'the quota service is out of reach and this pod has no tokens left to spend', { retryAfterSeconds });
+    }
+    const got = this.failOpen.take(estimate);
+    if (!got.ok) {
+      throw new GatewayError('llmgw_rate_limited', 429, 'the quota service is out of reach and this pod reached its fail-open rate', {
+        retryAfterSeconds: Math.ceil(got.retryAfterMs / 1000),
+      });
+    }
+    return { priority: l.priority, estimate, epoch: -1, startedAtMs: this.opts.clock.now(), unlimited: true };
+  }
+
+  private exhausted(retryAfterMs: number): GatewayError {
+    const s = Math.max(1, Math.ceil(retryAfterMs / 1000));
+    return new GatewayError('llmgw_quota_exhausted', 429, `the token budget is spent; retry in ${s} s`, { retryAfterSeconds: s });
+  }
+
+  private lowWater(l: ClassLease): number {
+    return Math.max(l.lastGrant * 0.3, l.demand * 5);
+  }
+
+  private lease(priority: Priority): ClassLease {
+    let l = this.leases.get(priority);
+    if (l === undefined) {
+      const now = this.opts.clock.monotonic();
+      l = {
+        priority,
+        leaseId: undefined,
+        balance: 0,
+        epoch: 0,
+        unlimited: false,
+        expiresAt: 0,
+        refreshAt: 0,
+        remaining: 0,
+        spentSinceAnswer: 0,
+        exhaustedUntil: 0,
+        unreachableUntil: 0,
+        inflight: undefined,
+        timer: undefined,
+        reservedSinceRefresh: 0,
+        lastRefresh: now,
+        demand: 0,
+        lastGrant: 0,
+      };
+      this.leases.set(priority, l);
+    }
+    return l;
+  }
+
+  /** One renewal (or acquisition) at a time per class; callers arriving meanwhile share it. */
+  private refresh(l: ClassLease, need: number, timeoutMs: number): Promise<void> {
+    if (l.inflight !== undefined) return l.inflight;
+    l.inflight = this.doRefresh(l, need, timeoutMs).finally(() => {
+      l.inflight = undefined;
+    });
+    return l.inflight;
+  }
+
+  private async doRefresh(l: ClassLease, need: number, timeoutMs: number): Promise<void> {
+    if (this.closed) return;
+    const sentAt = this.opts.clock.monotonic();
+    const seconds = Math.max(0.001, (sentAt - l.lastRefresh) / 1000);
+    l.demand = l.demand === 0 ? l.reservedSinceRefresh / seconds : 0.5 * l.demand + (0.5 * l.reservedSinceRefresh) / seconds;
+    const demand = Math.max(l.demand, need / 5);
+    try {
+      let res: LeaseResponse;
+      if (l.leaseId !== undefined) {
+        const reports = this.opts.outbox.pending(l.priority, REPORT_BATCH);
+        try {
+          res = await this.opts.rpc.renew({ leaseId: l.leaseId, needTokens: need, demandTokensPerSecond: demand, reports, unusedTokens: 0 }, timeoutMs);
+        } catch (err) {
+          if (!(err instanceof QuotaRpcError) || err.code !== grpcStatus.NOT_FOUND) throw err;
+          // The lease lapsed on the service's side: start a new one.
+          l.leaseId = undefined;
+          res = await this.acquire(l, need, demand, timeoutMs);
+        }
+      } else {
+        res = await this.acquire(l, need, demand, timeoutMs);
+      }
+      this.apply(l, res, need, sentAt);
+    } catch (err) {
+      const unreachable = !(err instanceof QuotaRpcError) || err.unreachable;
+      l.unreachableUntil = this.opts.clock.monotonic() + UNREACHABLE_BACKOFF_MS;
+      this.opts.logger.warn({ err: String(err), priority: l.priority, unreachable }, 'quota lease renewal failed');
+      this.schedule(l, UNREACHABLE_BACKOFF_MS);
+    }
+  }
+
+  private async acquire(l: ClassLease, need: number, demand: number, timeoutMs: number): Promise<LeaseResponse> {
+    const res = await this.opts.rpc.acquire(
+      { identity: this.opts.identity, priority: PRIORITY_NAMES[l.priority], incarnation: this.opts.outbox.incarnation(l.priority), needTokens: need, demandTokensPerSecond: demand },
+      timeoutMs,
+    );
+    // A new lease starts from what it was granted now.
+    l.balance = 0;
+    l.epoch++;
+    return res;
+  }
+
+  private apply(l: ClassLease, res: LeaseResponse, need: number, sentAt: number): void {
+    const now = this.opts.clock.monotonic();
+    // What the lease held of a lapsed window is void: the service starts it at zero too.
+    if (l.leaseId === res.leaseId && sentAt >= l.expiresAt && !l.unlimited) {
+      l.balance = 0;
+      l.epoch++;
+    }
+    l.leaseId = res.leaseId;
+    l.unlimited = res.unlimited;
+    l.balance += res.grantedTokens;
+    if (res.grantedTokens > 0) l.lastGrant = res.grantedTokens;
+    l.expiresAt = sentAt + res.ttlMs;
+    l.refreshAt = sentAt + res.refreshAfterMs;
+    l.remaining = res.remainingTokens;
+    l.spentSinceAnswer = 0;
+    l.unreachableUntil = 0;
+    l.exhaustedUntil = res.grantedTokens === 0 && need > 0 && res.retryAfterMs > 0 ? now + res.retryAfterMs : 0;
+    l.reservedSinceRefresh = 0;
+    l.lastRefresh = sentAt;
+    this.opts.outbox.ack(l.priority, res.ackedSequence);
+    this.schedule(l, Math.max(10, l.refreshAt - now));
+  }
+
+  private schedule(l: ClassLease, inMs: number): void {
+    if (this.closed) return;
+    if (l.timer !== undefined) clearTimeout(l.timer);
+    l.timer = setTimeout(() => {
+      l.timer = undefined;
+      void this.refresh(l, 0, this.bgTimeoutMs);
+    }, inMs);
+    l.timer.unref();
+  }
+
+  /** Delivers outbox records: with a renewal for classes holding a lease, else as plain reports. */
+  private async flush(): Promise<void> {
+    if (this.closed) return;
+    for (const [priority, n] of this.opts.outbox.counts()) {
+      if (n === 0) continue;
+      const l = this.lease(priority);
+      if (l.inflight !== undefined) continue;
+      if (l.leaseId !== undefined && this.opts.clock.monotonic() >= l.unreachableUntil) void this.refresh(l, 0, this.bgTimeoutMs);
+      else if (l.leaseId === undefined) await this.report(priority);
+    }
+  }
+
+  private async report(priority: Priority): Promise<void> {
+    const reports = this.opts.outbox.pending(priority, REPORT_BATCH);
+    if (reports.length === 0) return;
+    try {
+      const res = await this.opts.rpc.report({ identity: this.opts.identity, incarnation: this.opts.outbox.incarnation(priority), reports }, this.bgTimeoutMs);
+      this.opts.outbox.ack(priority, res.ackedSequence);
+    } catch (err) {
+      this.opts.logger.debug({ err: String(err), priority }, 'usage report not delivered yet');
+    }
+  }
+}
