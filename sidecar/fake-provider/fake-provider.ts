@@ -30,6 +30,8 @@ export interface FakeStats {
   /** Requests whose client went away before the answer was complete. */
   aborted: number;
   active: number;
+  /** Tokens (prompt + completion) of every answer that went out complete: what a real provider bills. */
+  billedTokens: number;
 }
 
 export interface FakeProvider {
@@ -47,9 +49,11 @@ const MODELS = ['gpt-4o-mini', 'gpt-4o', 'text-embedding-3-small', 'claude-haiku
 export async function startFakeProvider(at: HostPort, opts: FakeProviderOptions = {}): Promise<FakeProvider> {
   const faults = new FaultQueue();
   const requests: RecordedRequest[] = [];
-  const stats: FakeStats = { requests: 0, aborted: 0, active: 0 };
+  const stats: FakeStats = { requests: 0, aborted: 0, active: 0, billedTokens: 0 };
   const recordLimit = opts.recordLimit ?? 200;
   let seq = 0;
+  // What each answer bills once it is completely sent.
+  const billed = new WeakMap<ServerResponse, number>();
 
   const server: Server = createServer((req, res) => {
     stats.requests += 1;
@@ -57,6 +61,7 @@ export async function startFakeProvider(at: HostPort, opts: FakeProviderOptions 
     res.once('close', () => {
       stats.active -= 1;
       if (!res.writableFinished) stats.aborted += 1;
+      else stats.billedTokens += billed.get(res) ?? 0;
     });
     handle(req, res).catch((err: unknown) => {
       if (res.headersSent) res.destroy();
@@ -91,7 +96,11 @@ export async function startFakeProvider(at: HostPort, opts: FakeProviderOptions 
       seq += 1;
       if (req.method === 'GET' && path === '/v1/models') return sendJson(res, 200, { object: 'list', data: MODELS.map((id) => ({ id, object: 'model', created: 1_700_000_000, owned_by: 'fake' })) });
       if (req.method !== 'POST') throw openaiError(405, `method ${req.method ?? ''} not allowed`);
-      if (path === '/v1/embeddings') return sendJson(res, 200, openaiEmbeddings(body));
+      if (path === '/v1/embeddings') {
+        const answer = openaiEmbeddings(body);
+        billed.set(res, (answer.usage as { total_tokens: number }).total_tokens);
+        return sendJson(res, 200, answer);
+      }
       if (path === '/v1/chat/completions') return await chat(body, res, fault);
       if (anthropic) return await messages(req, body, res, fault);
       throw openaiError(404, `Unknown request URL: POST ${path}.`, null, 'unknown_url');
@@ -117,6 +126,7 @@ export async function startFakeProvider(at: HostPort, opts: FakeProviderOptions 
     const ask = openaiAsk(body);
     const plan = planReply(ask);
     const counts = countTokens(ask, plan);
+    billed.set(res, counts.promptTokens + counts.completionTokens);
     const ids = { id: `chatcmpl-fake${seq}`, callId: `call_fake${seq}`, created: Math.floor(Date.now() / 1000) };
     if (body.stream !== true) return sendJson(res, 200, openaiCompletion(model, plan, counts, ids));
     const includeUsage = isObj(body.stream_options) && body.stream_options.include_usage === true;
@@ -131,6 +141,7 @@ export async function startFakeProvider(at: HostPort, opts: FakeProviderOptions 
     const ask = anthropicAsk(body, version);
     const plan = planReply(ask);
     const counts = countTokens(ask, plan);
+    billed.set(res, counts.promptTokens + counts.completionTokens);
     const ids = { id: `msg_fake${seq}`, callId: `toolu_fake${seq}` };
     if (body.stream !== true) return sendJson(res, 200, anthropicMessage(model, plan, counts, ids), { 'request-id': `req_fake${seq}` });
     const error = `event: error\ndata: ${JSON.stringify({ type: 'error', error: { type: 'overloaded_error', message: 'Overloaded' } })}\n\n`;

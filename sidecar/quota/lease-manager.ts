@@ -56,6 +56,8 @@ export interface LeaseManagerOptions {
   logger: Logger;
   /** Deadline of background calls (default 5 s). */
   backgroundTimeoutMs?: number;
+  /** How often the outbox is checked for undelivered usage (default 2 s). */
+  flushEveryMs?: number;
 }
 
 const PRIORITY_NAMES: Record<Priority, PriorityName> = {
@@ -77,7 +79,7 @@ export class LeaseManager {
     this.failOpen = new TokenBucket(opts.config.failOpenTokensPerMinute, opts.clock);
     this.bgTimeoutMs = opts.backgroundTimeoutMs ?? 5000;
     // Delivers what the outbox holds (after a restart, an outage, or for classes gone idle).
-    this.flusher = setInterval(() => void this.flush(), 2000);
+    this.flusher = setInterval(() => void this.flush(), opts.flushEveryMs ?? 2000);
     this.flusher.unref();
   }
 

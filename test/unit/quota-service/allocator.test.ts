@@ -5,11 +5,8 @@ import { describe, expect, it } from 'vitest';
 import { Allocator, type PriorityClass } from '../../../quota-service/allocator.js';
 import { SqliteQuotaStore } from '../../../quota-service/store.js';
 import { windowAt } from '../../../quota-service/windows.js';
+import { fakeClock } from '../../helpers/fake-clock.js';
 
-function fakeClock(start = Date.UTC(2026, 10, 23, 10, 0, 0)) {
-  let t = start;
-  return { now: () => t, monotonic: () => t, advance: (ms: number) => (t += ms), set: (ms: number) => (t = ms) };
-}
 
 const id = (namespace: string, extra: Partial<{ service: string; team: string }> = {}) => ({ namespace, service: '', team: '', pod: 'p', ...extra });
 

@@ -1,0 +1,228 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { QuotaConfig } from '../../../../sidecar/config/schema.js';
+import { GatewayError } from '../../../../sidecar/errors.js';
+import { LeaseManager, type Reservation } from '../../../../sidecar/quota/lease-manager.js';
+import { UsageOutbox } from '../../../../sidecar/quota/usage-outbox.js';
+import { openDatabase, type SidecarDatabase } from '../../../../sidecar/storage/database.js';
+import { fakeClock, type FakeClock } from '../../../helpers/fake-clock.js';
+import { inProcessQuota, type InProcessQuota } from '../../../helpers/in-process-quota.js';
+
+const IDENTITY = { namespace: 'demo', service: 'chat', team: '', pod: 'chat-1' };
+const CONFIG: QuotaConfig = {
+  address: 'unused:0',
+  failMode: 'failOpen',
+  failOpenTokensPerMinute: 3000,
+  defaultOutputTokens: 1024,
+  acquireTimeoutMs: 1000,
+  defaultPriority: 'interactive',
+};
+
+const open: { close(): unknown }[] = [];
+afterEach(async () => {
+  for (const o of open.splice(0).reverse()) await o.close();
+});
+
+function manager(quota: InProcessQuota, clock: FakeClock, db: SidecarDatabase, config: Partial<QuotaConfig> = {}, flushEveryMs = 60_000): LeaseManager {
+  const m = new LeaseManager({ rpc: quota.rpc, outbox: new UsageOutbox(db), identity: IDENTITY, config: { ...CONFIG, ...config }, clock, logger: pino({ level: 'silent' }), flushEveryMs });
+  open.push(m);
+  return m;
+}
+
+function database(path = ':memory:'): SidecarDatabase {
+  const db = openDatabase(path);
+  open.push(db);
+  return db;
+}
+
+const used = (q: InProcessQuota, scope = 'namespace/demo'): number => q.allocator.usage(scope, 'day', 1)[0]!.used;
+
+async function refusal(p: () => unknown): Promise<GatewayError> {
+  try {
+    await p();
+  } catch (err) {
+    if (err instanceof GatewayError) return err;
+    throw err;
+  }
+  throw new Error('expected a refusal');
+}
+
+describe('lease manager', () => {
+  it('acquires once, then reserves from the lease with no RPC while it covers the request', async () => {
+    const clock = fakeClock();
+    const quota = inProcessQuota(clock);
+    quota.allocator.setBudget('namespace/demo', 'day', 1_000_000);
+    const m = manager(quota, clock, database());
+
+    const first = m.reserve('interactive', 1000);
+    expect(first).toBeInstanceOf(Promise);
+    const reservations: Reservation[] = [await first];
+    expect(quota.calls).toEqual({ AcquireLease: 1 });
+    for (let i = 0; i < 10; i++) {
+      const r = m.reserve('interactive', 100);
+      expect(r).not.toBeInstanceOf(Promise);
+      reservations.push(r as Reservation);
+    }
+    expect(quota.calls).toEqual({ AcquireLease: 1 });
+    expect(m.remaining('interactive')).toBe(1_000_000);
+
+    // Settled to what each request really used; the service learns it when the lease goes back.
+    reservations.forEach((r, i) => m.settle(r, 50 + i, 'gpt-4o-mini'));
+    expect(m.remaining('interactive')).toBe(1_000_000 - (50 * 11 + 55));
+    expect(used(quota)).toBe(0);
+    await m.close();
+    expect(quota.calls.ReleaseLease).toBe(1);
+    expect(used(quota)).toBe(50 * 11 + 55);
+    expect(used(quota, 'namespace/demo/service/chat')).toBe(50 * 11 + 55);
+    expect(quota.allocator.activeLeases).toBe(0);
+  });
+
+  it('renews in the background at the low-water mark, carrying the usage reports', async () => {
+    const clock = fakeClock();
+    const quota = inProcessQuota(clock);
+    quota.allocator.setBudget('namespace/demo', 'day', 1_000_000);
+    const m = manager(quota, clock, database());
+    let spent = 0;
+    const r0 = await m.reserve('interactive', 1000);
+    m.settle(r0, 1000, 'm');
+    spent += 1000;
+    // Spend until the balance falls under its low-water mark: a renewal starts, no request waits.
+    for (let i = 0; i < 40 && quota.calls.RenewLease === undefined; i++) {
+      clock.advance(100);
+      const r = m.reserve('interactive', 100);
+      expect(r).not.toBeInstanceOf(Promise);
+      m.settle(r as Reservation, 100, 'm');
+      spent += 100;
+    }
+    expect(quota.calls.RenewLease).toBe(1);
+    await vi.waitFor(() => expect(used(quota)).toBeGreaterThan(0));
+    // Everything settled before the renewal was sent went with it.
+    expect(used(quota)).toBeLessThanOrEqual(spent);
+    await m.close();
+    expect(used(quota)).toBe(spent);
+  });
+
+  it('refuses with llmgw_quota_exhausted once the budget is spent, until the window resets, without asking again', async () => {
+    const clock = fakeClock(); // 10:00 UTC
+    const quota = inProcessQuota(clock);
+    quota.allocator.setBudget('namespace/demo', 'day', 5000);
+    const m = manager(quota, clock, database());
+    let served = 0;
+    for (let i = 0; i < 10; i++) {
+      try {
+        const r = await m.reserve('interactive', 1000);
+        m.settle(r, 1000, 'm');
+        served += 1000;
+      } catch {
+        break;
+      }
+    }
+    // The whole budget was usable, and not a token more.
+    expect(served).toBe(5000);
+    const err = await refusal(() => m.reserve('interactive', 1000));
+    expect(err.code).toBe('llmgw_quota_exhausted');
+    expect(err.status).toBe(429);
+    expect(err.retryAfterSeconds).toBe(14 * 3600);
+    const calls = { ...quota.calls };
+    expect(() => m.reserve('interactive', 10)).toThrow(GatewayError);
+    expect(quota.calls).toEqual(calls);
+
+    // A new day: the budget is back.
+    clock.set(Date.UTC(2026, 10, 24, 0, 0, 1));
+    const r = await m.reserve('interactive', 1000);
+    expect(r.estimate).toBe(1000);
+  });
+
+  it('keeps lower classes above their floors', async () => {
+    const clock = fakeClock();
+    const quota = inProcessQuota(clock);
+    quota.allocator.setBudget('namespace/demo', 'day', 10_000);
+    const m = manager(quota, clock, database());
+    let batch = 0;
+    for (;;) {
+      try {
+        m.settle(await m.reserve('batch', 500), 500, 'm');
+        batch += 500;
+      } catch (err) {
+        expect((err as GatewayError).code).toBe('llmgw_quota_exhausted');
+        break;
+      }
+    }
+    expect(batch).toBe(5000); // batch stops at 50% remaining
+    m.settle(await m.reserve('interactive', 500), 500, 'm');
+  });
+
+  it('fails open on what the lease holds, then under the local cap, and delivers the usage once the service is back', async () => {
+    const clock = fakeClock();
+    const quota = inProcessQuota(clock);
+    quota.allocator.setBudget('namespace/demo', 'day', 1_000_000);
+    const m = manager(quota, clock, database(), {}, 20);
+    const held = await m.reserve('interactive', 1000);
+    m.settle(held, 1000, 'm');
+    quota.down = true;
+    let spent = 1000;
+    let err: GatewayError | undefined;
+    for (let i = 0; i < 100 && err === undefined; i++) {
+      try {
+        const r = await m.reserve('interactive', 500);
+        m.settle(r, 500, 'm');
+        spent += 500;
+      } catch (e) {
+        err = e as GatewayError;
+      }
+    }
+    // What the lease held (3000 of its first grant of 4000) plus the 3000 tokens a minute of the fail-open cap.
+    expect(err?.code).toBe('llmgw_rate_limited');
+    expect(err?.status).toBe(429);
+    expect(spent).toBe(1000 + 3000 + 3000);
+    expect(used(quota)).toBe(0);
+
+    quota.down = false;
+    clock.advance(2001);
+    await vi.waitFor(() => expect(used(quota)).toBe(spent));
+    await m.close();
+    expect(used(quota)).toBe(spent);
+  });
+
+  it('fails closed with 503 llmgw_quota_unavailable when configured to', async () => {
+    const clock = fakeClock();
+    const quota = inProcessQuota(clock);
+    quota.down = true;
+    const m = manager(quota, clock, database(), { failMode: 'failClosed' });
+    const err = await refusal(() => m.reserve('interactive', 100));
+    expect(err.code).toBe('llmgw_quota_unavailable');
+    expect(err.status).toBe(503);
+    expect(err.retryAfterSeconds).toBeGreaterThanOrEqual(1);
+  });
+
+  it('keeps undelivered usage across a restart and delivers it exactly once', async () => {
+    const clock = fakeClock();
+    const quota = inProcessQuota(clock);
+    quota.allocator.setBudget('namespace/demo', 'day', 1_000_000);
+    const path = join(mkdtempSync(join(tmpdir(), 'llmgw-outbox-')), 'sidecar.db');
+
+    const db1 = openDatabase(path);
+    const first = manager(quota, clock, db1);
+    const r = await first.reserve('interactive', 1000);
+    quota.down = true;
+    first.settle(r, 777, 'm');
+    await first.close(); // the release fails: the record stays on disk
+    db1.close();
+    expect(used(quota)).toBe(0);
+
+    quota.down = false;
+    const db2 = database(path);
+    const second = manager(quota, clock, db2, {}, 20);
+    second.warmUp('interactive');
+    await vi.waitFor(() => expect(used(quota)).toBe(777));
+    await vi.waitFor(() => expect(new UsageOutbox(db2).counts().get('interactive') ?? 0).toBe(0));
+    // A replay of the same sequence changes nothing.
+    const outbox = new UsageOutbox(db2);
+    const acked = quota.allocator.report(IDENTITY, outbox.incarnation('interactive'), [{ sequence: 1, tokens: 777, startedAtMs: clock.now() }]);
+    expect(acked).toBe(1);
+    expect(used(quota)).toBe(777);
+  });
+});
