@@ -56,6 +56,7 @@ export interface LeaseResponse {
   remainingTokens: number;
   retryAfterMs: number;
   ackedSequence: number;
+  windowStartMs: number;
 }
 
 export interface PriorityFloorsMsg {

@@ -30,6 +30,8 @@ export interface Grant {
   remaining: number;
   retryAfterMs: number;
   acked: number;
+  /** Start of the newest window the lease's tokens belong to (0 when unlimited). */
+  windowStartMs: number;
 }
 
 export interface BudgetView extends BudgetRow {
@@ -69,7 +71,11 @@ const MIN_DEMAND = 1;
  * whichever sidecar runs dry first, so nearly all of a budget is usable before anyone is refused.
  */
 const SHARE_OF_REMAINING = 0.5;
+/** Grants cover at most this fraction of the time the budget would last at the current total demand. */
+const RUNWAY_FRACTION = 0.05;
 const key = (scope: string, window: WindowName): string => `${scope}|${window}`;
+/** Start of the newest window the lease's grants belong to (0 before its first grant). */
+const grantedSince = (lease: { windows: Record<string, number> }): number => Math.max(0, ...Object.values(lease.windows));
 
 export class Allocator {
   private readonly budgets = new Map<string, BudgetRow>();
@@ -226,7 +232,7 @@ export class Allocator {
     if (budgets.length === 0) {
       lease.outstanding = 0;
       this.save(lease);
-      return { leaseId: lease.id, granted: 0, leaseTokens: 0, unlimited: true, ttlMs: this.ttlMs, refreshAfterMs: Math.floor(this.ttlMs / 3), remaining: -1, retryAfterMs: 0, acked };
+      return { leaseId: lease.id, granted: 0, leaseTokens: 0, unlimited: true, ttlMs: this.ttlMs, refreshAfterMs: Math.floor(this.ttlMs / 3), remaining: -1, retryAfterMs: 0, acked, windowStartMs: 0 };
     }
     // What the lease held belongs to the windows it was granted in; a new window starts it at zero.
     const current: Record<string, number> = {};
@@ -241,7 +247,7 @@ export class Allocator {
       lease.windows = current;
     }
 
-    let grant = Math.max(need, Math.ceil((lease.demand * this.horizonMs) / 1000));
+    let grant = Infinity;
     let remaining = Infinity;
     let windowEnd = Infinity;
     let exhaustedUntil = 0;
@@ -262,11 +268,15 @@ export class Allocator {
       const free = left - others - lease.outstanding;
       const available = Math.max(0, free - floor);
       const share = Math.max(0, ((left - floor) * SHARE_OF_REMAINING * lease.demand) / demand - lease.outstanding);
-      grant = Math.min(grant, available, Math.max(share, need));
+      // Top the lease up to its demand over the horizon, or over a small part of the time the budget lasts
+      // at the current total demand if that is shorter: tokens idle in one pod are tokens another is refused.
+      const horizonMs = Math.min(this.horizonMs, (RUNWAY_FRACTION * 1000 * Math.max(0, left - floor)) / demand);
+      const want = Math.max(need, Math.ceil((lease.demand * horizonMs) / 1000) - lease.outstanding);
+      grant = Math.min(grant, available, Math.max(share, need), want);
       if (left - floor < Math.max(need, 1)) exhaustedUntil = Math.max(exhaustedUntil, span.endMs);
     }
     // A grant that cannot cover the waiting request would only strand tokens in this lease.
-    grant = Math.floor(grant < need ? 0 : grant);
+    grant = Math.floor(grant < need || !Number.isFinite(grant) ? 0 : grant);
     lease.outstanding += grant;
     this.save(lease);
     const ttlMs = Math.max(1, Math.min(this.ttlMs, windowEnd - now));
@@ -282,6 +292,7 @@ export class Allocator {
       remaining,
       retryAfterMs,
       acked,
+      windowStartMs: grantedSince(lease),
     };
   }
 
@@ -301,7 +312,8 @@ export class Allocator {
           if (cached !== undefined) this.used.set(k, cached + tokens);
         }
       }
-      if (lease !== undefined) lease.outstanding = Math.max(0, lease.outstanding - tokens);
+      // Spending of an earlier window does not pay back what the lease holds of the current one.
+      if (lease !== undefined && r.startedAtMs >= grantedSince(lease)) lease.outstanding = Math.max(0, lease.outstanding - tokens);
       acked = r.sequence;
     }
     if (acked !== this.ackedOf(incarnation)) {

@@ -50,6 +50,7 @@ function leaseResponse(g: Grant): LeaseResponse {
     remainingTokens: g.remaining,
     retryAfterMs: g.retryAfterMs,
     ackedSequence: g.acked,
+    windowStartMs: g.windowStartMs,
   };
 }
 

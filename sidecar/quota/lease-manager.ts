@@ -29,10 +29,16 @@ interface ClassLease {
   leaseId: string | undefined;
   balance: number;
   epoch: number;
+  /** Estimates of this epoch's requests still running: a replacement lease must cover them again. */
+  inflightTokens: number;
+  /** Start of the budget window the balance belongs to, as the service said. */
+  windowStartMs: number;
   unlimited: boolean;
   /** Monotonic ms: the balance is void after this unless the service is out of reach. */
   expiresAt: number;
   refreshAt: number;
+  /** The service's suggested renewal period. */
+  periodMs: number;
   remaining: number;
   spentSinceAnswer: number;
   /** Monotonic ms: the service said the budget is spent until then; requests are refused without asking. */
@@ -79,7 +85,7 @@ export class LeaseManager {
     this.failOpen = new TokenBucket(opts.config.failOpenTokensPerMinute, opts.clock);
     this.bgTimeoutMs = opts.backgroundTimeoutMs ?? 5000;
     // Delivers what the outbox holds (after a restart, an outage, or for classes gone idle).
-    this.flusher = setInterval(() => void this.flush(), opts.flushEveryMs ?? 2000);
+    this.flusher = setInterval(() => void this.tick(), opts.flushEveryMs ?? 2000);
     this.flusher.unref();
   }
 
@@ -87,6 +93,17 @@ export class LeaseManager {
   warmUp(priority: Priority): void {
     void this.refresh(this.lease(priority), 0, this.bgTimeoutMs);
     void this.flush();
+  }
+
+  /**
+   * What the timers do: renews leases that are due and delivers what the outbox holds. Tests that move a
+   * fake clock call it after each move.
+   */
+  async tick(): Promise<void> {
+    const now = this.opts.clock.monotonic();
+    const due = [...this.leases.values()].filter((l) => l.leaseId !== undefined && l.inflight === undefined && now >= l.refreshAt);
+    await Promise.all(due.map((l) => this.refresh(l, 0, this.bgTimeoutMs)));
+    await this.flush();
   }
 
   /** Reserves `estimate` tokens for a request: synchronously when the lease covers it. */
@@ -103,7 +120,10 @@ export class LeaseManager {
   /** Settles a reservation to what the request used, and records the usage durably. */
   settle(r: Reservation, used: number, model: string): void {
     const l = this.lease(r.priority);
-    if (!r.unlimited && r.epoch === l.epoch) l.balance += r.estimate - used;
+    if (!r.unlimited && r.epoch === l.epoch) {
+      l.balance += r.estimate - used;
+      l.inflightTokens -= r.estimate;
+    }
     l.spentSinceAnswer += used;
     if (used > 0) this.opts.outbox.append(r.priority, used, r.startedAtMs, model);
   }
@@ -128,6 +148,8 @@ export class LeaseManager {
         const res = await this.opts.rpc.release({ leaseId: l.leaseId, reports }, this.bgTimeoutMs);
         this.opts.outbox.ack(l.priority, res.ackedSequence);
       } catch (err) {
+        // The lease lapsed on the service's side: the usage goes as a plain report.
+        if (err instanceof QuotaRpcError && err.code === grpcStatus.NOT_FOUND) return this.report(l.priority);
         // Unsent usage stays in the outbox for the next start.
         this.opts.logger.warn({ err: String(err), priority: l.priority }, 'could not release the quota lease');
       }
@@ -139,28 +161,44 @@ export class LeaseManager {
     const live = ignoreExpiry || now < l.expiresAt;
     if (!live || l.leaseId === undefined) return undefined;
     if (!l.unlimited && l.balance < estimate) return undefined;
-    if (!l.unlimited) l.balance -= estimate;
+    if (!l.unlimited) {
+      l.balance -= estimate;
+      l.inflightTokens += estimate;
+    }
     l.reservedSinceRefresh += estimate;
-    if (!l.unlimited && l.inflight === undefined && l.balance < this.lowWater(l)) void this.refresh(l, 0, this.bgTimeoutMs);
+    // Renew early when the balance runs low, and on time even if the timer is late (a stalled event loop).
+    if (l.inflight === undefined && (now >= l.refreshAt || (!l.unlimited && l.balance < this.lowWater(l)))) void this.refresh(l, 0, this.bgTimeoutMs);
     return { priority: l.priority, estimate, epoch: l.epoch, startedAtMs: this.opts.clock.now(), unlimited: l.unlimited };
   }
 
   private async slow(l: ClassLease, estimate: number): Promise<Reservation> {
-    // The one bounded wait on the request path: a renewal asking for this request's need (or the one
-    // already under way), for at most acquireTimeoutMs in all.
+    // The one bounded wait on the request path, at most acquireTimeoutMs in all: a renewal asking for
+    // this request's need (after the one already under way, which may have asked for less).
     const deadline = this.opts.clock.monotonic() + this.opts.config.acquireTimeoutMs;
-    for (let attempt = 0; attempt < 2; attempt++) {
+    // Renewals started by other requests may have asked for less: join them, then ask for ourselves.
+    let answered = false;
+    for (let attempt = 0; attempt < 16; attempt++) {
       const left = deadline - this.opts.clock.monotonic();
       if (left <= 0) break;
+      const joined = l.inflight !== undefined;
+      // A balance in debt (requests that used more than they reserved) is paid back first.
+      const need = l.leaseId !== undefined && !l.unlimited && l.balance < 0 ? estimate - l.balance : estimate;
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([this.refresh(l, estimate, left), new Promise<void>((r) => (timer = setTimeout(r, left)))]);
+      answered = await Promise.race([
+        this.refresh(l, need, left).then(() => true),
+        new Promise<boolean>((r) => (timer = setTimeout(() => r(false), left))),
+      ]);
       clearTimeout(timer);
+      if (!answered) break;
       const now = this.opts.clock.monotonic();
       const r = this.take(l, estimate, now, false);
       if (r !== undefined) return r;
       if (now < l.exhaustedUntil) throw this.exhausted(l.exhaustedUntil - now);
       if (now < l.unreachableUntil) return this.degraded(l, estimate, now);
+      // Our own ask was answered without the tokens (other pods hold them for now).
+      if (!joined) throw this.exhausted(1000);
     }
+    if (answered) throw this.exhausted(1000);
     // The service did not answer in time: this request is served as if it were out of reach.
     return this.degraded(l, estimate, this.opts.clock.monotonic());
   }
@@ -188,7 +226,7 @@ export class LeaseManager {
   }
 
   private lowWater(l: ClassLease): number {
-    return Math.max(l.lastGrant * 0.3, l.demand * 5);
+    return Math.max(l.lastGrant * 0.3, l.demand);
   }
 
   private lease(priority: Priority): ClassLease {
@@ -200,9 +238,12 @@ export class LeaseManager {
         leaseId: undefined,
         balance: 0,
         epoch: 0,
+        inflightTokens: 0,
+        windowStartMs: -1,
         unlimited: false,
         expiresAt: 0,
         refreshAt: 0,
+        periodMs: 0,
         remaining: 0,
         spentSinceAnswer: 0,
         exhaustedUntil: 0,
@@ -231,7 +272,7 @@ export class LeaseManager {
   private async doRefresh(l: ClassLease, need: number, timeoutMs: number): Promise<void> {
     if (this.closed) return;
     const sentAt = this.opts.clock.monotonic();
-    const seconds = Math.max(0.001, (sentAt - l.lastRefresh) / 1000);
+    const seconds = Math.max(1, (sentAt - l.lastRefresh) / 1000);
     l.demand = l.demand === 0 ? l.reservedSinceRefresh / seconds : 0.5 * l.demand + (0.5 * l.reservedSinceRefresh) / seconds;
     const demand = Math.max(l.demand, need / 5);
     try {
@@ -239,7 +280,11 @@ export class LeaseManager {
       if (l.leaseId !== undefined) {
         const reports = this.opts.outbox.pending(l.priority, REPORT_BATCH);
         try {
-          res = await this.opts.rpc.renew({ leaseId: l.leaseId, needTokens: need, demandTokensPerSecond: demand, reports, unusedTokens: 0 }, timeoutMs);
+          // Tokens beyond one renewal period of demand go back, so an idle pod holds nothing for long.
+          const keep = (demand * l.periodMs) / 1000;
+          const unused = l.unlimited ? 0 : Math.floor(Math.max(0, l.balance - keep));
+          l.balance -= unused;
+          res = await this.opts.rpc.renew({ leaseId: l.leaseId, needTokens: need, demandTokensPerSecond: demand, reports, unusedTokens: unused }, timeoutMs);
         } catch (err) {
           if (!(err instanceof QuotaRpcError) || err.code !== grpcStatus.NOT_FOUND) throw err;
           // The lease lapsed on the service's side: start a new one.
@@ -259,22 +304,31 @@ export class LeaseManager {
   }
 
   private async acquire(l: ClassLease, need: number, demand: number, timeoutMs: number): Promise<LeaseResponse> {
+    // The old lease's tokens went back to the service, those of requests still running included: the
+    // new lease must cover them again (its tokens are the only ones this pod holds from now on).
     const res = await this.opts.rpc.acquire(
-      { identity: this.opts.identity, priority: PRIORITY_NAMES[l.priority], incarnation: this.opts.outbox.incarnation(l.priority), needTokens: need, demandTokensPerSecond: demand },
+      {
+        identity: this.opts.identity,
+        priority: PRIORITY_NAMES[l.priority],
+        incarnation: this.opts.outbox.incarnation(l.priority),
+        needTokens: need + l.inflightTokens,
+        demandTokensPerSecond: demand,
+      },
       timeoutMs,
     );
-    // A new lease starts from what it was granted now.
-    l.balance = 0;
-    l.epoch++;
+    if (!res.unlimited) l.balance = -l.inflightTokens;
     return res;
   }
 
   private apply(l: ClassLease, res: LeaseResponse, need: number, sentAt: number): void {
     const now = this.opts.clock.monotonic();
-    // What the lease held of a lapsed window is void: the service starts it at zero too.
-    if (l.leaseId === res.leaseId && sentAt >= l.expiresAt && !l.unlimited) {
+    // What the lease held of an earlier window is void (the service starts the new one at zero too), and
+    // so are that window's running requests: they are charged to their own window.
+    if (res.windowStartMs !== l.windowStartMs) {
       l.balance = 0;
+      l.inflightTokens = 0;
       l.epoch++;
+      l.windowStartMs = res.windowStartMs;
     }
     l.leaseId = res.leaseId;
     l.unlimited = res.unlimited;
@@ -282,6 +336,7 @@ export class LeaseManager {
     if (res.grantedTokens > 0) l.lastGrant = res.grantedTokens;
     l.expiresAt = sentAt + res.ttlMs;
     l.refreshAt = sentAt + res.refreshAfterMs;
+    l.periodMs = res.refreshAfterMs;
     l.remaining = res.remainingTokens;
     l.spentSinceAnswer = 0;
     l.unreachableUntil = 0;

@@ -77,11 +77,13 @@ describe('allocator', () => {
     const bg = acquire(alloc, 'demo', 'background', 300, 1, 'g1');
     expect(bg.granted).toBe(300);
     alloc.renew({ leaseId: bg.leaseId, need: 0, demand: 1, reports: [{ sequence: 1, tokens: 300, startedAtMs: clock.now() }], unused: 0 });
-    // 250 left; the batch lease holds 40 and the renewal topped the background lease up with 8 of the
-    // 10 tokens above its floor of 200: 2 more for background at most, ~200 for interactive.
+    // 250 left; the batch lease holds 40 and the renewal topped the background lease up with 1 token
+    // (its demand over the short runway): 9 more above the floor of 200, so none for a background ask of
+    // 20, all 209 for interactive.
     expect(acquire(alloc, 'demo', 'background', 20, 1, 'g2').granted).toBe(0);
     expect(acquire(alloc, 'demo', 'interactive', 200, 1, 'i1').granted).toBe(200);
-    expect(acquire(alloc, 'demo', 'interactive', 5, 1, 'i2').granted).toBe(0);
+    expect(acquire(alloc, 'demo', 'interactive', 5, 1, 'i2').granted).toBe(5);
+    expect(acquire(alloc, 'demo', 'interactive', 5, 1, 'i3').granted).toBe(0);
     const [b] = alloc.getBudgets('namespace/demo');
     expect(b!.used + b!.outstanding).toBeLessThanOrEqual(1000);
     expect(b!.used + b!.outstanding).toBeGreaterThanOrEqual(995);
@@ -95,9 +97,10 @@ describe('allocator', () => {
     // after both declared their demand, renewing converges to 1:3
     const s = alloc.renew({ leaseId: slow.leaseId, need: 0, demand: 100, reports: [], unused: slow.leaseTokens });
     const f = alloc.renew({ leaseId: fast.leaseId, need: 0, demand: 300, reports: [], unused: fast.leaseTokens });
-    // Leases together hold at most half of what remains: shares 1,250 and 3,750 of 5,000.
-    expect(s.leaseTokens).toBe(1250);
-    expect(f.leaseTokens).toBe(3750);
+    // Each covers its demand over 5% of the time the budget lasts at the total demand
+    // (10,000 tokens at 400 tokens/s: 25 s, so 1.25 s): 125 and 375.
+    expect(s.leaseTokens).toBe(125);
+    expect(f.leaseTokens).toBe(375);
   });
 
   it('charges every matching scope and grants within the tightest budget', () => {
@@ -105,7 +108,7 @@ describe('allocator', () => {
     alloc.setBudget('namespace/demo', 'day', 100_000);
     alloc.setBudget('team/search', 'hour', 500);
     const g = alloc.acquire({ identity: id('demo', { team: 'search', service: 'api' }), priority: 'interactive', incarnation: 'i', need: 100, demand: 1000 });
-    expect(g.granted).toBe(250); // half of the team's 500, its share alone
+    expect(g.granted).toBe(100); // its need: at 1,000 tokens/s the team's 500 last half a second
     alloc.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports: [{ sequence: 1, tokens: 120, startedAtMs: clock.now() }], unused: 0 });
     for (const scope of ['namespace/demo', 'namespace/demo/service/api', 'team/search']) {
       expect(alloc.usage(scope, 'hour', 1)[0]!.used).toBe(120);
@@ -147,8 +150,8 @@ describe('allocator', () => {
     first.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports: [{ sequence: 3, tokens: 100, startedAtMs: clock.now() }], unused: 0 });
     const second = new Allocator(new SqliteQuotaStore(path), { clock });
     const [b] = second.getBudgets('namespace/demo');
-    // 300 granted, 100 spent, topped up by 20 (1 token/s over the 20 s horizon) when renewing
-    expect(b).toMatchObject({ used: 100, outstanding: 220 });
+    // 300 granted, 100 spent; the 200 left already cover 1 token/s over the 20 s horizon: no top-up
+    expect(b).toMatchObject({ used: 100, outstanding: 200 });
     const again = second.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports: [{ sequence: 3, tokens: 100, startedAtMs: clock.now() }], unused: 0 });
     expect(again.acked).toBe(3);
     expect(second.getBudgets('namespace/demo')[0]!.used).toBe(100);

@@ -1,0 +1,156 @@
+// Fifty sidecar lease clients race for one budget at 1.5× its rate, over real gRPC, on one fake clock
+// shared with the quota service. Requests reserve an estimate and use somewhat less or a little more
+// (the estimate error), as real traffic does.
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pino } from 'pino';
+import { afterEach, describe, expect, it } from 'vitest';
+import { startQuotaService, type QuotaService } from '../../quota-service/quota-service.js';
+import { windowAt, type WindowName } from '../../quota-service/windows.js';
+import { GatewayError } from '../../sidecar/errors.js';
+import { LeaseManager, type Reservation } from '../../sidecar/quota/lease-manager.js';
+import { createQuotaClient } from '../../sidecar/quota/quota-client.js';
+import { UsageOutbox } from '../../sidecar/quota/usage-outbox.js';
+import { openDatabase } from '../../sidecar/storage/database.js';
+import { fakeClock } from '../helpers/fake-clock.js';
+
+const silent = pino({ level: 'silent' });
+
+function prng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Race {
+  window: WindowName;
+  budget: number;
+  stepMs: number;
+  steps: number;
+  leaseTtlMs: number;
+}
+
+interface RaceResult {
+  /** Tokens used per window start, by the test's own ledger. */
+  ledger: Map<number, number>;
+  /** What the service recorded for the same windows. */
+  recorded: Map<number, number>;
+  /** Tokens already used in its window when each refusal happened. */
+  refusedAt: number[];
+  other: string[];
+}
+
+const CLIENTS = 50;
+const stopping: (() => Promise<void>)[] = [];
+afterEach(async () => {
+  for (const s of stopping.splice(0).reverse()) await s();
+});
+
+async function race(r: Race): Promise<RaceResult> {
+  const clock = fakeClock(Date.UTC(2026, 10, 23, 0, 0, 0));
+  const dir = mkdtempSync(join(tmpdir(), 'llmgw-race-'));
+  const service: QuotaService = await startQuotaService({
+    listen: { host: '127.0.0.1', port: 0 },
+    statusListen: { host: '127.0.0.1', port: 0 },
+    dbPath: join(dir, 'quota.db'),
+    logger: silent,
+    clock,
+    leaseTtlMs: r.leaseTtlMs,
+  });
+  stopping.push(() => service.stop());
+  service.allocator.setBudget('namespace/race', r.window, r.budget);
+  const address = `127.0.0.1:${service.address.port}`;
+  const config = { address, failMode: 'failClosed', failOpenTokensPerMinute: 1, defaultOutputTokens: 1024, acquireTimeoutMs: 5000, defaultPriority: 'interactive' } as const;
+  const clients = Array.from({ length: CLIENTS }, (_, i) => {
+    const rpc = createQuotaClient(address);
+    const db = openDatabase(':memory:');
+    const manager = new LeaseManager({ rpc, outbox: new UsageOutbox(db), identity: { namespace: 'race', service: `svc-${i % 5}`, team: '', pod: `pod-${i}` }, config, clock, logger: silent });
+    stopping.push(async () => void db.close());
+    return { manager, rpc };
+  });
+
+  // 1.5× the budget's rate in actual tokens; estimates average 1000 and requests use 50–105% of theirs.
+  const random = prng(42);
+  const windowMs = windowAt(r.window, clock.now()).endMs - clock.now();
+  const meanUse = 1000 * 0.775;
+  const perStep = (1.5 * r.budget * r.stepMs) / windowMs / meanUse;
+  const ledger = new Map<number, number>();
+  const refusedAt: number[] = [];
+  const other: string[] = [];
+  let inflight: { client: LeaseManager; res: Reservation; used: number; window: number; doneAt: number }[] = [];
+  let carry = 0;
+  for (let step = 0; step < r.steps; step++) {
+    clock.advance(r.stepMs);
+    // What the clients' timers would have done by now.
+    await Promise.all(clients.map((c) => c.manager.tick()));
+    const now = clock.now();
+    const window = windowAt(r.window, now).startMs;
+    carry += perStep;
+    const n = Math.floor(carry);
+    carry -= n;
+    const asks = Array.from({ length: n }, () => {
+      const client = clients[Math.floor(random() * CLIENTS)]!.manager;
+      const estimate = 500 + Math.floor(random() * 1000);
+      const used = Math.round(estimate * (0.5 + random() * 0.55));
+      return { client, estimate, used };
+    });
+    const admitted = await Promise.all(
+      asks.map(async (a) => {
+        try {
+          return { ...a, res: await a.client.reserve('interactive', a.estimate) };
+        } catch (err) {
+          if (err instanceof GatewayError && err.code === 'llmgw_quota_exhausted') refusedAt.push(ledger.get(window) ?? 0);
+          else other.push(String(err));
+          return undefined;
+        }
+      }),
+    );
+    for (const a of admitted) {
+      if (a === undefined) continue;
+      ledger.set(window, (ledger.get(window) ?? 0) + a.used);
+      // A request takes two steps to answer, so there is always spending in flight.
+      inflight.push({ client: a.client, res: a.res, used: a.used, window, doneAt: step + 2 });
+    }
+    for (const f of inflight) if (f.doneAt <= step) f.client.settle(f.res, f.used, 'gpt-4o-mini');
+    inflight = inflight.filter((f) => f.doneAt > step);
+  }
+  for (const f of inflight) f.client.settle(f.res, f.used, 'gpt-4o-mini');
+  // Leases go back with the last usage reports.
+  await Promise.all(clients.map((c) => c.manager.close()));
+  for (const c of clients) c.rpc.close();
+  const recorded = new Map<number, number>();
+  for (const w of ledger.keys()) recorded.set(w, service.allocator.usage('namespace/race', r.window, 10_000).find((u) => u.startMs === w)?.used ?? 0);
+  return { ledger, recorded, refusedAt, other };
+}
+
+describe('global budget under a race of 50 lease clients over gRPC', () => {
+  it('keeps a per-minute budget within 103%, refusing nothing before 98% is used', async () => {
+    const budget = 6_000_000;
+    const res = await race({ window: 'minute', budget, stepMs: 250, steps: 4 * 60 * 2 - 1, leaseTtlMs: 30_000 });
+    expect(res.other).toEqual([]);
+    expect(res.recorded).toEqual(res.ledger);
+    expect([...res.ledger.keys()]).toHaveLength(2);
+    for (const used of res.ledger.values()) {
+      expect(used).toBeGreaterThanOrEqual(budget * 0.98);
+      expect(used).toBeLessThanOrEqual(budget * 1.03);
+    }
+    expect(res.refusedAt.length).toBeGreaterThan(0);
+    expect(Math.min(...res.refusedAt)).toBeGreaterThanOrEqual(budget * 0.98);
+  }, 60_000);
+
+  it('keeps a per-day budget within 100.5%, refusing nothing before 98% is used', async () => {
+    const budget = 2_000_000;
+    const res = await race({ window: 'day', budget, stepMs: 60_000, steps: 24 * 60 - 1, leaseTtlMs: 15 * 60_000 });
+    expect(res.other).toEqual([]);
+    expect(res.recorded).toEqual(res.ledger);
+    const used = [...res.ledger.values()][0]!;
+    expect(used).toBeGreaterThanOrEqual(budget * 0.98);
+    expect(used).toBeLessThanOrEqual(budget * 1.005);
+    expect(res.refusedAt.length).toBeGreaterThan(0);
+    expect(Math.min(...res.refusedAt)).toBeGreaterThanOrEqual(budget * 0.98);
+  }, 60_000);
+});
