@@ -1,0 +1,187 @@
+// Global budgets end to end with the real executables: `llmgw quota-service`, two `llmgw sidecar`s,
+// `llmgw budget`, the fake provider counting what it bills, and the official SDKs as the apps.
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startFakeProvider, type FakeProvider } from '../../sidecar/fake-provider/fake-provider.js';
+import { envWithoutKeys, killAll, runCli, startCli, type Running } from '../helpers/cli.js';
+import { stackConfig, UPSTREAM_KEY } from '../helpers/stack.js';
+
+let fake: FakeProvider;
+let dir: string;
+
+beforeAll(async () => {
+  fake = await startFakeProvider({ host: '127.0.0.1', port: 0 }, { apiKey: UPSTREAM_KEY });
+  dir = mkdtempSync(join(tmpdir(), 'llmgw-quota-e2e-'));
+});
+afterAll(async () => {
+  killAll();
+  await fake.close();
+});
+
+const portOf = (line: string, key: 'listen'): number => (JSON.parse(line) as Record<string, { port: number }>)[key]!.port;
+
+async function startQuotaService(db: string, port = 0): Promise<{ proc: Running; addr: string }> {
+  const proc = startCli(['quota-service', '--listen', `127.0.0.1:${port}`, '--status-listen', '127.0.0.1:0', '--db', db, '--lease-ttl', '3s']);
+  const line = await proc.waitForLine(/quota service started/);
+  return { proc, addr: `127.0.0.1:${portOf(line, 'listen')}` };
+}
+
+async function startSidecar(name: string, quotaAddr: string, service: string): Promise<{ proc: Running; url: string }> {
+  const config = { ...stackConfig(fake.url), storage: { path: join(dir, `${name}.db`) }, quota: { address: quotaAddr } };
+  const path = join(dir, `${name}.yaml`);
+  writeFileSync(path, stringify(config));
+  const env = { ...envWithoutKeys(), POD_NAMESPACE: 'demo', LLMGW_SERVICE: service, POD_NAME: name };
+  const proc = startCli(['sidecar', '--config', path, '--listen', '127.0.0.1:0', '--status-listen', '127.0.0.1:0'], env);
+  const line = await proc.waitForLine(/sidecar started/);
+  return { proc, url: `http://127.0.0.1:${portOf(line, 'listen')}` };
+}
+
+async function budget(args: string[]): Promise<unknown> {
+  const r = await runCli(['budget', ...args, '--output', 'json']);
+  expect(r.stderr).toBe('');
+  expect(r.code).toBe(0);
+  return JSON.parse(r.stdout);
+}
+
+/** Today's and yesterday's usage (a run may straddle midnight UTC). */
+async function usage(scope: string, addr: string): Promise<number> {
+  const u = (await budget(['usage', scope, '--window', 'day', '--last', '2', '--quota-addr', addr])) as { windows: { used: number }[] };
+  return u.windows.reduce((n, w) => n + w.used, 0);
+}
+
+/** One app call through a sidecar, rotating wire formats and streaming; resolves to its status. */
+async function call(url: string, i: number): Promise<number> {
+  const text = `request ${i}: tell me something about the number ${i * 7}`;
+  try {
+    switch (i % 4) {
+      case 0: {
+        const openai = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'app-key', maxRetries: 0 });
+        await openai.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 64, messages: [{ role: 'user', content: text }] });
+        return 200;
+      }
+      case 1: {
+        const openai = new OpenAI({ baseURL: `${url}/v1`, apiKey: 'app-key', maxRetries: 0 });
+        const stream = await openai.chat.completions.create({ model: 'claude-haiku', max_tokens: 64, stream: true, messages: [{ role: 'user', content: text }] });
+        for await (const _ of stream);
+        return 200;
+      }
+      case 2: {
+        const anthropic = new Anthropic({ baseURL: url, apiKey: 'app-key', maxRetries: 0 });
+        await anthropic.messages.create({ model: 'gpt-4o-mini', max_tokens: 64, messages: [{ role: 'user', content: text }] });
+        return 200;
+      }
+      default: {
+        const anthropic = new Anthropic({ baseURL: url, apiKey: 'app-key', maxRetries: 0 });
+        const stream = anthropic.messages.stream({ model: 'claude-haiku', max_tokens: 64, messages: [{ role: 'user', content: text }] });
+        await stream.finalMessage();
+        return 200;
+      }
+    }
+  } catch (err) {
+    const e = err as { status?: number; error?: { error?: { code?: string; type?: string } } };
+    if (e.status === 429) lastRefusal = JSON.stringify(e.error);
+    return e.status ?? 0;
+  }
+}
+let lastRefusal = '';
+
+/** Polls until the service's count settles on `want` (delivery is asynchronous), then returns it. */
+async function settledUsage(scope: string, addr: string, want: () => number): Promise<number> {
+  let got = -1;
+  for (let i = 0; i < 60; i++) {
+    got = await usage(scope, addr);
+    if (got === want()) return got;
+    await sleep(250);
+  }
+  return got;
+}
+
+describe('global budgets end to end', () => {
+  it('two sidecars spend one namespace budget until 429 llmgw_quota_exhausted, and the usage matches what the provider billed', async () => {
+    const before = fake.stats.billedTokens;
+    const quota = await startQuotaService(join(dir, 'e2e-quota.db'));
+    const set = (await budget(['set', 'namespace/demo', '--tokens', '6000', '--window', 'day', '--quota-addr', quota.addr])) as { tokens: number }[];
+    expect(set[0]!.tokens).toBe(6000);
+    const a = await startSidecar('pod-a', quota.addr, 'chat-a');
+    const b = await startSidecar('pod-b', quota.addr, 'chat-b');
+
+    const refused = new Set<string>();
+    let served = 0;
+    for (let i = 0; i < 400 && refused.size < 2; i++) {
+      const [name, url] = i % 2 === 0 ? ['a', a.url] : ['b', b.url];
+      const status = await call(url, i);
+      if (status === 200) served++;
+      else {
+        expect(status).toBe(429);
+        refused.add(name);
+      }
+    }
+    expect(refused.size).toBe(2);
+    expect(lastRefusal).toContain('llmgw_quota_exhausted');
+    expect(served).toBeGreaterThan(20);
+
+    const billed = fake.stats.billedTokens - before;
+    const used = await settledUsage('namespace/demo', quota.addr, () => billed);
+    expect(used).toBe(billed);
+    expect(used).toBeGreaterThanOrEqual(6000 * 0.9);
+    expect(used).toBeLessThanOrEqual(6000 * 1.03);
+    // Each sidecar's service scope got its own share of it.
+    const perService = (await usage('namespace/demo/service/chat-a', quota.addr)) + (await usage('namespace/demo/service/chat-b', quota.addr));
+    expect(perService).toBe(billed);
+    const table = await runCli(['budget', 'get', 'namespace/demo', '--quota-addr', quota.addr]);
+    expect(table.stdout).toMatch(new RegExp(`namespace/demo\\s+day\\s+6000\\s+${used}\\s`));
+
+    for (const p of [a.proc, b.proc, quota.proc]) p.child.kill('SIGTERM');
+    expect(await a.proc.exit).toBe(0);
+    expect(await b.proc.exit).toBe(0);
+    expect(await quota.proc.exit).toBe(0);
+  }, 90_000);
+
+  it('loses and double-counts nothing when the quota service and then the sidecar are killed mid-run', async () => {
+    const before = fake.stats.billedTokens;
+    const db = join(dir, 'kill-quota.db');
+    let quota = await startQuotaService(db);
+    const port = Number(quota.addr.split(':')[1]);
+    await budget(['set', 'namespace/demo', '--tokens', '10000000', '--window', 'day', '--quota-addr', quota.addr]);
+    let sidecar = await startSidecar('pod-k', quota.addr, 'kill');
+    let i = 1000;
+    const traffic = async (n: number): Promise<void> => {
+      await Promise.all(Array.from({ length: 4 }, async () => {
+        for (let k = 0; k < n / 4; k++) expect(await call(sidecar.url, i++)).toBe(200);
+      }));
+    };
+
+    await traffic(40);
+    // The service dies with requests in flight; the sidecar keeps serving from its lease and its outbox.
+    const during = traffic(40);
+    await sleep(50);
+    quota.proc.child.kill('SIGKILL');
+    await quota.proc.exit;
+    await during;
+    await traffic(20);
+    quota = await startQuotaService(db, port);
+
+    // The sidecar dies once its answers are out (each settled into its SQLite outbox on the way).
+    await traffic(20);
+    sidecar.proc.child.kill('SIGKILL');
+    await sidecar.proc.exit;
+    sidecar = await startSidecar('pod-k', quota.addr, 'kill');
+    await traffic(20);
+
+    const billed = fake.stats.billedTokens - before;
+    expect(billed).toBeGreaterThan(0);
+    expect(await settledUsage('namespace/demo/service/kill', quota.addr, () => billed)).toBe(billed);
+    sidecar.proc.child.kill('SIGTERM');
+    expect(await sidecar.proc.exit).toBe(0);
+    // Releasing the lease delivered nothing twice.
+    expect(await usage('namespace/demo/service/kill', quota.addr)).toBe(billed);
+    quota.proc.child.kill('SIGTERM');
+    expect(await quota.proc.exit).toBe(0);
+  }, 90_000);
+});
