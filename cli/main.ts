@@ -26,11 +26,12 @@ program
 
 program
   .command('dev')
-  .description('the embedded default: sidecar and fake provider in one process, state under ./.llmgw/')
+  .description('the embedded default: quota service, sidecar and fake provider in one process, state under ./.llmgw/')
   .option('--listen <host:port>', 'data listener', '127.0.0.1:4000')
   .option('--status-listen <host:port>', 'probes and metrics listener', '127.0.0.1:4001')
+  .option('--quota-listen <host:port>', 'the quota service (gRPC)', '127.0.0.1:50051')
   .option('--state-dir <dir>', 'where state is kept', '.llmgw')
-  .action(async (o: { listen: string; statusListen: string; stateDir: string }) => {
+  .action(async (o: { listen: string; statusListen: string; quotaListen: string; stateDir: string }) => {
     const { runDev } = await import('./commands/dev.js');
     await runDev(o);
   });

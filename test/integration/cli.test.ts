@@ -87,9 +87,9 @@ describe('llmgw sidecar', () => {
 });
 
 describe('llmgw dev', () => {
-  it('starts with the fake provider, and the curl line it prints works', async () => {
+  it('starts with the fake provider and the quota service, and the commands it prints work', async () => {
     const state = join(dir, 'state');
-    const proc = startCli(['dev', '--listen', '127.0.0.1:0', '--status-listen', '127.0.0.1:0', '--state-dir', state], envWithoutKeys());
+    const proc = startCli(['dev', '--listen', '127.0.0.1:0', '--status-listen', '127.0.0.1:0', '--quota-listen', '127.0.0.1:0', '--state-dir', state], envWithoutKeys());
     const line = await proc.waitForLine(/^curl /);
     const url = /curl -s (\S+)/.exec(line)![1]!;
     const body = /-d '([^']+)'/.exec(line)![1]!;
@@ -98,7 +98,22 @@ describe('llmgw dev', () => {
     expect(res.statusCode).toBe(200);
     const json = (await res.body.json()) as { choices: { message: { content: string } }[] };
     expect(json.choices[0]!.message.content).toBe('Hello from the fake provider. You said: Hello!');
-    expect(existsSync(state)).toBe(true);
+    expect(existsSync(join(state, 'quota.db'))).toBe(true);
+
+    // The budget line it prints works, and the request above shows up in the namespace's usage.
+    const budgetLine = await proc.waitForLine(/^llmgw budget set /);
+    const args = budgetLine.split(' ').slice(1);
+    const set = await runCli([...args, '--output', 'json']);
+    expect(set.code).toBe(0);
+    expect(JSON.parse(set.stdout)).toMatchObject([{ scope: 'namespace/default', window: 'day', tokens: 100000 }]);
+    const addr = args[args.indexOf('--quota-addr') + 1]!;
+    let used = 0;
+    for (let i = 0; i < 40 && used === 0; i++) {
+      const u = await runCli(['budget', 'usage', 'namespace/default', '--quota-addr', addr, '--output', 'json']);
+      used = (JSON.parse(u.stdout) as { windows: { used: number }[] }).windows[0]!.used;
+      if (used === 0) await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(used).toBeGreaterThan(0);
     proc.child.kill('SIGTERM');
     expect(await proc.exit).toBe(0);
   });
