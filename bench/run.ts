@@ -10,7 +10,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { loadTool } from './lib/load.js';
 import { MB, measureRound, measureThroughput, type RoundResult, type Timed } from './lib/measure.js';
 import { checkSame, concurrentStreams, fetchText, normalize, streamTimings, timeToFirstAnswer, type Endpoint } from './lib/probes.js';
-import { pinned, pinningAvailable, pinSelf, rssBytes, spawnProc, startProc, type Proc } from './lib/proc.js';
+import { freePort, pinned, pinningAvailable, pinSelf, rssBytes, spawnProc, startProc, type Proc } from './lib/proc.js';
 import { checks, checksTable, machine, resultsMarkdown, summarizeRounds, table, type BenchResult } from './lib/report.js';
 import { median, percentile } from './lib/stats.js';
 import {
@@ -20,6 +20,7 @@ import {
   minimalProxySpec,
   portkeySpec,
   sidecarSpec,
+  startQuotaService,
   startUpstreams,
   SUT_CORE,
   type ServerSpec,
@@ -110,10 +111,18 @@ async function main(): Promise<void> {
       return p;
     };
 
+    const quotaService = await startQuotaService(work);
+    procs.push(quotaService.proc);
+    // Nothing listens on this port: the sidecar finds the quota service down and fails open.
+    const noQuotaService = `127.0.0.1:${await freePort()}`;
+    const quotaSidecar = (name: string, address: string): Promise<ServerSpec> =>
+      sidecarSpec({ name, upstreams: up, logLevel: 'info', logFile: join(work, `${name}.log`), workDir: work, quota: { address, failOpenTokensPerMinute: 1_000_000_000 } });
     const specs: Record<string, ServerSpec> = {
       'minimal-proxy': await minimalProxySpec(up.instant),
       sidecar: await sidecarSpec({ name: 'sidecar', upstreams: up, logLevel: 'info', logFile: join(work, 'sidecar.log'), workDir: work }),
       'sidecar-silent': await sidecarSpec({ name: 'sidecar-silent', upstreams: up, logLevel: 'silent', logFile: join(work, 'sidecar-silent.log'), workDir: work }),
+      'sidecar-quota-up': await quotaSidecar('sidecar-quota-up', quotaService.address),
+      'sidecar-quota-down': await quotaSidecar('sidecar-quota-down', noQuotaService),
     };
     if (args.baseline !== undefined) {
       specs.baseline = await sidecarSpec({ name: 'baseline', distDir: args.baseline, upstreams: up, logLevel: 'info', logFile: join(work, 'baseline.log'), workDir: work });
@@ -165,7 +174,7 @@ async function main(): Promise<void> {
         if (t.name !== 'portkey') gateFailed = true;
       }
     }
-    for (const name of ['sidecar-silent']) {
+    for (const name of ['sidecar-silent', 'sidecar-quota-up', 'sidecar-quota-down']) {
       const problems = await checkSame(specs[name]!.endpoint, jsonBody, refJson, plan.gate);
       result.correctness[name] = problems.length === 0 ? 'ok' : problems.join('; ');
       if (problems.length > 0) gateFailed = true;
@@ -195,12 +204,27 @@ async function main(): Promise<void> {
     }
     result.logging = { infoRps: median(info), silentRps: median(silent), costPct: (1 - median(info) / median(silent)) * 100 };
 
+    // Global budgets: the same sidecar spending leases from a live quota service, and with the service
+    // unreachable (fail-open), beside the sidecar without quota; interleaved rounds.
+    // At least five rounds, each starting with a different one, since a 1% difference is the question.
+    const quotaRps: Record<string, number[]> = { sidecar: [], 'sidecar-quota-up': [], 'sidecar-quota-down': [] };
+    const quotaOrder = Object.keys(quotaRps);
+    for (const name of quotaOrder.slice(1)) await measureThroughput({ name, endpoint: specs[name]!.endpoint, body: jsonBody }, Math.max(2, plan.warmSec)).catch(() => 0);
+    for (let round = 0; round < Math.max(5, plan.rounds); round++) {
+      for (let k = 0; k < quotaOrder.length; k++) {
+        const name = quotaOrder[(round + k) % quotaOrder.length]!;
+        quotaRps[name]!.push(await measureThroughput({ name, endpoint: specs[name]!.endpoint, body: jsonBody }, plan.c32Sec));
+      }
+    }
+    const [none, upRps, downRps] = quotaOrder.map((name) => median(quotaRps[name]!)) as [number, number, number];
+    result.quota = { noQuotaRps: none, upRps, downRps, downVsUpPct: (downRps / upRps - 1) * 100, upVsNoQuotaPct: (upRps / none - 1) * 100 };
+
     result.streaming = await streaming(direct, specs.sidecar!.endpoint, up.paced, plan);
 
     log(`waiting ${plan.settleSec} s after load for memory to settle`);
     await sleep(plan.settleSec * 1000);
     for (const [name, p] of Object.entries(running)) {
-      if (name === 'sidecar-silent') continue;
+      if (name === 'sidecar-silent' || name.startsWith('sidecar-quota')) continue;
       result.memoryMB[name] = { idle: idleRss[name]!, steadyPeak: result.targets[name]?.rssPeakMB?.median ?? NaN, afterLoad: rssBytes(p.pid) / MB };
     }
 

@@ -300,21 +300,28 @@ export class Allocator {
   private apply(scopes: string[], incarnation: string, reports: UsageReport[], lease: Lease | undefined): number {
     let acked = this.ackedOf(incarnation);
     const sorted = [...reports].sort((a, b) => a.sequence - b.sequence);
+    // One write per scope and window touched, however many reports the batch holds.
+    const sums = new Map<string, { scope: string; window: WindowName; startMs: number; endMs: number; tokens: number }>();
     for (const r of sorted) {
       if (r.sequence <= acked) continue;
       const tokens = Math.max(0, Math.round(r.tokens));
       for (const scope of scopes) {
         for (const w of ['minute', 'hour', 'day', 'month'] as const) {
           const span = windowAt(w, r.startedAtMs);
-          this.store.addUsage(scope, w, span.startMs, span.endMs, tokens);
           const k = `${scope}|${w}|${span.startMs}`;
-          const cached = this.used.get(k);
-          if (cached !== undefined) this.used.set(k, cached + tokens);
+          const sum = sums.get(k);
+          if (sum === undefined) sums.set(k, { scope, window: w, startMs: span.startMs, endMs: span.endMs, tokens });
+          else sum.tokens += tokens;
         }
       }
       // Spending of an earlier window does not pay back what the lease holds of the current one.
       if (lease !== undefined && r.startedAtMs >= grantedSince(lease)) lease.outstanding = Math.max(0, lease.outstanding - tokens);
       acked = r.sequence;
+    }
+    for (const [k, s] of sums) {
+      this.store.addUsage(s.scope, s.window, s.startMs, s.endMs, s.tokens);
+      const cached = this.used.get(k);
+      if (cached !== undefined) this.used.set(k, cached + s.tokens);
     }
     if (acked !== this.ackedOf(incarnation)) {
       this.store.setAcked(incarnation, acked);

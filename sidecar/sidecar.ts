@@ -17,7 +17,7 @@ import { rateLimitInterceptor } from './limits/rate-limit-interceptor.js';
 import { providerHandler } from './pipeline/provider-handler.js';
 import { quotaInterceptor } from './quota/quota-interceptor.js';
 import type { QuotaStack } from './quota/quota-stack.js';
-import { openDatabase, type SidecarDatabase } from './storage/database.js';
+import type { SidecarDatabase } from './storage/database.js';
 import { compose, type Interceptor } from './pipeline/types.js';
 import { buildRuntime, type Runtime } from './runtime.js';
 import { PoolRegistry } from './upstream/pool-registry.js';
@@ -63,7 +63,8 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   let draining = false;
   let ready = false;
 
-  // The SQLite file and the quota stack exist only when config asks for them (gRPC is loaded on demand).
+  // The SQLite file and the quota stack exist only when config asks for them (SQLite and gRPC are loaded
+  // on demand: they cost start-up time and memory).
   let db: SidecarDatabase | undefined;
   let quota: QuotaStack | undefined;
   let quotaKey = JSON.stringify(undefined);
@@ -75,7 +76,10 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     quota = undefined;
     if (old !== undefined) await old.close();
     if (config.quota === undefined) return;
-    db ??= openDatabase(config.storage.path);
+    if (db === undefined) {
+      const { openDatabase } = await import('./storage/database.js');
+      db = openDatabase(config.storage.path);
+    }
     const { createQuotaStack } = await import('./quota/quota-stack.js');
     quota = createQuotaStack({ config: config.quota, db, env: opts.env ?? process.env, clock, logger });
   };

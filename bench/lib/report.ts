@@ -53,6 +53,7 @@ export interface BenchResult {
     concurrent: { streams: number; lost: number; failed: number; expectedEvents: number };
   };
   logging?: { infoRps: number; silentRps: number; costPct: number };
+  quota?: { noQuotaRps: number; upRps: number; downRps: number; downVsUpPct: number; upVsNoQuotaPct: number };
   checks: Check[];
 }
 
@@ -109,6 +110,14 @@ export function checks(r: BenchResult): Check[] {
   add('sidecar RSS after load', '≤ 1.2× idle', ratio(m?.afterLoad, m?.idle), (v) => v <= 1.2, (v) => `${f(v)}× idle (${f(m?.afterLoad, 1)} MB)`);
   add('start to first proxied response', '≤ 150 ms', r.startupMs.sidecar, (v) => v <= 150, (v) => `${f(v, 0)} ms (node -e 0: ${f(r.startupMs['node -e 0'], 0)} ms)`);
   add('info-level access log cost vs silent', '≤ 5%', r.logging?.costPct, (v) => v <= 5, (v) => `${f(v, 1)}%`);
+  const q = r.quota;
+  add(
+    'quota: throughput with the quota service down vs up',
+    'within ±1%',
+    q?.downVsUpPct,
+    (v) => Math.abs(v) <= 1,
+    (v) => `${v >= 0 ? '+' : ''}${f(v, 1)}% (up ${f(q!.upRps, 0)} req/s, down ${f(q!.downRps, 0)}; no quota ${f(q!.noQuotaRps, 0)}, up vs no quota ${f(q!.upVsNoQuotaPct, 1)}%)`,
+  );
   return out;
 }
 

@@ -86,6 +86,8 @@ export interface SidecarOptions {
   logLevel: 'info' | 'silent';
   logFile: string;
   workDir: string;
+  /** The sidecar's `quota` config; absent: no global quota. */
+  quota?: Record<string, unknown>;
 }
 
 /** The sidecar routes `gpt-4o-mini` to the instant upstream and `paced-gpt-4o-mini` to the paced one. */
@@ -103,6 +105,7 @@ export async function sidecarSpec(opts: SidecarOptions): Promise<ServerSpec> {
     },
     logging: { level: opts.logLevel },
     storage: { path: join(opts.workDir, `${opts.name}.db`) },
+    ...(opts.quota === undefined ? {} : { quota: opts.quota }),
   };
   const configPath = join(opts.workDir, `${opts.name}.json`);
   writeFileSync(configPath, JSON.stringify(config, null, 2));
@@ -118,6 +121,23 @@ export async function sidecarSpec(opts: SidecarOptions): Promise<ServerSpec> {
     },
     endpoint: { url: `http://127.0.0.1:${port}${CHAT}`, headers: JSON_HEADERS },
   };
+}
+
+/** `llmgw quota-service` with a budget that the run cannot spend, so sidecars hold real (limited) leases. */
+export async function startQuotaService(workDir: string): Promise<{ address: string; proc: Proc }> {
+  const port = await freePort();
+  const statusPort = await freePort();
+  const address = `127.0.0.1:${port}`;
+  const proc = await startProc({
+    name: 'quota-service',
+    cmd: process.execPath,
+    args: [cli, 'quota-service', '--listen', address, '--status-listen', `127.0.0.1:${statusPort}`, '--db', join(workDir, 'quota.db'), '--log-level', 'warn'],
+    core: LOAD_CORE,
+    readyUrl: `http://127.0.0.1:${statusPort}/healthz/ready`,
+  });
+  const set = spawnSync(process.execPath, [cli, 'budget', 'set', 'namespace/default', '--tokens', '1000000000000', '--window', 'day', '--quota-addr', address], { encoding: 'utf8' });
+  if (set.status !== 0) throw new Error(`llmgw budget set failed: ${set.stderr}`);
+  return { address, proc };
 }
 
 /** Installs Portkey's gateway into a scratch folder (kept between runs); undefined with a reason if it cannot. */

@@ -155,6 +155,8 @@ export class LeaseManager {
       }
     });
     await Promise.allSettled(work);
+    // Whatever settled meanwhile is on disk for the next start.
+    this.opts.outbox.flush();
   }
 
   private take(l: ClassLease, estimate: number, now: number, ignoreExpiry: boolean): Reservation | undefined {

@@ -1,9 +1,15 @@
 // Usage the quota service has not acknowledged yet, kept in the sidecar's SQLite file so a restart or an
 // outage of the service loses nothing. Each priority class numbers its records 1, 2, 3, … under its own
 // incarnation (`<sidecar id>:<class>`), so the service can drop replays by sequence.
+//
+// One record holds the usage of every request of a class and model that started in the same second and
+// settled before the record was handed out for delivery, so a busy pod sends a handful of records a second
+// instead of one per request (seconds never straddle a budget window: every token is still charged to the
+// right window). Settles of one event-loop turn are written in one transaction right after it: a write
+// per turn, not per request, and nothing waits in memory longer than that turn.
 import { randomUUID } from 'node:crypto';
-import type { SidecarDatabase } from '../storage/database.js';
 import type { Priority } from '../http/caller-headers.js';
+import type { SidecarDatabase } from '../storage/database.js';
 
 export interface UsageRecord {
   sequence: number;
@@ -15,6 +21,15 @@ export interface UsageRecord {
 export class UsageOutbox {
   readonly id: string;
   private readonly stmts;
+  private readonly ackTx: (priority: Priority, sequence: number) => void;
+  /** Next sequence to hand out per class. */
+  private readonly next = new Map<Priority, number>();
+  /** Records still taking usage, per `class|model`: not yet handed out for delivery. */
+  private readonly open = new Map<string, { sequence: number; second: number }>();
+  /** Settles of this turn, per `class|model|second`, written by `flush`. */
+  private readonly buffered = new Map<string, { priority: Priority; model: string; second: number; tokens: number }>();
+  private scheduled = false;
+  private readonly writeTx: (items: { priority: Priority; model: string; second: number; tokens: number }[]) => void;
 
   constructor(private readonly db: SidecarDatabase) {
     db.exec(`
@@ -35,38 +50,90 @@ export class UsageOutbox {
       get,
       set,
       insert: db.prepare('INSERT INTO usage_outbox (priority, sequence, tokens, started_at_ms, model) VALUES (?, ?, ?, ?, ?)'),
+      add: db.prepare('UPDATE usage_outbox SET tokens = tokens + ? WHERE priority = ? AND sequence = ?'),
       pending: db.prepare('SELECT sequence, tokens, started_at_ms AS startedAtMs, model FROM usage_outbox WHERE priority = ? ORDER BY sequence LIMIT ?'),
       ack: db.prepare('DELETE FROM usage_outbox WHERE priority = ? AND sequence <= ?'),
       count: db.prepare('SELECT priority, COUNT(*) AS n FROM usage_outbox GROUP BY priority'),
+      highest: db.prepare('SELECT MAX(sequence) AS s FROM usage_outbox WHERE priority = ?'),
     };
+    this.writeTx = db.transaction((items: { priority: Priority; model: string; second: number; tokens: number }[]) => {
+      for (const i of items) this.write(i.priority, i.tokens, i.second, i.model);
+    });
+    // The highest sequence handed out must outlive the rows it numbered: a restart continues above it.
+    this.ackTx = db.transaction((priority: Priority, sequence: number) => {
+      const key = `sequence:${priority}`;
+      const kept = Number((this.stmts.get.get(key) as { value: string } | undefined)?.value ?? '0');
+      if (sequence > kept) this.stmts.set.run(key, String(sequence));
+      this.stmts.ack.run(priority, sequence);
+    });
   }
 
   incarnation(priority: Priority): string {
     return `${this.id}:${priority}`;
   }
 
-  /** Records one settled request durably; returns its sequence. */
-  append(priority: Priority, tokens: number, startedAtMs: number, model: string): number {
-    return this.db.transaction(() => {
-      const key = `sequence:${priority}`;
-      const seq = Number((this.stmts.get.get(key) as { value: string } | undefined)?.value ?? '0') + 1;
-      this.stmts.set.run(key, String(seq));
-      this.stmts.insert.run(priority, seq, Math.max(0, Math.round(tokens)), startedAtMs, model);
-      return seq;
-    })();
+  /** Records one settled request; it is on disk once this event-loop turn ends. */
+  append(priority: Priority, tokens: number, startedAtMs: number, model: string): void {
+    const n = Math.max(0, Math.round(tokens));
+    if (n === 0) return;
+    const second = startedAtMs - (startedAtMs % 1000);
+    const key = `${priority}|${model}|${second}`;
+    const b = this.buffered.get(key);
+    if (b !== undefined) b.tokens += n;
+    else this.buffered.set(key, { priority, model, second, tokens: n });
+    if (!this.scheduled) {
+      this.scheduled = true;
+      setImmediate(() => this.flush());
+    }
   }
 
+  /** Writes what this turn settled (also done before anything is read or the file is closed). */
+  flush(): void {
+    this.scheduled = false;
+    if (this.buffered.size === 0 || !this.db.open) return;
+    const items = [...this.buffered.values()];
+    this.buffered.clear();
+    this.writeTx(items);
+  }
+
+  private write(priority: Priority, tokens: number, second: number, model: string): void {
+    const key = `${priority}|${model}`;
+    const open = this.open.get(key);
+    if (open !== undefined && open.second === second) {
+      this.stmts.add.run(tokens, priority, open.sequence);
+      return;
+    }
+    const sequence = this.nextSequence(priority);
+    this.stmts.insert.run(priority, sequence, tokens, second, model);
+    this.open.set(key, { sequence, second });
+  }
+
+  /** Records to deliver, oldest first; they take no more usage from now on. */
   pending(priority: Priority, limit = 1000): UsageRecord[] {
+    this.flush();
+    for (const key of this.open.keys()) if (key.startsWith(`${priority}|`)) this.open.delete(key);
     return this.stmts.pending.all(priority, limit) as UsageRecord[];
   }
 
   /** Drops every record of `priority` up to `sequence` (the service has them). */
   ack(priority: Priority, sequence: number): void {
-    if (sequence > 0) this.stmts.ack.run(priority, sequence);
+    if (sequence > 0) this.ackTx(priority, sequence);
   }
 
   /** Records waiting per priority. */
   counts(): Map<Priority, number> {
+    this.flush();
     return new Map((this.stmts.count.all() as { priority: Priority; n: number }[]).map((r) => [r.priority, r.n]));
+  }
+
+  private nextSequence(priority: Priority): number {
+    let n = this.next.get(priority);
+    if (n === undefined) {
+      const kept = Number((this.stmts.get.get(`sequence:${priority}`) as { value: string } | undefined)?.value ?? '0');
+      const rows = (this.stmts.highest.get(priority) as { s: number | null }).s ?? 0;
+      n = Math.max(kept, rows) + 1;
+    }
+    this.next.set(priority, n + 1);
+    return n;
   }
 }
