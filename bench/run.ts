@@ -36,12 +36,14 @@ interface Plan {
   startups: number;
   concurrent: number;
   gate: number;
+  /** Rounds of the quota up/down comparison (a 1% question needs more than the others). */
+  quotaRounds: number;
 }
 
 const PLANS: Record<'full' | 'quick' | 'tiny', Plan> = {
-  full: { rounds: 5, c1Sec: 4, c32Sec: 5, warmSec: 2, settleSec: 30, timedStreams: 50, startups: 5, concurrent: 256, gate: 20 },
-  quick: { rounds: 3, c1Sec: 1, c32Sec: 2, warmSec: 1, settleSec: 5, timedStreams: 20, startups: 3, concurrent: 256, gate: 10 },
-  tiny: { rounds: 1, c1Sec: 1, c32Sec: 1, warmSec: 0, settleSec: 1, timedStreams: 3, startups: 1, concurrent: 32, gate: 3 },
+  full: { rounds: 5, c1Sec: 4, c32Sec: 5, warmSec: 2, settleSec: 30, timedStreams: 50, startups: 5, concurrent: 256, gate: 20, quotaRounds: 6 },
+  quick: { rounds: 3, c1Sec: 1, c32Sec: 2, warmSec: 1, settleSec: 5, timedStreams: 20, startups: 3, concurrent: 256, gate: 10, quotaRounds: 5 },
+  tiny: { rounds: 1, c1Sec: 1, c32Sec: 1, warmSec: 0, settleSec: 1, timedStreams: 3, startups: 1, concurrent: 32, gate: 3, quotaRounds: 1 },
 };
 
 const PACE_MS = 10;
@@ -206,11 +208,13 @@ async function main(): Promise<void> {
 
     // Global budgets: the same sidecar spending leases from a live quota service, and with the service
     // unreachable (fail-open), beside the sidecar without quota; interleaved rounds.
-    // At least five rounds, each starting with a different one, since a 1% difference is the question.
+    // Several rounds (quotaRounds), each starting with a different target, since a 1% difference is the question.
     const quotaRps: Record<string, number[]> = { sidecar: [], 'sidecar-quota-up': [], 'sidecar-quota-down': [] };
     const quotaOrder = Object.keys(quotaRps);
-    for (const name of quotaOrder.slice(1)) await measureThroughput({ name, endpoint: specs[name]!.endpoint, body: jsonBody }, Math.max(2, plan.warmSec)).catch(() => 0);
-    for (let round = 0; round < Math.max(5, plan.rounds); round++) {
+    if (plan.warmSec > 0) {
+      for (const name of quotaOrder.slice(1)) await measureThroughput({ name, endpoint: specs[name]!.endpoint, body: jsonBody }, 2 * plan.warmSec).catch(() => 0);
+    }
+    for (let round = 0; round < plan.quotaRounds; round++) {
       for (let k = 0; k < quotaOrder.length; k++) {
         const name = quotaOrder[(round + k) % quotaOrder.length]!;
         quotaRps[name]!.push(await measureThroughput({ name, endpoint: specs[name]!.endpoint, body: jsonBody }, plan.c32Sec));

@@ -23,6 +23,7 @@ describe('benchmark harness (tiny mode)', () => {
       targets: Record<string, { rps: { median: number } }>;
       streaming: { concurrent: { lost: number; failed: number; expectedEvents: number }; maxEventsPerRead: { sidecar: number } };
       startupMs: Record<string, number>;
+      quota: { upRps: number; downRps: number; noQuotaRps: number };
       checks: { what: string }[];
     };
     expect(r.correctness).toEqual({
@@ -31,13 +32,17 @@ describe('benchmark harness (tiny mode)', () => {
       sidecar: 'ok',
       'sidecar-sse': 'ok',
       'sidecar-silent': 'ok',
+      'sidecar-quota-up': 'ok',
+      'sidecar-quota-down': 'ok',
     });
     expect(Object.keys(r.targets)).toEqual(['direct', 'direct-sse', 'minimal-proxy', 'minimal-proxy-sse', 'sidecar', 'sidecar-sse']);
     for (const t of Object.values(r.targets)) expect(t.rps.median).toBeGreaterThan(0);
+    expect(r.quota.upRps).toBeGreaterThan(0);
+    expect(r.quota.downRps).toBeGreaterThan(0);
     expect(r.streaming.concurrent).toMatchObject({ lost: 0, failed: 0 });
     expect(r.streaming.concurrent.expectedEvents).toBeGreaterThan(3);
     expect(r.startupMs.sidecar).toBeGreaterThan(0);
-    expect(r.checks.length).toBeGreaterThanOrEqual(10);
+    expect(r.checks.length).toBeGreaterThanOrEqual(11);
     expect(stdout).toContain('DESIGN §8 target');
   }, 120_000);
 });
