@@ -1,0 +1,26 @@
+// `llmgw injector`: the mutating admission webhook until SIGTERM.
+import { loadInjectorConfig } from '../../injector-webhook/config.js';
+import { apiNamespaceSource, inClusterOptions, noNamespaceSource } from '../../injector-webhook/namespaces.js';
+import { startInjector } from '../../injector-webhook/server.js';
+import { createLogger, type LogLevel } from '../../sidecar/logger.js';
+import { parseHostPort } from '../args.js';
+import { runUntilSignal } from '../lifecycle.js';
+
+export async function runInjector(o: { config: string; cert: string; key: string; listen: string; statusListen: string; logLevel: string }): Promise<void> {
+  const listen = parseHostPort('--listen', o.listen);
+  const statusListen = parseHostPort('--status-listen', o.statusListen);
+  const config = await loadInjectorConfig(o.config);
+  const logger = createLogger(o.logLevel as LogLevel);
+  const api = inClusterOptions();
+  if (api === undefined) logger.warn('not in a cluster (KUBERNETES_SERVICE_HOST unset): namespace defaults are not read');
+  const injector = await startInjector({
+    config,
+    listen,
+    statusListen,
+    certFile: o.cert,
+    keyFile: o.key,
+    namespaces: api === undefined ? noNamespaceSource : apiNamespaceSource(api),
+    logger,
+  });
+  runUntilSignal(logger, () => injector.stop());
+}
