@@ -13,6 +13,7 @@ COPY sidecar ./sidecar
 COPY bench ./bench
 COPY proto ./proto
 COPY quota-service ./quota-service
+COPY injector-webhook ./injector-webhook
 RUN npm run build && npm prune --omit=dev
 
 FROM node:20-bookworm-slim
@@ -22,9 +23,13 @@ COPY --from=build /app/package.json ./
 # The bundle carries its dependencies except the native SQLite addon, loaded from node_modules.
 COPY --from=build /app/node_modules ./node_modules
 COPY --from=build /app/dist/llmgw ./dist/llmgw
-# The image runs unprivileged and works with a read-only root filesystem (state goes to mounted volumes).
-USER node
-EXPOSE 4000 4001
-# The same V8 flags as the executable's shebang (see cli/main.ts).
-ENTRYPOINT ["node", "--max-semi-space-size=4", "/app/dist/llmgw/main.mjs"]
+# `llmgw` on PATH for the injected sidecar's lifecycle hooks (`llmgw await`); the same V8 flags as the
+# executable's shebang (see cli/main.ts).
+RUN printf '#!/bin/sh\nexec node --max-semi-space-size=4 /app/dist/llmgw/main.mjs "$@"\n' > /usr/local/bin/llmgw \
+ && chmod 0755 /usr/local/bin/llmgw
+# Unprivileged, by number so that runAsNonRoot can check it; works with a read-only root filesystem
+# (state goes to mounted volumes, temporary files to /tmp).
+USER 1000:1000
+EXPOSE 4000 4001 50051 8443
+ENTRYPOINT ["llmgw"]
 CMD ["sidecar", "--config", "/etc/llm-gateway/config.yaml"]

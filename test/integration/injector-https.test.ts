@@ -159,3 +159,32 @@ describe('injector over HTTPS', () => {
     expect(env(elsewhere).some((e) => e.name === 'LLMGW_TEAM')).toBe(false);
   });
 });
+
+describe('llmgw injector (the executable)', () => {
+  it('starts from its config and certificate, answers a review, and exits 2 on a bad config', async () => {
+    const { startCli, runCli, killAll } = await import('../helpers/cli.js');
+    const cert = selfSigned('injector-cli');
+    const dir = mkdtempSync(join(tmpdir(), 'llmgw-injector-cli-'));
+    const configFile = join(dir, 'config.json');
+    writeFileSync(configFile, JSON.stringify({ image: 'ghcr.io/llm-gateway/llm-gateway:0.1.0', releaseNamespace: 'llm-gateway', nativeSidecar: { kubernetesVersion: 'v1.31.0' } }));
+    const proc = startCli(['injector', '--config', configFile, '--cert', cert.certFile, '--key', cert.keyFile, '--listen', '127.0.0.1:0', '--status-listen', '127.0.0.1:0']);
+    try {
+      const line = await proc.waitForLine(/injector started/);
+      const port = (JSON.parse(line) as { listen: { port: number } }).listen.port;
+      const dispatcher = new Agent({ connect: { ca: cert.cert } });
+      const res = await request(`https://127.0.0.1:${port}/mutate`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(reviewOf(POD, {}, 'cli-uid')), dispatcher });
+      const body = (await res.body.json()) as { response: { uid: string; allowed: boolean; patch: string } };
+      expect(body.response).toMatchObject({ uid: 'cli-uid', allowed: true });
+      await dispatcher.close();
+      proc.child.kill('SIGTERM');
+      expect(await proc.exit).toBe(0);
+    } finally {
+      killAll();
+    }
+    writeFileSync(configFile, JSON.stringify({ image: '', releaseNamespace: 'x', nativeSidecar: { mode: 'sometimes' } }));
+    const bad = await runCli(['injector', '--config', configFile, '--cert', cert.certFile, '--key', cert.keyFile]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('config.json: image:');
+    expect(bad.stderr).toContain('config.json: nativeSidecar.mode:');
+  });
+});
