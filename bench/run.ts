@@ -269,7 +269,9 @@ async function main(): Promise<void> {
     }
     log(`done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   } finally {
-    await Promise.all(procs.map((p) => p.stop()));
+    // Sidecars first, so they can give their leases back to the quota service.
+    await Promise.all(procs.filter((p) => p.name !== 'quota-service').map((p) => p.stop()));
+    await Promise.all(procs.filter((p) => p.name === 'quota-service').map((p) => p.stop()));
   }
 }
 
