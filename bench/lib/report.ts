@@ -116,7 +116,7 @@ export function checks(r: BenchResult): Check[] {
     'within ±1%',
     q?.downVsUpPct,
     (v) => Math.abs(v) <= 1,
-    (v) => `${v >= 0 ? '+' : ''}${f(v, 1)}% (up ${f(q!.upRps, 0)} req/s, down ${f(q!.downRps, 0)}; no quota ${f(q!.noQuotaRps, 0)}, up vs no quota ${f(q!.upVsNoQuotaPct, 1)}%)`,
+    (v) => `${v >= 0 ? '+' : ''}${f(v, 1)}% side by side (up vs no quota ${f(q!.upVsNoQuotaPct, 1)}%; each sharing the core: up ${f(q!.upRps, 0)}, down ${f(q!.downRps, 0)}, no quota ${f(q!.noQuotaRps, 0)} req/s)`,
   );
   return out;
 }
