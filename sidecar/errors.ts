@@ -70,6 +70,8 @@ export class ProviderError extends LlmgwError {
   /** The provider's error body, parsed when it was JSON, else its text. */
   readonly body: unknown;
   readonly retryAfter: string | undefined;
+  /** OpenAI's `retry-after-ms`, when sent. */
+  readonly retryAfterMs: string | undefined;
 
   constructor(opts: {
     status: number;
@@ -77,6 +79,7 @@ export class ProviderError extends LlmgwError {
     format: WireFormat;
     body: unknown;
     retryAfter?: string | undefined;
+    retryAfterMs?: string | undefined;
   }) {
     super(`provider ${opts.providerId} answered ${opts.status}`);
     this.name = 'ProviderError';
@@ -85,6 +88,7 @@ export class ProviderError extends LlmgwError {
     this.format = opts.format;
     this.body = opts.body;
     this.retryAfter = opts.retryAfter;
+    this.retryAfterMs = opts.retryAfterMs;
     this.retryable = isRetryableStatus(opts.status);
   }
 }

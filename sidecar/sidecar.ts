@@ -90,7 +90,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     rateLimitInterceptor({ config: () => runtime.config, clock }),
     quotaInterceptor({ manager: () => quota?.manager, config: () => runtime.config }),
   ];
-  const handler = compose(interceptors, providerHandler({ runtime: () => runtime, clock, ...(opts.random ? { random: opts.random } : {}) }));
+  const handler = compose(interceptors, providerHandler({ runtime: () => runtime, clock, logger, ...(opts.random ? { random: opts.random } : {}) }));
 
   const dataServer: Server = createDataServer({
     handler,

@@ -45,12 +45,34 @@ const targetSchema = z.strictObject({
   weight: z._default(z.number().check(z.nonnegative()), 1),
 });
 
+const retryFields = {
+  /** Tries of one target after its first failure (retryable failures only). */
+  attempts: z.optional(z.int().check(z.minimum(0), z.maximum(10))),
+  /** Total time a request may spend waiting between attempts, over all targets and fallbacks. */
+  budgetMs: z.optional(positiveInt()),
+};
+
+const retrySchema = z.prefault(
+  z.strictObject({
+    attempts: z._default(z.int().check(z.minimum(0), z.maximum(10)), 2),
+    budgetMs: z._default(positiveInt(), 30_000),
+    /** Full-jitter exponential backoff: a random wait up to min(maxDelayMs, baseDelayMs × 2^retry). */
+    baseDelayMs: z._default(positiveInt(), 200),
+    maxDelayMs: z._default(positiveInt(), 5_000),
+    /** A provider's Retry-After longer than this moves on to the next target instead of waiting. */
+    maxRetryAfterMs: z._default(positiveInt(), 30_000),
+  }),
+  {},
+);
+
 const modelSchema = z.strictObject({
   targets: z.array(targetSchema).check(z.minLength(1)),
   /** Other model names tried in order when every target fails (applied by the resilience layer). */
   fallbacks: z._default(z.array(z.string().check(z.minLength(1))), []),
   /** `max_tokens` sent to Anthropic upstreams when the app sent none (Anthropic requires one). */
   defaultMaxTokens: z.optional(positiveInt()),
+  /** Overrides of the global `retry` settings for this model. */
+  retry: z.optional(z.strictObject(retryFields)),
 });
 
 const serverSchema = z.prefault(
@@ -137,6 +159,7 @@ export const configSchema = z
     translation: translationSchema,
     logging: loggingSchema,
     storage: z.prefault(z.strictObject({ path: z._default(z.string().check(z.minLength(1)), '/var/lib/llm-gateway/llmgw.db') }), {}),
+    retry: retrySchema,
     /** Absent: caching off. */
     cache: z.optional(z.strictObject({ ttlSeconds: z._default(positiveInt(), 3600) })),
     /** Absent: no global quota. */
@@ -186,4 +209,5 @@ export type ProviderConfig = Config['providers'][string];
 export type ModelConfig = Config['models'][string];
 export type TargetConfig = ModelConfig['targets'][number];
 export type QuotaConfig = NonNullable<Config['quota']>;
+export type RetryConfig = Config['retry'];
 export type RateLimitsConfig = NonNullable<Config['rateLimits']>;

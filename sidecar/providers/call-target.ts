@@ -31,12 +31,14 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
     if (res.status < 200 || res.status >= 300) {
       const raw = await readBody(res.body);
       const retryAfter = res.headers['retry-after'];
+      const retryAfterMs = res.headers['retry-after-ms'];
       throw new ProviderError({
         status: res.status,
         providerId: provider.id,
         format: provider.format,
         body: parseMaybeJson(raw),
         retryAfter: typeof retryAfter === 'string' ? retryAfter : undefined,
+        retryAfterMs: typeof retryAfterMs === 'string' ? retryAfterMs : undefined,
       });
     }
     const contentType = String(res.headers['content-type'] ?? '');

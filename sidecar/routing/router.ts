@@ -1,5 +1,6 @@
 // Model names apps send → their targets (provider + upstream model + weight), and the weighted pick.
 import { GatewayError } from '../errors.js';
+import type { RetryConfig } from '../config/schema.js';
 import type { Provider } from '../providers/provider.js';
 
 export interface Target {
@@ -14,6 +15,8 @@ export interface ModelRoute {
   targets: readonly Target[];
   fallbacks: readonly string[];
   defaultMaxTokens: number | undefined;
+  /** The global retry settings with this model's overrides. */
+  retry: RetryConfig;
 }
 
 export class Router {
@@ -39,6 +42,18 @@ export class Router {
       { param: 'model' },
     );
   }
+}
+
+/** Every target of weight > 0, in a weighted random order (a weighted pick, then a pick among the rest, …). */
+export function weightedOrder(targets: readonly Target[], random: () => number = Math.random): Target[] {
+  const left = targets.filter((t) => t.weight > 0);
+  const out: Target[] = [];
+  while (left.length > 0) {
+    const t = pickWeighted(left, random);
+    out.push(t);
+    left.splice(left.indexOf(t), 1);
+  }
+  return out;
 }
 
 /** Weighted random choice; `random` returns [0, 1). Targets of weight 0 are never picked. */

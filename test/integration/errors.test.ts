@@ -115,11 +115,12 @@ describe('bad input', () => {
 });
 
 describe('provider errors', () => {
-  it('passes a 429 through with its Retry-After', async () => {
-    stack.fake.faults.add({ match: { path: '/v1/chat/completions' }, status: 429, headers: { 'retry-after': '7' } });
+  it('passes a 429 through with its Retry-After when the wait is longer than it retries for', async () => {
+    // 90 s is over retry.maxRetryAfterMs: no waiting it out, no other target, so the app gets the 429.
+    stack.fake.faults.add({ match: { path: '/v1/chat/completions' }, status: 429, headers: { 'retry-after': '90' } });
     const err = await caught(openai.chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'x' }] }));
     expect(err).toBeInstanceOf(OpenAI.RateLimitError);
-    expect(err.headers.get('retry-after')).toBe('7');
+    expect(err.headers.get('retry-after')).toBe('90');
     expect(err.message).toContain('injected 429');
   });
 
@@ -144,7 +145,8 @@ describe('provider errors', () => {
   });
 
   it('turns an error event that opens the stream into an HTTP error the SDK raises', async () => {
-    stack.fake.faults.add({ match: { path: '/v1/messages' }, errorAfterChunks: 0 });
+    // Every attempt fails the same way (the first frame is the error), so retries end in the error too.
+    stack.fake.faults.add({ match: { path: '/v1/messages' }, errorAfterChunks: 0, times: 3 });
     const err = await caught(
       (async () => {
         const s = await openai.chat.completions.create({ model: 'claude-haiku', stream: true, messages: [{ role: 'user', content: 'x' }] });
@@ -175,13 +177,17 @@ describe('provider errors', () => {
   });
 
   it('forwards a mid-stream provider error event translated to the app’s format', async () => {
-    stack.fake.faults.add({ match: { path: '/v1/messages' }, errorAfterChunks: 4 });
+    // Paced, so text reaches the app before the error (a failure in the same read as the first frames is
+    // retried instead, invisibly).
+    stack.fake.faults.add({ match: { path: '/v1/messages' }, errorAfterChunks: 6, chunkDelayMs: 20 });
+    let text = '';
     const err = await caught(
       (async () => {
         const s = await openai.chat.completions.create({ model: 'claude-haiku', stream: true, messages: [{ role: 'user', content: 'x' }] });
-        for await (const _ of s);
+        for await (const c of s) text += c.choices[0]?.delta.content ?? '';
       })(),
     );
+    expect(text).not.toBe('');
     expect(err).toBeInstanceOf(OpenAI.APIError);
     expect(err.message).toContain('Overloaded');
   });

@@ -1,0 +1,105 @@
+// Retries, fallbacks and Retry-After against the fake provider, through the real sidecar.
+import { performance } from 'node:perf_hooks';
+import Anthropic from '@anthropic-ai/sdk';
+import OpenAI from 'openai';
+import { request } from 'undici';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { APP_KEY, startStack, type Stack } from '../helpers/stack.js';
+
+let stack: Stack;
+
+beforeAll(async () => {
+  stack = await startStack({
+    // Weighted order deterministic (first target first), backoff jitter zero: tests wait only when told to.
+    random: () => 0,
+    config: (raw) => ({
+      ...raw,
+      models: {
+        ...(raw.models as object),
+        'two-targets': { targets: [{ provider: 'openai', model: 'gpt-4o-mini' }, { provider: 'vllm', model: 'llama-3.1-8b' }] },
+        primary: { targets: [{ provider: 'openai', model: 'gpt-4o' }], fallbacks: ['claude-haiku'], retry: { attempts: 1 } },
+      },
+      retry: { maxRetryAfterMs: 1000 },
+    }),
+  });
+});
+afterAll(async () => stack.close());
+beforeEach(() => stack.fake.faults.clear());
+
+const chat = (model: string, extra: object = {}) =>
+  request(`${stack.url}/v1/chat/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${APP_KEY}` },
+    body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hello' }], ...extra }),
+  });
+
+const upstreamCalls = (model: string) => stack.fake.requests.filter((r) => (r.body as { model?: string }).model === model).length;
+
+describe('resilience', () => {
+  it('retries a 529 from Anthropic until it answers, and says how many attempts it took', async () => {
+    stack.fake.faults.add({ match: { path: '/v1/messages' }, status: 529, times: 2 });
+    const client = new Anthropic({ baseURL: stack.url, apiKey: APP_KEY, maxRetries: 0 });
+    const { data, response } = await client.messages.create({ model: 'claude-haiku', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+    expect(data.content[0]).toMatchObject({ type: 'text' });
+    expect(response.headers.get('x-llmgw-attempts')).toBe('3');
+  });
+
+  it('never retries a 400, and passes it on', async () => {
+    stack.fake.requests.length = 0;
+    stack.fake.faults.add({ match: { model: 'gpt-4o-mini' }, status: 400, times: 0 });
+    const res = await chat('two-targets');
+    expect(res.statusCode).toBe(400);
+    await res.body.text();
+    expect(stack.fake.requests).toHaveLength(1);
+  });
+
+  it('moves to the next target after a 401 without retrying the first', async () => {
+    stack.fake.requests.length = 0;
+    stack.fake.faults.add({ match: { model: 'gpt-4o-mini' }, status: 401, times: 0 });
+    const res = await chat('two-targets');
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['x-llmgw-provider']).toBe('vllm');
+    expect(res.headers['x-llmgw-attempts']).toBe('2');
+    await res.body.text();
+    expect(upstreamCalls('gpt-4o-mini')).toBe(1);
+  });
+
+  it("waits as long as the provider's retry-after-ms asks before trying it again", async () => {
+    stack.fake.faults.add({ match: { model: 'gpt-4o-mini' }, status: 429, headers: { 'retry-after-ms': '300' } });
+    const started = performance.now();
+    const res = await chat('gpt-4o-mini');
+    expect(res.statusCode).toBe(200);
+    await res.body.text();
+    expect(performance.now() - started).toBeGreaterThanOrEqual(290);
+    expect(res.headers['x-llmgw-attempts']).toBe('2');
+  });
+
+  it('falls back to the next model when every target fails, and does not wait out a long Retry-After', async () => {
+    stack.fake.faults.add({ match: { model: 'gpt-4o' }, status: 503, headers: { 'retry-after': '60' }, times: 0 });
+    const client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: APP_KEY, maxRetries: 0 });
+    const started = performance.now();
+    const { data, response } = await client.chat.completions.create({ model: 'primary', messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(data.choices[0]!.message.content).toContain('Hello from the fake provider');
+    expect(response.headers.get('x-llmgw-model')).toBe('claude-haiku-4-5');
+    expect(response.headers.get('x-llmgw-attempts')).toBe('2');
+  });
+
+  it('retries a stream that fails before its first frame, invisibly to the app', async () => {
+    stack.fake.faults.add({ match: { model: 'gpt-4o-mini' }, status: 502 });
+    const client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: APP_KEY, maxRetries: 0 });
+    const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+    let text = '';
+    for await (const chunk of stream) text += chunk.choices[0]?.delta.content ?? '';
+    expect(text).toContain('Hello from the fake provider');
+  });
+
+  it('gives up after its attempts and answers with the last failure', async () => {
+    stack.fake.requests.length = 0;
+    stack.fake.faults.add({ match: { model: 'gpt-4o-mini' }, status: 500, times: 0 });
+    const res = await chat('gpt-4o-mini');
+    expect(res.statusCode).toBe(500);
+    await res.body.text();
+    expect(stack.fake.requests).toHaveLength(3); // the first try and 2 retries
+  });
+});
