@@ -22,6 +22,7 @@ export function buildRuntime(config: Config, pools: PoolRegistry): Runtime {
       targets: m.targets.map((t) => ({ provider: providers.get(t.provider)!, model: t.model, weight: t.weight })),
       fallbacks: m.fallbacks,
       defaultMaxTokens: m.defaultMaxTokens,
+      strategy: m.strategy,
       retry: { ...config.retry, ...Object.fromEntries(Object.entries(m.retry ?? {}).filter(([, v]) => v !== undefined)) },
     });
   }

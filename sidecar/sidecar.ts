@@ -15,6 +15,7 @@ import { flushLogger, type LogLevel } from './logger.js';
 import { SidecarMetrics } from './metrics/sidecar-metrics.js';
 import { rateLimitInterceptor } from './limits/rate-limit-interceptor.js';
 import { providerHandler } from './pipeline/provider-handler.js';
+import { TargetStates } from './resilience/target-state.js';
 import { quotaInterceptor } from './quota/quota-interceptor.js';
 import type { QuotaStack } from './quota/quota-stack.js';
 import type { SidecarDatabase } from './storage/database.js';
@@ -90,7 +91,9 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     rateLimitInterceptor({ config: () => runtime.config, clock }),
     quotaInterceptor({ manager: () => quota?.manager, config: () => runtime.config }),
   ];
-  const handler = compose(interceptors, providerHandler({ runtime: () => runtime, clock, logger, ...(opts.random ? { random: opts.random } : {}) }));
+  // Breakers and balancing state outlive config reloads (keyed by provider and upstream model).
+  const targets = new TargetStates(() => runtime.config.circuitBreaker);
+  const handler = compose(interceptors, providerHandler({ runtime: () => runtime, clock, targets, logger, ...(opts.random ? { random: opts.random } : {}) }));
 
   const dataServer: Server = createDataServer({
     handler,

@@ -65,12 +65,33 @@ const retrySchema = z.prefault(
   {},
 );
 
+const circuitBreakerSchema = z.prefault(
+  z.strictObject({
+    enabled: z._default(z.boolean(), true),
+    /** Opens after this many failures in a row… */
+    consecutiveFailures: z._default(positiveInt(), 5),
+    /** …or when this fraction of the calls in the window failed… */
+    failureRate: z._default(z.number().check(z.positive(), z.maximum(1)), 0.5),
+    windowMs: z._default(positiveInt(), 30_000),
+    /** …once the window holds at least this many calls. */
+    minRequests: z._default(positiveInt(), 20),
+    /** Open this long before letting probes through. */
+    coolDownMs: z._default(positiveInt(), 30_000),
+    halfOpenProbes: z._default(positiveInt(), 1),
+  }),
+  {},
+);
+
+export const strategies = ['weighted', 'round-robin', 'least-busy', 'least-latency'] as const;
+
 const modelSchema = z.strictObject({
   targets: z.array(targetSchema).check(z.minLength(1)),
   /** Other model names tried in order when every target fails (applied by the resilience layer). */
   fallbacks: z._default(z.array(z.string().check(z.minLength(1))), []),
   /** `max_tokens` sent to Anthropic upstreams when the app sent none (Anthropic requires one). */
   defaultMaxTokens: z.optional(positiveInt()),
+  /** How requests are spread over the targets. */
+  strategy: z._default(z.enum(strategies), 'weighted'),
   /** Overrides of the global `retry` settings for this model. */
   retry: z.optional(z.strictObject(retryFields)),
 });
@@ -160,6 +181,8 @@ export const configSchema = z
     logging: loggingSchema,
     storage: z.prefault(z.strictObject({ path: z._default(z.string().check(z.minLength(1)), '/var/lib/llm-gateway/llmgw.db') }), {}),
     retry: retrySchema,
+    /** Per provider and upstream model. */
+    circuitBreaker: circuitBreakerSchema,
     /** Absent: caching off. */
     cache: z.optional(z.strictObject({ ttlSeconds: z._default(positiveInt(), 3600) })),
     /** Absent: no global quota. */
@@ -210,4 +233,6 @@ export type ModelConfig = Config['models'][string];
 export type TargetConfig = ModelConfig['targets'][number];
 export type QuotaConfig = NonNullable<Config['quota']>;
 export type RetryConfig = Config['retry'];
+export type CircuitBreakerConfig = Config['circuitBreaker'];
+export type Strategy = (typeof strategies)[number];
 export type RateLimitsConfig = NonNullable<Config['rateLimits']>;

@@ -1,20 +1,26 @@
-// The innermost handler: the model's targets in weighted order, then its fallback models' targets, each
-// tried and retried by the retry policy, until one answers. A stream that fails before its first frame
-// is retried like any answer; once frames have gone to the app, failures end the stream (see
-// call-target). The gateway's own refusals never get here (they come from the interceptors around it).
+// The innermost handler: the model's targets in the order of its balancing strategy, then its fallback
+// models' targets, each tried and retried by the retry policy, until one answers. Targets whose circuit
+// is open are skipped; when every one is, the answer is 503 llmgw_upstream_unavailable with Retry-After.
+// A stream that fails before its first frame is retried like any answer; once frames have gone to the
+// app, failures end the stream (see call-target). The gateway's own refusals never get here (they come
+// from the interceptors around it).
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
-import { ProviderError } from '../errors.js';
+import { GatewayError, ProviderError } from '../errors.js';
 import { callTarget } from '../providers/call-target.js';
 import { backoffMs, classify, requestedWaitMs } from '../resilience/retry-policy.js';
-import { weightedOrder, type ModelRoute } from '../routing/router.js';
+import type { TargetStates } from '../resilience/target-state.js';
+import type { ModelRoute } from '../routing/router.js';
 import type { Runtime } from '../runtime.js';
+import { onComplete } from './on-complete.js';
 import type { Handler } from './types.js';
 
 export interface ProviderHandlerOptions {
   runtime: () => Runtime;
   clock: Clock;
+  /** Breakers, in-flight counts and latencies per target; they outlive config reloads. */
+  targets: TargetStates;
   logger?: Logger;
   /** Returns [0, 1); injectable so weighted picks and jitter are testable. */
   random?: () => number;
@@ -22,32 +28,43 @@ export interface ProviderHandlerOptions {
 
 export function providerHandler(opts: ProviderHandlerOptions): Handler {
   const random = opts.random ?? Math.random;
+  const now = (): number => opts.clock.monotonic();
   return async (req) => {
     const runtime = opts.runtime();
+    const breakers = runtime.config.circuitBreaker.enabled;
     const first = runtime.router.resolve(req.model);
     const chain: ModelRoute[] = [first, ...first.fallbacks.map((m) => runtime.router.resolve(m))];
     // The budget and attempt counts are the requested model's.
     const policy = first.retry;
-    const deadline = opts.clock.monotonic() + policy.budgetMs;
+    const deadline = now() + policy.budgetMs;
     let attempts = 0;
     let last: unknown;
+    let reopensAt = Infinity;
     // Failed attempts and the pauses between them count as waiting for the upstream, not as overhead.
     let waitedMs = 0;
     for (const route of chain) {
-      for (const target of weightedOrder(route.targets, random)) {
+      for (const target of opts.targets.order(route, random)) {
+        const state = opts.targets.get(target);
         for (let retry = 0; ; retry++) {
+          if (breakers && !state.breaker.tryAcquire(now())) {
+            reopensAt = Math.min(reopensAt, state.breaker.retryAt());
+            break;
+          }
           attempts++;
-          const started = opts.clock.monotonic();
+          state.inflight++;
+          const started = now();
+          let res;
           try {
-            const res = await callTarget(req, target, { clock: opts.clock, defaultMaxTokens: route.defaultMaxTokens ?? runtime.config.translation.defaultMaxTokens });
-            res.meta.attempts = attempts;
-            if (waitedMs > 0) res.meta.upstreamMs = (res.meta.upstreamMs ?? 0) + waitedMs;
-            return res;
+            res = await callTarget(req, target, { clock: opts.clock, defaultMaxTokens: route.defaultMaxTokens ?? runtime.config.translation.defaultMaxTokens });
           } catch (err) {
+            state.inflight--;
             last = err;
-            waitedMs += opts.clock.monotonic() - started;
+            waitedMs += now() - started;
+            const action = req.signal.aborted ? 'stop' : classify(err);
+            // Only failures that speak of the target count against its breaker.
+            if (action === 'stop') state.breaker.release();
+            else state.breaker.onFailure(now());
             if (req.signal.aborted) throw err;
-            const action = classify(err);
             const status = err instanceof ProviderError ? err.status : undefined;
             opts.logger?.info({ reqId: req.id, attempt: attempts, model: route.name, provider: target.provider.id, upstreamModel: target.model, status, action, err: (err as Error).message }, 'upstream attempt failed');
             if (action === 'stop') throw err;
@@ -56,14 +73,25 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
             // A provider asking for a longer pause than we accept: another target may answer now.
             if (asked !== undefined && asked > policy.maxRetryAfterMs) break;
             const wait = Math.max(asked ?? 0, backoffMs(retry, policy, random));
-            if (opts.clock.monotonic() + wait > deadline) break;
+            if (now() + wait > deadline) break;
             await sleep(wait, undefined, { signal: req.signal });
             waitedMs += wait;
+            continue;
           }
+          state.breaker.onSuccess(now());
+          if (res.meta.upstreamMs !== undefined) opts.targets.observeTtfb(target, res.meta.upstreamMs);
+          res.meta.attempts = attempts;
+          if (waitedMs > 0) res.meta.upstreamMs = (res.meta.upstreamMs ?? 0) + waitedMs;
+          return onComplete(res, () => void state.inflight--);
         }
-        if (opts.clock.monotonic() >= deadline) throw last;
+        if (now() >= deadline && last !== undefined) throw last;
       }
     }
-    throw last;
+    if (last !== undefined) throw last;
+    // Nothing was tried: every target's circuit is open.
+    const seconds = Math.max(1, Math.ceil((reopensAt - now()) / 1000));
+    throw new GatewayError('llmgw_upstream_unavailable', 503, `every target of model "${req.model}"${first.fallbacks.length > 0 ? ' and its fallbacks' : ''} is failing (circuit open); retry in ${seconds} s`, {
+      retryAfterSeconds: seconds,
+    });
   };
 }

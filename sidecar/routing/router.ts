@@ -1,6 +1,6 @@
 // Model names apps send → their targets (provider + upstream model + weight), and the weighted pick.
 import { GatewayError } from '../errors.js';
-import type { RetryConfig } from '../config/schema.js';
+import type { RetryConfig, Strategy } from '../config/schema.js';
 import type { Provider } from '../providers/provider.js';
 
 export interface Target {
@@ -17,6 +17,7 @@ export interface ModelRoute {
   defaultMaxTokens: number | undefined;
   /** The global retry settings with this model's overrides. */
   retry: RetryConfig;
+  strategy: Strategy;
 }
 
 export class Router {

@@ -103,3 +103,69 @@ describe('resilience', () => {
     expect(stack.fake.requests).toHaveLength(3); // the first try and 2 retries
   });
 });
+
+describe('circuit breakers and balancing', () => {
+  let cb: Stack;
+  beforeAll(async () => {
+    cb = await startStack({
+      random: () => 0,
+      config: (raw) => ({
+        ...raw,
+        models: {
+          ...(raw.models as object),
+          'rr': { strategy: 'round-robin', targets: [{ provider: 'openai', model: 'gpt-4o-mini' }, { provider: 'vllm', model: 'llama-3.1-8b' }] },
+          'guarded': { targets: [{ provider: 'openai', model: 'gpt-4o' }], retry: { attempts: 0 } },
+          'guarded-with-fallback': { targets: [{ provider: 'openai', model: 'gpt-4o' }], fallbacks: ['llama'], retry: { attempts: 0 } },
+        },
+        circuitBreaker: { consecutiveFailures: 3, coolDownMs: 400 },
+      }),
+    });
+  });
+  afterAll(async () => cb.close());
+
+  const call = (model: string) =>
+    request(`${cb.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model, messages: [{ role: 'user', content: 'hello' }] }),
+    });
+
+  it('opens after consecutive failures and answers 503 llmgw_upstream_unavailable without calling, then probes and closes', async () => {
+    cb.fake.faults.add({ match: { model: 'gpt-4o' }, status: 503, times: 3 });
+    for (let i = 0; i < 3; i++) {
+      const r = await call('guarded');
+      expect(r.statusCode).toBe(503);
+      await r.body.text();
+    }
+    const before = cb.fake.stats.requests;
+    const open = await call('guarded');
+    expect(open.statusCode).toBe(503);
+    expect(open.headers['retry-after']).toBe('1');
+    expect(await open.body.json()).toMatchObject({ error: { code: 'llmgw_upstream_unavailable' } });
+    expect(cb.fake.stats.requests).toBe(before);
+
+    // While it is open, a model with a fallback is answered by the fallback.
+    const viaFallback = await call('guarded-with-fallback');
+    expect(viaFallback.statusCode).toBe(200);
+    expect(viaFallback.headers['x-llmgw-model']).toBe('llama-3.1-8b');
+    await viaFallback.body.text();
+
+    await new Promise((r) => setTimeout(r, 450));
+    const probe = await call('guarded');
+    expect(probe.statusCode).toBe(200);
+    await probe.body.text();
+    const closed = await call('guarded');
+    expect(closed.statusCode).toBe(200);
+    await closed.body.text();
+  });
+
+  it('round-robin alternates between the targets', async () => {
+    const providers: string[] = [];
+    for (let i = 0; i < 4; i++) {
+      const r = await call('rr');
+      providers.push(String(r.headers['x-llmgw-provider']));
+      await r.body.text();
+    }
+    expect(providers).toEqual(['openai', 'vllm', 'openai', 'vllm']);
+  });
+});
