@@ -3,7 +3,8 @@
 import type { Readable } from 'node:stream';
 import type { Clock } from '../clock.js';
 import { GatewayError, ProviderError, LlmgwError } from '../errors.js';
-import { SseParser } from '../http/sse-parser.js';
+import type { WireFormat } from '../formats/wire-format.js';
+import { SseParser, type SseEvent } from '../http/sse-parser.js';
 import type { GatewayRequest, GatewayResponse, ResponseMeta } from '../pipeline/types.js';
 import type { Target } from '../routing/router.js';
 import { createExchange } from '../translate/exchange.js';
@@ -58,7 +59,7 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
       await readBody(res.body);
       throw new GatewayError('llmgw_upstream_error', 502, `provider ${provider.id} answered a stream request with ${contentType || 'no content type'}`, { retryable: true });
     }
-    return await primeStream(res.body, exchange.stream(), meta, () => {
+    return await primeStream(res.body, exchange.stream(), provider.format, meta, () => {
       meta.upstreamMs ??= opts.clock.monotonic() - started;
     }, fail);
   } catch (err) {
@@ -76,13 +77,31 @@ function parseMaybeJson(raw: Buffer): unknown {
   }
 }
 
+/** Whether an upstream event carries the answer itself (text, a tool call, its end), not only its lifecycle. */
+export function carriesContent(ev: SseEvent, format: WireFormat): boolean {
+  if (format === 'anthropic') return ev.event === 'content_block_delta' || ev.event === 'message_delta' || ev.event === 'message_stop';
+  if (ev.data === '[DONE]') return true;
+  try {
+    const chunk = JSON.parse(ev.data) as { choices?: { delta?: Record<string, unknown>; finish_reason?: unknown }[] };
+    return (chunk.choices ?? []).some((c) => {
+      const d = c.delta ?? {};
+      return (typeof d.content === 'string' && d.content !== '') || d.tool_calls !== undefined || d.refusal != null || d.reasoning_content != null || c.finish_reason != null;
+    });
+  } catch {
+    return false;
+  }
+}
+
 /**
- * Reads the stream until it has produced its first app frames (so an upstream that fails at once can still
- * get a proper HTTP error), then hands the rest over as an iterable that forwards each chunk as it arrives.
+ * Reads the stream until the answer's first content (text, a tool call, or its end) has arrived, holding
+ * back the lifecycle frames before it (OpenAI's role chunk, Anthropic's message_start): an upstream that
+ * fails before any content can still be retried or fall back, invisibly to the app. Then hands the rest
+ * over as an iterable that forwards each chunk as it arrives.
  */
 async function primeStream(
   body: Readable,
   translator: StreamTranslator,
+  upstreamFormat: WireFormat,
   meta: ResponseMeta,
   onFirstFrame: () => void,
   fail: (err: unknown) => unknown,
@@ -90,9 +109,13 @@ async function primeStream(
   const parser = new SseParser();
   const chunks = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   let ended = false;
+  let content = false;
   const pump = (chunk: Buffer): string => {
     let out = '';
-    for (const ev of parser.push(chunk)) out += translator.event(ev);
+    for (const ev of parser.push(chunk)) {
+      if (!content && carriesContent(ev, upstreamFormat)) content = true;
+      out += translator.event(ev);
+    }
     return out;
   };
   const finish = (): string => {
@@ -107,7 +130,7 @@ async function primeStream(
   };
 
   let head = '';
-  while (head === '' && !ended) head = await next();
+  while (!content && !ended) head += await next();
   onFirstFrame();
   meta.usage = translator.usage;
 

@@ -94,6 +94,35 @@ describe('resilience', () => {
     expect(text).toContain('Hello from the fake provider');
   });
 
+  it('holds back the role chunk until content arrives, so a stream failing right after it is retried invisibly', async () => {
+    // Paced: the role chunk arrives alone, 50 ms before the error event.
+    stack.fake.faults.add({ match: { model: 'gpt-4o-mini' }, errorAfterChunks: 1, chunkDelayMs: 50 });
+    const client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: APP_KEY, maxRetries: 0 });
+    const { data: stream, response } = await client.chat.completions.create({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+    let roles = 0;
+    let text = '';
+    for await (const chunk of stream) {
+      if (chunk.choices[0]?.delta.role !== undefined) roles++;
+      text += chunk.choices[0]?.delta.content ?? '';
+    }
+    expect(response.headers.get('x-llmgw-attempts')).toBe('2');
+    expect(roles).toBe(1);
+    expect(text).toBe('Hello from the fake provider. You said: hi');
+  });
+
+  it('holds back message_start the same way for Anthropic streams', async () => {
+    stack.fake.faults.add({ match: { path: '/v1/messages' }, errorAfterChunks: 1, chunkDelayMs: 50 });
+    const client = new Anthropic({ baseURL: stack.url, apiKey: APP_KEY, maxRetries: 0 });
+    const stream = client.messages.stream({ model: 'claude-haiku', max_tokens: 50, messages: [{ role: 'user', content: 'hi' }] });
+    let starts = 0;
+    stream.on('streamEvent', (e) => {
+      if (e.type === 'message_start') starts++;
+    });
+    const message = await stream.finalMessage();
+    expect(starts).toBe(1);
+    expect(message.content[0]).toMatchObject({ type: 'text', text: 'Hello from the fake provider. You said: hi' });
+  });
+
   it('gives up after its attempts and answers with the last failure', async () => {
     stack.fake.requests.length = 0;
     stack.fake.faults.add({ match: { model: 'gpt-4o-mini' }, status: 500, times: 0 });
