@@ -23,6 +23,7 @@ export function buildRuntime(config: Config, pools: PoolRegistry): Runtime {
       fallbacks: m.fallbacks,
       defaultMaxTokens: m.defaultMaxTokens,
       strategy: m.strategy,
+      timeouts: m.timeouts,
       retry: { ...config.retry, ...Object.fromEntries(Object.entries(m.retry ?? {}).filter(([, v]) => v !== undefined)) },
     });
   }

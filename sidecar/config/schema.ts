@@ -19,6 +19,13 @@ const httpUrl = z.string().check(
   }, 'must be an http(s) URL without query or fragment'),
 );
 
+/** Per attempt: to response headers, between two body chunks, and in all (streams included). */
+const attemptTimeouts = {
+  firstByteMs: z.optional(positiveInt()),
+  idleMs: z.optional(positiveInt()),
+  totalMs: z.optional(positiveInt()),
+};
+
 const providerSchema = z.strictObject({
   type: z.enum(providerTypes),
   /** openai: `https://api.openai.com/v1`; anthropic: `https://api.anthropic.com` (the API adds `/v1/messages`). */
@@ -35,6 +42,8 @@ const providerSchema = z.strictObject({
   streamUsage: z._default(z.boolean(), true),
   /** Keep-alive connections per upstream origin. */
   maxConnections: z._default(positiveInt(), 128),
+  /** Overrides of `upstream.*` timeouts for this provider (connectMs: TCP + TLS). */
+  timeouts: z.optional(z.strictObject({ connectMs: z.optional(positiveInt()), ...attemptTimeouts })),
 });
 
 const targetSchema = z.strictObject({
@@ -90,6 +99,8 @@ const modelSchema = z.strictObject({
   fallbacks: z._default(z.array(z.string().check(z.minLength(1))), []),
   /** `max_tokens` sent to Anthropic upstreams when the app sent none (Anthropic requires one). */
   defaultMaxTokens: z.optional(positiveInt()),
+  /** Overrides of the provider's and `upstream.*` timeouts for this model. */
+  timeouts: z.optional(z.strictObject(attemptTimeouts)),
   /** How requests are spread over the targets. */
   strategy: z._default(z.enum(strategies), 'weighted'),
   /** Overrides of the global `retry` settings for this model. */
@@ -120,6 +131,8 @@ const upstreamSchema = z.prefault(
     headersTimeoutMs: z._default(positiveInt(), 600_000),
     /** Longest silence between two body chunks. */
     bodyTimeoutMs: z._default(positiveInt(), 300_000),
+    /** Longest one attempt may take in all, streams included (absent: no limit). */
+    totalTimeoutMs: z.optional(positiveInt()),
   }),
   {},
 );

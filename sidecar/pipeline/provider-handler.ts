@@ -11,7 +11,7 @@ import { GatewayError, ProviderError } from '../errors.js';
 import { callTarget } from '../providers/call-target.js';
 import { backoffMs, classify, requestedWaitMs } from '../resilience/retry-policy.js';
 import type { TargetStates } from '../resilience/target-state.js';
-import type { ModelRoute } from '../routing/router.js';
+import type { ModelRoute, Target } from '../routing/router.js';
 import type { Runtime } from '../runtime.js';
 import { onComplete } from './on-complete.js';
 import type { Handler } from './types.js';
@@ -24,6 +24,18 @@ export interface ProviderHandlerOptions {
   logger?: Logger;
   /** Returns [0, 1); injectable so weighted picks and jitter are testable. */
   random?: () => number;
+}
+
+/** The model's timeouts, else the provider's, else `upstream.*`. */
+function timeoutsFor(route: ModelRoute, target: Target, runtime: Runtime): { firstByteMs: number; idleMs: number; totalMs: number | undefined } {
+  const m = route.timeouts ?? {};
+  const p = target.provider.config.timeouts ?? {};
+  const u = runtime.config.upstream;
+  return {
+    firstByteMs: m.firstByteMs ?? p.firstByteMs ?? u.headersTimeoutMs,
+    idleMs: m.idleMs ?? p.idleMs ?? u.bodyTimeoutMs,
+    totalMs: m.totalMs ?? p.totalMs ?? u.totalTimeoutMs,
+  };
 }
 
 export function providerHandler(opts: ProviderHandlerOptions): Handler {
@@ -55,7 +67,11 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
           const started = now();
           let res;
           try {
-            res = await callTarget(req, target, { clock: opts.clock, defaultMaxTokens: route.defaultMaxTokens ?? runtime.config.translation.defaultMaxTokens });
+            res = await callTarget(req, target, {
+              clock: opts.clock,
+              defaultMaxTokens: route.defaultMaxTokens ?? runtime.config.translation.defaultMaxTokens,
+              timeouts: timeoutsFor(route, target, runtime),
+            });
           } catch (err) {
             state.inflight--;
             last = err;

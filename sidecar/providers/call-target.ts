@@ -15,6 +15,8 @@ import { isAbortError, upstreamFailure } from '../upstream/upstream-errors.js';
 export interface CallOptions {
   clock: Clock;
   defaultMaxTokens: number;
+  /** To response headers and between body chunks (undici's own timers), and for the whole attempt. */
+  timeouts: { firstByteMs: number; idleMs: number; totalMs: number | undefined };
 }
 
 export async function callTarget(req: GatewayRequest, target: Target, opts: CallOptions): Promise<GatewayResponse> {
@@ -24,10 +26,36 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
     nowSeconds: () => Math.floor(opts.clock.now() / 1000),
   });
   const meta: ResponseMeta = { provider: provider.id, upstreamModel: target.model, attempts: 1, cache: 'BYPASS' };
-  const fail = (err: unknown): unknown => (err instanceof LlmgwError || isAbortError(err) ? err : upstreamFailure(provider.id, err));
+  // The attempt ends when the app leaves or when it has taken totalMs in all (streams included).
+  const attempt = new AbortController();
+  const onAppAbort = (): void => attempt.abort(req.signal.reason);
+  if (req.signal.aborted) attempt.abort(req.signal.reason);
+  else req.signal.addEventListener('abort', onAppAbort, { once: true });
+  // Our own timers (undici's are a backstop): to the response headers, between body chunks, and in all.
+  const timers = new AttemptTimers(() => attempt.abort());
+  const { totalMs } = opts.timeouts;
+  if (totalMs !== undefined) timers.total(totalMs, `took longer than ${totalMs} ms`);
+  const done = (): void => {
+    timers.clear();
+    req.signal.removeEventListener('abort', onAppAbort);
+  };
+  const fail = (err: unknown): unknown => {
+    if (timers.fired !== undefined) return new GatewayError('llmgw_upstream_timeout', 504, `provider ${provider.id} ${timers.fired}`, { retryable: true, cause: err });
+    return err instanceof LlmgwError || isAbortError(err) ? err : upstreamFailure(provider.id, err);
+  };
   const started = opts.clock.monotonic();
-  const res = await provider.send(req.endpoint === 'embeddings' ? 'embeddings' : 'chat', exchange.upstreamBody, req.signal, exchange.upstreamHeaders);
+  let res;
+  timers.phase(opts.timeouts.firstByteMs, `sent no response headers within ${opts.timeouts.firstByteMs} ms`);
+  try {
+    res = await provider.send(req.endpoint === 'embeddings' ? 'embeddings' : 'chat', exchange.upstreamBody, attempt.signal, exchange.upstreamHeaders, opts.timeouts);
+  } catch (err) {
+    done();
+    throw fail(err);
+  }
+  const idle = (): void => timers.phase(opts.timeouts.idleMs, `went silent for ${opts.timeouts.idleMs} ms`);
+  idle();
 
+  let streaming = false;
   try {
     if (res.status < 200 || res.status >= 300) {
       const raw = await readBody(res.body);
@@ -59,12 +87,17 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
       await readBody(res.body);
       throw new GatewayError('llmgw_upstream_error', 502, `provider ${provider.id} answered a stream request with ${contentType || 'no content type'}`, { retryable: true });
     }
-    return await primeStream(res.body, exchange.stream(), provider.format, meta, () => {
+    const primed = await primeStream(res.body, exchange.stream(), provider.format, meta, () => {
       meta.upstreamMs ??= opts.clock.monotonic() - started;
-    }, fail);
+    }, fail, done, idle);
+    streaming = true;
+    return primed;
   } catch (err) {
     res.body.destroy();
     throw fail(err);
+  } finally {
+    // A stream's attempt ends with the stream (primeStream calls done); anything else ends here.
+    if (!streaming) done();
   }
 }
 
@@ -105,6 +138,8 @@ async function primeStream(
   meta: ResponseMeta,
   onFirstFrame: () => void,
   fail: (err: unknown) => unknown,
+  onEnd: () => void,
+  onChunk: () => void,
 ): Promise<GatewayResponse> {
   const parser = new SseParser();
   const chunks = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
@@ -126,6 +161,7 @@ async function primeStream(
   };
   const next = async (): Promise<string> => {
     const r = await chunks.next();
+    onChunk();
     return r.done ? finish() : pump(r.value);
   };
 
@@ -147,7 +183,46 @@ async function primeStream(
       meta.usage = translator.usage;
       // Ended early (the app left, or an error): stop reading and release the upstream connection.
       if (!ended) body.destroy();
+      onEnd();
     }
   }
   return { kind: 'stream', head, rest: rest(), meta };
+}
+
+/** The attempt's timers: one for the current phase (headers, then each gap between chunks), one in all. */
+class AttemptTimers {
+  /** Why the attempt was cut, once a timer fired. */
+  fired: string | undefined;
+  private phaseTimer: NodeJS.Timeout | undefined;
+  private phaseWhy: string | undefined;
+  private totalTimer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly abort: () => void) {}
+
+  phase(ms: number, why: string): void {
+    // The same phase again (the next chunk of a stream): restart the running timer, allocate nothing.
+    if (this.phaseTimer !== undefined && why === this.phaseWhy) {
+      this.phaseTimer.refresh();
+      return;
+    }
+    clearTimeout(this.phaseTimer);
+    this.phaseWhy = why;
+    this.phaseTimer = setTimeout(() => this.fire(why), ms);
+  }
+
+  total(ms: number, why: string): void {
+    this.totalTimer = setTimeout(() => this.fire(why), ms);
+  }
+
+  clear(): void {
+    clearTimeout(this.phaseTimer);
+    clearTimeout(this.totalTimer);
+    this.phaseTimer = undefined;
+  }
+
+  private fire(why: string): void {
+    this.fired ??= why;
+    this.clear();
+    this.abort();
+  }
 }

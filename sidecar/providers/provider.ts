@@ -26,7 +26,7 @@ export interface Provider {
    * Posts `body` (JSON text) to the provider's `api` endpoint. `headers` add to or replace the
    * provider's own (e.g. the app's `anthropic-beta`). Network failures throw typed GatewayErrors.
    */
-  send(api: ProviderApi, body: string, signal: AbortSignal, headers?: Record<string, string>): Promise<UpstreamResponse>;
+  send(api: ProviderApi, body: string, signal: AbortSignal, headers?: Record<string, string>, timeouts?: { firstByteMs: number; idleMs: number }): Promise<UpstreamResponse>;
 }
 
 const USER_AGENT = 'llm-gateway/0.1';
@@ -34,7 +34,7 @@ const USER_AGENT = 'llm-gateway/0.1';
 export function createProvider(id: string, cfg: ProviderConfig, upstream: Config['upstream'], pools: PoolRegistry): Provider {
   const url = new URL(cfg.baseUrl);
   const basePath = url.pathname.replace(/\/+$/, '');
-  const pool = pools.get(url.origin, { connections: cfg.maxConnections, connectTimeoutMs: upstream.connectTimeoutMs });
+  const pool = pools.get(url.origin, { connections: cfg.maxConnections, connectTimeoutMs: cfg.timeouts?.connectMs ?? upstream.connectTimeoutMs });
   const format = providerFormat(cfg.type);
   const paths: Record<ProviderApi, string> =
     format === 'anthropic'
@@ -56,7 +56,7 @@ export function createProvider(id: string, cfg: ProviderConfig, upstream: Config
     format,
     config: cfg,
     pool,
-    async send(api, body, signal, headers) {
+    async send(api, body, signal, headers, timeouts) {
       try {
         const res = await request(pool, {
           path: paths[api],
@@ -64,8 +64,8 @@ export function createProvider(id: string, cfg: ProviderConfig, upstream: Config
           headers: headers === undefined ? baseHeaders : { ...baseHeaders, ...headers },
           body,
           signal,
-          headersTimeout: upstream.headersTimeoutMs,
-          bodyTimeout: upstream.bodyTimeoutMs,
+          headersTimeout: timeouts?.firstByteMs ?? upstream.headersTimeoutMs,
+          bodyTimeout: timeouts?.idleMs ?? upstream.bodyTimeoutMs,
         });
         return { status: res.statusCode, headers: res.headers, body: res.body };
       } catch (err) {

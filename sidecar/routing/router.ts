@@ -1,6 +1,6 @@
 // Model names apps send → their targets (provider + upstream model + weight), and the weighted pick.
 import { GatewayError } from '../errors.js';
-import type { RetryConfig, Strategy } from '../config/schema.js';
+import type { ModelConfig, RetryConfig, Strategy } from '../config/schema.js';
 import type { Provider } from '../providers/provider.js';
 
 export interface Target {
@@ -18,6 +18,7 @@ export interface ModelRoute {
   /** The global retry settings with this model's overrides. */
   retry: RetryConfig;
   strategy: Strategy;
+  timeouts: ModelConfig['timeouts'];
 }
 
 export class Router {

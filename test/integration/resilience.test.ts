@@ -198,3 +198,67 @@ describe('circuit breakers and balancing', () => {
     expect(providers).toEqual(['openai', 'vllm', 'openai', 'vllm']);
   });
 });
+
+describe('timeouts', () => {
+  let ts: Stack;
+  beforeAll(async () => {
+    ts = await startStack({
+      random: () => 0,
+      config: (raw) => ({
+        ...raw,
+        models: {
+          ...(raw.models as object),
+          'first-byte-200': { targets: [{ provider: 'openai', model: 'gpt-4o-mini' }], timeouts: { firstByteMs: 200 } },
+          'total-300': { targets: [{ provider: 'openai', model: 'gpt-4o-mini' }], timeouts: { totalMs: 300 }, retry: { attempts: 0 } },
+          'idle-150': { targets: [{ provider: 'openai', model: 'gpt-4o-mini' }], timeouts: { idleMs: 150 } },
+        },
+      }),
+    });
+  });
+  afterAll(async () => ts.close());
+  beforeEach(() => ts.fake.faults.clear());
+  const client = () => new OpenAI({ baseURL: `${ts.url}/v1`, apiKey: APP_KEY, maxRetries: 0 });
+
+  it('retries an attempt whose first byte is late', async () => {
+    ts.fake.faults.add({ match: { model: 'gpt-4o-mini' }, delayMs: 600 });
+    const started = performance.now();
+    const { data, response } = await client().chat.completions.create({ model: 'first-byte-200', messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+    expect(data.choices[0]!.message.content).toContain('Hello');
+    expect(response.headers.get('x-llmgw-attempts')).toBe('2');
+    expect(performance.now() - started).toBeLessThan(600);
+  });
+
+  it('answers 504 llmgw_upstream_timeout when an attempt takes longer than its total', async () => {
+    ts.fake.faults.add({ match: { model: 'gpt-4o-mini' }, delayMs: 800 });
+    const res = await request(`${ts.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'total-300', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+    expect(res.statusCode).toBe(504);
+    expect(await res.body.json()).toMatchObject({ error: { code: 'llmgw_upstream_timeout' } });
+  });
+
+  it('ends a stream that outlives its total with an error event after the text it had', async () => {
+    ts.fake.faults.add({ match: { model: 'gpt-4o-mini' }, chunkDelayMs: 100 });
+    let text = '';
+    let error: unknown;
+    try {
+      const stream = await client().chat.completions.create({ model: 'total-300', stream: true, messages: [{ role: 'user', content: 'one two three four five six seven eight' }] });
+      for await (const c of stream) text += c.choices[0]?.delta.content ?? '';
+    } catch (err) {
+      error = err;
+    }
+    expect(text).not.toBe('');
+    expect(error).toBeInstanceOf(OpenAI.APIError);
+    expect(String((error as Error).message)).toContain('took longer than 300 ms');
+  });
+
+  it('retries a stream that goes silent before its first content', async () => {
+    ts.fake.faults.add({ match: { model: 'gpt-4o-mini' }, chunkDelayMs: 400 });
+    const stream = await client().chat.completions.create({ model: 'idle-150', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+    let text = '';
+    for await (const c of stream) text += c.choices[0]?.delta.content ?? '';
+    expect(text).toBe('Hello from the fake provider. You said: hi');
+  });
+});
