@@ -24,6 +24,7 @@ export function buildRuntime(config: Config, pools: PoolRegistry): Runtime {
       defaultMaxTokens: m.defaultMaxTokens,
       strategy: m.strategy,
       timeouts: m.timeouts,
+      hedgeAfterMs: m.hedgeAfterMs,
       retry: { ...config.retry, ...Object.fromEntries(Object.entries(m.retry ?? {}).filter(([, v]) => v !== undefined)) },
     });
   }

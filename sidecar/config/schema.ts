@@ -101,6 +101,8 @@ const modelSchema = z.strictObject({
   defaultMaxTokens: z.optional(positiveInt()),
   /** Overrides of the provider's and `upstream.*` timeouts for this model. */
   timeouts: z.optional(z.strictObject(attemptTimeouts)),
+  /** Non-streaming requests: when the first target has not answered in this long, also ask the next one. */
+  hedgeAfterMs: z.optional(positiveInt()),
   /** How requests are spread over the targets. */
   strategy: z._default(z.enum(strategies), 'weighted'),
   /** Overrides of the global `retry` settings for this model. */

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { GatewayError, ProviderError } from '../errors.js';
 import { callTarget } from '../providers/call-target.js';
+import { hedge } from '../resilience/hedge.js';
 import { backoffMs, classify, requestedWaitMs } from '../resilience/retry-policy.js';
 import type { TargetStates } from '../resilience/target-state.js';
 import type { ModelRoute, Target } from '../routing/router.js';
@@ -54,8 +55,36 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
     let reopensAt = Infinity;
     // Failed attempts and the pauses between them count as waiting for the upstream, not as overhead.
     let waitedMs = 0;
+    const callOptions = (route: ModelRoute, target: Target) => ({
+      clock: opts.clock,
+      defaultMaxTokens: route.defaultMaxTokens ?? runtime.config.translation.defaultMaxTokens,
+      timeouts: timeoutsFor(route, target, runtime),
+    });
     for (const route of chain) {
-      for (const target of opts.targets.order(route, random)) {
+      let order = opts.targets.order(route, random);
+      const [a, b] = order;
+      // Hedging: the first two targets raced (non-streaming requests, both circuits closed).
+      if (route === first && !req.stream && route.hedgeAfterMs !== undefined && a !== undefined && b !== undefined && [a, b].every((t) => !breakers || opts.targets.get(t).breaker.stateAt(now()) === 'closed')) {
+        const started = now();
+        try {
+          const won = await hedge(req, [a, b], route.hedgeAfterMs, (r, t) => callTarget(r, t, callOptions(route, t)), (t, outcome) => {
+            const breaker = opts.targets.get(t).breaker;
+            if (outcome.ok) return breaker.onSuccess(now());
+            if (outcome.cancelled || classify(outcome.err) === 'stop') return breaker.release();
+            breaker.onFailure(now());
+            opts.logger?.info({ reqId: req.id, model: route.name, provider: t.provider.id, upstreamModel: t.model, action: 'hedge', err: (outcome.err as Error).message }, 'upstream attempt failed');
+          }, (err) => classify(err) !== 'stop');
+          won.res.meta.attempts = won.calls;
+          return won.res;
+        } catch (err) {
+          last = err;
+          attempts += 2;
+          waitedMs += now() - started;
+          if (req.signal.aborted || classify(err) === 'stop') throw err;
+          order = order.slice(2);
+        }
+      }
+      for (const target of order) {
         const state = opts.targets.get(target);
         for (let retry = 0; ; retry++) {
           if (breakers && !state.breaker.tryAcquire(now())) {
@@ -67,11 +96,7 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
           const started = now();
           let res;
           try {
-            res = await callTarget(req, target, {
-              clock: opts.clock,
-              defaultMaxTokens: route.defaultMaxTokens ?? runtime.config.translation.defaultMaxTokens,
-              timeouts: timeoutsFor(route, target, runtime),
-            });
+            res = await callTarget(req, target, callOptions(route, target));
           } catch (err) {
             state.inflight--;
             last = err;

@@ -19,6 +19,7 @@ export interface ModelRoute {
   retry: RetryConfig;
   strategy: Strategy;
   timeouts: ModelConfig['timeouts'];
+  hedgeAfterMs: number | undefined;
 }
 
 export class Router {

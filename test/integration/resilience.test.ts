@@ -4,7 +4,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { APP_KEY, startStack, type Stack } from '../helpers/stack.js';
+import { APP_KEY, eventually, startStack, type Stack } from '../helpers/stack.js';
 
 let stack: Stack;
 
@@ -260,5 +260,66 @@ describe('timeouts', () => {
     let text = '';
     for await (const c of stream) text += c.choices[0]?.delta.content ?? '';
     expect(text).toBe('Hello from the fake provider. You said: hi');
+  });
+});
+
+describe('hedging', () => {
+  let hs: Stack;
+  beforeAll(async () => {
+    hs = await startStack({
+      random: () => 0,
+      config: (raw) => ({
+        ...raw,
+        models: {
+          ...(raw.models as object),
+          hedged: { hedgeAfterMs: 100, targets: [{ provider: 'openai', model: 'gpt-4o-mini' }, { provider: 'vllm', model: 'llama-3.1-8b' }] },
+        },
+      }),
+    });
+  });
+  afterAll(async () => hs.close());
+  beforeEach(() => hs.fake.faults.clear());
+  const ask = () =>
+    request(`${hs.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'hedged', messages: [{ role: 'user', content: 'hi' }] }),
+    });
+
+  it('asks the second target when the first is slow, answers with the first success and aborts the other', async () => {
+    hs.fake.faults.add({ match: { model: 'gpt-4o-mini' }, delayMs: 1500 });
+    const abortedBefore = hs.fake.stats.aborted;
+    const started = performance.now();
+    const res = await ask();
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['x-llmgw-provider']).toBe('vllm');
+    expect(res.headers['x-llmgw-attempts']).toBe('2');
+    await res.body.text();
+    expect(performance.now() - started).toBeLessThan(1000);
+    await eventually(() => expect(hs.fake.stats.aborted).toBe(abortedBefore + 1));
+  });
+
+  it('sends one request when the first target answers in time', async () => {
+    const before = hs.fake.stats.requests;
+    const res = await ask();
+    expect(res.statusCode).toBe(200);
+    expect(res.headers['x-llmgw-provider']).toBe('openai');
+    await res.body.text();
+    expect(hs.fake.stats.requests).toBe(before + 1);
+  });
+
+  it('sends the hedge at once when the first target fails fast, but never after a bad request', async () => {
+    hs.fake.faults.add({ match: { model: 'gpt-4o-mini' }, status: 503 });
+    const ok = await ask();
+    expect(ok.statusCode).toBe(200);
+    expect(ok.headers['x-llmgw-provider']).toBe('vllm');
+    await ok.body.text();
+    hs.fake.faults.add({ match: { model: 'gpt-4o-mini' }, status: 400 });
+    const before = hs.fake.stats.requests;
+    const bad = await ask();
+    expect(bad.statusCode).toBe(400);
+    await bad.body.text();
+    await new Promise((r) => setTimeout(r, 150));
+    expect(hs.fake.stats.requests).toBe(before + 1);
   });
 });
