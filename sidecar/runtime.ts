@@ -25,6 +25,7 @@ export function buildRuntime(config: Config, pools: PoolRegistry): Runtime {
       strategy: m.strategy,
       timeouts: m.timeouts,
       hedgeAfterMs: m.hedgeAfterMs,
+      contextFallbacks: m.contextFallbacks,
       retry: { ...config.retry, ...Object.fromEntries(Object.entries(m.retry ?? {}).filter(([, v]) => v !== undefined)) },
     });
   }

@@ -101,6 +101,8 @@ const modelSchema = z.strictObject({
   defaultMaxTokens: z.optional(positiveInt()),
   /** Overrides of the provider's and `upstream.*` timeouts for this model. */
   timeouts: z.optional(z.strictObject(attemptTimeouts)),
+  /** Models tried instead when a provider says the prompt is too long for this one (larger windows). */
+  contextFallbacks: z._default(z.array(z.string().check(z.minLength(1))), []),
   /** Non-streaming requests: when the first target has not answered in this long, also ask the next one. */
   hedgeAfterMs: z.optional(positiveInt()),
   /** How requests are spread over the targets. */
@@ -228,6 +230,9 @@ export const configSchema = z
       if (m.targets.every((t) => t.weight === 0)) {
         ctx.addIssue({ code: 'custom', path: ['models', name, 'targets'], message: 'at least one target needs a weight above 0' });
       }
+      m.contextFallbacks.forEach((f, i) => {
+        if (!(f in cfg.models)) ctx.addIssue({ code: 'custom', path: ['models', name, 'contextFallbacks', i], message: `unknown model "${f}"` });
+      });
       m.fallbacks.forEach((f, i) => {
         if (f === name) {
           ctx.addIssue({ code: 'custom', path: ['models', name, 'fallbacks', i], message: 'a model cannot fall back to itself' });

@@ -27,6 +27,15 @@ export interface ProviderHandlerOptions {
   random?: () => number;
 }
 
+/** A provider's "the prompt does not fit this model's context window" (OpenAI's code, Anthropic's message). */
+export function isContextOverflow(err: unknown): boolean {
+  if (!(err instanceof ProviderError) || (err.status !== 400 && err.status !== 413)) return false;
+  const e = (err.body as { error?: { code?: unknown; message?: unknown } } | null)?.error;
+  if (e?.code === 'context_length_exceeded') return true;
+  const message = typeof e?.message === 'string' ? e.message : '';
+  return /prompt is too long|context length|context window|maximum context/i.test(message);
+}
+
 /** The model's timeouts, else the provider's, else `upstream.*`. */
 function timeoutsFor(route: ModelRoute, target: Target, runtime: Runtime): { firstByteMs: number; idleMs: number; totalMs: number | undefined } {
   const m = route.timeouts ?? {};
@@ -60,7 +69,8 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
       defaultMaxTokens: route.defaultMaxTokens ?? runtime.config.translation.defaultMaxTokens,
       timeouts: timeoutsFor(route, target, runtime),
     });
-    for (const route of chain) {
+    for (let r = 0; r < chain.length; r++) {
+      const route = chain[r]!;
       let order = opts.targets.order(route, random);
       const [a, b] = order;
       // Hedging: the first two targets raced (non-streaming requests, both circuits closed).
@@ -84,7 +94,7 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
           order = order.slice(2);
         }
       }
-      for (const target of order) {
+      targets: for (const target of order) {
         const state = opts.targets.get(target);
         for (let retry = 0; ; retry++) {
           if (breakers && !state.breaker.tryAcquire(now())) {
@@ -108,6 +118,11 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
             if (req.signal.aborted) throw err;
             const status = err instanceof ProviderError ? err.status : undefined;
             opts.logger?.info({ reqId: req.id, attempt: attempts, model: route.name, provider: target.provider.id, upstreamModel: target.model, status, action, err: (err as Error).message }, 'upstream attempt failed');
+            // The prompt is too long for this model: its larger-context fallbacks replace the rest of the chain.
+            if (isContextOverflow(err) && route.contextFallbacks.length > 0) {
+              chain.splice(r + 1, chain.length, ...route.contextFallbacks.map((m) => runtime.router.resolve(m)));
+              break targets;
+            }
             if (action === 'stop') throw err;
             if (action === 'next-target' || retry >= policy.attempts) break;
             const asked = requestedWaitMs(err, opts.clock.now());

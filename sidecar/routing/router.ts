@@ -20,6 +20,7 @@ export interface ModelRoute {
   strategy: Strategy;
   timeouts: ModelConfig['timeouts'];
   hedgeAfterMs: number | undefined;
+  contextFallbacks: readonly string[];
 }
 
 export class Router {

@@ -323,3 +323,104 @@ describe('hedging', () => {
     expect(hs.fake.stats.requests).toBe(before + 1);
   });
 });
+
+describe('failure scenarios, counted at the upstream', () => {
+  let st: Stack;
+  beforeAll(async () => {
+    st = await startStack({
+      random: () => 0,
+      config: (raw) => ({
+        ...raw,
+        models: {
+          ...(raw.models as object),
+          'primary-oa': { targets: [{ provider: 'openai', model: 'gpt-4o' }], fallbacks: ['claude-haiku'], retry: { attempts: 0 }, timeouts: { firstByteMs: 300 } },
+          // Upstream models no other test of this stack uses: their latencies start unmeasured.
+          fastest: { strategy: 'least-latency', targets: [{ provider: 'openai', model: 'gpt-4o-slow' }, { provider: 'vllm', model: 'llama-3.1-fast' }] },
+          'small-context': { targets: [{ provider: 'openai', model: 'gpt-4o-mini' }], contextFallbacks: ['claude-haiku'] },
+        },
+      }),
+    });
+  });
+  afterAll(async () => st.close());
+  beforeEach(() => {
+    st.fake.faults.clear();
+    st.fake.requests.length = 0;
+  });
+  const calls = (model: string) => st.fake.requests.filter((r) => (r.body as { model?: string }).model === model).length;
+  const openai = () => new OpenAI({ baseURL: `${st.url}/v1`, apiKey: APP_KEY, maxRetries: 0 });
+
+  it('a 500 then success: one retry', async () => {
+    st.fake.faults.add({ match: { model: 'gpt-4o-mini' }, status: 500 });
+    const r = await openai().chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+    expect(r.choices[0]!.message.content).toContain('Hello');
+    expect(calls('gpt-4o-mini')).toBe(2);
+  });
+
+  it('a 429 with Retry-After: 1 is waited out (≥ 1 s), then succeeds', async () => {
+    st.fake.faults.add({ match: { model: 'gpt-4o-mini' }, status: 429, headers: { 'retry-after': '1' } });
+    const started = performance.now();
+    const r = await openai().chat.completions.create({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
+    expect(performance.now() - started).toBeGreaterThanOrEqual(1000);
+    expect(r.choices[0]!.message.content).toContain('Hello');
+    expect(calls('gpt-4o-mini')).toBe(2);
+  });
+
+  it('primary down: the Anthropic fallback answers the OpenAI app, streaming and not', async () => {
+    st.fake.faults.add({ match: { model: 'gpt-4o' }, status: 503, times: 0 });
+    const { data, response } = await openai().chat.completions.create({ model: 'primary-oa', messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+    expect(data.choices[0]!.message.content).toBe('Hello from the fake provider. You said: hi');
+    expect(response.headers.get('x-llmgw-model')).toBe('claude-haiku-4-5');
+    const stream = await openai().chat.completions.create({ model: 'primary-oa', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+    let text = '';
+    for await (const c of stream) text += c.choices[0]?.delta.content ?? '';
+    expect(text).toBe('Hello from the fake provider. You said: hi');
+    expect(calls('gpt-4o')).toBe(2);
+    expect(calls('claude-haiku-4-5')).toBe(2);
+  });
+
+  it('primary hangs: the first-byte timeout hands over to the fallback', async () => {
+    st.fake.faults.add({ match: { model: 'gpt-4o' }, hang: true });
+    const started = performance.now();
+    const r = await openai().chat.completions.create({ model: 'primary-oa', messages: [{ role: 'user', content: 'hi' }] });
+    expect(r.choices[0]!.message.content).toContain('Hello');
+    expect(performance.now() - started).toBeLessThan(1500);
+    expect(calls('gpt-4o')).toBe(1);
+    expect(calls('claude-haiku-4-5')).toBe(1);
+  });
+
+  it('a stream dropped before any content falls back invisibly', async () => {
+    st.fake.faults.add({ match: { model: 'gpt-4o' }, dropAfterChunks: 1 });
+    const stream = await openai().chat.completions.create({ model: 'primary-oa', stream: true, messages: [{ role: 'user', content: 'hi' }] });
+    let text = '';
+    let roles = 0;
+    for await (const c of stream) {
+      if (c.choices[0]?.delta.role !== undefined) roles++;
+      text += c.choices[0]?.delta.content ?? '';
+    }
+    expect(text).toBe('Hello from the fake provider. You said: hi');
+    expect(roles).toBe(1);
+  });
+
+  it('least-latency moves to the faster upstream once both are measured', async () => {
+    st.fake.faults.add({ match: { model: 'gpt-4o-slow' }, delayMs: 150, times: 0 });
+    const providers: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      const { response } = await openai().chat.completions.create({ model: 'fastest', messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+      providers.push(response.headers.get('x-llmgw-provider')!);
+    }
+    // First each unmeasured target once, then the faster one only.
+    expect(providers).toEqual(['openai', 'vllm', 'vllm', 'vllm', 'vllm']);
+  });
+
+  it('a prompt too long for the model goes to its larger-context fallback', async () => {
+    st.fake.faults.add({
+      match: { model: 'gpt-4o-mini' },
+      status: 400,
+      body: { error: { message: "This model's maximum context length is 128000 tokens. However, your messages resulted in 130000 tokens.", type: 'invalid_request_error', param: 'messages', code: 'context_length_exceeded' } },
+    });
+    const { data, response } = await openai().chat.completions.create({ model: 'small-context', messages: [{ role: 'user', content: 'hi' }] }).withResponse();
+    expect(data.choices[0]!.message.content).toContain('Hello');
+    expect(response.headers.get('x-llmgw-model')).toBe('claude-haiku-4-5');
+    expect(calls('gpt-4o-mini')).toBe(1);
+  });
+});
