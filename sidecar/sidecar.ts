@@ -18,6 +18,9 @@ import { providerHandler } from './pipeline/provider-handler.js';
 import { TargetStates } from './resilience/target-state.js';
 import { quotaInterceptor } from './quota/quota-interceptor.js';
 import type { QuotaStack } from './quota/quota-stack.js';
+import type { CacheStore } from './cache/cache-store.js';
+import { cacheInterceptor } from './cache/cache-interceptor.js';
+import { identityFromEnv } from './identity.js';
 import type { SidecarDatabase } from './storage/database.js';
 import { compose, type Interceptor } from './pipeline/types.js';
 import { buildRuntime, type Runtime } from './runtime.js';
@@ -64,9 +67,16 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   let draining = false;
   let ready = false;
 
-  // The SQLite file and the quota stack exist only when config asks for them (SQLite and gRPC are loaded
-  // on demand: they cost start-up time and memory).
+  // The SQLite file, the cache and the quota stack exist only when config asks for them (SQLite and gRPC
+  // are loaded on demand: they cost start-up time and memory).
   let db: SidecarDatabase | undefined;
+  const database = async (config: Config): Promise<SidecarDatabase> => {
+    if (db === undefined) {
+      const { openDatabase } = await import('./storage/database.js');
+      db = openDatabase(config.storage.path, logger);
+    }
+    return db;
+  };
   let quota: QuotaStack | undefined;
   let quotaKey = JSON.stringify(undefined);
   const syncQuota = async (config: Config): Promise<void> => {
@@ -77,17 +87,25 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     quota = undefined;
     if (old !== undefined) await old.close();
     if (config.quota === undefined) return;
-    if (db === undefined) {
-      const { openDatabase } = await import('./storage/database.js');
-      db = openDatabase(config.storage.path);
-    }
     const { createQuotaStack } = await import('./quota/quota-stack.js');
-    quota = createQuotaStack({ config: config.quota, db, env: opts.env ?? process.env, clock, logger });
+    quota = createQuotaStack({ config: config.quota, db: await database(config), env: opts.env ?? process.env, clock, logger });
   };
   await syncQuota(opts.config);
+  let cache: CacheStore | undefined;
+  const syncCache = async (config: Config): Promise<void> => {
+    if (config.cache === undefined || cache !== undefined) return;
+    const { CacheStore } = await import('./cache/cache-store.js');
+    cache = new CacheStore(await database(config));
+  };
+  await syncCache(opts.config);
+  // Expired entries go in the background, never on the request path.
+  const sweeper = setInterval(() => cache?.sweep(clock.now()), 60_000);
+  sweeper.unref();
+  const identity = identityFromEnv(opts.env ?? process.env);
 
-  // Outermost first. Cache and resilience slot in here as they arrive.
+  // Outermost first: a cache hit spends neither rate limit nor quota.
   const interceptors: Interceptor[] = [
+    cacheInterceptor({ store: () => (runtime.config.cache === undefined ? undefined : cache), runtime: () => runtime, scope: `${identity.namespace}/${identity.service}`, clock }),
     rateLimitInterceptor({ config: () => runtime.config, clock }),
     quotaInterceptor({ manager: () => quota?.manager, config: () => runtime.config }),
   ];
@@ -114,6 +132,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     accessLog.setEnabled(config.logging.accessLog);
     logger.level = opts.logLevelOverride ?? config.logging.level;
     syncQuota(config).catch((err: unknown) => logger.error({ err }, 'could not apply the new quota settings'));
+    syncCache(config).catch((err: unknown) => logger.error({ err }, 'could not open the response cache'));
   };
 
   let watcher: ConfigWatcher | undefined;
@@ -144,6 +163,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     watcher?.close();
     await closeServer(dataServer);
     await pools.close();
+    clearInterval(sweeper);
     await quota?.close();
     db?.close();
     throw err;
@@ -173,6 +193,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     await closeServer(statusServer);
     await pools.close();
     // Leases go back with the last usage; what cannot be sent stays in the SQLite file for next time.
+    clearInterval(sweeper);
     await quota?.close();
     db?.close();
     logger.info('sidecar stopped');

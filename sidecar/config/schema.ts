@@ -201,7 +201,17 @@ export const configSchema = z
     /** Per provider and upstream model. */
     circuitBreaker: circuitBreakerSchema,
     /** Absent: caching off. */
-    cache: z.optional(z.strictObject({ ttlSeconds: z._default(positiveInt(), 3600) })),
+    cache: z.optional(
+      z.strictObject({
+        ttlSeconds: z._default(positiveInt(), 3600),
+        /** Least-recently-used entries go once the cache holds more than this many bytes… */
+        maxBytes: z._default(positiveInt(), 256 * MiB),
+        /** …or more than this many entries. */
+        maxEntries: z._default(positiveInt(), 100_000),
+        /** Per model name: `enabled: false` keeps a model out of the cache. */
+        models: z._default(z.record(z.string().check(z.minLength(1)), z.strictObject({ enabled: z._default(z.boolean(), true) })), {}),
+      }),
+    ),
     /** Absent: no global quota. */
     quota: z.optional(quotaSchema),
     /** Per-pod token buckets; absent: no local limits. */
@@ -253,6 +263,7 @@ export type ModelConfig = Config['models'][string];
 export type TargetConfig = ModelConfig['targets'][number];
 export type QuotaConfig = NonNullable<Config['quota']>;
 export type RetryConfig = Config['retry'];
+export type CacheConfig = NonNullable<Config['cache']>;
 export type CircuitBreakerConfig = Config['circuitBreaker'];
 export type Strategy = (typeof strategies)[number];
 export type RateLimitsConfig = NonNullable<Config['rateLimits']>;

@@ -1,0 +1,97 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { cacheKey, canonical } from '../../../../sidecar/cache/cache-key.js';
+import { parseCacheControl } from '../../../../sidecar/cache/cache-interceptor.js';
+import { CacheStore } from '../../../../sidecar/cache/cache-store.js';
+import type { GatewayRequest } from '../../../../sidecar/pipeline/types.js';
+import type { Provider } from '../../../../sidecar/providers/provider.js';
+import type { ModelRoute } from '../../../../sidecar/routing/router.js';
+import { openDatabase } from '../../../../sidecar/storage/database.js';
+
+const answer = (text: string, createdMs: number) => ({ status: 200, body: Buffer.from(text), contentType: 'application/json', createdMs, inputTokens: 3, outputTokens: 5 });
+const LIMITS = { maxBytes: 1_000_000, maxEntries: 1000 };
+
+for (const where of ['memory', 'file'] as const) {
+  describe(`cache store (${where})`, () => {
+    const make = () => new CacheStore(openDatabase(where === 'memory' ? ':memory:' : join(mkdtempSync(join(tmpdir(), 'llmgw-cache-')), 'c.db')));
+
+    it('gets what was set until it expires, and honours a max age', () => {
+      const s = make();
+      s.set('k', answer('{"a":1}', 1000), 10_000, LIMITS);
+      expect(s.get('k', 5000)?.body.toString()).toBe('{"a":1}');
+      expect(s.get('k', 5000, 3000)).toBeUndefined(); // 4 s old
+      expect(s.get('k', 11_000)).toBeUndefined(); // expired
+      expect(s.get('other', 5000)).toBeUndefined();
+    });
+
+    it('accounts sizes, evicts the least recently used, and sweeps expired rows', () => {
+      const s = make();
+      const body = 'x'.repeat(1000);
+      const limits = { maxBytes: 3500, maxEntries: 100 };
+      s.set('a', answer(body, 1), 60_000, limits);
+      s.set('b', answer(body, 2), 60_000, limits);
+      s.set('c', answer(body, 3), 60_000, limits);
+      expect(s.size.entries).toBe(3);
+      s.get('a', 10); // a is now the most recently used
+      s.set('d', answer(body, 11), 60_000, limits);
+      expect(s.get('b', 12)).toBeUndefined();
+      expect(s.get('a', 12)).toBeDefined();
+      expect(s.size.bytes).toBeLessThanOrEqual(3500);
+      s.set('a', answer(body, 13), 60_000, limits); // replacing keeps the count
+      expect(s.size.entries).toBe(3);
+      s.set('short', answer('{}', 20), 5, { maxBytes: 1_000_000, maxEntries: 100 });
+      expect(s.sweep(100)).toBe(1);
+      const byCount = make();
+      for (let i = 0; i < 5; i++) byCount.set(`k${i}`, answer('{}', i), 60_000, { maxBytes: 1_000_000, maxEntries: 3 });
+      expect(byCount.size.entries).toBe(3);
+      expect(byCount.get('k0', 10)).toBeUndefined();
+    });
+  });
+}
+
+describe('storage file', () => {
+  it('moves an unreadable file aside and starts a new one', () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'llmgw-corrupt-')), 'llmgw.db');
+    writeFileSync(path, 'this is not a database, just some bytes '.repeat(200));
+    const s = new CacheStore(openDatabase(path));
+    s.set('k', answer('{}', 1), 1000, LIMITS);
+    expect(s.get('k', 2)).toBeDefined();
+  });
+});
+
+describe('cache key', () => {
+  const route = { targets: [{ provider: { id: 'openai' } as Provider, model: 'gpt-4o-mini', weight: 1 }] } as unknown as ModelRoute;
+  const req = (body: Record<string, unknown>, extra: Partial<GatewayRequest> = {}) =>
+    ({ endpoint: 'chat', format: 'openai', model: 'm', body: { model: 'm', messages: [{ role: 'user', content: 'hi' }], ...body }, ...extra }) as unknown as GatewayRequest;
+
+  it('ignores key order and whitespace, and the fields that cannot change the answer', () => {
+    expect(canonical(JSON.parse('{ "b": 1, "a": [ {"y":2, "x":1} ] }'))).toBe('{"a":[{"x":1,"y":2}],"b":1}');
+    const base = cacheKey(req({}), route, 'ns/svc');
+    expect(cacheKey(req({ stream: true, stream_options: { include_usage: true }, user: 'u1', metadata: { a: 1 } }), route, 'ns/svc')).toBe(base);
+  });
+
+  it('changes with every parameter that can change the answer, the route and the scope', () => {
+    const base = cacheKey(req({}), route, 'ns/svc');
+    const variants: Record<string, unknown>[] = [
+      { temperature: 0.5 }, { top_p: 0.9 }, { max_tokens: 10 }, { max_completion_tokens: 10 }, { stop: ['x'] }, { seed: 1 }, { n: 2 },
+      { response_format: { type: 'json_object' } }, { tools: [{ type: 'function', function: { name: 'f' } }] }, { tool_choice: 'required' },
+      { presence_penalty: 1 }, { frequency_penalty: 1 }, { logit_bias: { '1': 1 } }, { reasoning_effort: 'high' }, { some_new_parameter: true },
+      { messages: [{ role: 'user', content: 'hi!' }] },
+    ];
+    const keys = new Set(variants.map((v) => cacheKey(req(v), route, 'ns/svc')));
+    expect(keys.size).toBe(variants.length);
+    expect(keys.has(base)).toBe(false);
+    expect(cacheKey(req({}), route, 'ns/other')).not.toBe(base);
+    const other = { targets: [{ provider: { id: 'claude' } as Provider, model: 'claude-haiku-4-5', weight: 1 }] } as unknown as ModelRoute;
+    expect(cacheKey(req({}), other, 'ns/svc')).not.toBe(base);
+    expect(cacheKey(req({}, { format: 'anthropic' } as Partial<GatewayRequest>), route, 'ns/svc')).not.toBe(base);
+  });
+
+  it('reads Cache-Control', () => {
+    expect(parseCacheControl('no-cache')).toEqual({ noCache: true, noStore: false, maxAgeMs: undefined });
+    expect(parseCacheControl('No-Store, max-age=30')).toEqual({ noCache: false, noStore: true, maxAgeMs: 30_000 });
+    expect(parseCacheControl(undefined)).toEqual({ noCache: false, noStore: false, maxAgeMs: undefined });
+  });
+});
