@@ -123,6 +123,7 @@ async function main(): Promise<void> {
       'minimal-proxy': await minimalProxySpec(up.instant),
       sidecar: await sidecarSpec({ name: 'sidecar', upstreams: up, logLevel: 'info', logFile: join(work, 'sidecar.log'), workDir: work }),
       'sidecar-silent': await sidecarSpec({ name: 'sidecar-silent', upstreams: up, logLevel: 'silent', logFile: join(work, 'sidecar-silent.log'), workDir: work }),
+      'sidecar-cache': await sidecarSpec({ name: 'sidecar-cache', upstreams: up, logLevel: 'info', logFile: join(work, 'sidecar-cache.log'), workDir: work, cache: { ttlSeconds: 3600 } }),
       'sidecar-quota-up': await quotaSidecar('sidecar-quota-up', quotaService.address),
       'sidecar-quota-down': await quotaSidecar('sidecar-quota-down', noQuotaService),
     };
@@ -155,13 +156,14 @@ async function main(): Promise<void> {
       { name: 'minimal-proxy-sse', endpoint: specs['minimal-proxy']!.endpoint, body: sseBody, pid: running['minimal-proxy']!.pid },
       { name: 'sidecar', endpoint: specs.sidecar!.endpoint, body: jsonBody, pid: running.sidecar!.pid },
       { name: 'sidecar-sse', endpoint: specs.sidecar!.endpoint, body: sseBody, pid: running.sidecar!.pid },
+      // The same request every time: after the first, every answer is a cache hit.
+      { name: 'sidecar-cache-hit', endpoint: specs['sidecar-cache']!.endpoint, body: jsonBody, pid: running['sidecar-cache']!.pid },
     ];
     if (specs.baseline) {
       timed.push({ name: 'baseline', endpoint: specs.baseline.endpoint, body: jsonBody, pid: running.baseline!.pid });
       timed.push({ name: 'baseline-sse', endpoint: specs.baseline.endpoint, body: sseBody, pid: running.baseline!.pid });
     }
     if (specs.portkey) timed.push({ name: 'portkey', endpoint: specs.portkey.endpoint, body: jsonBody, pid: running.portkey!.pid });
-    result.notes.push('sidecar cache hit: skipped, the response cache does not exist yet');
 
     // Correctness gate: every answer 200 and, ids aside, byte-identical to direct; streams frame by frame.
     const refJson = normalize((await fetchText(direct, jsonBody)).text);

@@ -195,6 +195,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     // Leases go back with the last usage; what cannot be sent stays in the SQLite file for next time.
     clearInterval(sweeper);
     await quota?.close();
+    cache?.flushTouches();
     db?.close();
     logger.info('sidecar stopped');
     flushLogger(logger);

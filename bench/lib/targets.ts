@@ -88,6 +88,8 @@ export interface SidecarOptions {
   workDir: string;
   /** The sidecar's `quota` config; absent: no global quota. */
   quota?: Record<string, unknown>;
+  /** The sidecar's `cache` config; absent: no response cache. */
+  cache?: Record<string, unknown>;
 }
 
 /** The sidecar routes `gpt-4o-mini` to the instant upstream and `paced-gpt-4o-mini` to the paced one. */
@@ -106,6 +108,7 @@ export async function sidecarSpec(opts: SidecarOptions): Promise<ServerSpec> {
     logging: { level: opts.logLevel },
     storage: { path: join(opts.workDir, `${opts.name}.db`) },
     ...(opts.quota === undefined ? {} : { quota: opts.quota }),
+    ...(opts.cache === undefined ? {} : { cache: opts.cache }),
   };
   const configPath = join(opts.workDir, `${opts.name}.json`);
   writeFileSync(configPath, JSON.stringify(config, null, 2));

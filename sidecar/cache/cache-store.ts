@@ -23,6 +23,9 @@ export class CacheStore {
   private entries: number;
   /** Bypasses since start, for metrics: a failure of the database. */
   errors = 0;
+  /** Last-use times of hits not written yet: a hit costs no write; they are written in one batch. */
+  private readonly touched = new Map<string, number>();
+  private touchTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly db: SidecarDatabase) {
     db.exec(`
@@ -59,7 +62,11 @@ export class CacheStore {
     try {
       const row = this.stmts.get.get(key, nowMs) as CachedAnswer | undefined;
       if (row === undefined || (maxAgeMs !== undefined && nowMs - row.createdMs > maxAgeMs)) return undefined;
-      this.stmts.touch.run(nowMs, key);
+      this.touched.set(key, nowMs);
+      if (this.touchTimer === undefined) {
+        this.touchTimer = setTimeout(() => this.flushTouches(), 1000);
+        this.touchTimer.unref();
+      }
       return row;
     } catch {
       this.errors++;
@@ -67,9 +74,26 @@ export class CacheStore {
     }
   }
 
+  /** Writes the pending last-use times (before eviction reads them, and on a timer). */
+  flushTouches(): void {
+    clearTimeout(this.touchTimer);
+    this.touchTimer = undefined;
+    if (this.touched.size === 0 || !this.db.open) return;
+    const batch = [...this.touched];
+    this.touched.clear();
+    try {
+      this.db.transaction(() => {
+        for (const [key, at] of batch) this.stmts.touch.run(at, key);
+      })();
+    } catch {
+      this.errors++;
+    }
+  }
+
   set(key: string, answer: CachedAnswer, ttlMs: number, limits: CacheLimits): void {
     const size = answer.body.length + key.length + 64;
     if (size > limits.maxBytes) return;
+    this.flushTouches();
     try {
       this.db.transaction(() => {
         const old = this.stmts.sizeOf.get(key) as { size: number } | undefined;

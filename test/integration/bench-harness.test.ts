@@ -32,10 +32,11 @@ describe('benchmark harness (tiny mode)', () => {
       sidecar: 'ok',
       'sidecar-sse': 'ok',
       'sidecar-silent': 'ok',
+      'sidecar-cache-hit': 'ok',
       'sidecar-quota-up': 'ok',
       'sidecar-quota-down': 'ok',
     });
-    expect(Object.keys(r.targets)).toEqual(['direct', 'direct-sse', 'minimal-proxy', 'minimal-proxy-sse', 'sidecar', 'sidecar-sse']);
+    expect(Object.keys(r.targets)).toEqual(['direct', 'direct-sse', 'minimal-proxy', 'minimal-proxy-sse', 'sidecar', 'sidecar-sse', 'sidecar-cache-hit']);
     for (const t of Object.values(r.targets)) expect(t.rps.median).toBeGreaterThan(0);
     expect(r.quota.upRps).toBeGreaterThan(0);
     expect(r.quota.downRps).toBeGreaterThan(0);
