@@ -98,6 +98,12 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     cache = new CacheStore(await database(config));
   };
   await syncCache(opts.config);
+  metrics.registry.onCollect(() => {
+    if (cache === undefined) return;
+    metrics.cacheEntries.set(cache.size.entries);
+    metrics.cacheBytes.set(cache.size.bytes);
+    metrics.cacheErrors.set(cache.errors);
+  });
   // Expired entries go in the background, never on the request path.
   const sweeper = setInterval(() => cache?.sweep(clock.now()), 60_000);
   sweeper.unref();

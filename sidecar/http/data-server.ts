@@ -242,6 +242,7 @@ function finishEntry(entry: AccessLogEntry, meta: ResponseMeta | undefined, star
     entry.upstreamModel = meta.upstreamModel;
     entry.attempts = meta.attempts;
     entry.cache = meta.cache;
+    opts.metrics.cache.inc({ result: meta.cache });
     if (meta.upstreamMs !== undefined) entry.upstreamMs = round(meta.upstreamMs);
     if (meta.usage !== undefined) {
       entry.tokensIn = meta.usage.inputTokens;

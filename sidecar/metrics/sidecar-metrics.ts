@@ -18,6 +18,10 @@ export class SidecarMetrics {
     new Counter('llmgw_tokens_total', 'Tokens reported by providers, by model and direction (input | output).', ['model', 'direction'] as const),
   );
   readonly inflight = this.registry.register(new Gauge('llmgw_inflight_requests', 'Requests being served now.'));
+  readonly cache = this.registry.register(new Counter('llmgw_cache_requests_total', 'Answers by cache outcome (HIT | MISS | BYPASS).', ['result'] as const));
+  readonly cacheEntries = this.registry.register(new Gauge('llmgw_cache_entries', 'Entries in the response cache.'));
+  readonly cacheBytes = this.registry.register(new Gauge('llmgw_cache_bytes', 'Bytes the response cache holds.'));
+  readonly cacheErrors = this.registry.register(new Gauge('llmgw_cache_errors_total', 'Times the cache stepped aside because its database failed (locked, full, unreadable).'));
   readonly configReloads = this.registry.register(
     new Counter('llmgw_config_reloads_total', 'Config file changes, by result (applied | rejected).', ['result'] as const),
   );

@@ -43,6 +43,11 @@ describe('response cache', () => {
     // Parameters that cannot change the answer do not change the key; those that can, do.
     expect((await ask(s, {}, { user: 'someone-else' })).cache).toBe('HIT');
     expect((await ask(s, {}, { temperature: 0.2 })).cache).toBe('MISS');
+    await settle();
+    const metrics = await (await request(`${s.statusUrl}/metrics`)).body.text();
+    expect(metrics).toContain('llmgw_cache_requests_total{result="HIT"} 2');
+    expect(metrics).toContain('llmgw_cache_requests_total{result="MISS"} 2');
+    expect(metrics).toContain('llmgw_cache_entries 2');
     await s.close();
     open.length = 0;
 
