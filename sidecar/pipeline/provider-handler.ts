@@ -77,7 +77,7 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
       if (route === first && !req.stream && route.hedgeAfterMs !== undefined && a !== undefined && b !== undefined && [a, b].every((t) => !breakers || opts.targets.get(t).breaker.stateAt(now()) === 'closed')) {
         const started = now();
         try {
-          const won = await hedge(req, [a, b], route.hedgeAfterMs, (r, t) => callTarget(r, t, callOptions(route, t)), (t, outcome) => {
+          const won = await hedge(req, [a, b], route.hedgeAfterMs, (hedgedReq, t) => callTarget(hedgedReq, t, callOptions(route, t)), (t, outcome) => {
             const breaker = opts.targets.get(t).breaker;
             if (outcome.ok) return breaker.onSuccess(now());
             if (outcome.cancelled || classify(outcome.err) === 'stop') return breaker.release();
