@@ -2,6 +2,7 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import OpenAI from 'openai';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { startStack, type Stack } from '../helpers/stack.js';
@@ -71,12 +72,42 @@ describe('response cache', () => {
     expect((await ask(s, { 'cache-control': 'max-age=60' })).cache).toBe('HIT');
   });
 
-  it('lets streams through, and a hit spends no local rate limit', async () => {
+  it('stores a complete stream and replays it event by event; a hit spends no local rate limit', async () => {
     const s = await cached(dbPath(), { rateLimits: { requestsPerMinute: 2 } });
-    expect((await ask(s, {}, { stream: true })).cache).toBe('BYPASS');
-    expect((await ask(s)).status).toBe(200); // the second request of the minute
+    const first = await ask(s, {}, { stream: true });
+    expect(first).toMatchObject({ status: 200, cache: 'MISS' });
+    expect((await ask(s)).status).toBe(200); // the second request of the minute (JSON: not served from the stream)
     await settle();
-    for (let i = 0; i < 3; i++) expect(await ask(s)).toMatchObject({ status: 200, cache: 'HIT' });
+    const calls = s.fake.stats.requests;
+    for (let i = 0; i < 2; i++) expect(await ask(s)).toMatchObject({ status: 200, cache: 'HIT' });
+    const replayed = await ask(s, {}, { stream: true });
+    expect(replayed).toMatchObject({ status: 200, cache: 'HIT' });
+    expect(replayed.text).toBe(first.text);
+    expect(replayed.text.split('\n\n').filter((e) => e.startsWith('data: {')).length).toBeGreaterThan(3);
+    expect(s.fake.stats.requests).toBe(calls);
+    // The official SDK reads the replay like any stream.
+    const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'app', maxRetries: 0 });
+    const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', stream: true, messages: [{ role: 'user', content: 'what is the cache?' }] });
+    let text = '';
+    for await (const c of stream) text += c.choices[0]?.delta.content ?? '';
+    expect(text).toBe('Hello from the fake provider. You said: what is the cache?');
     expect((await ask(s, {}, { temperature: 1 })).status).toBe(429); // a miss meets the limit
+  });
+
+  it('never stores a stream that failed midway or that the app left', async () => {
+    const s = await cached(dbPath());
+    s.fake.faults.add({ match: { model: 'gpt-4o-mini' }, errorAfterChunks: 6, chunkDelayMs: 20 });
+    const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'app', maxRetries: 0 });
+    const body = { model: 'gpt-4o-mini', stream: true as const, messages: [{ role: 'user' as const, content: 'one two three four five six seven' }] };
+    await expect((async () => {
+      for await (const _ of await client.chat.completions.create(body));
+    })()).rejects.toThrow();
+    s.fake.faults.add({ match: { model: 'gpt-4o-mini' }, chunkDelayMs: 50 });
+    const left = await client.chat.completions.create(body);
+    for await (const _ of left) break; // the SDK aborts on break
+    await settle();
+    const res = await request(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect(res.headers['x-llmgw-cache']).toBe('MISS');
+    await res.body.text();
   });
 });
