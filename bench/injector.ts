@@ -55,7 +55,7 @@ async function main(): Promise<void> {
   const proc = await startProc({
     name: 'injector',
     cmd: process.execPath,
-    args: [cli, 'injector', '--config', config, '--cert', certFile, '--key', keyFile, '--listen', `127.0.0.1:${port}`, '--status-listen', `127.0.0.1:${statusPort}`, '--log-level', 'warn'],
+    args: [cli, 'injector', '--config', config, '--tls-cert', certFile, '--tls-key', keyFile, '--listen', `127.0.0.1:${port}`, '--status-listen', `127.0.0.1:${statusPort}`, '--log-level', 'warn'],
     core: SUT_CORE,
     readyUrl: `http://127.0.0.1:${statusPort}/healthz/ready`,
   });

@@ -40,12 +40,12 @@ program
   .command('injector')
   .description('run the mutating admission webhook that adds the sidecar to pods (HTTPS, POST /mutate)')
   .option('--config <file>', 'injector config (JSON or YAML; the chart renders it)', '/etc/llm-gateway-injector/config.json')
-  .option('--cert <file>', 'TLS certificate (PEM), re-read when it changes', '/etc/llm-gateway-injector/tls/tls.crt')
-  .option('--key <file>', 'TLS private key (PEM), re-read when it changes', '/etc/llm-gateway-injector/tls/tls.key')
+  .option('--tls-cert <file>', 'TLS certificate (PEM), re-read when it changes', '/etc/llm-gateway-injector/tls/tls.crt')
+  .option('--tls-key <file>', 'TLS private key (PEM), re-read when it changes', '/etc/llm-gateway-injector/tls/tls.key')
   .option('--listen <host:port>', 'HTTPS listener', '0.0.0.0:8443')
   .option('--status-listen <host:port>', 'probes and metrics listener', '0.0.0.0:9091')
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
-  .action(async (o: { config: string; cert: string; key: string; listen: string; statusListen: string; logLevel: string }) => {
+  .action(async (o: { config: string; tlsCert: string; tlsKey: string; listen: string; statusListen: string; logLevel: string }) => {
     const { runInjector } = await import('./commands/injector.js');
     await runInjector(o);
   });

@@ -9,6 +9,8 @@ import type { Logger } from 'pino';
 import { closeServer, listen, type HostPort } from '../sidecar/http/listen.js';
 import { createStatusServer } from '../sidecar/http/status-server.js';
 import { Counter, Histogram, Registry } from '../sidecar/metrics/registry.js';
+import { GatewayError } from '../sidecar/errors.js';
+import { ClientGoneError, readJsonBody } from '../sidecar/http/read-json-body.js';
 import { MalformedReview, review } from './admission.js';
 import type { InjectorConfig } from './config.js';
 import type { NamespaceSource } from './namespaces.js';
@@ -78,15 +80,16 @@ export async function startInjector(opts: InjectorOptions): Promise<Injector> {
       res.setHeader('allow', 'POST');
       return send(res, 405, { error: 'POST an AdmissionReview to /mutate' });
     }
-    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
-    if (type !== 'application/json') return send(res, 415, { error: `content-type must be application/json, got "${type}"` });
-    const raw = await readBody(req, maxBody);
-    if (raw === undefined) return send(res, 413, { error: `the review is larger than ${maxBody} bytes` });
+    // The sidecar's reader: 415 unless JSON, 413 past the limit, 400 unless a JSON object.
     let body: unknown;
     try {
-      body = JSON.parse(raw.toString('utf8'));
-    } catch {
-      return send(res, 400, { error: 'the body is not valid JSON' });
+      body = await readJsonBody(req, maxBody);
+    } catch (err) {
+      if (err instanceof ClientGoneError) return void res.destroy();
+      if (!(err instanceof GatewayError)) throw err;
+      // An unread body (too large) is not drained: the connection closes after the answer.
+      if (err.status === 413) res.setHeader('connection', 'close');
+      return send(res, err.status, { error: err.message });
     }
     try {
       const namespace = namespaceOf(body);
@@ -105,13 +108,7 @@ export async function startInjector(opts: InjectorOptions): Promise<Injector> {
 
   const statusServer = createStatusServer({ registry, ready: () => ready });
   let ready = false;
-  const address = await new Promise<HostPort>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.listen.port, opts.listen.host, () => {
-      const a = server.address() as { port: number };
-      resolve({ host: opts.listen.host, port: a.port });
-    });
-  });
+  const address = await listen(server, opts.listen);
   const statusAddress = await listen(statusServer, opts.statusListen);
   ready = true;
   opts.logger.info({ listen: address, statusListen: statusAddress }, 'injector started');
@@ -123,7 +120,7 @@ export async function startInjector(opts: InjectorOptions): Promise<Injector> {
       unwatchFile(opts.certFile);
       unwatchFile(opts.keyFile);
       server.closeIdleConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+      await closeServer(server);
       statusServer.closeAllConnections();
       await closeServer(statusServer);
       await opts.namespaces.close();
@@ -143,30 +140,4 @@ function send(res: ServerResponse, status: number, body: unknown): void {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
   res.end(text);
-}
-
-/** The whole body, or undefined once it passes `max` bytes (the rest is not read). */
-function readBody(req: IncomingMessage, max: number): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? '0');
-    if (declared > max) {
-      req.resume();
-      resolve(undefined);
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      size += c.length;
-      if (size > max) {
-        req.removeAllListeners('data');
-        req.resume();
-        resolve(undefined);
-        return;
-      }
-      chunks.push(c);
-    });
-    req.once('end', () => resolve(Buffer.concat(chunks)));
-    req.once('error', reject);
-  });
 }

@@ -6,7 +6,7 @@ import { createLogger, type LogLevel } from '../../sidecar/logger.js';
 import { parseHostPort } from '../args.js';
 import { runUntilSignal } from '../lifecycle.js';
 
-export async function runInjector(o: { config: string; cert: string; key: string; listen: string; statusListen: string; logLevel: string }): Promise<void> {
+export async function runInjector(o: { config: string; tlsCert: string; tlsKey: string; listen: string; statusListen: string; logLevel: string }): Promise<void> {
   const listen = parseHostPort('--listen', o.listen);
   const statusListen = parseHostPort('--status-listen', o.statusListen);
   const config = await loadInjectorConfig(o.config);
@@ -17,8 +17,8 @@ export async function runInjector(o: { config: string; cert: string; key: string
     config,
     listen,
     statusListen,
-    certFile: o.cert,
-    keyFile: o.key,
+    certFile: o.tlsCert,
+    keyFile: o.tlsKey,
     namespaces: api === undefined ? noNamespaceSource : apiNamespaceSource(api),
     logger,
   });

@@ -167,7 +167,7 @@ describe('llmgw injector (the executable)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'llmgw-injector-cli-'));
     const configFile = join(dir, 'config.json');
     writeFileSync(configFile, JSON.stringify({ image: 'ghcr.io/llm-gateway/llm-gateway:0.1.0', releaseNamespace: 'llm-gateway', nativeSidecar: { kubernetesVersion: 'v1.31.0' } }));
-    const proc = startCli(['injector', '--config', configFile, '--cert', cert.certFile, '--key', cert.keyFile, '--listen', '127.0.0.1:0', '--status-listen', '127.0.0.1:0']);
+    const proc = startCli(['injector', '--config', configFile, '--tls-cert', cert.certFile, '--tls-key', cert.keyFile, '--listen', '127.0.0.1:0', '--status-listen', '127.0.0.1:0']);
     try {
       const line = await proc.waitForLine(/injector started/);
       const port = (JSON.parse(line) as { listen: { port: number } }).listen.port;
@@ -182,7 +182,7 @@ describe('llmgw injector (the executable)', () => {
       killAll();
     }
     writeFileSync(configFile, JSON.stringify({ image: '', releaseNamespace: 'x', nativeSidecar: { mode: 'sometimes' } }));
-    const bad = await runCli(['injector', '--config', configFile, '--cert', cert.certFile, '--key', cert.keyFile]);
+    const bad = await runCli(['injector', '--config', configFile, '--tls-cert', cert.certFile, '--tls-key', cert.keyFile]);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('config.json: image:');
     expect(bad.stderr).toContain('config.json: nativeSidecar.mode:');
