@@ -1,7 +1,7 @@
 // Spends global budgets locally (DESIGN §6). One lease per priority class; a request reserves its
 // estimate from the lease's balance with no RPC while the balance covers it, and settles to the real
 // usage when it ends (the record goes to the durable outbox, then to the service with the next renewal).
-// Renewals run in the background at the service's suggested time or when the balance runs low; only a
+// Renewals run in the background when due (a 2 s tick) or early when the balance runs low; only a
 // request the balance cannot cover waits, once and boundedly, for a renewal. When the service is out of
 // reach, the remaining balance is spent, then the configured policy applies.
 import { status as grpcStatus } from '@grpc/grpc-js';
@@ -46,7 +46,6 @@ interface ClassLease {
   /** Monotonic ms: the service was out of reach; no request waits on it until then. */
   unreachableUntil: number;
   inflight: Promise<void> | undefined;
-  timer: NodeJS.Timeout | undefined;
   reservedSinceRefresh: number;
   lastRefresh: number;
   demand: number;
@@ -62,8 +61,8 @@ export interface LeaseManagerOptions {
   logger: Logger;
   /** Deadline of background calls (default 5 s). */
   backgroundTimeoutMs?: number;
-  /** How often the outbox is checked for undelivered usage (default 2 s). */
-  flushEveryMs?: number;
+  /** How often due renewals and undelivered usage are handled (default 2 s). */
+  tickEveryMs?: number;
 }
 
 const PRIORITY_NAMES: Record<Priority, PriorityName> = {
@@ -77,16 +76,17 @@ const REPORT_BATCH = 1000;
 export class LeaseManager {
   private readonly leases = new Map<Priority, ClassLease>();
   private readonly failOpen: TokenBucket;
-  private readonly flusher: NodeJS.Timeout;
+  private readonly ticker: NodeJS.Timeout;
   private closed = false;
   private readonly bgTimeoutMs: number;
 
   constructor(private readonly opts: LeaseManagerOptions) {
     this.failOpen = new TokenBucket(opts.config.failOpenTokensPerMinute, opts.clock);
     this.bgTimeoutMs = opts.backgroundTimeoutMs ?? 5000;
-    // Delivers what the outbox holds (after a restart, an outage, or for classes gone idle).
-    this.flusher = setInterval(() => void this.tick(), opts.flushEveryMs ?? 2000);
-    this.flusher.unref();
+    // The one timer: renews leases that are due (also after an outage) and delivers what the outbox holds
+    // (after a restart, or for classes gone idle). Requests renew early on their own (see take).
+    this.ticker = setInterval(() => void this.tick(), opts.tickEveryMs ?? 2000);
+    this.ticker.unref();
   }
 
   /** Starts the default class's lease in the background so the first request need not wait. */
@@ -96,12 +96,12 @@ export class LeaseManager {
   }
 
   /**
-   * What the timers do: renews leases that are due and delivers what the outbox holds. Tests that move a
-   * fake clock call it after each move.
+   * What the timer does: renews leases that are due (not while the service is known to be out of reach)
+   * and delivers what the outbox holds. Tests that move a fake clock call it after each move.
    */
   async tick(): Promise<void> {
     const now = this.opts.clock.monotonic();
-    const due = [...this.leases.values()].filter((l) => l.leaseId !== undefined && l.inflight === undefined && now >= l.refreshAt);
+    const due = [...this.leases.values()].filter((l) => l.leaseId !== undefined && l.inflight === undefined && now >= l.refreshAt && now >= l.unreachableUntil);
     await Promise.all(due.map((l) => this.refresh(l, 0, this.bgTimeoutMs)));
     await this.flush();
   }
@@ -138,12 +138,11 @@ export class LeaseManager {
   /** Gives leases back with their last usage (SIGTERM); bounded by the background deadline. */
   async close(): Promise<void> {
     this.closed = true;
-    clearInterval(this.flusher);
-    for (const l of this.leases.values()) if (l.timer !== undefined) clearTimeout(l.timer);
+    clearInterval(this.ticker);
     await Promise.allSettled([...this.leases.values()].map((l) => l.inflight));
     const work = [...this.leases.values()].map(async (l) => {
-      const reports = this.opts.outbox.pending(l.priority, REPORT_BATCH);
       if (l.leaseId === undefined) return this.report(l.priority);
+      const reports = this.opts.outbox.pending(l.priority, REPORT_BATCH);
       try {
         const res = await this.opts.rpc.release({ leaseId: l.leaseId, reports }, this.bgTimeoutMs);
         this.opts.outbox.ack(l.priority, res.ackedSequence);
@@ -251,7 +250,6 @@ export class LeaseManager {
         exhaustedUntil: 0,
         unreachableUntil: 0,
         inflight: undefined,
-        timer: undefined,
         reservedSinceRefresh: 0,
         lastRefresh: now,
         demand: 0,
@@ -301,7 +299,6 @@ export class LeaseManager {
       const unreachable = !(err instanceof QuotaRpcError) || err.unreachable;
       l.unreachableUntil = this.opts.clock.monotonic() + UNREACHABLE_BACKOFF_MS;
       this.opts.logger.warn({ err: String(err), priority: l.priority, unreachable }, 'quota lease renewal failed');
-      this.schedule(l, UNREACHABLE_BACKOFF_MS);
     }
   }
 
@@ -346,17 +343,6 @@ export class LeaseManager {
     l.reservedSinceRefresh = 0;
     l.lastRefresh = sentAt;
     this.opts.outbox.ack(l.priority, res.ackedSequence);
-    this.schedule(l, Math.max(10, l.refreshAt - now));
-  }
-
-  private schedule(l: ClassLease, inMs: number): void {
-    if (this.closed) return;
-    if (l.timer !== undefined) clearTimeout(l.timer);
-    l.timer = setTimeout(() => {
-      l.timer = undefined;
-      void this.refresh(l, 0, this.bgTimeoutMs);
-    }, inMs);
-    l.timer.unref();
   }
 
   /** Delivers outbox records: with a renewal for classes holding a lease, else as plain reports. */

@@ -26,8 +26,8 @@ afterEach(async () => {
   for (const o of open.splice(0).reverse()) await o.close();
 });
 
-function manager(quota: InProcessQuota, clock: FakeClock, db: SidecarDatabase, config: Partial<QuotaConfig> = {}, flushEveryMs = 60_000): LeaseManager {
-  const m = new LeaseManager({ rpc: quota.rpc, outbox: new UsageOutbox(db), identity: IDENTITY, config: { ...CONFIG, ...config }, clock, logger: pino({ level: 'silent' }), flushEveryMs });
+function manager(quota: InProcessQuota, clock: FakeClock, db: SidecarDatabase, config: Partial<QuotaConfig> = {}, tickEveryMs = 60_000): LeaseManager {
+  const m = new LeaseManager({ rpc: quota.rpc, outbox: new UsageOutbox(db), identity: IDENTITY, config: { ...CONFIG, ...config }, clock, logger: pino({ level: 'silent' }), tickEveryMs });
   open.push(m);
   return m;
 }
