@@ -54,16 +54,18 @@ const targetSchema = z.strictObject({
   weight: z._default(z.number().check(z.nonnegative()), 1),
 });
 
+/** Tries of one target after its first failure (retryable failures only). */
+const retryAttempts = () => z.int().check(z.minimum(0), z.maximum(10));
+
 const retryFields = {
-  /** Tries of one target after its first failure (retryable failures only). */
-  attempts: z.optional(z.int().check(z.minimum(0), z.maximum(10))),
+  attempts: z.optional(retryAttempts()),
   /** Total time a request may spend waiting between attempts, over all targets and fallbacks. */
   budgetMs: z.optional(positiveInt()),
 };
 
 const retrySchema = z.prefault(
   z.strictObject({
-    attempts: z._default(z.int().check(z.minimum(0), z.maximum(10)), 2),
+    attempts: z._default(retryAttempts(), 2),
     budgetMs: z._default(positiveInt(), 30_000),
     /** Full-jitter exponential backoff: a random wait up to min(maxDelayMs, baseDelayMs × 2^retry). */
     baseDelayMs: z._default(positiveInt(), 200),

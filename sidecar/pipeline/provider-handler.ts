@@ -138,6 +138,11 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
           if (res.meta.upstreamMs !== undefined) opts.targets.observeTtfb(target, res.meta.upstreamMs);
           res.meta.attempts = attempts;
           if (waitedMs > 0) res.meta.upstreamMs = (res.meta.upstreamMs ?? 0) + waitedMs;
+          // A JSON answer is complete here; a stream is in flight until its last frame.
+          if (res.kind === 'json') {
+            state.inflight--;
+            return res;
+          }
           return onComplete(res, () => void state.inflight--);
         }
         if (now() >= deadline && last !== undefined) throw last;
