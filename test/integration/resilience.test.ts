@@ -8,20 +8,17 @@ import { APP_KEY, eventually, startStack, type Stack } from '../helpers/stack.js
 
 let stack: Stack;
 
+/** A stack whose config adds `models` (and any other top-level keys); weighted order deterministic
+ * (first target first) and backoff jitter zero, so tests wait only when told to. */
+function stackWith(models: Record<string, unknown>, extra: Record<string, unknown> = {}): Promise<Stack> {
+  return startStack({ random: () => 0, config: (raw) => ({ ...raw, models: { ...(raw.models as object), ...models }, ...extra }) });
+}
+
 beforeAll(async () => {
-  stack = await startStack({
-    // Weighted order deterministic (first target first), backoff jitter zero: tests wait only when told to.
-    random: () => 0,
-    config: (raw) => ({
-      ...raw,
-      models: {
-        ...(raw.models as object),
-        'two-targets': { targets: [{ provider: 'openai', model: 'gpt-4o-mini' }, { provider: 'vllm', model: 'llama-3.1-8b' }] },
-        primary: { targets: [{ provider: 'openai', model: 'gpt-4o' }], fallbacks: ['claude-haiku'], retry: { attempts: 1 } },
-      },
-      retry: { maxRetryAfterMs: 1000 },
-    }),
-  });
+  stack = await stackWith({
+    'two-targets': { targets: [{ provider: 'openai', model: 'gpt-4o-mini' }, { provider: 'vllm', model: 'llama-3.1-8b' }] },
+    primary: { targets: [{ provider: 'openai', model: 'gpt-4o' }], fallbacks: ['claude-haiku'], retry: { attempts: 1 } },
+  }, { retry: { maxRetryAfterMs: 1000 } });
 });
 afterAll(async () => stack.close());
 beforeEach(() => stack.fake.faults.clear());
@@ -136,19 +133,11 @@ describe('resilience', () => {
 describe('circuit breakers and balancing', () => {
   let cb: Stack;
   beforeAll(async () => {
-    cb = await startStack({
-      random: () => 0,
-      config: (raw) => ({
-        ...raw,
-        models: {
-          ...(raw.models as object),
-          'rr': { strategy: 'round-robin', targets: [{ provider: 'openai', model: 'gpt-4o-mini' }, { provider: 'vllm', model: 'llama-3.1-8b' }] },
-          'guarded': { targets: [{ provider: 'openai', model: 'gpt-4o' }], retry: { attempts: 0 } },
-          'guarded-with-fallback': { targets: [{ provider: 'openai', model: 'gpt-4o' }], fallbacks: ['llama'], retry: { attempts: 0 } },
-        },
-        circuitBreaker: { consecutiveFailures: 3, coolDownMs: 400 },
-      }),
-    });
+    cb = await stackWith({
+      'rr': { strategy: 'round-robin', targets: [{ provider: 'openai', model: 'gpt-4o-mini' }, { provider: 'vllm', model: 'llama-3.1-8b' }] },
+      'guarded': { targets: [{ provider: 'openai', model: 'gpt-4o' }], retry: { attempts: 0 } },
+      'guarded-with-fallback': { targets: [{ provider: 'openai', model: 'gpt-4o' }], fallbacks: ['llama'], retry: { attempts: 0 } },
+    }, { circuitBreaker: { consecutiveFailures: 3, coolDownMs: 400 } });
   });
   afterAll(async () => cb.close());
 
@@ -202,17 +191,10 @@ describe('circuit breakers and balancing', () => {
 describe('timeouts', () => {
   let ts: Stack;
   beforeAll(async () => {
-    ts = await startStack({
-      random: () => 0,
-      config: (raw) => ({
-        ...raw,
-        models: {
-          ...(raw.models as object),
-          'first-byte-200': { targets: [{ provider: 'openai', model: 'gpt-4o-mini' }], timeouts: { firstByteMs: 200 } },
-          'total-300': { targets: [{ provider: 'openai', model: 'gpt-4o-mini' }], timeouts: { totalMs: 300 }, retry: { attempts: 0 } },
-          'idle-150': { targets: [{ provider: 'openai', model: 'gpt-4o-mini' }], timeouts: { idleMs: 150 } },
-        },
-      }),
+    ts = await stackWith({
+      'first-byte-200': { targets: [{ provider: 'openai', model: 'gpt-4o-mini' }], timeouts: { firstByteMs: 200 } },
+      'total-300': { targets: [{ provider: 'openai', model: 'gpt-4o-mini' }], timeouts: { totalMs: 300 }, retry: { attempts: 0 } },
+      'idle-150': { targets: [{ provider: 'openai', model: 'gpt-4o-mini' }], timeouts: { idleMs: 150 } },
     });
   });
   afterAll(async () => ts.close());
@@ -266,15 +248,8 @@ describe('timeouts', () => {
 describe('hedging', () => {
   let hs: Stack;
   beforeAll(async () => {
-    hs = await startStack({
-      random: () => 0,
-      config: (raw) => ({
-        ...raw,
-        models: {
-          ...(raw.models as object),
-          hedged: { hedgeAfterMs: 100, targets: [{ provider: 'openai', model: 'gpt-4o-mini' }, { provider: 'vllm', model: 'llama-3.1-8b' }] },
-        },
-      }),
+    hs = await stackWith({
+      hedged: { hedgeAfterMs: 100, targets: [{ provider: 'openai', model: 'gpt-4o-mini' }, { provider: 'vllm', model: 'llama-3.1-8b' }] },
     });
   });
   afterAll(async () => hs.close());
@@ -327,18 +302,11 @@ describe('hedging', () => {
 describe('failure scenarios, counted at the upstream', () => {
   let st: Stack;
   beforeAll(async () => {
-    st = await startStack({
-      random: () => 0,
-      config: (raw) => ({
-        ...raw,
-        models: {
-          ...(raw.models as object),
-          'primary-oa': { targets: [{ provider: 'openai', model: 'gpt-4o' }], fallbacks: ['claude-haiku'], retry: { attempts: 0 }, timeouts: { firstByteMs: 300 } },
-          // Upstream models no other test of this stack uses: their latencies start unmeasured.
-          fastest: { strategy: 'least-latency', targets: [{ provider: 'openai', model: 'gpt-4o-slow' }, { provider: 'vllm', model: 'llama-3.1-fast' }] },
-          'small-context': { targets: [{ provider: 'openai', model: 'gpt-4o-mini' }], contextFallbacks: ['claude-haiku'] },
-        },
-      }),
+    st = await stackWith({
+      'primary-oa': { targets: [{ provider: 'openai', model: 'gpt-4o' }], fallbacks: ['claude-haiku'], retry: { attempts: 0 }, timeouts: { firstByteMs: 300 } },
+      // Upstream models no other test of this stack uses: their latencies start unmeasured.,
+      fastest: { strategy: 'least-latency', targets: [{ provider: 'openai', model: 'gpt-4o-slow' }, { provider: 'vllm', model: 'llama-3.1-fast' }] },
+      'small-context': { targets: [{ provider: 'openai', model: 'gpt-4o-mini' }], contextFallbacks: ['claude-haiku'] },
     });
   });
   afterAll(async () => st.close());
