@@ -304,7 +304,7 @@ describe('failure scenarios, counted at the upstream', () => {
   beforeAll(async () => {
     st = await stackWith({
       'primary-oa': { targets: [{ provider: 'openai', model: 'gpt-4o' }], fallbacks: ['claude-haiku'], retry: { attempts: 0 }, timeouts: { firstByteMs: 300 } },
-      // Upstream models no other test of this stack uses: their latencies start unmeasured.,
+      // Upstream models no other test of this stack uses: their latencies start unmeasured.
       fastest: { strategy: 'least-latency', targets: [{ provider: 'openai', model: 'gpt-4o-slow' }, { provider: 'vllm', model: 'llama-3.1-fast' }] },
       'small-context': { targets: [{ provider: 'openai', model: 'gpt-4o-mini' }], contextFallbacks: ['claude-haiku'] },
     });
