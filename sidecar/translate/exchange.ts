@@ -47,7 +47,7 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
     });
   }
 
-  const appWantsUsage = req.format === 'openai' && isObject(req.body.stream_options) && req.body.stream_options.include_usage === true;
+  const appWantsUsage = appWantsStreamUsage(req);
 
   if (req.format === 'openai' && provider.format === 'openai') {
     const body: Json = { ...req.body, model: target.model };
@@ -100,6 +100,11 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
     },
     stream: () => new OpenAIToAnthropicStream(provider.id),
   };
+}
+
+/** An OpenAI app that set `stream_options.include_usage: true`: its stream ends with a usage chunk. */
+export function appWantsStreamUsage(req: GatewayRequest): boolean {
+  return req.format === 'openai' && isObject(req.body.stream_options) && req.body.stream_options.include_usage === true;
 }
 
 function sameFormat(
