@@ -19,6 +19,11 @@ export interface AccessLogEntry {
   priority?: string;
   tags?: Record<string, string>;
   cache?: string;
+  /** On a semantic cache hit: how similar the prompt was to the stored one. */
+  similarity?: number;
+  /** On a cache hit: the tokens the stored answer cost when it was made, not spent again. */
+  savedTokensIn?: number;
+  savedTokensOut?: number;
   attempts?: number;
   /** The `llmgw_*` code or provider status behind a failure. */
   error?: string;

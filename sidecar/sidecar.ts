@@ -95,7 +95,13 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const syncCache = async (config: Config): Promise<void> => {
     if (config.cache === undefined || cache !== undefined) return;
     const { CacheStore } = await import('./cache/cache-store.js');
-    cache = new CacheStore(await database(config));
+    try {
+      cache = new CacheStore(await database(config));
+    } catch (err) {
+      // A locked or read-only file: serve without a cache (tried again on the next config change).
+      metrics.cacheErrors.set(1);
+      logger.warn({ err, path: config.storage.path }, 'could not open the response cache; serving without it');
+    }
   };
   await syncCache(opts.config);
   metrics.registry.onCollect(() => {
@@ -111,7 +117,13 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
 
   // Outermost first: a cache hit spends neither rate limit nor quota.
   const interceptors: Interceptor[] = [
-    cacheInterceptor({ store: () => (runtime.config.cache === undefined ? undefined : cache), runtime: () => runtime, scope: `${identity.namespace}/${identity.service}`, clock }),
+    cacheInterceptor({
+      store: () => (runtime.config.cache === undefined ? undefined : cache),
+      runtime: () => runtime,
+      scope: `${identity.namespace}/${identity.service}`,
+      clock,
+      onSemantic: (result) => metrics.cacheSemantic.inc({ result }),
+    }),
     rateLimitInterceptor({ config: () => runtime.config, clock }),
     quotaInterceptor({ manager: () => quota?.manager, config: () => runtime.config }),
   ];

@@ -1,15 +1,19 @@
 // The response cache on the request path, outermost (a hit spends no quota and no rate limit). Looks up
-// requests unless `Cache-Control: no-cache` or `no-store` (honouring `max-age=N`), and stores complete 200
-// answers after they have been sent, unless `no-store`. A stream is recorded frame by frame as it is
-// forwarded, stored only when it ended complete, and a hit replays it as SSE event by event. Streamed and
-// JSON answers are kept apart for now (a JSON request does not hit a stored stream). Entries are keyed
-// per scope (namespace/service): nothing crosses tenants.
-import type { GatewayResponse } from '../pipeline/types.js';
+// requests unless `Cache-Control: no-cache` or `no-store` (honouring `max-age=N`): first by exact key,
+// then, for models in semantic mode, by the similarity of the prompt's embedding. Stores complete 200
+// answers after they have been sent, unless `no-store`: a stream is recorded frame by frame as it is
+// forwarded and stored only when it ended complete. One entry serves streaming and non-streaming
+// requests alike (see answer-forms). Entries are keyed per scope (namespace/service): nothing crosses
+// tenants.
 import type { Clock } from '../clock.js';
-import type { Interceptor } from '../pipeline/types.js';
+import type { CacheConfig, SemanticCacheConfig } from '../config/schema.js';
+import type { GatewayRequest, GatewayResponse, Handler, Interceptor, ResponseMeta } from '../pipeline/types.js';
+import type { ModelRoute } from '../routing/router.js';
 import type { Runtime } from '../runtime.js';
-import { cacheKey } from './cache-key.js';
-import type { CacheStore } from './cache-store.js';
+import { entryUsage, serveEntry, streamForm } from './answer-forms.js';
+import { cacheKey, semanticPartition } from './cache-key.js';
+import type { CachedAnswer, CacheStore, PromptVector } from './cache-store.js';
+import { embedPrompt, promptText } from './semantic.js';
 
 export interface CacheControl {
   noCache: boolean;
@@ -29,48 +33,113 @@ export function parseCacheControl(header: string | string[] | undefined): CacheC
   return out;
 }
 
-export function cacheInterceptor(opts: { store: () => CacheStore | undefined; runtime: () => Runtime; scope: string; clock: Clock }): Interceptor {
+/** How a semantic lookup went: served, nothing close enough, no text prompt, or no embedding. */
+export type SemanticOutcome = 'hit' | 'miss' | 'skipped' | 'failed';
+
+export interface CacheInterceptorOptions {
+  store: () => CacheStore | undefined;
+  runtime: () => Runtime;
+  scope: string;
+  clock: Clock;
+  onSemantic?: (outcome: SemanticOutcome) => void;
+}
+
+export function cacheInterceptor(opts: CacheInterceptorOptions): Interceptor {
   return (next) => async (req) => {
     const store = opts.store();
     const runtime = opts.runtime();
     const cfg = runtime.config.cache;
-    if (store === undefined || cfg === undefined || cfg.models[req.model]?.enabled === false) return next(req);
+    const modelCfg = cfg?.models[req.model];
+    if (store === undefined || cfg === undefined || modelCfg?.enabled === false) return next(req);
     const cc = parseCacheControl(req.headers['cache-control']);
     if (cc.noStore) return next(req);
-    const base = cacheKey(req, runtime.router.resolve(req.model), opts.scope);
-    // Streams apart, and by their stream_options (whether the app asked for a usage chunk).
-    const key = req.stream ? `${base}:sse:${JSON.stringify(req.body.stream_options ?? null)}` : base;
+    const route = runtime.router.resolve(req.model);
+    const key = cacheKey(req, route, opts.scope);
     if (!cc.noCache) {
-      const hit = store.get(key, opts.clock.now(), cc.maxAgeMs);
-      if (hit !== undefined) return req.stream ? replay(hit.body.toString('utf8')) : { kind: 'json', status: hit.status, body: hit.body, meta: { attempts: 0, cache: 'HIT' } };
+      const entry = store.get(key, opts.clock.now(), cc.maxAgeMs);
+      const hit = entry === undefined ? undefined : serveEntry(entry, req, hitMeta(entry));
+      if (hit !== undefined) return hit;
+    }
+    let vector: PromptVector | undefined;
+    let embeddingMs = 0;
+    const semantic = modelCfg?.semantic;
+    if (semantic !== undefined && req.endpoint !== 'embeddings') {
+      const looked = await semanticLookup(next, req, route, semantic, store, runtime, opts, cc);
+      opts.onSemantic?.(looked.outcome);
+      if (looked.hit !== undefined) return looked.hit;
+      vector = looked.vector;
+      embeddingMs = looked.upstreamMs;
     }
     const res = await next(req);
     res.meta.cache = 'MISS';
-    if (res.kind === 'stream') {
-      return record(res, (text) => {
-        const usage = res.meta.usage;
-        store.set(key, { status: 200, body: Buffer.from(text), contentType: 'text/event-stream', createdMs: opts.clock.now(), inputTokens: usage?.inputTokens ?? 0, outputTokens: usage?.outputTokens ?? 0 }, cfg.ttlSeconds * 1000, cfg);
-      }, cfg.maxBytes);
-    }
-    if (res.kind === 'json' && res.status === 200) {
+    if (embeddingMs > 0) res.meta.upstreamMs = (res.meta.upstreamMs ?? 0) + embeddingMs;
+    const save = (form: CachedAnswer['form'], body: Buffer): void => {
       const usage = res.meta.usage;
+      const answer = { form, body, createdMs: opts.clock.now(), inputTokens: usage?.inputTokens ?? null, outputTokens: usage?.outputTokens ?? null };
+      store.set(key, answer, cfg.ttlSeconds * 1000, cfg, vector);
+    };
+    if (res.kind === 'stream') return record(res, (text) => save(streamForm(req), Buffer.from(text)), cfg);
+    if (res.status === 200) {
       const body = typeof res.body === 'string' ? Buffer.from(res.body) : res.body;
       // Written once the answer is on its way, never before it.
-      setImmediate(() =>
-        store.set(
-          key,
-          { status: 200, body, contentType: 'application/json', createdMs: opts.clock.now(), inputTokens: usage?.inputTokens ?? 0, outputTokens: usage?.outputTokens ?? 0 },
-          cfg.ttlSeconds * 1000,
-          cfg,
-        ),
-      );
+      setImmediate(() => save('json', body));
     }
     return res;
   };
 }
 
+function hitMeta(entry: CachedAnswer, similarity?: number): ResponseMeta {
+  const meta: ResponseMeta = { attempts: 0, cache: 'HIT' };
+  const usage = entryUsage(entry);
+  if (usage !== undefined) meta.savedUsage = usage;
+  if (similarity !== undefined) meta.similarity = similarity;
+  return meta;
+}
+
+interface SemanticLookup {
+  outcome: SemanticOutcome;
+  hit?: GatewayResponse;
+  /** The prompt's vector, stored beside the answer on a miss. */
+  vector?: PromptVector;
+  /** Time the embeddings call took (upstream time, not gateway overhead). */
+  upstreamMs: number;
+}
+
+async function semanticLookup(
+  next: Handler,
+  req: GatewayRequest,
+  route: ModelRoute,
+  semantic: SemanticCacheConfig,
+  store: CacheStore,
+  runtime: Runtime,
+  opts: CacheInterceptorOptions,
+  cc: { noCache: boolean; maxAgeMs: number | undefined },
+): Promise<SemanticLookup> {
+  const text = promptText(req);
+  if (text === undefined) return { outcome: 'skipped', upstreamMs: 0 };
+  let embedded;
+  try {
+    embedded = await embedPrompt(next, req, semantic.embeddingModel, text);
+  } catch (err) {
+    // The app left while we waited: that is the request's end, not a cache failure.
+    if (req.signal.aborted) throw err;
+    embedded = undefined;
+  }
+  if (embedded === undefined) return { outcome: 'failed', upstreamMs: 0 };
+  const vector = { partition: semanticPartition(req, route, opts.scope, runtime.router.resolve(semantic.embeddingModel)), vector: embedded.vector };
+  const base = { vector, upstreamMs: embedded.upstreamMs };
+  if (cc.noCache) return { outcome: 'skipped', ...base };
+  const now = opts.clock.now();
+  const near = store.nearest(vector, semantic.threshold, now, cc.maxAgeMs);
+  const entry = near === undefined ? undefined : store.get(near.key, now, cc.maxAgeMs);
+  const hit = entry === undefined ? undefined : serveEntry(entry, req, hitMeta(entry, near!.similarity));
+  if (hit === undefined) return { outcome: 'miss', ...base };
+  hit.meta.upstreamMs = embedded.upstreamMs;
+  return { outcome: 'hit', hit, ...base };
+}
+
 /** Forwards the stream unchanged while keeping its frames; `save` gets them once it ended complete. */
-function record(res: Extract<GatewayResponse, { kind: 'stream' }>, save: (text: string) => void, maxBytes: number): GatewayResponse {
+function record(res: Extract<GatewayResponse, { kind: 'stream' }>, save: (text: string) => void, limits: Pick<CacheConfig, 'maxBytes'>): GatewayResponse {
   const inner = res.rest;
   const frames = [res.head];
   let size = res.head.length;
@@ -78,7 +147,7 @@ function record(res: Extract<GatewayResponse, { kind: 'stream' }>, save: (text: 
     let complete = false;
     try {
       for await (const f of inner) {
-        if (size <= maxBytes) {
+        if (size <= limits.maxBytes) {
           frames.push(f);
           size += f.length;
         }
@@ -87,20 +156,11 @@ function record(res: Extract<GatewayResponse, { kind: 'stream' }>, save: (text: 
       complete = true;
     } finally {
       // A stream that failed, or that the app left, is never stored; nor one larger than the cache.
-      if (complete && size <= maxBytes) {
+      if (complete && size <= limits.maxBytes) {
         const text = frames.join('');
         setImmediate(() => save(text));
       }
     }
   }
   return { ...res, rest: rest() };
-}
-
-/** A stored stream served again, one SSE event at a time. */
-function replay(text: string): GatewayResponse {
-  const events = text.split(/(?<=\n\n)/);
-  async function* rest(): AsyncGenerator<string> {
-    for (const e of events.slice(1)) yield e;
-  }
-  return { kind: 'stream', head: events[0] ?? '', rest: rest(), meta: { attempts: 0, cache: 'HIT' } };
 }

@@ -1,21 +1,37 @@
 // Cached answers in the sidecar's SQLite file: statements prepared once, least-recently-used eviction by
-// bytes and entries, expired rows swept in the background. Every failure (a locked or full database)
-// makes the cache step aside, never the request fail: get answers undefined, set does nothing.
+// bytes and entries, expired rows swept in the background, and for semantic mode a prompt vector per
+// entry, searched by cosine similarity within a partition. Every failure (a locked or full database)
+// makes the cache step aside, never the request fail: reads answer undefined, writes do nothing.
 import type { SidecarDatabase } from '../storage/database.js';
 
+/**
+ * How the answer is kept: the JSON body, or the SSE text forwarded to the app (`sse+usage`: recorded for
+ * an OpenAI app that asked for the usage chunk).
+ */
+export type EntryForm = 'json' | 'sse' | 'sse+usage';
+
 export interface CachedAnswer {
-  status: number;
+  form: EntryForm;
   body: Buffer;
-  contentType: string;
   createdMs: number;
-  inputTokens: number;
-  outputTokens: number;
+  /** What the provider reported for the answer; null when it reported nothing. */
+  inputTokens: number | null;
+  outputTokens: number | null;
 }
 
 export interface CacheLimits {
   maxBytes: number;
   maxEntries: number;
 }
+
+/** A unit-length prompt vector and the partition (scope and non-prompt parameters) it may match in. */
+export interface PromptVector {
+  partition: string;
+  vector: Float32Array;
+}
+
+/** Bytes an entry counts for beside its body and vector (key, row and index overhead). */
+const ROW_OVERHEAD = 64;
 
 export class CacheStore {
   private readonly stmts;
@@ -28,20 +44,30 @@ export class CacheStore {
   private touchTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly db: SidecarDatabase) {
+    // A file from a build with another layout: the cache is only a cache, start it again.
+    const columns = (db.pragma('table_info(cache_entries)') as { name: string }[]).map((c) => c.name);
+    if (columns.length > 0 && !columns.includes('form')) db.exec('DROP TABLE cache_entries; DROP TABLE IF EXISTS cache_vectors');
     db.exec(`
       CREATE TABLE IF NOT EXISTS cache_entries (
-        key TEXT PRIMARY KEY, status INTEGER NOT NULL, content_type TEXT NOT NULL, body BLOB NOT NULL,
-        size INTEGER NOT NULL, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, used_ms INTEGER NOT NULL,
-        input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL
+        key TEXT PRIMARY KEY, form TEXT NOT NULL, body BLOB NOT NULL, size INTEGER NOT NULL,
+        created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, used_ms INTEGER NOT NULL,
+        input_tokens INTEGER, output_tokens INTEGER
       );
       CREATE INDEX IF NOT EXISTS cache_entries_used ON cache_entries (used_ms);
-      CREATE INDEX IF NOT EXISTS cache_entries_expires ON cache_entries (expires_ms);`);
+      CREATE INDEX IF NOT EXISTS cache_entries_expires ON cache_entries (expires_ms);
+      CREATE TABLE IF NOT EXISTS cache_vectors (key TEXT PRIMARY KEY, partition TEXT NOT NULL, vector BLOB NOT NULL);
+      CREATE INDEX IF NOT EXISTS cache_vectors_partition ON cache_vectors (partition);`);
     this.stmts = {
-      get: db.prepare('SELECT status, content_type AS contentType, body, created_ms AS createdMs, input_tokens AS inputTokens, output_tokens AS outputTokens FROM cache_entries WHERE key = ? AND expires_ms > ?'),
+      get: db.prepare('SELECT form, body, created_ms AS createdMs, input_tokens AS inputTokens, output_tokens AS outputTokens FROM cache_entries WHERE key = ? AND expires_ms > ?'),
       touch: db.prepare('UPDATE cache_entries SET used_ms = ? WHERE key = ?'),
       sizeOf: db.prepare('SELECT size FROM cache_entries WHERE key = ?'),
       put: db.prepare(
-        'INSERT INTO cache_entries (key, status, content_type, body, size, created_ms, expires_ms, used_ms, input_tokens, output_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET status = excluded.status, content_type = excluded.content_type, body = excluded.body, size = excluded.size, created_ms = excluded.created_ms, expires_ms = excluded.expires_ms, used_ms = excluded.used_ms, input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens',
+        'INSERT INTO cache_entries (key, form, body, size, created_ms, expires_ms, used_ms, input_tokens, output_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET form = excluded.form, body = excluded.body, size = excluded.size, created_ms = excluded.created_ms, expires_ms = excluded.expires_ms, used_ms = excluded.used_ms, input_tokens = excluded.input_tokens, output_tokens = excluded.output_tokens',
+      ),
+      putVector: db.prepare('INSERT INTO cache_vectors (key, partition, vector) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET partition = excluded.partition, vector = excluded.vector'),
+      removeVector: db.prepare('DELETE FROM cache_vectors WHERE key = ?'),
+      candidates: db.prepare(
+        'SELECT v.key AS key, v.vector AS vector FROM cache_vectors v JOIN cache_entries e ON e.key = v.key WHERE v.partition = ? AND e.expires_ms > ? AND e.created_ms >= ?',
       ),
       oldest: db.prepare('SELECT key, size FROM cache_entries ORDER BY used_ms LIMIT ?'),
       remove: db.prepare('DELETE FROM cache_entries WHERE key = ?'),
@@ -74,6 +100,28 @@ export class CacheStore {
     }
   }
 
+  /**
+   * The live entry of `partition` whose vector is most similar to `vector` (both unit length: the dot
+   * product is the cosine), when that similarity reaches `threshold`.
+   */
+  nearest(q: PromptVector, threshold: number, nowMs: number, maxAgeMs?: number): { key: string; similarity: number } | undefined {
+    let best: { key: string; similarity: number } | undefined;
+    try {
+      const notBefore = maxAgeMs === undefined ? 0 : nowMs - maxAgeMs;
+      for (const row of this.stmts.candidates.iterate(q.partition, nowMs, notBefore) as IterableIterator<{ key: string; vector: Buffer }>) {
+        const v = asFloats(row.vector);
+        if (v.length !== q.vector.length) continue; // another embedding size (the model's settings changed)
+        let dot = 0;
+        for (let i = 0; i < v.length; i++) dot += v[i]! * q.vector[i]!;
+        if (dot >= threshold && (best === undefined || dot > best.similarity)) best = { key: row.key, similarity: dot };
+      }
+      return best;
+    } catch {
+      this.errors++;
+      return undefined;
+    }
+  }
+
   /** Writes the pending last-use times (before eviction reads them, and on a timer). */
   flushTouches(): void {
     clearTimeout(this.touchTimer);
@@ -90,14 +138,17 @@ export class CacheStore {
     }
   }
 
-  set(key: string, answer: CachedAnswer, ttlMs: number, limits: CacheLimits): void {
-    const size = answer.body.length + key.length + 64;
+  /** Stores (or replaces) an entry, with its prompt vector in semantic mode. */
+  set(key: string, answer: CachedAnswer, ttlMs: number, limits: CacheLimits, vector?: PromptVector): void {
+    const size = answer.body.length + key.length + ROW_OVERHEAD + (vector === undefined ? 0 : vector.vector.byteLength + vector.partition.length);
     if (size > limits.maxBytes) return;
     this.flushTouches();
     try {
       this.db.transaction(() => {
         const old = this.stmts.sizeOf.get(key) as { size: number } | undefined;
-        this.stmts.put.run(key, answer.status, answer.contentType, answer.body, size, answer.createdMs, answer.createdMs + ttlMs, answer.createdMs, answer.inputTokens, answer.outputTokens);
+        this.stmts.put.run(key, answer.form, answer.body, size, answer.createdMs, answer.createdMs + ttlMs, answer.createdMs, answer.inputTokens, answer.outputTokens);
+        if (vector === undefined) this.stmts.removeVector.run(key);
+        else this.stmts.putVector.run(key, vector.partition, Buffer.from(vector.vector.buffer, vector.vector.byteOffset, vector.vector.byteLength));
         if (old === undefined) this.entries++;
         this.bytes += size - (old?.size ?? 0);
         this.evict(limits);
@@ -134,8 +185,15 @@ export class CacheStore {
 
   private drop(r: { key: string; size: number }): void {
     if (this.stmts.remove.run(r.key).changes > 0) {
+      this.stmts.removeVector.run(r.key);
       this.entries--;
       this.bytes -= r.size;
     }
   }
+}
+
+/** A stored vector as floats (copied only when SQLite's buffer is not 4-byte aligned). */
+function asFloats(b: Buffer): Float32Array {
+  if (b.byteOffset % 4 === 0) return new Float32Array(b.buffer, b.byteOffset, b.length >> 2);
+  return new Float32Array(new Uint8Array(b).buffer);
 }

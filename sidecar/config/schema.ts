@@ -182,6 +182,19 @@ const bucketSchema = z.strictObject({
   tokensPerMinute: z.optional(positiveInt()),
 });
 
+const cacheModelSchema = z.strictObject({
+  enabled: z._default(z.boolean(), true),
+  /** Absent: exact hits only. */
+  semantic: z.optional(
+    z.strictObject({
+      /** A model name this sidecar routes, served by an OpenAI-style provider (its embeddings API). */
+      embeddingModel: z.string().check(z.minLength(1)),
+      /** Cosine similarity from which a stored answer is served for a different prompt. */
+      threshold: z._default(z.number().check(z.gt(0), z.lte(1)), 0.95),
+    }),
+  ),
+});
+
 const rateLimitsSchema = z.strictObject({
   /** For the whole pod. */
   requestsPerMinute: z.optional(positiveInt()),
@@ -210,8 +223,8 @@ export const configSchema = z
         maxBytes: z._default(positiveInt(), 256 * MiB),
         /** …or more than this many entries. */
         maxEntries: z._default(positiveInt(), 100_000),
-        /** Per model name: `enabled: false` keeps a model out of the cache. */
-        models: z._default(z.record(z.string().check(z.minLength(1)), z.strictObject({ enabled: z._default(z.boolean(), true) })), {}),
+        /** Per model name: `enabled: false` keeps a model out of the cache; `semantic` turns on similarity hits. */
+        models: z._default(z.record(z.string().check(z.minLength(1)), cacheModelSchema), {}),
       }),
     ),
     /** Absent: no global quota. */
@@ -228,6 +241,17 @@ export const configSchema = z
     }
     for (const name of Object.keys(cfg.rateLimits?.models ?? {})) {
       if (!(name in cfg.models)) ctx.addIssue({ code: 'custom', path: ['rateLimits', 'models', name], message: `unknown model "${name}"` });
+    }
+    for (const [name, c] of Object.entries(cfg.cache?.models ?? {})) {
+      if (!(name in cfg.models)) ctx.addIssue({ code: 'custom', path: ['cache', 'models', name], message: `unknown model "${name}"` });
+      const embeddingModel = c.semantic?.embeddingModel;
+      if (embeddingModel === undefined) continue;
+      const path = ['cache', 'models', name, 'semantic', 'embeddingModel'];
+      const targets = cfg.models[embeddingModel]?.targets;
+      if (targets === undefined) ctx.addIssue({ code: 'custom', path, message: `unknown model "${embeddingModel}"` });
+      else if (targets.some((t) => cfg.providers[t.provider]?.type === 'anthropic')) {
+        ctx.addIssue({ code: 'custom', path, message: `model "${embeddingModel}" has an Anthropic target, which has no embeddings API` });
+      }
     }
     for (const [name, m] of Object.entries(cfg.models)) {
       m.targets.forEach((t, i) => {
@@ -266,6 +290,7 @@ export type TargetConfig = ModelConfig['targets'][number];
 export type QuotaConfig = NonNullable<Config['quota']>;
 export type RetryConfig = Config['retry'];
 export type CacheConfig = NonNullable<Config['cache']>;
+export type SemanticCacheConfig = NonNullable<CacheConfig['models'][string]['semantic']>;
 export type CircuitBreakerConfig = Config['circuitBreaker'];
 export type Strategy = (typeof strategies)[number];
 export type RateLimitsConfig = NonNullable<Config['rateLimits']>;

@@ -163,7 +163,7 @@ export function openaiEmbeddings(body: Json): Json {
   if (typeof body.model !== 'string') throw openaiError(400, 'you must provide a model parameter', 'model');
   const inputs = typeof body.input === 'string' ? [body.input] : Array.isArray(body.input) ? body.input.map((x) => (typeof x === 'string' ? x : JSON.stringify(x))) : undefined;
   if (inputs === undefined || inputs.length === 0) throw openaiError(400, "'input' must be a non-empty string or array", 'input');
-  const dims = typeof body.dimensions === 'number' ? body.dimensions : 16;
+  const dims = typeof body.dimensions === 'number' ? body.dimensions : 256;
   const base64 = body.encoding_format === 'base64';
   let tokens = 0;
   const data = inputs.map((text, index) => {
@@ -175,13 +175,22 @@ export function openaiEmbeddings(body: Json): Json {
   return { object: 'list', data, model: body.model, usage: { prompt_tokens: tokens, total_tokens: tokens } };
 }
 
+/**
+ * A bag-of-words embedding: each word (lowercased, letters and digits) adds ±1 to a dimension picked by
+ * its hash, so texts sharing most words point the same way (cosine = their word overlap) and unrelated
+ * texts do not; deterministic, like everything the fake answers.
+ */
 function embed(text: string, dims: number): number[] {
-  const v: number[] = [];
-  let h = 2166136261;
-  for (let i = 0; i < dims; i++) {
-    for (let j = 0; j < text.length; j++) h = Math.imul(h ^ text.charCodeAt(j) ^ i, 16777619);
-    v.push(((h >>> 0) / 0xffffffff) * 2 - 1);
+  const v = new Array<number>(dims).fill(0);
+  for (const word of text.toLowerCase().match(/[\p{L}\p{N}]+/gu) ?? []) {
+    let h = 2166136261;
+    for (let j = 0; j < word.length; j++) h = Math.imul(h ^ word.charCodeAt(j), 16777619);
+    h >>>= 0;
+    const i = h % dims;
+    v[i] = v[i]! + (h & 0x80000000 ? -1 : 1);
   }
-  const norm = Math.hypot(...v) || 1;
-  return v.map((x) => x / norm);
+  const norm = Math.hypot(...v);
+  // A text without words still gets a unit vector.
+  if (norm === 0) v[0] = 1;
+  return v.map((x) => x / (norm || 1));
 }

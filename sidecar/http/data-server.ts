@@ -170,6 +170,7 @@ function metaHeaders(h: OutgoingHttpHeaders, meta: ResponseMeta, started: number
   if (meta.upstreamModel !== undefined) h['x-llmgw-model'] = meta.upstreamModel;
   h['x-llmgw-attempts'] = String(meta.attempts);
   h['x-llmgw-cache'] = meta.cache;
+  if (meta.similarity !== undefined) h['x-llmgw-cache-similarity'] = meta.similarity.toFixed(4);
   if (meta.remainingTokens !== undefined) h['x-ratelimit-remaining-tokens'] = String(meta.remainingTokens);
   const overhead = opts.clock.monotonic() - started - (meta.upstreamMs ?? 0);
   h['x-llmgw-overhead-ms'] = Math.max(0, overhead).toFixed(3);
@@ -244,6 +245,14 @@ function finishEntry(entry: AccessLogEntry, meta: ResponseMeta | undefined, star
     entry.cache = meta.cache;
     opts.metrics.cache.inc({ result: meta.cache });
     if (meta.upstreamMs !== undefined) entry.upstreamMs = round(meta.upstreamMs);
+    if (meta.similarity !== undefined) entry.similarity = meta.similarity;
+    if (meta.savedUsage !== undefined) {
+      entry.savedTokensIn = meta.savedUsage.inputTokens;
+      entry.savedTokensOut = meta.savedUsage.outputTokens;
+      const model = entry.model ?? 'unknown';
+      opts.metrics.cacheSavedTokens.inc({ model, direction: 'input' }, meta.savedUsage.inputTokens);
+      opts.metrics.cacheSavedTokens.inc({ model, direction: 'output' }, meta.savedUsage.outputTokens);
+    }
     if (meta.usage !== undefined) {
       entry.tokensIn = meta.usage.inputTokens;
       entry.tokensOut = meta.usage.outputTokens;

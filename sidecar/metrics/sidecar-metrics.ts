@@ -19,6 +19,12 @@ export class SidecarMetrics {
   );
   readonly inflight = this.registry.register(new Gauge('llmgw_inflight_requests', 'Requests being served now.'));
   readonly cache = this.registry.register(new Counter('llmgw_cache_requests_total', 'Answers by cache outcome (HIT | MISS | BYPASS).', ['result'] as const));
+  readonly cacheSavedTokens = this.registry.register(
+    new Counter('llmgw_cache_saved_tokens_total', 'Tokens of answers served from the cache (what they cost when made), by model and direction.', ['model', 'direction'] as const),
+  );
+  readonly cacheSemantic = this.registry.register(
+    new Counter('llmgw_cache_semantic_lookups_total', 'Semantic lookups by outcome (hit | miss | skipped: no text prompt or no-cache | failed: no embedding).', ['result'] as const),
+  );
   readonly cacheEntries = this.registry.register(new Gauge('llmgw_cache_entries', 'Entries in the response cache.'));
   readonly cacheBytes = this.registry.register(new Gauge('llmgw_cache_bytes', 'Bytes the response cache holds.'));
   readonly cacheErrors = this.registry.register(new Gauge('llmgw_cache_errors_total', 'Times the cache stepped aside because its database failed (locked, full, unreadable).'));

@@ -36,6 +36,10 @@ export interface ResponseMeta {
   /** Filled when the answer (or the stream) ends. */
   usage?: Usage;
   cache: 'HIT' | 'MISS' | 'BYPASS';
+  /** On a hit: what the stored answer cost when it was made (reported as saved, never as spent). */
+  savedUsage?: Usage;
+  /** On a semantic hit: the cosine similarity of the two prompts. */
+  similarity?: number;
   /** Tokens left in the global budget, for `x-ratelimit-remaining-tokens` (budgeted requests only). */
   remainingTokens?: number | undefined;
 }

@@ -48,6 +48,8 @@ export interface StackOptions {
   config?: (raw: Record<string, unknown>, fakeUrl: string) => Record<string, unknown>;
   configPath?: string;
   random?: () => number;
+  /** The pod identity the sidecar reads (POD_NAMESPACE, LLMGW_SERVICE, …); default process.env. */
+  env?: NodeJS.ProcessEnv;
 }
 
 export async function startStack(opts: StackOptions = {}): Promise<Stack> {
@@ -75,6 +77,7 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     logger,
     ...(opts.configPath === undefined ? {} : { configPath: opts.configPath }),
     ...(opts.random === undefined ? {} : { random: opts.random }),
+    ...(opts.env === undefined ? {} : { env: opts.env }),
   });
   return {
     fake,

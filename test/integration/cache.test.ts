@@ -1,19 +1,20 @@
 // The response cache through the real sidecar and fake provider.
-import { mkdtempSync } from 'node:fs';
+import Anthropic from '@anthropic-ai/sdk';
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startStack, type Stack } from '../helpers/stack.js';
+import { accessLines, startStack, type Stack } from '../helpers/stack.js';
 
 const open: Stack[] = [];
 afterEach(async () => {
   for (const s of open.splice(0)) await s.close();
 });
 
-async function cached(path: string, extra: Record<string, unknown> = {}): Promise<Stack> {
-  const s = await startStack({ config: (raw) => ({ ...raw, storage: { path }, cache: { ttlSeconds: 60 }, ...extra }) });
+async function cached(path: string, extra: Record<string, unknown> = {}, env?: NodeJS.ProcessEnv): Promise<Stack> {
+  const s = await startStack({ config: (raw) => ({ ...raw, storage: { path }, cache: { ttlSeconds: 60 }, ...extra }), ...(env === undefined ? {} : { env }) });
   open.push(s);
   return s;
 }
@@ -76,10 +77,9 @@ describe('response cache', () => {
     const s = await cached(dbPath(), { rateLimits: { requestsPerMinute: 2 } });
     const first = await ask(s, {}, { stream: true });
     expect(first).toMatchObject({ status: 200, cache: 'MISS' });
-    expect((await ask(s)).status).toBe(200); // the second request of the minute (JSON: not served from the stream)
     await settle();
     const calls = s.fake.stats.requests;
-    for (let i = 0; i < 2; i++) expect(await ask(s)).toMatchObject({ status: 200, cache: 'HIT' });
+    for (let i = 0; i < 2; i++) expect(await ask(s)).toMatchObject({ status: 200, cache: 'HIT' }); // JSON from the stored stream
     const replayed = await ask(s, {}, { stream: true });
     expect(replayed).toMatchObject({ status: 200, cache: 'HIT' });
     expect(replayed.text).toBe(first.text);
@@ -91,7 +91,99 @@ describe('response cache', () => {
     let text = '';
     for await (const c of stream) text += c.choices[0]?.delta.content ?? '';
     expect(text).toBe('Hello from the fake provider. You said: what is the cache?');
-    expect((await ask(s, {}, { temperature: 1 })).status).toBe(429); // a miss meets the limit
+    expect((await ask(s, {}, { temperature: 1 })).status).toBe(200); // a miss: the second request of the minute
+    expect((await ask(s, {}, { temperature: 0.5 })).status).toBe(429); // a third miss meets the limit
+  });
+
+  it('answers a stream request from a stored JSON answer and a JSON request from a stored stream (OpenAI SDK)', async () => {
+    const s = await cached(dbPath());
+    const client = new OpenAI({ baseURL: `${s.url}/v1`, apiKey: 'app', maxRetries: 0 });
+    const tools = [{ type: 'function' as const, function: { name: 'get_weather', parameters: { type: 'object', properties: { city: { type: 'string' } }, required: ['city'] } } }];
+    const body = { model: 'gpt-4o-mini', messages: [{ role: 'user' as const, content: 'call get_weather for Paris' }], tools };
+    const json = await client.chat.completions.create(body);
+    expect(json.choices[0]?.message.tool_calls?.[0]).toMatchObject({ function: { name: 'get_weather' } });
+    await settle();
+    const calls = s.fake.stats.requests;
+    const replay = client.chat.completions.stream({ ...body, stream_options: { include_usage: true } });
+    const final = await replay.finalChatCompletion();
+    expect(final.choices[0]?.message.tool_calls).toEqual(json.choices[0]?.message.tool_calls);
+    expect(final.choices[0]?.finish_reason).toBe('tool_calls');
+    expect(final.usage).toEqual(json.usage);
+    expect(s.fake.stats.requests).toBe(calls);
+
+    // The other way: a stream recorded (without a usage chunk), then asked for as JSON and as a stream with usage.
+    const streamed = { model: 'gpt-4o-mini', messages: [{ role: 'user' as const, content: 'stream me first' }] };
+    let text = '';
+    for await (const c of await client.chat.completions.create({ ...streamed, stream: true })) text += c.choices[0]?.delta.content ?? '';
+    await settle();
+    const before = s.fake.stats.requests;
+    const { data: answer, response } = await client.chat.completions.create(streamed).withResponse();
+    expect(response.headers.get('x-llmgw-cache')).toBe('HIT');
+    expect(answer.choices[0]?.message.content).toBe(text);
+    expect(answer.usage?.total_tokens).toBeGreaterThan(0); // the usage the gateway asked upstream for
+    const withUsage = await client.chat.completions.stream({ ...streamed, stream_options: { include_usage: true } }).finalChatCompletion();
+    expect(withUsage.usage).toMatchObject({ prompt_tokens: answer.usage?.prompt_tokens, completion_tokens: answer.usage?.completion_tokens });
+    expect(s.fake.stats.requests).toBe(before);
+  });
+
+  it('does the same for Anthropic apps (Anthropic SDK)', async () => {
+    const s = await cached(dbPath());
+    const client = new Anthropic({ baseURL: s.url, apiKey: 'app', maxRetries: 0 });
+    const body = { model: 'claude-haiku', max_tokens: 200, messages: [{ role: 'user' as const, content: 'hello from anthropic' }] };
+    const message = await client.messages.create(body);
+    await settle();
+    const calls = s.fake.stats.requests;
+    const { data: streamed, response } = await client.messages.stream(body).withResponse();
+    expect(response.headers.get('x-llmgw-cache')).toBe('HIT');
+    // The SDK's stream helper adds fields of its own to the message it assembles.
+    const plain = ({ parsed_output: _, stop_details: __, ...m }: Anthropic.Message & { parsed_output?: unknown }) => m;
+    expect(plain(await streamed.finalMessage())).toEqual(message);
+    const other = { ...body, messages: [{ role: 'user' as const, content: 'stream first this time' }] };
+    const fromStream = await client.messages.stream(other).finalMessage();
+    await settle();
+    expect(await client.messages.create(other)).toEqual(plain(fromStream));
+    expect(s.fake.stats.requests).toBe(calls + 1);
+  });
+
+  it('reports the tokens a hit saved, never as spent', async () => {
+    const s = await cached(dbPath());
+    await ask(s);
+    await settle();
+    expect((await ask(s)).cache).toBe('HIT');
+    const [miss, hit] = accessLines(s);
+    expect(hit).toMatchObject({ cache: 'HIT', savedTokensIn: miss!.tokensIn, savedTokensOut: miss!.tokensOut });
+    expect(hit!.tokensIn).toBeUndefined();
+    const metrics = await (await request(`${s.statusUrl}/metrics`)).body.text();
+    expect(metrics).toContain(`llmgw_cache_saved_tokens_total{model="gpt-4o-mini",direction="output"} ${String(miss!.tokensOut)}`);
+    expect(metrics).toContain(`llmgw_tokens_total{model="gpt-4o-mini",direction="output"} ${String(miss!.tokensOut)}`);
+  });
+
+  it('evicts the least recently used entries at the size bound', async () => {
+    const s = await cached(dbPath(), { cache: { ttlSeconds: 60, maxBytes: 2500 } });
+    const prompt = (p: string) => ({ messages: [{ role: 'user', content: `${p} ${'padding '.repeat(60)}` }] });
+    for (const p of ['one', 'two', 'three']) {
+      expect((await ask(s, {}, prompt(p))).cache).toBe('MISS');
+      await settle();
+    }
+    const metrics = await (await request(`${s.statusUrl}/metrics`)).body.text();
+    const bytes = Number(/^llmgw_cache_bytes (\d+)$/m.exec(metrics)?.[1]);
+    expect(bytes).toBeGreaterThan(1000);
+    expect(bytes).toBeLessThanOrEqual(2500);
+    expect(metrics).toContain('llmgw_cache_entries 2');
+    expect((await ask(s, {}, prompt('three'))).cache).toBe('HIT');
+    expect((await ask(s, {}, prompt('two'))).cache).toBe('HIT');
+    expect((await ask(s, {}, prompt('one'))).cache).toBe('MISS'); // the oldest went
+  });
+
+  it('moves a corrupt database file aside and caches in a new one', async () => {
+    const path = dbPath();
+    writeFileSync(path, 'not a database at all, just text '.repeat(300));
+    const s = await cached(path);
+    expect(await ask(s)).toMatchObject({ status: 200, cache: 'MISS' });
+    await settle();
+    expect(await ask(s)).toMatchObject({ status: 200, cache: 'HIT' });
+    expect(s.logs.some((l) => l.level === 40 && /unreadable; moved it aside/.test(String(l.msg)))).toBe(true);
+    expect(readdirSync(dirname(path)).some((f) => f.startsWith('llmgw.db.corrupt-'))).toBe(true);
   });
 
   it('never stores a stream that failed midway or that the app left', async () => {

@@ -109,7 +109,7 @@ describe('OpenAI SDK → OpenAI upstream', () => {
   it('serves embeddings, including the base64 encoding the SDK asks for by default', async () => {
     const r = await client.embeddings.create({ model: 'embed', input: ['one', 'two'] });
     expect(r.data).toHaveLength(2);
-    expect(r.data[0]!.embedding).toHaveLength(16);
+    expect(r.data[0]!.embedding).toHaveLength(256);
     expect(Math.hypot(...r.data[0]!.embedding)).toBeCloseTo(1, 5);
     expect(r.usage.prompt_tokens).toBe(2);
     expect((stack.fake.requests[0]!.body as { model: string }).model).toBe('text-embedding-3-small');

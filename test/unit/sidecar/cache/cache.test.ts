@@ -2,7 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { cacheKey, canonical } from '../../../../sidecar/cache/cache-key.js';
+import { cacheKey, canonical, semanticPartition } from '../../../../sidecar/cache/cache-key.js';
 import { parseCacheControl } from '../../../../sidecar/cache/cache-interceptor.js';
 import { CacheStore } from '../../../../sidecar/cache/cache-store.js';
 import type { GatewayRequest } from '../../../../sidecar/pipeline/types.js';
@@ -10,7 +10,7 @@ import type { Provider } from '../../../../sidecar/providers/provider.js';
 import type { ModelRoute } from '../../../../sidecar/routing/router.js';
 import { openDatabase } from '../../../../sidecar/storage/database.js';
 
-const answer = (text: string, createdMs: number) => ({ status: 200, body: Buffer.from(text), contentType: 'application/json', createdMs, inputTokens: 3, outputTokens: 5 });
+const answer = (text: string, createdMs: number) => ({ form: 'json' as const, body: Buffer.from(text), createdMs, inputTokens: 3, outputTokens: 5 });
 const LIMITS = { maxBytes: 1_000_000, maxEntries: 1000 };
 
 for (const where of ['memory', 'file'] as const) {
@@ -48,10 +48,44 @@ for (const where of ['memory', 'file'] as const) {
       expect(byCount.size.entries).toBe(3);
       expect(byCount.get('k0', 10)).toBeUndefined();
     });
+
+    it('finds the nearest prompt vector of the same partition above the threshold, and drops it with its entry', () => {
+      const s = make();
+      const unit = (...xs: number[]) => {
+        const n = Math.hypot(...xs);
+        return Float32Array.from(xs.map((x) => x / n));
+      };
+      const limits = { maxBytes: 1_000_000, maxEntries: 2 };
+      s.set('a', answer('{"a":1}', 1), 60_000, limits, { partition: 'p', vector: unit(1, 0, 0) });
+      s.set('b', answer('{"b":1}', 2), 60_000, limits, { partition: 'p', vector: unit(1, 1, 0) });
+      expect(s.size.bytes).toBeGreaterThan(2 * 12); // the vectors count
+      expect(s.nearest({ partition: 'p', vector: unit(1, 0.1, 0) }, 0.9, 10)).toEqual({ key: 'a', similarity: expect.closeTo(0.995, 3) });
+      expect(s.nearest({ partition: 'p', vector: unit(0.2, 1, 0) }, 0.8, 10)?.key).toBe('b');
+      expect(s.nearest({ partition: 'p', vector: unit(0, 0, 1) }, 0.5, 10)).toBeUndefined(); // below the threshold
+      expect(s.nearest({ partition: 'q', vector: unit(1, 0, 0) }, 0.5, 10)).toBeUndefined(); // another partition
+      expect(s.nearest({ partition: 'p', vector: unit(1, 0) }, 0.5, 10)).toBeUndefined(); // another size
+      expect(s.nearest({ partition: 'p', vector: unit(1, 0, 0) }, 0.5, 10, 8.5)?.key).toBe('b'); // a is older than 8.5 ms
+      expect(s.nearest({ partition: 'p', vector: unit(1, 0, 0) }, 0.5, 70_000)).toBeUndefined(); // both expired
+      s.get('b', 20);
+      s.set('c', answer('{"c":1}', 30), 60_000, limits); // evicts a, the least recently used
+      expect(s.nearest({ partition: 'p', vector: unit(1, 0, 0) }, 0.5, 40)?.key).toBe('b');
+      s.set('b', answer('{"b":2}', 50), 60_000, limits); // replaced without a vector: no longer found by one
+      expect(s.nearest({ partition: 'p', vector: unit(1, 1, 0) }, 0.5, 60)).toBeUndefined();
+    });
   });
 }
 
 describe('storage file', () => {
+  it('starts the cache again over a table of an earlier layout', () => {
+    const db = openDatabase(':memory:');
+    db.exec('CREATE TABLE cache_entries (key TEXT PRIMARY KEY, status INTEGER NOT NULL, content_type TEXT NOT NULL, body BLOB NOT NULL, size INTEGER NOT NULL, created_ms INTEGER NOT NULL, expires_ms INTEGER NOT NULL, used_ms INTEGER NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL)');
+    db.prepare("INSERT INTO cache_entries VALUES ('k', 200, 'application/json', x'7b7d', 70, 0, 99999, 0, 1, 1)").run();
+    const s = new CacheStore(db);
+    expect(s.size).toEqual({ entries: 0, bytes: 0 });
+    s.set('k', answer('{}', 1), 1000, LIMITS);
+    expect(s.get('k', 2)?.form).toBe('json');
+  });
+
   it('moves an unreadable file aside and starts a new one', () => {
     const path = join(mkdtempSync(join(tmpdir(), 'llmgw-corrupt-')), 'llmgw.db');
     writeFileSync(path, 'this is not a database, just some bytes '.repeat(200));
@@ -64,7 +98,7 @@ describe('storage file', () => {
 describe('cache key', () => {
   const route = { targets: [{ provider: { id: 'openai' } as Provider, model: 'gpt-4o-mini', weight: 1 }] } as unknown as ModelRoute;
   const req = (body: Record<string, unknown>, extra: Partial<GatewayRequest> = {}) =>
-    ({ endpoint: 'chat', format: 'openai', model: 'm', body: { model: 'm', messages: [{ role: 'user', content: 'hi' }], ...body }, ...extra }) as unknown as GatewayRequest;
+    ({ endpoint: 'chat', format: 'openai', model: 'm', headers: {}, body: { model: 'm', messages: [{ role: 'user', content: 'hi' }], ...body }, ...extra }) as unknown as GatewayRequest;
 
   it('ignores key order and whitespace, and the fields that cannot change the answer', () => {
     expect(canonical(JSON.parse('{ "b": 1, "a": [ {"y":2, "x":1} ] }'))).toBe('{"a":[{"x":1,"y":2}],"b":1}');
@@ -86,7 +120,21 @@ describe('cache key', () => {
     expect(cacheKey(req({}), route, 'ns/other')).not.toBe(base);
     const other = { targets: [{ provider: { id: 'claude' } as Provider, model: 'claude-haiku-4-5', weight: 1 }] } as unknown as ModelRoute;
     expect(cacheKey(req({}), other, 'ns/svc')).not.toBe(base);
-    expect(cacheKey(req({}, { format: 'anthropic' } as Partial<GatewayRequest>), route, 'ns/svc')).not.toBe(base);
+    const anthropic = cacheKey(req({}, { format: 'anthropic' } as Partial<GatewayRequest>), route, 'ns/svc');
+    expect(anthropic).not.toBe(base);
+    // Anthropic's betas turn features on: they are part of the key.
+    const beta = cacheKey(req({}, { format: 'anthropic', headers: { 'anthropic-beta': 'context-1m-2025-08-07' } } as Partial<GatewayRequest>), route, 'ns/svc');
+    expect(beta).not.toBe(anthropic);
+  });
+
+  it('partitions semantic mode by everything but the prompt', () => {
+    const embed = { name: 'embed', targets: [{ provider: { id: 'openai' } as Provider, model: 'text-embedding-3-small', weight: 1 }] } as unknown as ModelRoute;
+    const base = semanticPartition(req({}), route, 'ns/svc', embed);
+    expect(semanticPartition(req({ messages: [{ role: 'user', content: 'something else' }], user: 'u2', stream: true }), route, 'ns/svc', embed)).toBe(base);
+    expect(semanticPartition(req({ temperature: 0 }), route, 'ns/svc', embed)).not.toBe(base);
+    expect(semanticPartition(req({}), route, 'ns/other', embed)).not.toBe(base);
+    const otherEmbed = { ...embed, targets: [{ provider: { id: 'openai' } as Provider, model: 'text-embedding-3-large', weight: 1 }] } as unknown as ModelRoute;
+    expect(semanticPartition(req({}), route, 'ns/svc', otherEmbed)).not.toBe(base);
   });
 
   it('reads Cache-Control', () => {

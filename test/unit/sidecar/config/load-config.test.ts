@@ -89,6 +89,17 @@ describe('config loading', () => {
     expect((await problems(() => parseConfigText('providers: [unclosed', 'c.yaml')))[0]).toMatch(/^c\.yaml: /);
   });
 
+  it('checks the cache models and the semantic settings', async () => {
+    const vars = env({ OPENAI_API_KEY: 'sk-1', ANTHROPIC_API_KEY: 'ak-2' });
+    const withCache = (cache: string) => parseConfigText(designExample.replace('  ttlSeconds: 3600                         # absent `cache`: caching off', cache), 'config.yaml', { env: vars });
+    const ok = await withCache('  models:\n    gpt-4o: { semantic: { embeddingModel: gpt-4o } }');
+    expect(ok.cache?.models['gpt-4o']).toEqual({ enabled: true, semantic: { embeddingModel: 'gpt-4o', threshold: 0.95 } });
+    expect(await problems(() => withCache('  models:\n    nope: { enabled: false }'))).toEqual(['config.yaml: cache.models.nope: unknown model "nope"']);
+    expect(await problems(() => withCache('  models:\n    gpt-4o: { semantic: { embeddingModel: missing } }'))).toEqual(['config.yaml: cache.models.gpt-4o.semantic.embeddingModel: unknown model "missing"']);
+    expect((await problems(() => withCache('  models:\n    gpt-4o: { semantic: { embeddingModel: claude-sonnet } }')))[0]).toMatch(/cache\.models\.gpt-4o\.semantic\.embeddingModel: model "claude-sonnet" has an Anthropic target/);
+    expect((await problems(() => withCache('  models:\n    gpt-4o: { semantic: { embeddingModel: gpt-4o, threshold: 1.5 } }')))[0]).toMatch(/cache\.models\.gpt-4o\.semantic\.threshold/);
+  });
+
   it('reads JSON too, honours $${ as a literal, and reads key files', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'llmgw-config-'));
     writeFileSync(join(dir, 'key'), 'sk-from-file\n');
