@@ -7,6 +7,7 @@ import type { Logger } from 'pino';
 import type { AccessLog, AccessLogEntry } from '../access-log.js';
 import type { Clock } from '../clock.js';
 import { asLlmgwError, GatewayError, invalidRequest, type LlmgwError } from '../errors.js';
+import type { Usage } from '../formats/usage.js';
 import type { WireFormat } from '../formats/wire-format.js';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.js';
 import type { Endpoint, GatewayResponse, Handler, ResponseMeta } from '../pipeline/types.js';
@@ -249,16 +250,12 @@ function finishEntry(entry: AccessLogEntry, meta: ResponseMeta | undefined, star
     if (meta.savedUsage !== undefined) {
       entry.savedTokensIn = meta.savedUsage.inputTokens;
       entry.savedTokensOut = meta.savedUsage.outputTokens;
-      const model = entry.model ?? 'unknown';
-      opts.metrics.cacheSavedTokens.inc({ model, direction: 'input' }, meta.savedUsage.inputTokens);
-      opts.metrics.cacheSavedTokens.inc({ model, direction: 'output' }, meta.savedUsage.outputTokens);
+      countTokens(opts.metrics.cacheSavedTokens, entry.model, meta.savedUsage);
     }
     if (meta.usage !== undefined) {
       entry.tokensIn = meta.usage.inputTokens;
       entry.tokensOut = meta.usage.outputTokens;
-      const model = entry.model ?? 'unknown';
-      opts.metrics.tokens.inc({ model, direction: 'input' }, meta.usage.inputTokens);
-      opts.metrics.tokens.inc({ model, direction: 'output' }, meta.usage.outputTokens);
+      countTokens(opts.metrics.tokens, entry.model, meta.usage);
     }
   }
   // Only configured names become label values, so apps cannot blow up the series count.
@@ -267,6 +264,12 @@ function finishEntry(entry: AccessLogEntry, meta: ResponseMeta | undefined, star
   opts.metrics.requests.inc({ endpoint, model: known ? entry.model! : '', status: String(entry.status) });
   opts.metrics.duration.observe(entry.latencyMs / 1000, { endpoint });
   opts.accessLog.write(entry);
+}
+
+/** Usage only exists for routed models, so the model label stays a configured name. */
+function countTokens(counter: SidecarMetrics['tokens'], model: string | undefined, usage: Usage): void {
+  counter.inc({ model: model ?? 'unknown', direction: 'input' }, usage.inputTokens);
+  counter.inc({ model: model ?? 'unknown', direction: 'output' }, usage.outputTokens);
 }
 
 const round = (ms: number): number => Math.round(ms * 1000) / 1000;
