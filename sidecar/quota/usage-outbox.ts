@@ -23,12 +23,13 @@ export class UsageOutbox {
   private readonly stmts;
   private readonly ackTx: (priority: Priority, sequence: number) => void;
   /** Next sequence to hand out per class. */
-  private readonly next = new Map<Priority, number>();
+  private next = new Map<Priority, number>();
   /** Records still taking usage, per `class|model`: not yet handed out for delivery. */
-  private readonly open = new Map<string, { sequence: number; second: number }>();
+  private open = new Map<string, { sequence: number; second: number }>();
   /** Settles of this turn, per `class|model|second`, written by `flush`. */
   private readonly buffered = new Map<string, { priority: Priority; model: string; second: number; tokens: number }>();
   private scheduled = false;
+  private retry: NodeJS.Timeout | undefined;
   private readonly writeTx: (items: { priority: Priority; model: string; second: number; tokens: number }[]) => void;
 
   constructor(private readonly db: SidecarDatabase) {
@@ -77,23 +78,47 @@ export class UsageOutbox {
     const n = Math.max(0, Math.round(tokens));
     if (n === 0) return;
     const second = startedAtMs - (startedAtMs % 1000);
-    const key = `${priority}|${model}|${second}`;
-    const b = this.buffered.get(key);
-    if (b !== undefined) b.tokens += n;
-    else this.buffered.set(key, { priority, model, second, tokens: n });
+    this.buffer(priority, model, second, n);
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => this.flush());
     }
   }
 
-  /** Writes what this turn settled (also done before anything is read or the file is closed). */
+  /**
+   * Writes what this turn settled (also done before anything is read or the file is closed). When the
+   * file cannot be written (locked by another process, disk full) the settles stay in memory and the
+   * write is tried again a second later.
+   */
   flush(): void {
     this.scheduled = false;
     if (this.buffered.size === 0 || !this.db.open) return;
     const items = [...this.buffered.values()];
+    const open = new Map(this.open);
+    const next = new Map(this.next);
     this.buffered.clear();
-    this.writeTx(items);
+    try {
+      this.writeTx(items);
+    } catch {
+      // The transaction rolled back: so do the records and sequences it opened in memory.
+      this.open = open;
+      this.next = next;
+      for (const i of items) this.buffer(i.priority, i.model, i.second, i.tokens);
+      if (this.retry === undefined) {
+        this.retry = setTimeout(() => {
+          this.retry = undefined;
+          this.flush();
+        }, 1000);
+        this.retry.unref();
+      }
+    }
+  }
+
+  private buffer(priority: Priority, model: string, second: number, tokens: number): void {
+    const key = `${priority}|${model}|${second}`;
+    const b = this.buffered.get(key);
+    if (b !== undefined) b.tokens += tokens;
+    else this.buffered.set(key, { priority, model, second, tokens });
   }
 
   private write(priority: Priority, tokens: number, second: number, model: string): void {

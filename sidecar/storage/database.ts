@@ -14,7 +14,9 @@ function open(path: string): SidecarDatabase {
     db.pragma('journal_mode = WAL');
     // Committed rows survive a crash of the process; only a power loss may cost the last transactions.
     db.pragma('synchronous = NORMAL');
-    db.pragma('busy_timeout = 2000');
+    // Only another process (someone inspecting the file) can hold its lock. A write waits this long at
+    // most, on the event loop: then the cache steps aside and the outbox keeps its records for later.
+    db.pragma('busy_timeout = 100');
     db.prepare('SELECT count(*) FROM sqlite_master').get();
     return db;
   } catch (err) {

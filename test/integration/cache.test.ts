@@ -1,5 +1,6 @@
 // The response cache through the real sidecar and fake provider.
 import Anthropic from '@anthropic-ai/sdk';
+import Database from 'better-sqlite3';
 import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -184,6 +185,24 @@ describe('response cache', () => {
     expect(await ask(s)).toMatchObject({ status: 200, cache: 'HIT' });
     expect(s.logs.some((l) => l.level === 40 && /unreadable; moved it aside/.test(String(l.msg)))).toBe(true);
     expect(readdirSync(dirname(path)).some((f) => f.startsWith('llmgw.db.corrupt-'))).toBe(true);
+  });
+
+  it('steps aside while another process holds the file locked, and caches again after', async () => {
+    const path = dbPath();
+    const s = await cached(path);
+    const other = new Database(path);
+    other.exec('BEGIN IMMEDIATE');
+    for (let i = 0; i < 2; i++) {
+      expect(await ask(s)).toMatchObject({ status: 200, cache: 'MISS' }); // answered, not stored
+      await new Promise((r) => setTimeout(r, 150)); // past the write's busy timeout
+    }
+    const metrics = await (await request(`${s.statusUrl}/metrics`)).body.text();
+    expect(Number(/^llmgw_cache_errors_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(2);
+    other.exec('ROLLBACK');
+    other.close();
+    expect((await ask(s)).cache).toBe('MISS');
+    await settle();
+    expect((await ask(s)).cache).toBe('HIT');
   });
 
   it('never stores a stream that failed midway or that the app left', async () => {
