@@ -23,9 +23,9 @@ export class UsageOutbox {
   private readonly stmts;
   private readonly ackTx: (priority: Priority, sequence: number) => void;
   /** Next sequence to hand out per class. */
-  private next = new Map<Priority, number>();
+  private readonly next = new Map<Priority, number>();
   /** Records still taking usage, per `class|model`: not yet handed out for delivery. */
-  private open = new Map<string, { sequence: number; second: number }>();
+  private readonly open = new Map<string, { sequence: number; second: number }>();
   /** Settles of this turn, per `class|model|second`, written by `flush`. */
   private readonly buffered = new Map<string, { priority: Priority; model: string; second: number; tokens: number }>();
   private scheduled = false;
@@ -94,15 +94,14 @@ export class UsageOutbox {
     this.scheduled = false;
     if (this.buffered.size === 0 || !this.db.open) return;
     const items = [...this.buffered.values()];
-    const open = new Map(this.open);
-    const next = new Map(this.next);
     this.buffered.clear();
     try {
       this.writeTx(items);
     } catch {
-      // The transaction rolled back: so do the records and sequences it opened in memory.
-      this.open = open;
-      this.next = next;
+      // The transaction rolled back, but the records and sequences it opened are still in memory: forget
+      // them; the next write numbers from the file again (nextSequence) and opens new records.
+      this.open.clear();
+      this.next.clear();
       for (const i of items) this.buffer(i.priority, i.model, i.second, i.tokens);
       if (this.retry === undefined) {
         this.retry = setTimeout(() => {
