@@ -26,20 +26,29 @@ export function entryUsage(e: CachedAnswer): Usage | undefined {
 }
 
 export function serveEntry(e: CachedAnswer, req: GatewayRequest, meta: ResponseMeta): GatewayResponse | undefined {
-  if (!req.stream) {
-    if (e.form === 'json') return { kind: 'json', status: 200, body: e.body, meta };
-    const events = sseEvents(e.body);
-    const answer = req.format === 'openai' ? openaiStreamToResponse(events, entryUsage(e)) : anthropicStreamToResponse(events);
-    return answer === undefined ? undefined : { kind: 'json', status: 200, body: JSON.stringify(answer), meta };
+  if (!req.stream && e.form === 'json') return { kind: 'json', status: 200, body: e.body, meta };
+  const wantsUsage = appWantsStreamUsage(req);
+  if (req.stream && e.form !== 'json' && (req.format === 'anthropic' || (e.form === 'sse+usage') === wantsUsage)) {
+    return stream(e.body.toString('utf8').split(/(?<=\n\n)/), meta);
   }
-  if (e.form === 'json') {
-    const answer: unknown = JSON.parse(e.body.toString('utf8'));
-    const frames = !isObject(answer) ? undefined : req.format === 'openai' ? openaiResponseToStream(answer, appWantsStreamUsage(req)) : anthropicResponseToStream(answer);
+  // Converting reads the stored bytes as JSON: bytes that do not parse (a non-JSON event a compatible
+  // server sent, a damaged row) make the entry a miss, never a failed request.
+  try {
+    if (!req.stream) {
+      const events = sseEvents(e.body);
+      const answer = req.format === 'openai' ? openaiStreamToResponse(events, entryUsage(e)) : anthropicStreamToResponse(events);
+      return answer === undefined ? undefined : { kind: 'json', status: 200, body: JSON.stringify(answer), meta };
+    }
+    if (e.form === 'json') {
+      const answer: unknown = JSON.parse(e.body.toString('utf8'));
+      const frames = !isObject(answer) ? undefined : req.format === 'openai' ? openaiResponseToStream(answer, wantsUsage) : anthropicResponseToStream(answer);
+      return frames === undefined ? undefined : stream(frames, meta);
+    }
+    const frames = withUsageChunk(sseEvents(e.body), wantsUsage, entryUsage(e));
     return frames === undefined ? undefined : stream(frames, meta);
+  } catch {
+    return undefined;
   }
-  if (req.format === 'anthropic' || (e.form === 'sse+usage') === appWantsStreamUsage(req)) return stream(e.body.toString('utf8').split(/(?<=\n\n)/), meta);
-  const frames = withUsageChunk(sseEvents(e.body), appWantsStreamUsage(req), entryUsage(e));
-  return frames === undefined ? undefined : stream(frames, meta);
 }
 
 function sseEvents(body: Buffer): SseEvent[] {

@@ -214,6 +214,14 @@ describe('serving an entry', () => {
     expect(removed.map((f) => f.data)).toEqual(sseFrames(recorded).map((f) => f.data));
   });
 
+  it('declines, rather than fails, an entry whose bytes do not parse', () => {
+    const odd = 'data: {"id":"c","choices":[{"index":0,"delta":{"content":"hi"}}]}\n\ndata: keep-alive\n\ndata: [DONE]\n\n';
+    expect(serveEntry(entry('sse', odd), req(false), meta())).toBeUndefined();
+    expect(serveEntry(entry('sse', odd), req(true, { stream_options: { include_usage: true } }), meta())).toBeUndefined();
+    expect(serveEntry(entry('json', '{"id": "damaged'), req(true), meta())).toBeUndefined();
+    expect(serveEntry(entry('sse', 'event: message_start\ndata: {oops\n\n'), req(false, {}, 'anthropic'), meta())).toBeUndefined();
+  });
+
   it('answers JSON from a stream and a stream from JSON, in both formats', async () => {
     const json = JSON.stringify(openaiCompletion('m', plans.tool!, counts, ids));
     const asStream = sseFrames(await text(serveEntry(entry('json', json), req(true), meta())));
