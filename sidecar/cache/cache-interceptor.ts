@@ -6,7 +6,6 @@
 // requests alike (see answer-forms). Entries are keyed per scope (namespace/service): nothing crosses
 // tenants.
 import type { Clock } from '../clock.js';
-import type { CacheConfig, SemanticCacheConfig } from '../config/schema.js';
 import type { GatewayRequest, GatewayResponse, Handler, Interceptor, ResponseMeta } from '../pipeline/types.js';
 import type { ModelRoute } from '../routing/router.js';
 import type { Runtime } from '../runtime.js';
@@ -64,7 +63,7 @@ export function cacheInterceptor(opts: CacheInterceptorOptions): Interceptor {
     let embeddingMs = 0;
     const semantic = modelCfg?.semantic;
     if (semantic !== undefined && req.endpoint !== 'embeddings') {
-      const looked = await semanticLookup(next, req, route, semantic, store, runtime, opts, cc);
+      const looked = await semanticLookup(next, req, route, runtime.router.resolve(semantic.embeddingModel), semantic.threshold, store, opts, cc);
       opts.onSemantic?.(looked.outcome);
       if (looked.hit !== undefined) return looked.hit;
       vector = looked.vector;
@@ -78,7 +77,7 @@ export function cacheInterceptor(opts: CacheInterceptorOptions): Interceptor {
       const answer = { form, body, createdMs: opts.clock.now(), inputTokens: usage?.inputTokens ?? null, outputTokens: usage?.outputTokens ?? null };
       store.set(key, answer, cfg.ttlSeconds * 1000, cfg, vector);
     };
-    if (res.kind === 'stream') return record(res, (text) => save(streamForm(req), Buffer.from(text)), cfg);
+    if (res.kind === 'stream') return record(res, (text) => save(streamForm(req), Buffer.from(text)), cfg.maxBytes);
     if (res.status === 200) {
       const body = typeof res.body === 'string' ? Buffer.from(res.body) : res.body;
       // Written once the answer is on its way, never before it.
@@ -109,9 +108,9 @@ async function semanticLookup(
   next: Handler,
   req: GatewayRequest,
   route: ModelRoute,
-  semantic: SemanticCacheConfig,
+  embeddingRoute: ModelRoute,
+  threshold: number,
   store: CacheStore,
-  runtime: Runtime,
   opts: CacheInterceptorOptions,
   cc: { noCache: boolean; maxAgeMs: number | undefined },
 ): Promise<SemanticLookup> {
@@ -119,18 +118,18 @@ async function semanticLookup(
   if (text === undefined) return { outcome: 'skipped', upstreamMs: 0 };
   let embedded;
   try {
-    embedded = await embedPrompt(next, req, semantic.embeddingModel, text);
+    embedded = await embedPrompt(next, req, embeddingRoute.name, text);
   } catch (err) {
     // The app left while we waited: that is the request's end, not a cache failure.
     if (req.signal.aborted) throw err;
     embedded = undefined;
   }
   if (embedded === undefined) return { outcome: 'failed', upstreamMs: 0 };
-  const vector = { partition: semanticPartition(req, route, opts.scope, runtime.router.resolve(semantic.embeddingModel)), vector: embedded.vector };
+  const vector = { partition: semanticPartition(req, route, opts.scope, embeddingRoute), vector: embedded.vector };
   const base = { vector, upstreamMs: embedded.upstreamMs };
   if (cc.noCache) return { outcome: 'skipped', ...base };
   const now = opts.clock.now();
-  const near = store.nearest(vector, semantic.threshold, now, cc.maxAgeMs);
+  const near = store.nearest(vector, threshold, now, cc.maxAgeMs);
   const entry = near === undefined ? undefined : store.get(near.key, now, cc.maxAgeMs);
   const hit = entry === undefined ? undefined : serveEntry(entry, req, hitMeta(entry, near!.similarity));
   if (hit === undefined) return { outcome: 'miss', ...base };
@@ -139,7 +138,7 @@ async function semanticLookup(
 }
 
 /** Forwards the stream unchanged while keeping its frames; `save` gets them once it ended complete. */
-function record(res: Extract<GatewayResponse, { kind: 'stream' }>, save: (text: string) => void, limits: Pick<CacheConfig, 'maxBytes'>): GatewayResponse {
+function record(res: Extract<GatewayResponse, { kind: 'stream' }>, save: (text: string) => void, maxBytes: number): GatewayResponse {
   const inner = res.rest;
   const frames = [res.head];
   let size = res.head.length;
@@ -147,7 +146,7 @@ function record(res: Extract<GatewayResponse, { kind: 'stream' }>, save: (text: 
     let complete = false;
     try {
       for await (const f of inner) {
-        if (size <= limits.maxBytes) {
+        if (size <= maxBytes) {
           frames.push(f);
           size += f.length;
         }
@@ -156,7 +155,7 @@ function record(res: Extract<GatewayResponse, { kind: 'stream' }>, save: (text: 
       complete = true;
     } finally {
       // A stream that failed, or that the app left, is never stored; nor one larger than the cache.
-      if (complete && size <= limits.maxBytes) {
+      if (complete && size <= maxBytes) {
         const text = frames.join('');
         setImmediate(() => save(text));
       }

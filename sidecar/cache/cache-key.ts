@@ -22,11 +22,13 @@ export function canonical(v: unknown): string {
   return `{${keys.filter((k) => (v as Record<string, unknown>)[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`;
 }
 
+/** The route's targets as `provider/model`, in a fixed order (weights and strategy do not change answers). */
+const upstreamOf = (route: ModelRoute): string[] => route.targets.map((t) => `${t.provider.id}/${t.model}`).sort();
+
 function digest(req: GatewayRequest, route: ModelRoute, scope: string, leaveOut: ReadonlySet<string>, extra?: unknown): string {
   const body: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(req.body)) if (!leaveOut.has(k)) body[k] = v;
-  const upstream = route.targets.map((t) => `${t.provider.id}/${t.model}`).sort();
-  const material: Record<string, unknown> = { scope, endpoint: req.endpoint, format: req.format, model: req.model, upstream, body };
+  const material: Record<string, unknown> = { scope, endpoint: req.endpoint, format: req.format, model: req.model, upstream: upstreamOf(route), body };
   if (req.format === 'anthropic') {
     const headers: Record<string, string> = {};
     for (const h of ANSWER_HEADERS) {
@@ -49,6 +51,6 @@ export function cacheKey(req: GatewayRequest, route: ModelRoute, scope: string):
  * of different models cannot be compared). Only entries of the same partition can match.
  */
 export function semanticPartition(req: GatewayRequest, route: ModelRoute, scope: string, embeddingRoute: ModelRoute): string {
-  const embedding = { model: embeddingRoute.name, upstream: embeddingRoute.targets.map((t) => `${t.provider.id}/${t.model}`).sort() };
+  const embedding = { model: embeddingRoute.name, upstream: upstreamOf(embeddingRoute) };
   return digest(req, route, scope, PROMPT, embedding);
 }

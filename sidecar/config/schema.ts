@@ -290,7 +290,6 @@ export type TargetConfig = ModelConfig['targets'][number];
 export type QuotaConfig = NonNullable<Config['quota']>;
 export type RetryConfig = Config['retry'];
 export type CacheConfig = NonNullable<Config['cache']>;
-export type SemanticCacheConfig = NonNullable<CacheConfig['models'][string]['semantic']>;
 export type CircuitBreakerConfig = Config['circuitBreaker'];
 export type Strategy = (typeof strategies)[number];
 export type RateLimitsConfig = NonNullable<Config['rateLimits']>;

@@ -80,8 +80,11 @@ describe('OpenAI stream → JSON answer', () => {
     for (const includeUsage of [true, false]) {
       it(`adds up the fake's ${name} stream (usage chunk: ${includeUsage}) to the fake's JSON answer`, () => {
         const ids = { id: 'chatcmpl-1', callId: 'call_1', created: 1_700_000_000 };
-        const { annotations: _, ...expectedMessage } = (openaiCompletion('gpt-4o-mini', plan, counts, ids).choices as { message: { annotations: unknown } }[])[0]!.message;
-        const expected = { ...openaiCompletion('gpt-4o-mini', plan, counts, ids), choices: [{ ...(openaiCompletion('gpt-4o-mini', plan, counts, ids).choices as object[])[0], message: expectedMessage }] };
+        // The fake's JSON message carries `annotations: []`, which its stream never sends.
+        const completion = openaiCompletion('gpt-4o-mini', plan, counts, ids);
+        const choice = (completion.choices as { message: { annotations: unknown } }[])[0]!;
+        const { annotations: _, ...message } = choice.message;
+        const expected = { ...completion, choices: [{ ...choice, message }] };
         const known = { inputTokens: 11, outputTokens: 7, cachedInputTokens: 3, cacheWriteTokens: 0 };
         const got = openaiStreamToResponse(events(openaiChunks('gpt-4o-mini', plan, counts, ids, includeUsage)), known);
         if (includeUsage) expect(got).toEqual(expected);
