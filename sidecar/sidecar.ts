@@ -99,16 +99,18 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
       cache = new CacheStore(await database(config));
     } catch (err) {
       // A locked or read-only file: serve without a cache (tried again on the next config change).
-      metrics.cacheErrors.set(1);
+      metrics.cacheErrors.inc();
       logger.warn({ err, path: config.storage.path }, 'could not open the response cache; serving without it');
     }
   };
   await syncCache(opts.config);
+  let countedCacheErrors = 0;
   metrics.registry.onCollect(() => {
     if (cache === undefined) return;
     metrics.cacheEntries.set(cache.size.entries);
     metrics.cacheBytes.set(cache.size.bytes);
-    metrics.cacheErrors.set(cache.errors);
+    metrics.cacheErrors.inc(undefined, cache.errors - countedCacheErrors);
+    countedCacheErrors = cache.errors;
   });
   // Expired entries go in the background, never on the request path.
   const sweeper = setInterval(() => cache?.sweep(clock.now()), 60_000);

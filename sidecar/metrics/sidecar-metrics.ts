@@ -27,7 +27,7 @@ export class SidecarMetrics {
   );
   readonly cacheEntries = this.registry.register(new Gauge('llmgw_cache_entries', 'Entries in the response cache.'));
   readonly cacheBytes = this.registry.register(new Gauge('llmgw_cache_bytes', 'Bytes the response cache holds.'));
-  readonly cacheErrors = this.registry.register(new Gauge('llmgw_cache_errors_total', 'Times the cache stepped aside because its database failed (locked, full, unreadable).'));
+  readonly cacheErrors = this.registry.register(new Counter('llmgw_cache_errors_total', 'Times the cache stepped aside because its database failed (locked, full, unreadable).'));
   readonly configReloads = this.registry.register(
     new Counter('llmgw_config_reloads_total', 'Config file changes, by result (applied | rejected).', ['result'] as const),
   );

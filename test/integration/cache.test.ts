@@ -7,15 +7,20 @@ import { dirname, join } from 'node:path';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { accessLines, startStack, type Stack } from '../helpers/stack.js';
+import { stringify } from 'yaml';
+import { accessLines, eventually, stackConfig, startStack, type Stack } from '../helpers/stack.js';
 
 const open: Stack[] = [];
 afterEach(async () => {
   for (const s of open.splice(0)) await s.close();
 });
 
-async function cached(path: string, extra: Record<string, unknown> = {}, env?: NodeJS.ProcessEnv): Promise<Stack> {
-  const s = await startStack({ config: (raw) => ({ ...raw, storage: { path }, cache: { ttlSeconds: 60 }, ...extra }), ...(env === undefined ? {} : { env }) });
+async function cached(path: string, extra: Record<string, unknown> = {}, env?: NodeJS.ProcessEnv, configPath?: string): Promise<Stack> {
+  const s = await startStack({
+    config: (raw) => ({ ...raw, storage: { path }, cache: { ttlSeconds: 60 }, ...extra }),
+    ...(env === undefined ? {} : { env }),
+    ...(configPath === undefined ? {} : { configPath }),
+  });
   open.push(s);
   return s;
 }
@@ -205,6 +210,30 @@ describe('response cache', () => {
     expect((await ask(s)).cache).toBe('HIT');
   });
 
+  it('serves without a cache when the file is locked at start, and opens it on the next config change', async () => {
+    const path = dbPath();
+    const other = new Database(path);
+    other.pragma('journal_mode = WAL');
+    other.exec('BEGIN IMMEDIATE');
+    const configPath = join(dirname(path), 'config.yaml');
+    writeFileSync(configPath, 'providers: {}\nmodels: {}\n'); // not read at start; replaced below
+    const s = await cached(path, {}, undefined, configPath);
+    expect(s.logs.some((l) => l.level === 40 && l.msg === 'could not open the response cache; serving without it')).toBe(true);
+    for (let i = 0; i < 2; i++) expect((await ask(s)).status).toBe(200);
+    await settle();
+    expect((await ask(s)).cache).not.toBe('HIT');
+    const metrics = await (await request(`${s.statusUrl}/metrics`)).body.text();
+    expect(metrics).toContain('# TYPE llmgw_cache_errors_total counter');
+    expect(metrics).toMatch(/^llmgw_cache_errors_total 1$/m);
+    other.exec('ROLLBACK');
+    other.close();
+    writeFileSync(configPath, stringify({ ...stackConfig(s.fake.url), storage: { path }, cache: { ttlSeconds: 30 } }));
+    await eventually(() => expect(s.logs.some((l) => l.msg === 'config reloaded')).toBe(true));
+    expect((await ask(s)).cache).toBe('MISS');
+    await settle();
+    expect((await ask(s)).cache).toBe('HIT');
+  });
+
   it('never stores a stream that failed midway or that the app left', async () => {
     const s = await cached(dbPath());
     s.fake.faults.add({ match: { model: 'gpt-4o-mini' }, errorAfterChunks: 6, chunkDelayMs: 20 });
@@ -220,5 +249,20 @@ describe('response cache', () => {
     const res = await request(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
     expect(res.headers['x-llmgw-cache']).toBe('MISS');
     await res.body.text();
+  });
+
+  it('never stores an Anthropic stream that ended in an error event', async () => {
+    const s = await cached(dbPath());
+    s.fake.faults.add({ match: { path: '/v1/messages' }, errorAfterChunks: 6, chunkDelayMs: 20, times: 1 });
+    const client = new Anthropic({ baseURL: s.url, apiKey: 'app', maxRetries: 0 });
+    const body = { model: 'claude-haiku', max_tokens: 200, messages: [{ role: 'user' as const, content: 'one two three four five six' }] };
+    await expect(client.messages.stream(body).finalMessage()).rejects.toThrow(/Overloaded/);
+    await settle();
+    const metrics = await (await request(`${s.statusUrl}/metrics`)).body.text();
+    expect(metrics).toContain('llmgw_cache_entries 0');
+    const calls = s.fake.stats.requests;
+    const { response } = await client.messages.create(body).withResponse();
+    expect(response.headers.get('x-llmgw-cache')).toBe('MISS');
+    expect(s.fake.stats.requests).toBe(calls + 1);
   });
 });
