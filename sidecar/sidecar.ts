@@ -96,7 +96,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     if (config.cache === undefined || cache !== undefined) return;
     const { CacheStore } = await import('./cache/cache-store.js');
     try {
-      cache = new CacheStore(await database(config));
+      cache = new CacheStore(await database(config), () => metrics.cacheErrors.inc());
     } catch (err) {
       // A locked or read-only file: serve without a cache (tried again on the next config change).
       metrics.cacheErrors.inc();
@@ -104,13 +104,10 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     }
   };
   await syncCache(opts.config);
-  let countedCacheErrors = 0;
   metrics.registry.onCollect(() => {
     if (cache === undefined) return;
     metrics.cacheEntries.set(cache.size.entries);
     metrics.cacheBytes.set(cache.size.bytes);
-    metrics.cacheErrors.inc(undefined, cache.errors - countedCacheErrors);
-    countedCacheErrors = cache.errors;
   });
   // Expired entries go in the background, never on the request path.
   const sweeper = setInterval(() => cache?.sweep(clock.now()), 60_000);

@@ -37,13 +37,15 @@ export class CacheStore {
   private readonly stmts;
   private bytes: number;
   private entries: number;
-  /** Bypasses since start, for metrics: a failure of the database. */
-  errors = 0;
   /** Last-use times of hits not written yet: a hit costs no write; they are written in one batch. */
   private readonly touched = new Map<string, number>();
   private touchTimer: NodeJS.Timeout | undefined;
 
-  constructor(private readonly db: SidecarDatabase) {
+  constructor(
+    private readonly db: SidecarDatabase,
+    /** Called each time the cache steps aside because the database failed (locked, full, unreadable). */
+    private readonly onError: () => void = () => {},
+  ) {
     // A file from a build with another layout: the cache is only a cache, start it again.
     const columns = (db.pragma('table_info(cache_entries)') as { name: string }[]).map((c) => c.name);
     if (columns.length > 0 && !columns.includes('form')) db.exec('DROP TABLE cache_entries; DROP TABLE IF EXISTS cache_vectors');
@@ -95,7 +97,7 @@ export class CacheStore {
       }
       return row;
     } catch {
-      this.errors++;
+      this.onError();
       return undefined;
     }
   }
@@ -117,7 +119,7 @@ export class CacheStore {
       }
       return best;
     } catch {
-      this.errors++;
+      this.onError();
       return undefined;
     }
   }
@@ -134,7 +136,7 @@ export class CacheStore {
         for (const [key, at] of batch) this.stmts.touch.run(at, key);
       })();
     } catch {
-      this.errors++;
+      this.onError();
     }
   }
 
@@ -154,7 +156,7 @@ export class CacheStore {
         this.evict(limits);
       })();
     } catch {
-      this.errors++;
+      this.onError();
     }
   }
 
@@ -167,7 +169,7 @@ export class CacheStore {
       })();
       return rows.length;
     } catch {
-      this.errors++;
+      this.onError();
       return 0;
     }
   }

@@ -55,6 +55,8 @@ abstract class Labelled<L extends string> implements Metric {
 export class Counter<L extends string = never> extends Labelled<L> {
   constructor(name: string, help: string, labelNames: readonly L[] = []) {
     super(name, help, labelNames, 'counter', 1);
+    // An unlabelled counter reads 0 before its first increment, as Prometheus clients expose it.
+    if (labelNames.length === 0) this.state(undefined);
   }
 
   inc(labels?: LabelValues<L>, by = 1): void {

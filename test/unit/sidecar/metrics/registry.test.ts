@@ -47,4 +47,12 @@ describe('metrics registry', () => {
     expect(r.render()).toContain('h_bucket{le="1"} 1\n');
     expect(r.render()).toContain('g 2\n');
   });
+
+  it('shows an unlabelled counter at 0 before its first increment', () => {
+    const r = new Registry();
+    const c = r.register(new Counter('errors_total', 'Errors.'));
+    expect(r.render()).toContain('# TYPE errors_total counter\nerrors_total 0\n');
+    c.inc();
+    expect(r.render()).toContain('errors_total 1\n');
+  });
 });
