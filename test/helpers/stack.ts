@@ -1,6 +1,7 @@
 // Starts what integration tests talk to: the fake provider and the real sidecar on 127.0.0.1 port 0,
 // wired by a config that routes models to the fake over both wire formats.
 import { Writable } from 'node:stream';
+import { request } from 'undici';
 import { validateConfig } from '../../sidecar/config/load-config.js';
 import type { Config } from '../../sidecar/config/schema.js';
 import { startFakeProvider, type FakeProvider, type FakeProviderOptions } from '../../sidecar/fake-provider/fake-provider.js';
@@ -91,6 +92,11 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
       await fake.close();
     },
   };
+}
+
+/** The sidecar's /metrics page, as Prometheus would scrape it. */
+export async function scrapeMetrics(stack: Stack): Promise<string> {
+  return (await request(`${stack.statusUrl}/metrics`)).body.text();
 }
 
 /** Polls until `check` passes or the time is up (for effects that happen asynchronously). */

@@ -8,19 +8,15 @@ import OpenAI from 'openai';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
-import { accessLines, eventually, stackConfig, startStack, type Stack } from '../helpers/stack.js';
+import { accessLines, eventually, scrapeMetrics, stackConfig, startStack, type Stack, type StackOptions } from '../helpers/stack.js';
 
 const open: Stack[] = [];
 afterEach(async () => {
   for (const s of open.splice(0)) await s.close();
 });
 
-async function cached(path: string, extra: Record<string, unknown> = {}, env?: NodeJS.ProcessEnv, configPath?: string): Promise<Stack> {
-  const s = await startStack({
-    config: (raw) => ({ ...raw, storage: { path }, cache: { ttlSeconds: 60 }, ...extra }),
-    ...(env === undefined ? {} : { env }),
-    ...(configPath === undefined ? {} : { configPath }),
-  });
+async function cached(path: string, extra: Record<string, unknown> = {}, opts: Omit<StackOptions, 'config'> = {}): Promise<Stack> {
+  const s = await startStack({ ...opts, config: (raw) => ({ ...raw, storage: { path }, cache: { ttlSeconds: 60 }, ...extra }) });
   open.push(s);
   return s;
 }
@@ -52,7 +48,7 @@ describe('response cache', () => {
     expect((await ask(s, {}, { user: 'someone-else' })).cache).toBe('HIT');
     expect((await ask(s, {}, { temperature: 0.2 })).cache).toBe('MISS');
     await settle();
-    const metrics = await (await request(`${s.statusUrl}/metrics`)).body.text();
+    const metrics = await scrapeMetrics(s);
     expect(metrics).toContain('llmgw_cache_requests_total{result="HIT"} 2');
     expect(metrics).toContain('llmgw_cache_requests_total{result="MISS"} 2');
     expect(metrics).toContain('llmgw_cache_entries 2');
@@ -159,7 +155,7 @@ describe('response cache', () => {
     const [miss, hit] = accessLines(s);
     expect(hit).toMatchObject({ cache: 'HIT', savedTokensIn: miss!.tokensIn, savedTokensOut: miss!.tokensOut });
     expect(hit!.tokensIn).toBeUndefined();
-    const metrics = await (await request(`${s.statusUrl}/metrics`)).body.text();
+    const metrics = await scrapeMetrics(s);
     expect(metrics).toContain(`llmgw_cache_saved_tokens_total{model="gpt-4o-mini",direction="output"} ${String(miss!.tokensOut)}`);
     expect(metrics).toContain(`llmgw_tokens_total{model="gpt-4o-mini",direction="output"} ${String(miss!.tokensOut)}`);
   });
@@ -171,7 +167,7 @@ describe('response cache', () => {
       expect((await ask(s, {}, prompt(p))).cache).toBe('MISS');
       await settle();
     }
-    const metrics = await (await request(`${s.statusUrl}/metrics`)).body.text();
+    const metrics = await scrapeMetrics(s);
     const bytes = Number(/^llmgw_cache_bytes (\d+)$/m.exec(metrics)?.[1]);
     expect(bytes).toBeGreaterThan(1000);
     expect(bytes).toBeLessThanOrEqual(2500);
@@ -201,7 +197,7 @@ describe('response cache', () => {
       expect(await ask(s)).toMatchObject({ status: 200, cache: 'MISS' }); // answered, not stored
       await new Promise((r) => setTimeout(r, 150)); // past the write's busy timeout
     }
-    const metrics = await (await request(`${s.statusUrl}/metrics`)).body.text();
+    const metrics = await scrapeMetrics(s);
     expect(Number(/^llmgw_cache_errors_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(2);
     other.exec('ROLLBACK');
     other.close();
@@ -217,12 +213,12 @@ describe('response cache', () => {
     other.exec('BEGIN IMMEDIATE');
     const configPath = join(dirname(path), 'config.yaml');
     writeFileSync(configPath, 'providers: {}\nmodels: {}\n'); // not read at start; replaced below
-    const s = await cached(path, {}, undefined, configPath);
+    const s = await cached(path, {}, { configPath });
     expect(s.logs.some((l) => l.level === 40 && l.msg === 'could not open the response cache; serving without it')).toBe(true);
     for (let i = 0; i < 2; i++) expect((await ask(s)).status).toBe(200);
     await settle();
     expect((await ask(s)).cache).not.toBe('HIT');
-    const metrics = await (await request(`${s.statusUrl}/metrics`)).body.text();
+    const metrics = await scrapeMetrics(s);
     expect(metrics).toContain('# TYPE llmgw_cache_errors_total counter');
     expect(metrics).toMatch(/^llmgw_cache_errors_total 1$/m);
     other.exec('ROLLBACK');
@@ -258,7 +254,7 @@ describe('response cache', () => {
     const body = { model: 'claude-haiku', max_tokens: 200, messages: [{ role: 'user' as const, content: 'one two three four five six' }] };
     await expect(client.messages.stream(body).finalMessage()).rejects.toThrow(/Overloaded/);
     await settle();
-    const metrics = await (await request(`${s.statusUrl}/metrics`)).body.text();
+    const metrics = await scrapeMetrics(s);
     expect(metrics).toContain('llmgw_cache_entries 0');
     const calls = s.fake.stats.requests;
     const { response } = await client.messages.create(body).withResponse();

@@ -4,7 +4,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { APP_KEY, startStack, UPSTREAM_KEY, type Stack } from '../helpers/stack.js';
+import { APP_KEY, scrapeMetrics, startStack, UPSTREAM_KEY, type Stack } from '../helpers/stack.js';
 
 let stack: Stack;
 let openai: OpenAI;
@@ -203,7 +203,7 @@ describe('keys', () => {
     expect(stack.rawLogs.join('\n')).not.toContain(UPSTREAM_KEY);
     expect(stack.rawLogs.join('\n')).not.toContain(APP_KEY);
     expect(stack.rawLogs.slice(before).filter((l) => l.includes('"msg":"request"'))).toHaveLength(3);
-    const metrics = await (await request(`${stack.statusUrl}/metrics`)).body.text();
+    const metrics = await scrapeMetrics(stack);
     expect(metrics).not.toContain(UPSTREAM_KEY);
     expect(metrics).toMatch(/llmgw_requests_total\{endpoint="\/v1\/chat\/completions",model="gpt-4o-mini",status="200"\} \d+/);
   });

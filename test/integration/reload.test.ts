@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { request } from 'undici';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { eventually, stackConfig, startStack, type Stack } from '../helpers/stack.js';
+import { eventually, scrapeMetrics, stackConfig, startStack, type Stack } from '../helpers/stack.js';
 import { startFakeProvider, type FakeProvider } from '../../sidecar/fake-provider/fake-provider.js';
 
 let stack: Stack;
@@ -47,7 +47,7 @@ describe('hot reload', () => {
       expect(rejected?.problems).toEqual(['config.yaml: models.broken.targets[0].provider: unknown provider "nope" (known: none)']);
     });
     expect(await modelIds()).toContain('added-model');
-    const metrics = await (await request(`${stack.statusUrl}/metrics`)).body.text();
+    const metrics = await scrapeMetrics(stack);
     expect(metrics).toContain('llmgw_config_reloads_total{result="rejected"} 1');
     expect(metrics).toContain('llmgw_config_reloads_total{result="applied"} 1');
   });

@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { startStack, type Stack } from '../helpers/stack.js';
+import { scrapeMetrics, startStack, type Stack } from '../helpers/stack.js';
 
 const open: Stack[] = [];
 afterEach(async () => {
@@ -66,7 +66,7 @@ describe('semantic cache', () => {
     // The same prompt with another sampling parameter is another partition.
     expect((await ask(s, 'what is the capital of France, please?', { temperature: 0.3 })).cache).toBe('MISS');
     await settle();
-    const metrics = await (await request(`${s.statusUrl}/metrics`)).body.text();
+    const metrics = await scrapeMetrics(s);
     expect(metrics).toContain('llmgw_cache_semantic_lookups_total{result="hit"} 1');
     expect(metrics).toContain('llmgw_cache_semantic_lookups_total{result="miss"} 3');
   });
@@ -107,7 +107,7 @@ describe('semantic cache', () => {
     expect(res2.statusCode).toBe(200);
     await res2.body.text();
     expect(upstreamPaths(s, seen)).toEqual(['/v1/chat/completions']);
-    const metrics = await (await request(`${s.statusUrl}/metrics`)).body.text();
+    const metrics = await scrapeMetrics(s);
     expect(metrics).toContain('llmgw_cache_semantic_lookups_total{result="failed"} 1');
     expect(metrics).toContain('llmgw_cache_semantic_lookups_total{result="skipped"} 1');
   });
