@@ -44,7 +44,7 @@ export class CacheStore {
   constructor(
     private readonly db: SidecarDatabase,
     /** Called each time the cache steps aside because the database failed (locked, full, unreadable). */
-    private readonly onError: () => void = () => {},
+    private readonly onError: (err: unknown) => void = () => {},
   ) {
     // A file from a build with another layout: the cache is only a cache, start it again.
     const columns = (db.pragma('table_info(cache_entries)') as { name: string }[]).map((c) => c.name);
@@ -76,9 +76,9 @@ export class CacheStore {
       expired: db.prepare('SELECT key, size FROM cache_entries WHERE expires_ms <= ? LIMIT 1000'),
       totals: db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM cache_entries'),
     };
-    const t = this.stmts.totals.get() as { n: number; bytes: number };
-    this.entries = t.n;
-    this.bytes = t.bytes;
+    this.entries = 0;
+    this.bytes = 0;
+    this.recount();
   }
 
   get size(): { entries: number; bytes: number } {
@@ -96,8 +96,8 @@ export class CacheStore {
         this.touchTimer.unref();
       }
       return row;
-    } catch {
-      this.onError();
+    } catch (err) {
+      this.onError(err);
       return undefined;
     }
   }
@@ -118,8 +118,8 @@ export class CacheStore {
         if (dot >= threshold && (best === undefined || dot > best.similarity)) best = { key: row.key, similarity: dot };
       }
       return best;
-    } catch {
-      this.onError();
+    } catch (err) {
+      this.onError(err);
       return undefined;
     }
   }
@@ -135,8 +135,8 @@ export class CacheStore {
       this.db.transaction(() => {
         for (const [key, at] of batch) this.stmts.touch.run(at, key);
       })();
-    } catch {
-      this.onError();
+    } catch (err) {
+      this.onError(err);
     }
   }
 
@@ -155,8 +155,8 @@ export class CacheStore {
         this.bytes += size - (old?.size ?? 0);
         this.evict(limits);
       })();
-    } catch {
-      this.onError();
+    } catch (err) {
+      this.failedWrite(err);
     }
   }
 
@@ -168,10 +168,26 @@ export class CacheStore {
         for (const r of rows) this.drop(r);
       })();
       return rows.length;
-    } catch {
-      this.onError();
+    } catch (err) {
+      this.failedWrite(err);
       return 0;
     }
+  }
+
+  /** A write transaction rolled back: the counts it moved are read again from what the file holds. */
+  private failedWrite(err: unknown): void {
+    this.onError(err);
+    try {
+      this.recount();
+    } catch {
+      // Unreadable as well: the counts stay; the next failed write reads them again.
+    }
+  }
+
+  private recount(): void {
+    const t = this.stmts.totals.get() as { n: number; bytes: number };
+    this.entries = t.n;
+    this.bytes = t.bytes;
   }
 
   private evict(limits: CacheLimits): void {

@@ -72,6 +72,30 @@ for (const where of ['memory', 'file'] as const) {
       s.set('b', answer('{"b":2}', 50), 60_000, limits); // replaced without a vector: no longer found by one
       expect(s.nearest({ partition: 'p', vector: unit(1, 1, 0) }, 0.5, 60)).toBeUndefined();
     });
+
+    it('keeps its counts true when a write fails part way, and reports each failure', () => {
+      const db = openDatabase(where === 'memory' ? ':memory:' : join(mkdtempSync(join(tmpdir(), 'llmgw-cache-')), 'c.db'));
+      const errors: unknown[] = [];
+      const s = new CacheStore(db, (err) => errors.push(err));
+      const limits = { maxBytes: 1_000_000, maxEntries: 2 };
+      s.set('a', answer('{"a":1}', 1), 60_000, limits);
+      s.set('b', answer('{"b":1}', 2), 60_000, limits);
+      const before = s.size;
+      // The insert of c succeeds, then evicting a fails: the transaction rolls back as a whole.
+      db.exec("CREATE TRIGGER no_delete BEFORE DELETE ON cache_entries BEGIN SELECT RAISE(ABORT, 'disk says no'); END");
+      s.set('c', answer('{"c":1}', 3), 60_000, limits);
+      expect(errors).toHaveLength(1);
+      expect(String(errors[0])).toContain('disk says no');
+      expect(s.get('c', 4)).toBeUndefined();
+      expect(s.size).toEqual(before);
+      s.set('short', answer('{}', 5), 1, { maxBytes: 1_000_000, maxEntries: 10 });
+      expect(s.sweep(100)).toBe(0); // the expired row cannot go either
+      expect(errors).toHaveLength(2);
+      expect(s.size.entries).toBe(3);
+      db.exec('DROP TRIGGER no_delete');
+      expect(s.sweep(100)).toBe(1);
+      expect(s.size).toEqual(before);
+    });
   });
 }
 
