@@ -1,6 +1,7 @@
 // The process logger (pino): JSON lines to stdout, written asynchronously so logging stays off the
 // request's critical path, with secrets redacted should anything ever try to log them.
 import pino, { type DestinationStream, type Logger } from 'pino';
+import type { Clock } from './clock.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
 
@@ -44,4 +45,23 @@ export function flushLogger(logger: Logger): void {
   } catch {
     // A destination that cannot flush synchronously has nothing buffered worth failing the exit for.
   }
+}
+
+/**
+ * A warning logged at most once per `everyMs` (the first at once), each line saying how many were left
+ * out since the one before: a failure repeated on every request costs a line a minute, not a line each.
+ */
+export function throttledWarn(logger: Logger, clock: Clock, msg: string, everyMs = 60_000): (fields: object) => void {
+  let lastMs = -Infinity;
+  let skipped = 0;
+  return (fields) => {
+    const nowMs = clock.monotonic();
+    if (nowMs - lastMs < everyMs) {
+      skipped++;
+      return;
+    }
+    logger.warn({ ...fields, skipped }, msg);
+    lastMs = nowMs;
+    skipped = 0;
+  };
 }

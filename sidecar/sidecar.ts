@@ -11,7 +11,7 @@ import { applyServerLimits, createDataServer } from './http/data-server.js';
 import { Inflight } from './http/inflight.js';
 import { closeServer, listen, type HostPort } from './http/listen.js';
 import { createStatusServer } from './http/status-server.js';
-import { flushLogger, type LogLevel } from './logger.js';
+import { flushLogger, throttledWarn, type LogLevel } from './logger.js';
 import { SidecarMetrics } from './metrics/sidecar-metrics.js';
 import { rateLimitInterceptor } from './limits/rate-limit-interceptor.js';
 import { providerHandler } from './pipeline/provider-handler.js';
@@ -92,11 +92,16 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   };
   await syncQuota(opts.config);
   let cache: CacheStore | undefined;
+  const warnCacheFailed = throttledWarn(logger, clock, 'the response cache failed; the request went on without it');
+  const onCacheError = (err: unknown): void => {
+    metrics.cacheErrors.inc();
+    warnCacheFailed({ err });
+  };
   const syncCache = async (config: Config): Promise<void> => {
     if (config.cache === undefined || cache !== undefined) return;
     const { CacheStore } = await import('./cache/cache-store.js');
     try {
-      cache = new CacheStore(await database(config), () => metrics.cacheErrors.inc());
+      cache = new CacheStore(await database(config), onCacheError);
     } catch (err) {
       // A locked or read-only file: serve without a cache (tried again on the next config change).
       metrics.cacheErrors.inc();

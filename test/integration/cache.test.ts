@@ -199,6 +199,9 @@ describe('response cache', () => {
     }
     const metrics = await scrapeMetrics(s);
     expect(Number(/^llmgw_cache_errors_total (\d+)$/m.exec(metrics)?.[1])).toBeGreaterThanOrEqual(2);
+    const warnings = s.logs.filter((l) => l.msg === 'the response cache failed; the request went on without it');
+    expect(warnings).toHaveLength(1); // one a minute, however many requests bypass
+    expect(String((warnings[0]?.err as { message?: string }).message)).toMatch(/locked|busy/i);
     other.exec('ROLLBACK');
     other.close();
     expect((await ask(s)).cache).toBe('MISS');
