@@ -129,7 +129,7 @@ async function semanticLookup(
   const base = { vector, upstreamMs: embedded.upstreamMs };
   if (cc.noCache) return { outcome: 'skipped', ...base };
   const now = opts.clock.now();
-  const near = store.nearest(vector, threshold, now, cc.maxAgeMs);
+  const near = await store.nearest(vector, threshold, now, cc.maxAgeMs);
   const entry = near === undefined ? undefined : store.get(near.key, now, cc.maxAgeMs);
   const hit = entry === undefined ? undefined : serveEntry(entry, req, hitMeta(entry, near!.similarity));
   if (hit === undefined) return { outcome: 'miss', ...base };

@@ -32,6 +32,8 @@ export interface PromptVector {
 
 /** Bytes an entry counts for beside its body and vector (key, row and index overhead). */
 const ROW_OVERHEAD = 64;
+/** Vectors a semantic lookup reads between two turns of the event loop (≈1 ms at 1536 dimensions). */
+const VECTOR_PAGE = 256;
 
 export class CacheStore {
   private readonly stmts;
@@ -69,7 +71,8 @@ export class CacheStore {
       putVector: db.prepare('INSERT INTO cache_vectors (key, partition, vector) VALUES (?, ?, ?) ON CONFLICT (key) DO UPDATE SET partition = excluded.partition, vector = excluded.vector'),
       removeVector: db.prepare('DELETE FROM cache_vectors WHERE key = ?'),
       candidates: db.prepare(
-        'SELECT v.key AS key, v.vector AS vector FROM cache_vectors v JOIN cache_entries e ON e.key = v.key WHERE v.partition = ? AND e.expires_ms > ? AND e.created_ms >= ?',
+        `SELECT v.rowid AS id, v.key AS key, v.vector AS vector FROM cache_vectors v JOIN cache_entries e ON e.key = v.key
+         WHERE v.partition = ? AND v.rowid > ? AND e.expires_ms > ? AND e.created_ms >= ? ORDER BY v.rowid LIMIT ${VECTOR_PAGE}`,
       ),
       oldest: db.prepare('SELECT key, size FROM cache_entries ORDER BY used_ms LIMIT ?'),
       remove: db.prepare('DELETE FROM cache_entries WHERE key = ?'),
@@ -104,20 +107,28 @@ export class CacheStore {
 
   /**
    * The live entry of `partition` whose vector is most similar to `vector` (both unit length: the dot
-   * product is the cosine), when that similarity reaches `threshold`.
+   * product is the cosine), when that similarity reaches `threshold`. The vectors are read a page at a
+   * time, yielding to the event loop between pages: a large partition slows this lookup, not every other
+   * request of the process.
    */
-  nearest(q: PromptVector, threshold: number, nowMs: number, maxAgeMs?: number): { key: string; similarity: number } | undefined {
+  async nearest(q: PromptVector, threshold: number, nowMs: number, maxAgeMs?: number): Promise<{ key: string; similarity: number } | undefined> {
     let best: { key: string; similarity: number } | undefined;
+    const notBefore = maxAgeMs === undefined ? 0 : nowMs - maxAgeMs;
+    let after = 0;
     try {
-      const notBefore = maxAgeMs === undefined ? 0 : nowMs - maxAgeMs;
-      for (const row of this.stmts.candidates.iterate(q.partition, nowMs, notBefore) as IterableIterator<{ key: string; vector: Buffer }>) {
-        const v = asFloats(row.vector);
-        if (v.length !== q.vector.length) continue; // another embedding size (the model's settings changed)
-        let dot = 0;
-        for (let i = 0; i < v.length; i++) dot += v[i]! * q.vector[i]!;
-        if (dot >= threshold && (best === undefined || dot > best.similarity)) best = { key: row.key, similarity: dot };
+      for (;;) {
+        const rows = this.stmts.candidates.all(q.partition, after, nowMs, notBefore) as { id: number; key: string; vector: Buffer }[];
+        for (const row of rows) {
+          const v = asFloats(row.vector);
+          if (v.length !== q.vector.length) continue; // another embedding size (the model's settings changed)
+          const similarity = dot(v, q.vector);
+          if (similarity >= threshold && (best === undefined || similarity > best.similarity)) best = { key: row.key, similarity };
+        }
+        if (rows.length < VECTOR_PAGE) return best;
+        after = rows[rows.length - 1]!.id;
+        await new Promise((resolve) => setImmediate(resolve));
+        if (!this.db.open) return undefined; // closed while we waited (shutdown)
       }
-      return best;
     } catch (err) {
       this.onError(err);
       return undefined;
@@ -208,6 +219,25 @@ export class CacheStore {
       this.bytes -= r.size;
     }
   }
+}
+
+/** The dot product of two vectors of one length, four lanes at a time. */
+function dot(a: Float32Array, b: Float32Array): number {
+  let s0 = 0;
+  let s1 = 0;
+  let s2 = 0;
+  let s3 = 0;
+  const n = a.length;
+  const whole = n - (n % 4);
+  let i = 0;
+  for (; i < whole; i += 4) {
+    s0 += a[i]! * b[i]!;
+    s1 += a[i + 1]! * b[i + 1]!;
+    s2 += a[i + 2]! * b[i + 2]!;
+    s3 += a[i + 3]! * b[i + 3]!;
+  }
+  for (; i < n; i++) s0 += a[i]! * b[i]!;
+  return s0 + s1 + s2 + s3;
 }
 
 /** A stored vector as floats (copied only when SQLite's buffer is not 4-byte aligned). */

@@ -49,7 +49,7 @@ for (const where of ['memory', 'file'] as const) {
       expect(byCount.get('k0', 10)).toBeUndefined();
     });
 
-    it('finds the nearest prompt vector of the same partition above the threshold, and drops it with its entry', () => {
+    it('finds the nearest prompt vector of the same partition above the threshold, and drops it with its entry', async () => {
       const s = make();
       const unit = (...xs: number[]) => {
         const n = Math.hypot(...xs);
@@ -59,18 +59,39 @@ for (const where of ['memory', 'file'] as const) {
       s.set('a', answer('{"a":1}', 1), 60_000, limits, { partition: 'p', vector: unit(1, 0, 0) });
       s.set('b', answer('{"b":1}', 2), 60_000, limits, { partition: 'p', vector: unit(1, 1, 0) });
       expect(s.size.bytes).toBeGreaterThan(2 * 12); // the vectors count
-      expect(s.nearest({ partition: 'p', vector: unit(1, 0.1, 0) }, 0.9, 10)).toEqual({ key: 'a', similarity: expect.closeTo(0.995, 3) });
-      expect(s.nearest({ partition: 'p', vector: unit(0.2, 1, 0) }, 0.8, 10)?.key).toBe('b');
-      expect(s.nearest({ partition: 'p', vector: unit(0, 0, 1) }, 0.5, 10)).toBeUndefined(); // below the threshold
-      expect(s.nearest({ partition: 'q', vector: unit(1, 0, 0) }, 0.5, 10)).toBeUndefined(); // another partition
-      expect(s.nearest({ partition: 'p', vector: unit(1, 0) }, 0.5, 10)).toBeUndefined(); // another size
-      expect(s.nearest({ partition: 'p', vector: unit(1, 0, 0) }, 0.5, 10, 8.5)?.key).toBe('b'); // a is older than 8.5 ms
-      expect(s.nearest({ partition: 'p', vector: unit(1, 0, 0) }, 0.5, 70_000)).toBeUndefined(); // both expired
+      expect(await s.nearest({ partition: 'p', vector: unit(1, 0.1, 0) }, 0.9, 10)).toEqual({ key: 'a', similarity: expect.closeTo(0.995, 3) });
+      expect((await s.nearest({ partition: 'p', vector: unit(0.2, 1, 0) }, 0.8, 10))?.key).toBe('b');
+      expect(await s.nearest({ partition: 'p', vector: unit(0, 0, 1) }, 0.5, 10)).toBeUndefined(); // below the threshold
+      expect(await s.nearest({ partition: 'q', vector: unit(1, 0, 0) }, 0.5, 10)).toBeUndefined(); // another partition
+      expect(await s.nearest({ partition: 'p', vector: unit(1, 0) }, 0.5, 10)).toBeUndefined(); // another size
+      expect((await s.nearest({ partition: 'p', vector: unit(1, 0, 0) }, 0.5, 10, 8.5))?.key).toBe('b'); // a is older than 8.5 ms
+      expect(await s.nearest({ partition: 'p', vector: unit(1, 0, 0) }, 0.5, 70_000)).toBeUndefined(); // both expired
       s.get('b', 20);
       s.set('c', answer('{"c":1}', 30), 60_000, limits); // evicts a, the least recently used
-      expect(s.nearest({ partition: 'p', vector: unit(1, 0, 0) }, 0.5, 40)?.key).toBe('b');
+      expect((await s.nearest({ partition: 'p', vector: unit(1, 0, 0) }, 0.5, 40))?.key).toBe('b');
       s.set('b', answer('{"b":2}', 50), 60_000, limits); // replaced without a vector: no longer found by one
-      expect(s.nearest({ partition: 'p', vector: unit(1, 1, 0) }, 0.5, 60)).toBeUndefined();
+      expect(await s.nearest({ partition: 'p', vector: unit(1, 1, 0) }, 0.5, 60)).toBeUndefined();
+    });
+
+    it('searches a large partition page by page, letting other work run between pages', async () => {
+      const s = make();
+      const limits = { maxBytes: 100_000_000, maxEntries: 10_000 };
+      let seed = 7;
+      const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) - 0.5;
+      const vectors = Array.from({ length: 1000 }, () => {
+        const v = Float32Array.from({ length: 16 }, random);
+        const n = Math.hypot(...v);
+        return v.map((x) => x / n);
+      });
+      vectors.forEach((v, i) => s.set(`k${i}`, answer('{}', i), 60_000, limits, { partition: 'p', vector: v }));
+      for (const target of [3, 600, 999]) {
+        const q = vectors[target]!;
+        let ran = false;
+        const found = s.nearest({ partition: 'p', vector: q }, 0.9, 2000);
+        setImmediate(() => (ran = true));
+        expect((await found)?.key).toBe(`k${target}`);
+        expect(ran).toBe(true);
+      }
     });
 
     it('keeps its counts true when a write fails part way, and reports each failure', () => {
