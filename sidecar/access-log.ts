@@ -24,6 +24,9 @@ export interface AccessLogEntry {
   /** On a cache hit: the tokens the stored answer cost when it was made, not spent again. */
   savedTokensIn?: number;
   savedTokensOut?: number;
+  /** Semantic mode: the embeddings model asked for the prompt's vector, and the tokens that cost. */
+  embeddingModel?: string;
+  embeddingTokens?: number;
   attempts?: number;
   /** The `llmgw_*` code or provider status behind a failure. */
   error?: string;

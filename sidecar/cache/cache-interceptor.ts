@@ -6,6 +6,7 @@
 // requests alike (see answer-forms). Entries are keyed per scope (namespace/service): nothing crosses
 // tenants.
 import type { Clock } from '../clock.js';
+import type { Usage } from '../formats/usage.js';
 import type { GatewayRequest, GatewayResponse, Handler, Interceptor, ResponseMeta } from '../pipeline/types.js';
 import type { ModelRoute } from '../routing/router.js';
 import type { Runtime } from '../runtime.js';
@@ -61,17 +62,23 @@ export function cacheInterceptor(opts: CacheInterceptorOptions): Interceptor {
     }
     let vector: PromptVector | undefined;
     let embeddingMs = 0;
+    let embedding: ResponseMeta['embedding'];
     const semantic = modelCfg?.semantic;
     if (semantic !== undefined && req.endpoint !== 'embeddings') {
       const looked = await semanticLookup(next, req, route, runtime.router.resolve(semantic.embeddingModel), semantic.threshold, store, opts, cc);
       opts.onSemantic?.(looked.outcome);
-      if (looked.hit !== undefined) return looked.hit;
+      embedding = looked.usage === undefined ? undefined : { model: semantic.embeddingModel, usage: looked.usage };
+      if (looked.hit !== undefined) {
+        if (embedding !== undefined) looked.hit.meta.embedding = embedding;
+        return looked.hit;
+      }
       vector = looked.vector;
       embeddingMs = looked.upstreamMs;
     }
     const res = await next(req);
     res.meta.cache = 'MISS';
     if (embeddingMs > 0) res.meta.upstreamMs = (res.meta.upstreamMs ?? 0) + embeddingMs;
+    if (embedding !== undefined) res.meta.embedding = embedding;
     const save = (form: CachedAnswer['form'], body: Buffer): void => {
       const usage = res.meta.usage;
       const answer = { form, body, createdMs: opts.clock.now(), inputTokens: usage?.inputTokens ?? null, outputTokens: usage?.outputTokens ?? null };
@@ -102,6 +109,8 @@ interface SemanticLookup {
   vector?: PromptVector;
   /** Time the embeddings call took (upstream time, not gateway overhead). */
   upstreamMs: number;
+  /** What the embeddings call cost, when the provider said. */
+  usage?: Usage | undefined;
 }
 
 async function semanticLookup(
@@ -126,7 +135,7 @@ async function semanticLookup(
   }
   if (embedded === undefined) return { outcome: 'failed', upstreamMs: 0 };
   const vector = { partition: semanticPartition(req, route, opts.scope, embeddingRoute), vector: embedded.vector };
-  const base = { vector, upstreamMs: embedded.upstreamMs };
+  const base = { vector, upstreamMs: embedded.upstreamMs, usage: embedded.usage };
   if (cc.noCache) return { outcome: 'skipped', ...base };
   const now = opts.clock.now();
   const near = await store.nearest(vector, threshold, now, cc.maxAgeMs);

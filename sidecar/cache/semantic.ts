@@ -2,6 +2,7 @@
 // through the rest of the sidecar's pipeline (its routing, retries, rate limits and quota), as a unit
 // vector. A prompt with parts that are not text (images, documents, audio) has no text form: such a
 // request is served by the exact cache only.
+import type { Usage } from '../formats/usage.js';
 import type { GatewayRequest, Handler } from '../pipeline/types.js';
 import { isObject, type Json } from '../translate/json-object.js';
 
@@ -51,7 +52,12 @@ function addContent(lines: string[], role: string, content: unknown): boolean {
 }
 
 /** The prompt's embedding as a unit vector, or undefined when the embeddings model did not give one. */
-export async function embedPrompt(next: Handler, req: GatewayRequest, model: string, text: string): Promise<{ vector: Float32Array; upstreamMs: number } | undefined> {
+export async function embedPrompt(
+  next: Handler,
+  req: GatewayRequest,
+  model: string,
+  text: string,
+): Promise<{ vector: Float32Array; upstreamMs: number; usage: Usage | undefined } | undefined> {
   const res = await next({
     id: `${req.id}:embedding`,
     endpoint: 'embeddings',
@@ -68,7 +74,7 @@ export async function embedPrompt(next: Handler, req: GatewayRequest, model: str
   const body: unknown = JSON.parse(typeof res.body === 'string' ? res.body : res.body.toString('utf8'));
   const first = isObject(body) && Array.isArray(body.data) ? (body.data[0] as Json | undefined) : undefined;
   const vector = unit(first?.embedding);
-  return vector === undefined ? undefined : { vector, upstreamMs: res.meta.upstreamMs ?? 0 };
+  return vector === undefined ? undefined : { vector, upstreamMs: res.meta.upstreamMs ?? 0, usage: res.meta.usage };
 }
 
 /** Floats (a JSON array, or base64 of little-endian float32) scaled to length 1. */

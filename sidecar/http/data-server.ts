@@ -257,6 +257,11 @@ function finishEntry(entry: AccessLogEntry, meta: ResponseMeta | undefined, star
       entry.tokensOut = meta.usage.outputTokens;
       countTokens(opts.metrics.tokens, entry.model, meta.usage);
     }
+    if (meta.embedding !== undefined) {
+      entry.embeddingModel = meta.embedding.model;
+      entry.embeddingTokens = meta.embedding.usage.inputTokens;
+      countTokens(opts.metrics.tokens, meta.embedding.model, meta.embedding.usage);
+    }
   }
   // Only configured names become label values, so apps cannot blow up the series count.
   const known = entry.model !== undefined && opts.runtime().router.has(entry.model);

@@ -40,6 +40,8 @@ export interface ResponseMeta {
   savedUsage?: Usage;
   /** On a semantic hit: the cosine similarity of the two prompts. */
   similarity?: number;
+  /** Semantic mode's embeddings call for this request: its tokens are spent whether it hit or missed. */
+  embedding?: { model: string; usage: Usage };
   /** Tokens left in the global budget, for `x-ratelimit-remaining-tokens` (budgeted requests only). */
   remainingTokens?: number | undefined;
 }

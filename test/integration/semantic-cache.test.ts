@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
-import { scrapeMetrics, startStack, type Stack } from '../helpers/stack.js';
+import { accessLines, eventually, scrapeMetrics, startStack, type Stack } from '../helpers/stack.js';
 
 const open: Stack[] = [];
 afterEach(async () => {
@@ -69,6 +69,21 @@ describe('semantic cache', () => {
     const metrics = await scrapeMetrics(s);
     expect(metrics).toContain('llmgw_cache_semantic_lookups_total{result="hit"} 1');
     expect(metrics).toContain('llmgw_cache_semantic_lookups_total{result="miss"} 3');
+  });
+
+  it('reports the tokens of each embeddings call in the access log and llmgw_tokens_total', async () => {
+    const s = await stack(dbPath());
+    await ask(s, 'What is the capital of France?');
+    await settle();
+    await ask(s, 'what is the capital of France, please?');
+    await eventually(() => expect(accessLines(s)).toHaveLength(2));
+    const lines = accessLines(s);
+    expect(lines.map((l) => [l.cache, l.embeddingModel])).toEqual([['MISS', 'embed'], ['HIT', 'embed']]);
+    const embedded = lines.map((l) => Number(l.embeddingTokens));
+    for (const n of embedded) expect(n).toBeGreaterThan(0);
+    const metrics = await scrapeMetrics(s);
+    expect(metrics).toContain(`llmgw_tokens_total{model="embed",direction="input"} ${embedded[0]! + embedded[1]!}`);
+    expect(metrics).toContain(`llmgw_tokens_total{model="gpt-4o-mini",direction="input"} ${String(lines[0]!.tokensIn)}`); // the hit spent none
   });
 
   it('never serves across scopes, also from the same file', async () => {
