@@ -1,6 +1,6 @@
 // `llmgw dev`: the embedded default. The quota service, the sidecar (on 127.0.0.1:4000, spending the
-// quota service's budgets) and the built-in fake provider in one process; the real OpenAI/Anthropic APIs
-// are used where their keys are set.
+// quota service's budgets, caching answers for an hour) and the built-in fake provider in one process; the
+// real OpenAI/Anthropic APIs are used where their keys are set.
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { validateConfig } from '../../sidecar/config/load-config.js';
@@ -26,6 +26,7 @@ export function devConfig(opts: { fakeUrl: string | undefined; stateDir: string;
       'text-embedding-3-small': { targets: [{ provider: 'openai', model: 'text-embedding-3-small' }] },
     },
     storage: { path: resolve(opts.stateDir, 'llmgw.db') },
+    cache: { ttlSeconds: 3600 },
     quota: { address: opts.quotaAddress },
   };
 }

@@ -98,7 +98,16 @@ describe('llmgw dev', () => {
     expect(res.statusCode).toBe(200);
     const json = (await res.body.json()) as { choices: { message: { content: string } }[] };
     expect(json.choices[0]!.message.content).toBe('Hello from the fake provider. You said: Hello!');
+    expect(res.headers['x-llmgw-cache']).toBe('MISS');
     expect(existsSync(join(state, 'quota.db'))).toBe(true);
+    // Answers are cached in the state directory: the same request again is served from there.
+    let again;
+    for (let i = 0; i < 20 && again?.headers['x-llmgw-cache'] !== 'HIT'; i++) {
+      await new Promise((r) => setTimeout(r, 50)); // the entry is written after the answer went out
+      again = await request(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      await again.body.text();
+    }
+    expect(again?.headers['x-llmgw-cache']).toBe('HIT');
 
     // The budget line it prints works, and the request above shows up in the namespace's usage.
     const budgetLine = await proc.waitForLine(/^llmgw budget set /);
