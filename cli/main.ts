@@ -89,7 +89,8 @@ adminOptions(
     .command('usage <scope>')
     .description('tokens a scope consumed per window, newest first')
     .option('--window <window>', 'minute, hour, day or month', 'day')
-    .option('--last <n>', 'how many windows', '10'),
+    .option('--last <n>', 'how many windows', '10')
+    .option('--by-tag <key>', 'also break each window down by the values of this x-llmgw-tags key'),
 ).action(async (scope: string, o) => (await import('./commands/budget.js')).budgetUsage(scope, o));
 
 program

@@ -17,6 +17,7 @@ export interface UsageReportMsg {
   startedAtMs: number;
   priority?: PriorityName;
   model?: string;
+  tags?: Record<string, string>;
 }
 
 export interface AcquireLeaseRequest {
@@ -82,10 +83,16 @@ export interface SetBudgetRequest {
   floors: PriorityFloorsMsg | null;
 }
 
+export interface TagUsageMsg {
+  value: string;
+  usedTokens: number;
+}
+
 export interface WindowUsageMsg {
   windowStartMs: number;
   windowEndMs: number;
   usedTokens: number;
+  byTag: TagUsageMsg[];
 }
 
 export interface UsageResponse {

@@ -51,8 +51,9 @@ export class QuotaAdminClient {
     return (await this.call<{ deleted: number }>('DeleteBudget', { scope, window })).deleted;
   }
 
-  getUsage(scope: string, window: WindowEnum, last: number): Promise<UsageResponse> {
-    return this.call('GetUsage', { scope, window, last });
+  /** `byTag`: a tag key to break each window down by ('' for none). */
+  getUsage(scope: string, window: WindowEnum, last: number, byTag = ''): Promise<UsageResponse> {
+    return this.call('GetUsage', { scope, window, last, byTag });
   }
 
   close(): void {

@@ -5,6 +5,7 @@
 // needs more than its share still gets its need while tokens are free), lower priority classes stop
 // above their floor, and a window rollover voids what leases held of the old window.
 import { randomUUID } from 'node:crypto';
+import { MAX_TAG_VALUE, MAX_TAGS, TAG_KEY } from '../proto/tags.js';
 import type { Clock } from '../sidecar/clock.js';
 import { invalidArgument, notFound } from './errors.js';
 import { scopeProblem, scopesOf, type Identity } from './scopes.js';
@@ -17,6 +18,16 @@ export interface UsageReport {
   sequence: number;
   tokens: number;
   startedAtMs: number;
+  /** Attribution labels of the requests the report adds up (`x-llmgw-tags`). */
+  tags?: Record<string, string>;
+}
+
+/** One window of a scope's consumption; with a tag key, also per value of that tag, most first. */
+export interface WindowUsage {
+  startMs: number;
+  endMs: number;
+  used: number;
+  byTag?: { value: string; used: number }[];
 }
 
 export interface Grant {
@@ -215,13 +226,16 @@ export class Allocator {
   }
 
   /** The last `n` windows of a scope's consumption, newest first, empty windows included. */
-  usage(scope: string, window: WindowName, n: number): { startMs: number; endMs: number; used: number }[] {
+  usage(scope: string, window: WindowName, n: number, byTag?: string): WindowUsage[] {
     const problem = scopeProblem(scope);
     if (problem !== undefined) throw invalidArgument(`scope "${scope}": ${problem}`);
+    if (byTag !== undefined && !TAG_KEY.test(byTag)) throw invalidArgument(`by_tag "${byTag}": a tag key is letters, digits and _.-/ (up to 64)`);
     const now = this.clock.now();
     return Array.from({ length: Math.max(1, Math.min(n, 1000)) }, (_, i) => {
       const span = windowBefore(window, now, i);
-      return { startMs: span.startMs, endMs: span.endMs, used: this.usedIn(scope, window, span.startMs) };
+      const w: WindowUsage = { startMs: span.startMs, endMs: span.endMs, used: this.usedIn(scope, window, span.startMs) };
+      if (byTag !== undefined) w.byTag = this.store.taggedUsage(scope, window, span.startMs, byTag);
+      return w;
     });
   }
 
@@ -302,9 +316,11 @@ export class Allocator {
     const sorted = [...reports].sort((a, b) => a.sequence - b.sequence);
     // One write per scope and window touched, however many reports the batch holds.
     const sums = new Map<string, { scope: string; window: WindowName; startMs: number; endMs: number; tokens: number }>();
+    const tagged = new Map<string, { scope: string; window: WindowName; startMs: number; endMs: number; tag: { key: string; value: string }; tokens: number }>();
     for (const r of sorted) {
       if (r.sequence <= acked) continue;
       const tokens = Math.max(0, Math.round(r.tokens));
+      const tags = attributionTags(r.tags);
       for (const scope of scopes) {
         for (const w of ['minute', 'hour', 'day', 'month'] as const) {
           const span = windowAt(w, r.startedAtMs);
@@ -312,6 +328,12 @@ export class Allocator {
           const sum = sums.get(k);
           if (sum === undefined) sums.set(k, { scope, window: w, startMs: span.startMs, endMs: span.endMs, tokens });
           else sum.tokens += tokens;
+          for (const tag of tags) {
+            const tk = `${k}|${tag.key}=${tag.value}`;
+            const t = tagged.get(tk);
+            if (t === undefined) tagged.set(tk, { scope, window: w, startMs: span.startMs, endMs: span.endMs, tag, tokens });
+            else t.tokens += tokens;
+          }
         }
       }
       // Spending of an earlier window does not pay back what the lease holds of the current one.
@@ -323,6 +345,7 @@ export class Allocator {
       const cached = this.used.get(k);
       if (cached !== undefined) this.used.set(k, cached + s.tokens);
     }
+    for (const t of tagged.values()) this.store.addTaggedUsage(t.scope, t.window, t.startMs, t.endMs, t.tag, t.tokens);
     if (acked !== this.ackedOf(incarnation)) {
       this.store.setAcked(incarnation, acked);
       this.ackedBy.set(incarnation, acked);
@@ -384,4 +407,18 @@ export class Allocator {
       windows: JSON.stringify(lease.windows),
     });
   }
+}
+
+/**
+ * The report's tags that are kept: well-formed ones, at most 16. A report with others is still charged in
+ * full (refusing it would leave the sidecar resending it forever); only their attribution is lost.
+ */
+function attributionTags(tags: Record<string, string> | undefined): { key: string; value: string }[] {
+  if (tags === undefined) return [];
+  const out: { key: string; value: string }[] = [];
+  for (const [key, value] of Object.entries(tags)) {
+    if (out.length === MAX_TAGS) break;
+    if (TAG_KEY.test(key) && typeof value === 'string' && value.length <= MAX_TAG_VALUE) out.push({ key, value });
+  }
+  return out;
 }

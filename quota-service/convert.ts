@@ -33,7 +33,7 @@ export function windowEnum(w: WindowName): WindowEnum {
 }
 
 export function reportsOf(reports: UsageReportMsg[] | undefined): UsageReport[] {
-  return (reports ?? []).map((r) => ({ sequence: Number(r.sequence), tokens: Number(r.tokens), startedAtMs: Number(r.startedAtMs) }));
+  return (reports ?? []).map((r) => ({ sequence: Number(r.sequence), tokens: Number(r.tokens), startedAtMs: Number(r.startedAtMs), tags: r.tags ?? {} }));
 }
 
 export function budgetMsg(b: BudgetView): BudgetMsg {

@@ -101,10 +101,19 @@ export function quotaAdminHandlers(alloc: Allocator, metrics: QuotaMetrics, logg
     DeleteBudget: unary('DeleteBudget', metrics, logger, (r: { scope: string; window: WindowEnum }) => ({
       deleted: alloc.deleteBudget(r.scope, optionalWindowOf(r.window)),
     })),
-    GetUsage: unary('GetUsage', metrics, logger, (r: { scope: string; window: WindowEnum; last: number }): UsageResponse => {
+    GetUsage: unary('GetUsage', metrics, logger, (r: { scope: string; window: WindowEnum; last: number; byTag: string }): UsageResponse => {
       const window = windowOf(r.window);
-      const rows = alloc.usage(r.scope, window, r.last > 0 ? r.last : 10);
-      return { scope: r.scope, window: windowEnum(window), windows: rows.map((w) => ({ windowStartMs: w.startMs, windowEndMs: w.endMs, usedTokens: w.used })) };
+      const rows = alloc.usage(r.scope, window, r.last > 0 ? r.last : 10, r.byTag === '' ? undefined : r.byTag);
+      return {
+        scope: r.scope,
+        window: windowEnum(window),
+        windows: rows.map((w) => ({
+          windowStartMs: w.startMs,
+          windowEndMs: w.endMs,
+          usedTokens: w.used,
+          byTag: (w.byTag ?? []).map((t) => ({ value: t.value, usedTokens: t.used })),
+        })),
+      };
     }),
   };
 }

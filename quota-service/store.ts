@@ -1,6 +1,6 @@
 // The quota service's durable state in one SQLite file (WAL, full sync: an acknowledged report is on
-// disk): budgets, consumption per scope and window, outstanding leases, and the highest report sequence
-// processed per sidecar incarnation.
+// disk): budgets, consumption per scope and window (also per tag of the requests, for attribution),
+// outstanding leases, and the highest report sequence processed per sidecar incarnation.
 import Database from 'better-sqlite3';
 import type { WindowName } from './windows.js';
 
@@ -33,6 +33,11 @@ export interface UsageRow {
   used: number;
 }
 
+export interface TagUsageRow {
+  value: string;
+  used: number;
+}
+
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS budgets (
   scope TEXT NOT NULL, window TEXT NOT NULL, tokens INTEGER NOT NULL,
@@ -42,6 +47,11 @@ CREATE TABLE IF NOT EXISTS budgets (
 CREATE TABLE IF NOT EXISTS consumption (
   scope TEXT NOT NULL, window TEXT NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL,
   used INTEGER NOT NULL, PRIMARY KEY (scope, window, start_ms)
+);
+CREATE TABLE IF NOT EXISTS tagged_consumption (
+  scope TEXT NOT NULL, window TEXT NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL,
+  tag_key TEXT NOT NULL, tag_value TEXT NOT NULL, used INTEGER NOT NULL,
+  PRIMARY KEY (scope, window, start_ms, tag_key, tag_value)
 );
 CREATE TABLE IF NOT EXISTS leases (
   id TEXT PRIMARY KEY, namespace TEXT NOT NULL, service TEXT NOT NULL, team TEXT NOT NULL, pod TEXT NOT NULL,
@@ -75,6 +85,14 @@ export class SqliteQuotaStore {
         `INSERT INTO consumption (scope, window, start_ms, end_ms, used) VALUES (?, ?, ?, ?, ?)
          ON CONFLICT (scope, window, start_ms) DO UPDATE SET used = used + excluded.used`,
       ),
+      addTaggedUsage: db.prepare(
+        `INSERT INTO tagged_consumption (scope, window, start_ms, end_ms, tag_key, tag_value, used) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (scope, window, start_ms, tag_key, tag_value) DO UPDATE SET used = used + excluded.used`,
+      ),
+      taggedUsage: db.prepare(
+        'SELECT tag_value AS value, used FROM tagged_consumption WHERE scope = ? AND window = ? AND start_ms = ? AND tag_key = ? ORDER BY used DESC, tag_value',
+      ),
+      pruneTaggedUsage: db.prepare('DELETE FROM tagged_consumption WHERE window = ? AND end_ms < ?'),
       history: db.prepare('SELECT start_ms AS startMs, end_ms AS endMs, used FROM consumption WHERE scope = ? AND window = ? AND start_ms <= ? ORDER BY start_ms DESC LIMIT ?'),
       pruneUsage: db.prepare('DELETE FROM consumption WHERE window = ? AND end_ms < ?'),
       leases: db.prepare(
@@ -118,14 +136,23 @@ export class SqliteQuotaStore {
     this.stmts.addUsage.run(scope, window, startMs, endMs, tokens);
   }
 
+  addTaggedUsage(scope: string, window: WindowName, startMs: number, endMs: number, tag: { key: string; value: string }, tokens: number): void {
+    this.stmts.addTaggedUsage.run(scope, window, startMs, endMs, tag.key, tag.value, tokens);
+  }
+
+  /** A window's consumption per value of tag `key`, most first. */
+  taggedUsage(scope: string, window: WindowName, startMs: number, key: string): TagUsageRow[] {
+    return this.stmts.taggedUsage.all(scope, window, startMs, key) as TagUsageRow[];
+  }
+
   /** Up to `limit` windows that started at or before `beforeMs`, newest first. */
   history(scope: string, window: WindowName, beforeMs: number, limit: number): UsageRow[] {
     return this.stmts.history.all(scope, window, beforeMs, limit) as UsageRow[];
   }
 
-  /** Deletes consumption rows of `window` that ended before `beforeMs`. */
+  /** Deletes consumption rows of `window`, tagged ones too, that ended before `beforeMs`. */
   pruneUsage(window: WindowName, beforeMs: number): number {
-    return this.stmts.pruneUsage.run(window, beforeMs).changes;
+    return this.transaction(() => this.stmts.pruneUsage.run(window, beforeMs).changes + this.stmts.pruneTaggedUsage.run(window, beforeMs).changes);
   }
 
   leases(): LeaseRow[] {

@@ -1,7 +1,8 @@
 // `llmgw budget set|get|list|delete|usage`: operators' view of the quota service. Tables for people,
 // `--output json` for scripts.
 import { status as grpcStatus } from '@grpc/grpc-js';
-import type { BudgetMsg, UsageResponse, WindowEnum } from '../../proto/messages.js';
+import type { BudgetMsg, UsageResponse, WindowEnum, WindowUsageMsg } from '../../proto/messages.js';
+import { TAG_KEY } from '../../proto/tags.js';
 import { AdminCallError, QuotaAdminClient } from '../../quota-service/admin-client.js';
 import { windowEnum } from '../../quota-service/convert.js';
 import { scopeProblem } from '../../quota-service/scopes.js';
@@ -133,15 +134,36 @@ export async function budgetDelete(scope: string, o: BudgetFlags & { window?: st
   process.stdout.write(output === 'json' ? `${JSON.stringify({ deleted: n })}\n` : `deleted ${n} budget${n === 1 ? '' : 's'} of ${scope}\n`);
 }
 
-export async function budgetUsage(scope: string, o: BudgetFlags & { window: string; last: string }): Promise<void> {
+export async function budgetUsage(scope: string, o: BudgetFlags & { window: string; last: string; byTag?: string }): Promise<void> {
   const output = checkOutput(o);
   const last = Number(o.last);
   if (!Number.isInteger(last) || last < 1 || last > 1000) throw new UsageError(`--last: expected a whole number from 1 to 1000, got "${o.last}"`);
-  const u: UsageResponse = await withClient(o, (c) => c.getUsage(checkScope(scope), checkWindow(o.window), last));
+  const byTag = o.byTag;
+  if (byTag !== undefined && !TAG_KEY.test(byTag)) throw new UsageError(`--by-tag: expected a tag key (letters, digits, _.-/ up to 64), got "${byTag}"`);
+  const u: UsageResponse = await withClient(o, (c) => c.getUsage(checkScope(scope), checkWindow(o.window), last, byTag ?? ''));
+  // What a window used without the tag: the total less what its values add up to.
+  const untagged = (w: WindowUsageMsg) => w.usedTokens - w.byTag.reduce((n, t) => n + t.usedTokens, 0);
   if (output === 'json') {
-    const windows = u.windows.map((w) => ({ windowStart: iso(w.windowStartMs), windowEnd: iso(w.windowEndMs), used: w.usedTokens }));
-    process.stdout.write(`${JSON.stringify({ scope: u.scope, window: win(u.window), windows }, null, 2)}\n`);
+    const windows = u.windows.map((w) => ({
+      windowStart: iso(w.windowStartMs),
+      windowEnd: iso(w.windowEndMs),
+      used: w.usedTokens,
+      ...(byTag === undefined ? {} : { byTag: w.byTag.map((t) => ({ value: t.value, used: t.usedTokens })), untagged: untagged(w) }),
+    }));
+    process.stdout.write(`${JSON.stringify({ scope: u.scope, window: win(u.window), ...(byTag === undefined ? {} : { tag: byTag }), windows }, null, 2)}\n`);
     return;
   }
-  process.stdout.write(table([['WINDOW START (UTC)', 'WINDOW END (UTC)', 'USED'], ...u.windows.map((w) => [iso(w.windowStartMs), iso(w.windowEndMs), String(w.usedTokens)])]));
+  if (byTag === undefined) {
+    process.stdout.write(table([['WINDOW START (UTC)', 'WINDOW END (UTC)', 'USED'], ...u.windows.map((w) => [iso(w.windowStartMs), iso(w.windowEndMs), String(w.usedTokens)])]));
+    return;
+  }
+  // One row per window with its total, then one per value of the tag (and what carried no such tag).
+  const rows = [['WINDOW START (UTC)', 'WINDOW END (UTC)', byTag.toUpperCase(), 'USED']];
+  for (const w of u.windows) {
+    rows.push([iso(w.windowStartMs), iso(w.windowEndMs), '(all)', String(w.usedTokens)]);
+    for (const t of w.byTag) rows.push(['', '', t.value, String(t.usedTokens)]);
+    const rest = untagged(w);
+    if (rest > 0 && w.byTag.length > 0) rows.push(['', '', '(untagged)', String(rest)]);
+  }
+  process.stdout.write(table(rows));
 }

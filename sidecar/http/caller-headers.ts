@@ -1,12 +1,10 @@
 // The optional caller headers of DESIGN §4: `x-llmgw-priority` (quota class) and `x-llmgw-tags`
 // (attribution labels for usage records and logs). Bad values are refused, not guessed at.
+import { MAX_TAG_VALUE, MAX_TAGS, TAG_KEY } from '../../proto/tags.js';
 import { invalidRequest } from '../errors.js';
 
 export const priorities = ['interactive', 'background', 'batch'] as const;
 export type Priority = (typeof priorities)[number];
-
-const MAX_TAGS = 16;
-const tagKey = /^[A-Za-z0-9_.\-/]{1,64}$/;
 
 export function parsePriority(value: string | string[] | undefined, fallback: Priority): Priority {
   if (value === undefined) return fallback;
@@ -27,7 +25,7 @@ export function parseTags(value: string | string[] | undefined): Record<string, 
     const eq = trimmed.indexOf('=');
     const key = eq === -1 ? '' : trimmed.slice(0, eq).trim();
     const val = eq === -1 ? '' : trimmed.slice(eq + 1).trim();
-    if (!tagKey.test(key) || val.length > 128) {
+    if (!TAG_KEY.test(key) || val.length > MAX_TAG_VALUE) {
       throw invalidRequest(`x-llmgw-tags must be key=value pairs (keys of letters, digits, _.-/ up to 64, values up to 128 characters); bad pair "${trimmed}"`, 'x-llmgw-tags');
     }
     if (++count > MAX_TAGS) throw invalidRequest(`x-llmgw-tags carries more than ${MAX_TAGS} tags`, 'x-llmgw-tags');

@@ -118,14 +118,14 @@ export class LeaseManager {
   }
 
   /** Settles a reservation to what the request used, and records the usage durably. */
-  settle(r: Reservation, used: number, model: string): void {
+  settle(r: Reservation, used: number, model: string, tags?: Readonly<Record<string, string>>): void {
     const l = this.lease(r.priority);
     if (!r.unlimited && r.epoch === l.epoch) {
       l.balance += r.estimate - used;
       l.inflightTokens -= r.estimate;
     }
     l.spentSinceAnswer += used;
-    if (used > 0) this.opts.outbox.append(r.priority, used, r.startedAtMs, model);
+    if (used > 0) this.opts.outbox.append(r.priority, used, r.startedAtMs, model, tags);
   }
 
   /** Tokens left in the budget as last known, minus what this pod spent since (undefined: unlimited). */

@@ -22,6 +22,6 @@ export function quotaInterceptor(opts: { manager: () => LeaseManager | undefined
       throw err;
     }
     res.meta.remainingTokens = manager.remaining(req.priority);
-    return onComplete(res, (o) => manager.settle(reservation, usedTokens(req, o.usage, o.complete, o.frames), req.model));
+    return onComplete(res, (o) => manager.settle(reservation, usedTokens(req, o.usage, o.complete, o.frames), req.model, req.tags));
   };
 }

@@ -2,10 +2,10 @@
 // outage of the service loses nothing. Each priority class numbers its records 1, 2, 3, … under its own
 // incarnation (`<sidecar id>:<class>`), so the service can drop replays by sequence.
 //
-// One record holds the usage of every request of a class and model that started in the same second and
-// settled before the record was handed out for delivery, so a busy pod sends a handful of records a second
-// instead of one per request (seconds never straddle a budget window: every token is still charged to the
-// right window). Settles of one event-loop turn are written in one transaction right after it: a write
+// One record holds the usage of every request of a class, model and set of tags (`x-llmgw-tags`) that
+// started in the same second and settled before the record was handed out for delivery, so a busy pod
+// sends a handful of records a second instead of one per request (seconds never straddle a budget window:
+// every token is still charged to the right window). Settles of one event-loop turn are written in one transaction right after it: a write
 // per turn, not per request, and nothing waits in memory longer than that turn.
 import { randomUUID } from 'node:crypto';
 import type { Priority } from '../http/caller-headers.js';
@@ -16,6 +16,17 @@ export interface UsageRecord {
   tokens: number;
   startedAtMs: number;
   model: string;
+  /** The requests' attribution labels; empty when they carried none. */
+  tags: Record<string, string>;
+}
+
+/** What settles to one record: the class, model, second and tags (as canonical JSON, '' for none). */
+interface Settled {
+  priority: Priority;
+  model: string;
+  second: number;
+  tags: string;
+  tokens: number;
 }
 
 export class UsageOutbox {
@@ -24,21 +35,24 @@ export class UsageOutbox {
   private readonly ackTx: (priority: Priority, sequence: number) => void;
   /** Next sequence to hand out per class. */
   private readonly next = new Map<Priority, number>();
-  /** Records still taking usage, per `class|model`: not yet handed out for delivery. */
+  /** Records still taking usage, per class, model and tags: not yet handed out for delivery. */
   private readonly open = new Map<string, { sequence: number; second: number }>();
-  /** Settles of this turn, per `class|model|second`, written by `flush`. */
-  private readonly buffered = new Map<string, { priority: Priority; model: string; second: number; tokens: number }>();
+  /** Settles of this turn, per class, model, second and tags, written by `flush`. */
+  private readonly buffered = new Map<string, Settled>();
   private scheduled = false;
   private retry: NodeJS.Timeout | undefined;
-  private readonly writeTx: (items: { priority: Priority; model: string; second: number; tokens: number }[]) => void;
+  private readonly writeTx: (items: Settled[]) => void;
 
   constructor(private readonly db: SidecarDatabase) {
     db.exec(`
       CREATE TABLE IF NOT EXISTS quota_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
       CREATE TABLE IF NOT EXISTS usage_outbox (
         priority TEXT NOT NULL, sequence INTEGER NOT NULL, tokens INTEGER NOT NULL,
-        started_at_ms INTEGER NOT NULL, model TEXT NOT NULL, PRIMARY KEY (priority, sequence)
+        started_at_ms INTEGER NOT NULL, model TEXT NOT NULL, tags TEXT NOT NULL DEFAULT '', PRIMARY KEY (priority, sequence)
       );`);
+    // A file from a build that kept no tags: its records keep their usage and carry none.
+    const columns = (db.pragma('table_info(usage_outbox)') as { name: string }[]).map((c) => c.name);
+    if (!columns.includes('tags')) db.exec("ALTER TABLE usage_outbox ADD COLUMN tags TEXT NOT NULL DEFAULT ''");
     const get = db.prepare('SELECT value FROM quota_meta WHERE key = ?');
     const set = db.prepare('INSERT INTO quota_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
     let id = (get.get('incarnation') as { value: string } | undefined)?.value;
@@ -50,15 +64,15 @@ export class UsageOutbox {
     this.stmts = {
       get,
       set,
-      insert: db.prepare('INSERT INTO usage_outbox (priority, sequence, tokens, started_at_ms, model) VALUES (?, ?, ?, ?, ?)'),
+      insert: db.prepare('INSERT INTO usage_outbox (priority, sequence, tokens, started_at_ms, model, tags) VALUES (?, ?, ?, ?, ?, ?)'),
       add: db.prepare('UPDATE usage_outbox SET tokens = tokens + ? WHERE priority = ? AND sequence = ?'),
-      pending: db.prepare('SELECT sequence, tokens, started_at_ms AS startedAtMs, model FROM usage_outbox WHERE priority = ? ORDER BY sequence LIMIT ?'),
+      pending: db.prepare('SELECT sequence, tokens, started_at_ms AS startedAtMs, model, tags FROM usage_outbox WHERE priority = ? ORDER BY sequence LIMIT ?'),
       ack: db.prepare('DELETE FROM usage_outbox WHERE priority = ? AND sequence <= ?'),
       count: db.prepare('SELECT priority, COUNT(*) AS n FROM usage_outbox GROUP BY priority'),
       highest: db.prepare('SELECT MAX(sequence) AS s FROM usage_outbox WHERE priority = ?'),
     };
-    this.writeTx = db.transaction((items: { priority: Priority; model: string; second: number; tokens: number }[]) => {
-      for (const i of items) this.write(i.priority, i.tokens, i.second, i.model);
+    this.writeTx = db.transaction((items: Settled[]) => {
+      for (const i of items) this.write(i);
     });
     // The highest sequence handed out must outlive the rows it numbered: a restart continues above it.
     this.ackTx = db.transaction((priority: Priority, sequence: number) => {
@@ -74,11 +88,11 @@ export class UsageOutbox {
   }
 
   /** Records one settled request; it is on disk once this event-loop turn ends. */
-  append(priority: Priority, tokens: number, startedAtMs: number, model: string): void {
+  append(priority: Priority, tokens: number, startedAtMs: number, model: string, tags?: Readonly<Record<string, string>>): void {
     const n = Math.max(0, Math.round(tokens));
     if (n === 0) return;
     const second = startedAtMs - (startedAtMs % 1000);
-    this.buffer(priority, model, second, n);
+    this.buffer({ priority, model, second, tags: canonicalTags(tags), tokens: n });
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => this.flush());
@@ -102,7 +116,7 @@ export class UsageOutbox {
       // them; the next write numbers from the file again (nextSequence) and opens new records.
       this.open.clear();
       this.next.clear();
-      for (const i of items) this.buffer(i.priority, i.model, i.second, i.tokens);
+      for (const i of items) this.buffer(i);
       if (this.retry === undefined) {
         this.retry = setTimeout(() => {
           this.retry = undefined;
@@ -113,30 +127,31 @@ export class UsageOutbox {
     }
   }
 
-  private buffer(priority: Priority, model: string, second: number, tokens: number): void {
-    const key = `${priority}|${model}|${second}`;
+  private buffer(s: Settled): void {
+    const key = `${s.priority}|${s.second}|${s.model}\n${s.tags}`;
     const b = this.buffered.get(key);
-    if (b !== undefined) b.tokens += tokens;
-    else this.buffered.set(key, { priority, model, second, tokens });
+    if (b !== undefined) b.tokens += s.tokens;
+    else this.buffered.set(key, { ...s });
   }
 
-  private write(priority: Priority, tokens: number, second: number, model: string): void {
-    const key = `${priority}|${model}`;
+  private write(s: Settled): void {
+    const key = `${s.priority}|${s.model}\n${s.tags}`;
     const open = this.open.get(key);
-    if (open !== undefined && open.second === second) {
-      this.stmts.add.run(tokens, priority, open.sequence);
+    if (open !== undefined && open.second === s.second) {
+      this.stmts.add.run(s.tokens, s.priority, open.sequence);
       return;
     }
-    const sequence = this.nextSequence(priority);
-    this.stmts.insert.run(priority, sequence, tokens, second, model);
-    this.open.set(key, { sequence, second });
+    const sequence = this.nextSequence(s.priority);
+    this.stmts.insert.run(s.priority, sequence, s.tokens, s.second, s.model, s.tags);
+    this.open.set(key, { sequence, second: s.second });
   }
 
   /** Records to deliver, oldest first; they take no more usage from now on. */
   pending(priority: Priority, limit = 1000): UsageRecord[] {
     this.flush();
     for (const key of this.open.keys()) if (key.startsWith(`${priority}|`)) this.open.delete(key);
-    return this.stmts.pending.all(priority, limit) as UsageRecord[];
+    const rows = this.stmts.pending.all(priority, limit) as (Omit<UsageRecord, 'tags'> & { tags: string })[];
+    return rows.map((r) => ({ ...r, tags: r.tags === '' ? {} : (JSON.parse(r.tags) as Record<string, string>) }));
   }
 
   /** Drops every record of `priority` up to `sequence` (the service has them). */
@@ -160,4 +175,12 @@ export class UsageOutbox {
     this.next.set(priority, n + 1);
     return n;
   }
+}
+
+/** Tags as JSON with sorted keys, so one set of tags always groups into one record; '' for none. */
+function canonicalTags(tags: Readonly<Record<string, string>> | undefined): string {
+  if (tags === undefined) return '';
+  const keys = Object.keys(tags).sort();
+  if (keys.length === 0) return '';
+  return JSON.stringify(Object.fromEntries(keys.map((k) => [k, tags[k]])));
 }

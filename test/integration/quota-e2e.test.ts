@@ -143,6 +143,63 @@ describe('global budgets end to end', () => {
     expect(await quota.proc.exit).toBe(0);
   }, 90_000);
 
+  it('carries x-llmgw-tags into the usage records: `budget usage --by-tag` splits what the provider billed', async () => {
+    const quota = await startQuotaService(join(dir, 'tags-quota.db'));
+    const sc = await startSidecar('pod-tags', quota.addr, 'tagged');
+    const openai = new OpenAI({ baseURL: `${sc.url}/v1`, apiKey: 'app-key', maxRetries: 0 });
+    const billed = new Map<string, number>();
+    const tagsOf = ['feature=search,team=core', 'feature=chat', 'team=core,feature=search', undefined, 'feature=chat,user=ann'];
+    for (let i = 0; i < 10; i++) {
+      const tags = tagsOf[i % tagsOf.length];
+      const before = fake.stats.billedTokens;
+      const body = { model: i % 2 === 0 ? 'gpt-4o-mini' : 'claude-haiku', max_tokens: 32, messages: [{ role: 'user' as const, content: `tagged request ${i}: ${'more words '.repeat(i)}` }] };
+      const headers = tags === undefined ? {} : { 'x-llmgw-tags': tags };
+      if (i % 3 === 0) {
+        for await (const _ of await openai.chat.completions.create({ ...body, stream: true }, { headers }));
+      } else {
+        await openai.chat.completions.create(body, { headers });
+      }
+      const feature = tags === undefined ? '(untagged)' : /feature=(\w+)/.exec(tags)![1]!;
+      billed.set(feature, (billed.get(feature) ?? 0) + fake.stats.billedTokens - before);
+    }
+    const total = [...billed.values()].reduce((a, b) => a + b, 0);
+    const scope = 'namespace/demo/service/tagged';
+    await settledUsage(scope, quota.addr, () => total);
+    // This month's and last month's (a run may straddle the 1st, UTC), added up.
+    const byTag = async (key: string) => {
+      const u = (await budget(['usage', scope, '--window', 'month', '--last', '2', '--by-tag', key, '--quota-addr', quota.addr])) as {
+        tag: string;
+        windows: { used: number; byTag: { value: string; used: number }[]; untagged: number }[];
+      };
+      expect(u.tag).toBe(key);
+      for (const w of u.windows) expect(w.byTag.map((t) => t.used)).toEqual(w.byTag.map((t) => t.used).sort((a, b) => b - a)); // most first
+      const values: Record<string, number> = {};
+      for (const w of u.windows) for (const t of w.byTag) values[t.value] = (values[t.value] ?? 0) + t.used;
+      return { values, used: u.windows.reduce((n, w) => n + w.used, 0), untagged: u.windows.reduce((n, w) => n + w.untagged, 0) };
+    };
+    const feature = await byTag('feature');
+    expect(feature).toEqual({ used: total, values: { search: billed.get('search'), chat: billed.get('chat') }, untagged: billed.get('(untagged)') });
+    expect(billed.get('search')).not.toBe(billed.get('chat'));
+    expect((await byTag('team')).values).toEqual({ core: billed.get('search') });
+    // The table for people shows the same numbers: per window its total, then a row per value.
+    const args = ['budget', 'usage', scope, '--window', 'month', '--last', '2', '--by-tag', 'feature', '--quota-addr', quota.addr];
+    const json = JSON.parse((await runCli([...args, '--output', 'json'])).stdout) as { windows: { windowStart: string; used: number; byTag: { value: string; used: number }[]; untagged: number }[] };
+    const table = (await runCli(args)).stdout;
+    expect(table).toMatch(/^WINDOW START \(UTC\)\s+WINDOW END \(UTC\)\s+FEATURE\s+USED\n/);
+    for (const w of json.windows) {
+      expect(table).toMatch(new RegExp(`^${w.windowStart}\\s+\\S+\\s+\\(all\\)\\s+${w.used}$`, 'm'));
+      for (const t of w.byTag) expect(table).toMatch(new RegExp(`^\\s+${t.value}\\s+${t.used}$`, 'm'));
+      if (w.untagged > 0 && w.byTag.length > 0) expect(table).toMatch(new RegExp(`^\\s+\\(untagged\\)\\s+${w.untagged}$`, 'm'));
+    }
+    expect(table).toContain('(untagged)');
+    const bad = await runCli(['budget', 'usage', scope, '--by-tag', 'not a key', '--quota-addr', quota.addr]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--by-tag');
+    for (const p of [sc.proc, quota.proc]) p.child.kill('SIGTERM');
+    expect(await sc.proc.exit).toBe(0);
+    expect(await quota.proc.exit).toBe(0);
+  }, 60_000);
+
   it('loses and double-counts nothing when the quota service and then the sidecar are killed mid-run', async () => {
     const before = fake.stats.billedTokens;
     const db = join(dir, 'kill-quota.db');

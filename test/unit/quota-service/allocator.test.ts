@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { Allocator, type PriorityClass } from '../../../quota-service/allocator.js';
+import { Allocator, type PriorityClass, type UsageReport } from '../../../quota-service/allocator.js';
 import { SqliteQuotaStore } from '../../../quota-service/store.js';
 import { windowAt } from '../../../quota-service/windows.js';
 import { fakeClock } from '../../helpers/fake-clock.js';
@@ -155,6 +155,36 @@ describe('allocator', () => {
     const again = second.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports: [{ sequence: 3, tokens: 100, startedAtMs: clock.now() }], unused: 0 });
     expect(again.acked).toBe(3);
     expect(second.getBudgets('namespace/demo')[0]!.used).toBe(100);
+  });
+
+  it('keeps usage per tag for every scope and window, drops malformed tags but charges their tokens, and ignores replays', () => {
+    const { alloc, clock, store } = setup();
+    const g = alloc.acquire({ identity: id('demo', { service: 'web', team: 'core' }), priority: 'interactive', incarnation: 'inc-1', need: 0, demand: 1 });
+    const at = clock.now();
+    const reports: UsageReport[] = [
+      { sequence: 1, tokens: 100, startedAtMs: at, tags: { feature: 'search', user: 'ann' } },
+      { sequence: 2, tokens: 30, startedAtMs: at, tags: { feature: 'chat' } },
+      { sequence: 3, tokens: 7, startedAtMs: at },
+      { sequence: 4, tokens: 5, startedAtMs: at, tags: { 'bad key': 'x', feature: 'x'.repeat(129), user: 'bo' } },
+      { sequence: 5, tokens: 20, startedAtMs: at, tags: { feature: 'search' } },
+    ];
+    alloc.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports, unused: 0 });
+    alloc.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports: reports.slice(0, 2), unused: 0 }); // a replay changes nothing
+    for (const scope of ['namespace/demo', 'namespace/demo/service/web', 'team/core']) {
+      for (const w of ['minute', 'hour', 'day', 'month'] as const) {
+        const [u] = alloc.usage(scope, w, 1, 'feature');
+        expect(u).toMatchObject({ used: 162, byTag: [{ value: 'search', used: 120 }, { value: 'chat', used: 30 }] });
+      }
+    }
+    expect(alloc.usage('team/core', 'day', 1, 'user')[0]!.byTag).toEqual([{ value: 'ann', used: 100 }, { value: 'bo', used: 5 }]);
+    expect(alloc.usage('team/core', 'day', 1)[0]!.byTag).toBeUndefined();
+    expect(alloc.usage('team/core', 'day', 1, 'none')[0]!.byTag).toEqual([]);
+    expect(() => alloc.usage('team/core', 'day', 1, 'not a key')).toThrow(/by_tag "not a key"/);
+    clock.advance(3_600_000);
+    expect(alloc.usage('team/core', 'hour', 2, 'feature').map((u) => u.byTag)).toEqual([[], [{ value: 'search', used: 120 }, { value: 'chat', used: 30 }]]);
+    // Pruning old windows takes their tagged rows too: 3 scopes, each 1 total and 4 tag values.
+    expect(store.pruneUsage('minute', clock.now())).toBe(3 * (1 + 4));
+    expect(store.taggedUsage('team/core', 'minute', windowAt('minute', at).startMs, 'feature')).toEqual([]);
   });
 
   it('refuses malformed scopes, windows and amounts', () => {

@@ -31,4 +31,32 @@ describe('usage outbox', () => {
       { sequence: 2, tokens: 50, startedAtMs: 2_000 },
     ]);
   });
+
+  it('keeps one record per set of tags, whatever their order, and carries them to delivery', () => {
+    const outbox = new UsageOutbox(openDatabase(':memory:'));
+    outbox.append('interactive', 10, 1_000, 'm', { feature: 'search', team: 'core' });
+    outbox.append('interactive', 5, 1_200, 'm', { team: 'core', feature: 'search' });
+    outbox.append('interactive', 7, 1_300, 'm', { feature: 'chat' });
+    outbox.append('interactive', 3, 1_400, 'm');
+    outbox.append('interactive', 2, 1_500, 'm', {});
+    expect(outbox.pending('interactive')).toEqual([
+      { sequence: 1, tokens: 15, startedAtMs: 1_000, model: 'm', tags: { feature: 'search', team: 'core' } },
+      { sequence: 2, tokens: 7, startedAtMs: 1_000, model: 'm', tags: { feature: 'chat' } },
+      { sequence: 3, tokens: 5, startedAtMs: 1_000, model: 'm', tags: {} },
+    ]);
+  });
+
+  it('adds the tags column to a file from a build without it, keeping its records', () => {
+    const db = openDatabase(':memory:');
+    db.exec(`CREATE TABLE usage_outbox (
+      priority TEXT NOT NULL, sequence INTEGER NOT NULL, tokens INTEGER NOT NULL,
+      started_at_ms INTEGER NOT NULL, model TEXT NOT NULL, PRIMARY KEY (priority, sequence));
+      INSERT INTO usage_outbox VALUES ('batch', 4, 99, 5000, 'old');`);
+    const outbox = new UsageOutbox(db);
+    outbox.append('batch', 1, 9_000, 'new', { feature: 'x' });
+    expect(outbox.pending('batch')).toEqual([
+      { sequence: 4, tokens: 99, startedAtMs: 5000, model: 'old', tags: {} },
+      { sequence: 5, tokens: 1, startedAtMs: 9_000, model: 'new', tags: { feature: 'x' } },
+    ]);
+  });
 });
