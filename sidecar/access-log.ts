@@ -1,6 +1,9 @@
-// One JSON line per request: who asked for what, where it went, how it ended, what it cost.
+// One JSON line per request: who asked for what, where it went, how it ended, what it cost. The line is
+// built here (the fields are fixed, made by the gateway, and can hold no secret), in the process logger's
+// format, and written in batches beside its lines.
 import type { Logger } from 'pino';
-import { unredactedWriter } from './logger.js';
+import { systemClock, type Clock } from './clock.js';
+import { lineWriter } from './logger.js';
 
 export interface AccessLogEntry {
   reqId: string;
@@ -35,15 +38,15 @@ export interface AccessLogEntry {
 }
 
 export class AccessLog {
-  /** Entries are the fixed fields above, built by the gateway: they skip the redaction pass. */
-  private readonly writer: Logger;
+  private readonly writeLine: (line: string) => void;
 
   constructor(
     /** The process logger: its level (reloadable) decides whether lines are written. */
     private readonly logger: Logger,
     private enabled: boolean,
+    private readonly clock: Clock = systemClock,
   ) {
-    this.writer = unredactedWriter(logger);
+    this.writeLine = lineWriter(logger);
   }
 
   setEnabled(enabled: boolean): void {
@@ -51,6 +54,18 @@ export class AccessLog {
   }
 
   write(entry: AccessLogEntry): void {
-    if (this.enabled && this.logger.isLevelEnabled('info')) this.writer.info(entry, 'request');
+    if (this.enabled && this.logger.isLevelEnabled('info')) this.writeLine(accessLine(entry, this.clock.now()));
   }
+}
+
+/** pino's info line: level and time first, then the entry's fields in order, then the message. */
+export function accessLine(entry: AccessLogEntry, timeMs: number): string {
+  let line = `{"level":30,"time":${timeMs}`;
+  for (const key in entry) {
+    const v = entry[key as keyof AccessLogEntry];
+    if (v === undefined) continue;
+    // Keys are this interface's own names: nothing to escape.
+    line += `,"${key}":${typeof v === 'number' ? (Number.isFinite(v) ? String(v) : 'null') : typeof v === 'boolean' ? String(v) : JSON.stringify(v)}`;
+  }
+  return `${line},"msg":"request"}\n`;
 }

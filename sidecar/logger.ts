@@ -22,25 +22,69 @@ const REDACT = [
  */
 export function createLogger(level: LogLevel, to: number | DestinationStream = 1): Logger {
   const dest = typeof to === 'number' ? pino.destination({ dest: to, sync: false, minLength: 8192, periodicFlush: 250 }) : to;
-  const logger = pino({ level, base: undefined, redact: { paths: REDACT, censor: '[redacted]' } }, dest);
-  unredacted.set(logger, pino({ level: 'trace', base: undefined }, dest));
-  return logger;
+  return pino({ level, base: undefined, redact: { paths: REDACT, censor: '[redacted]' } }, dest);
 }
 
-const unredacted = new WeakMap<Logger, Logger>();
+/** Lines serialized by their callers, waiting to be written together, per destination. */
+const batches = new WeakMap<DestinationStream, LineBatch>();
+/** Batches holding lines, written out should the process exit before their timer. */
+const holding = new Set<LineBatch>();
+let exitHook = false;
+
+/** Lines go to the destination in one write per 16 KiB or per 100 ms, whichever comes first. */
+class LineBatch {
+  private pending = '';
+  private timer: NodeJS.Timeout | undefined;
+
+  constructor(private readonly dest: DestinationStream) {}
+
+  write(line: string): void {
+    this.pending += line;
+    if (this.pending.length >= 16_384) this.flush();
+    else if (this.timer === undefined) {
+      this.timer = setTimeout(this.flush, 100);
+      this.timer.unref();
+      holding.add(this);
+      if (!exitHook) {
+        exitHook = true;
+        process.once('exit', () => {
+          for (const b of holding) b.flush();
+        });
+      }
+    }
+  }
+
+  readonly flush = (): void => {
+    clearTimeout(this.timer);
+    this.timer = undefined;
+    holding.delete(this);
+    if (this.pending === '') return;
+    const chunk = this.pending;
+    this.pending = '';
+    this.dest.write(chunk);
+  };
+}
 
 /**
- * A writer to the same destination without the redaction pass (≈2.4 µs a line), for lines whose fields
- * the gateway builds itself and that can hold no secret (the access log). It ignores levels: callers
- * check the process logger's.
+ * A writer of whole JSON lines (ending in a newline) that the caller built itself: fields the gateway
+ * makes and that can hold no secret (the access log). They skip pino's serializer and redaction and
+ * reach the logger's destination in batches (≈1 µs a line, not ≈4). It ignores levels: callers check the
+ * logger's. A line waits at most 100 ms, or until `flushLogger` or the process exits.
  */
-export function unredactedWriter(logger: Logger): Logger {
-  return unredacted.get(logger) ?? logger;
+export function lineWriter(logger: Logger): (line: string) => void {
+  const dest = destinationOf(logger);
+  let batch = batches.get(dest);
+  if (batch === undefined) batches.set(dest, (batch = new LineBatch(dest)));
+  const b = batch;
+  return (line) => b.write(line);
 }
+
+const destinationOf = (logger: Logger): DestinationStream => (logger as unknown as Record<symbol, DestinationStream>)[pino.symbols.streamSym]!;
 
 /** Writes what the async destination still buffers (before exit). */
 export function flushLogger(logger: Logger): void {
   try {
+    batches.get(destinationOf(logger))?.flush();
     logger.flush();
   } catch {
     // A destination that cannot flush synchronously has nothing buffered worth failing the exit for.

@@ -62,7 +62,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const metrics = new SidecarMetrics();
   const inflight = new Inflight();
   let runtime: Runtime = buildRuntime(opts.config, pools);
-  const accessLog = new AccessLog(logger, opts.config.logging.accessLog);
+  const accessLog = new AccessLog(logger, opts.config.logging.accessLog, clock);
   logger.level = opts.logLevelOverride ?? opts.config.logging.level;
   let draining = false;
   let ready = false;

@@ -5,7 +5,7 @@ import { request } from 'undici';
 import { validateConfig } from '../../sidecar/config/load-config.js';
 import type { Config } from '../../sidecar/config/schema.js';
 import { startFakeProvider, type FakeProvider, type FakeProviderOptions } from '../../sidecar/fake-provider/fake-provider.js';
-import { createLogger } from '../../sidecar/logger.js';
+import { createLogger, flushLogger } from '../../sidecar/logger.js';
 import { startSidecar, type Sidecar } from '../../sidecar/sidecar.js';
 
 export const UPSTREAM_KEY = 'sk-upstream-secret-0123456789';
@@ -85,8 +85,15 @@ export async function startStack(opts: StackOptions = {}): Promise<Stack> {
     sidecar,
     url: `http://127.0.0.1:${sidecar.address.port}`,
     statusUrl: `http://127.0.0.1:${sidecar.statusAddress.port}`,
-    logs,
-    rawLogs,
+    // What has been logged so far: the access log's batch is written out first, as at shutdown.
+    get logs() {
+      flushLogger(logger);
+      return logs;
+    },
+    get rawLogs() {
+      flushLogger(logger);
+      return rawLogs;
+    },
     async close() {
       await sidecar.stop();
       await fake.close();

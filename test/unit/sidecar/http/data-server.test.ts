@@ -8,7 +8,7 @@ import { validateConfig } from '../../../../sidecar/config/load-config.js';
 import { createDataServer } from '../../../../sidecar/http/data-server.js';
 import { Inflight } from '../../../../sidecar/http/inflight.js';
 import { closeServer, listen } from '../../../../sidecar/http/listen.js';
-import { createLogger } from '../../../../sidecar/logger.js';
+import { createLogger, flushLogger } from '../../../../sidecar/logger.js';
 import { SidecarMetrics } from '../../../../sidecar/metrics/sidecar-metrics.js';
 import type { Handler } from '../../../../sidecar/pipeline/types.js';
 import { buildRuntime } from '../../../../sidecar/runtime.js';
@@ -82,6 +82,7 @@ describe('data server', () => {
       'data: {"first":true}\n\ndata: {"second":true}\n\ndata: {"error":{"message":"internal error in the gateway","type":"server_error","param":null,"code":"llmgw_internal_error"}}\n\n',
     );
     await new Promise((r) => setTimeout(r, 20));
+    flushLogger(logger); // the access line may still wait in its batch
     expect(lines.filter((l) => l.msg === 'request').at(-1)).toMatchObject({ status: 200, stream: true, error: 'llmgw_internal_error' });
   });
 });

@@ -1,0 +1,63 @@
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { describe, expect, it } from 'vitest';
+import { accessLine, AccessLog, type AccessLogEntry } from '../../../sidecar/access-log.js';
+import { createLogger, flushLogger } from '../../../sidecar/logger.js';
+
+function sink() {
+  const writes: string[] = [];
+  const stream = new Writable({
+    write(chunk: Buffer, _enc, done) {
+      writes.push(chunk.toString('utf8'));
+      done();
+    },
+  });
+  return { stream, writes, lines: () => writes.join('').split('\n').filter((l) => l !== '') };
+}
+
+const entry = (i: number): AccessLogEntry => ({
+  reqId: `req-${i}`,
+  method: 'POST',
+  path: '/v1/chat/completions',
+  status: 200,
+  latencyMs: 0.812,
+  stream: false,
+  model: 'gpt-4o-mini "quoted" \u2028 ünïcode',
+  tags: { team: 'core', feature: 'a=b' },
+  tokensIn: 7,
+  upstreamMs: Number.NaN,
+  cache: 'MISS',
+});
+
+describe('access log', () => {
+  it('writes the line pino would write for the same entry, byte for byte', () => {
+    const out = sink();
+    const reference = pino({ base: undefined, timestamp: () => ',"time":1796316366209' }, out.stream);
+    const e = entry(1);
+    reference.info(e, 'request');
+    expect(accessLine(e, 1796316366209)).toBe(out.writes.join(''));
+  });
+
+  it('batches lines: written within 100 ms, at once past 16 KiB, and all of them on flush', async () => {
+    const out = sink();
+    const logger = createLogger('info', out.stream);
+    const log = new AccessLog(logger, true);
+    log.write(entry(1));
+    log.write(entry(2));
+    expect(out.writes).toEqual([]);
+    await new Promise((r) => setTimeout(r, 150));
+    expect(out.writes).toHaveLength(1); // both lines in one write
+    expect(out.lines().map((l) => (JSON.parse(l) as { reqId: string }).reqId)).toEqual(['req-1', 'req-2']);
+
+    for (let i = 3; i < 100; i++) log.write(entry(i));
+    expect(out.writes.length).toBeGreaterThan(1); // past 16 KiB without waiting
+    flushLogger(logger);
+    expect(out.lines()).toHaveLength(99);
+
+    logger.level = 'warn';
+    log.write(entry(100));
+    log.setEnabled(true);
+    flushLogger(logger);
+    expect(out.lines()).toHaveLength(99); // below the logger's level: not written
+  });
+});
