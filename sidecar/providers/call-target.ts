@@ -9,6 +9,7 @@ import type { GatewayRequest, GatewayResponse, ResponseMeta } from '../pipeline/
 import type { Target } from '../routing/router.js';
 import { createExchange } from '../translate/exchange.js';
 import type { StreamTranslator } from '../translate/stream-translator.js';
+import { AttemptSignal } from '../upstream/attempt-signal.js';
 import { readBody } from '../upstream/read-body.js';
 import { isAbortError, upstreamFailure } from '../upstream/upstream-errors.js';
 
@@ -27,7 +28,7 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
   });
   const meta: ResponseMeta = { provider: provider.id, upstreamModel: target.model, attempts: 1, cache: 'BYPASS' };
   // The attempt ends when the app leaves or when it has taken totalMs in all (streams included).
-  const attempt = new AbortController();
+  const attempt = new AttemptSignal();
   const onAppAbort = (): void => attempt.abort(req.signal.reason);
   if (req.signal.aborted) attempt.abort(req.signal.reason);
   else req.signal.addEventListener('abort', onAppAbort, { once: true });
@@ -47,7 +48,7 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
   let res;
   timers.phase(opts.timeouts.firstByteMs, `sent no response headers within ${opts.timeouts.firstByteMs} ms`);
   try {
-    res = await provider.send(req.endpoint === 'embeddings' ? 'embeddings' : 'chat', exchange.upstreamBody, attempt.signal, exchange.upstreamHeaders, opts.timeouts);
+    res = await provider.send(req.endpoint === 'embeddings' ? 'embeddings' : 'chat', exchange.upstreamBody, attempt, exchange.upstreamHeaders, opts.timeouts);
   } catch (err) {
     done();
     throw fail(err);
