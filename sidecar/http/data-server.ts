@@ -1,6 +1,5 @@
 // The app-facing listener: routes the four endpoints, reads and checks the body, runs the pipeline,
 // writes JSON or SSE back, and logs each request once. Every failure reaches the app in its format.
-import { once } from 'node:events';
 import { createServer, type IncomingMessage, type Server, type ServerResponse, type OutgoingHttpHeaders } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
@@ -10,6 +9,7 @@ import { asLlmgwError, GatewayError, invalidRequest, type LlmgwError } from '../
 import type { Usage } from '../formats/usage.js';
 import type { WireFormat } from '../formats/wire-format.js';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.js';
+import { CancelSignal } from '../pipeline/cancel-signal.js';
 import type { Endpoint, GatewayResponse, Handler, ResponseMeta } from '../pipeline/types.js';
 import type { Runtime } from '../runtime.js';
 import type { Json } from '../translate/json-object.js';
@@ -85,7 +85,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
   // Unknown paths answer in the shape of whichever SDK seems to be asking.
   const format: WireFormat = route?.format ?? (req.headers['anthropic-version'] === undefined ? 'openai' : 'anthropic');
   const entry: AccessLogEntry = { reqId: id, method: req.method ?? '', path, status: 0, latencyMs: 0, stream: false };
-  const aborter = new AbortController();
+  const aborter = new CancelSignal();
   res.once('close', () => {
     if (!res.writableFinished) aborter.abort();
   });
@@ -123,13 +123,13 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
       headers: req.headers,
       priority,
       tags,
-      signal: aborter.signal,
+      signal: aborter,
     });
     meta = response.meta;
     entry.status = response.kind === 'json' ? response.status : 200;
-    await writeResponse(res, response, id, started, format, aborter.signal, opts, entry);
+    await writeResponse(res, response, id, started, format, aborter, opts, entry);
   } catch (err) {
-    if (err instanceof ClientGoneError || aborter.signal.aborted) {
+    if (err instanceof ClientGoneError || aborter.aborted) {
       entry.clientAborted = true;
       entry.status = entry.status || 499;
       res.destroy();
@@ -192,7 +192,7 @@ async function writeResponse(
   id: string,
   started: number,
   format: WireFormat,
-  signal: AbortSignal,
+  signal: CancelSignal,
   opts: DataServerOptions,
   entry: AccessLogEntry,
 ): Promise<void> {
@@ -207,7 +207,7 @@ async function writeResponse(
   res.write(response.head);
   try {
     for await (const frames of response.rest) {
-      if (!res.write(frames)) await once(res, 'drain', { signal });
+      if (!res.write(frames)) await drained(res, signal);
     }
   } catch (err) {
     if (signal.aborted) throw err;
@@ -215,6 +215,23 @@ async function writeResponse(
     res.write(toErrorFrame(recordError(err, entry, opts), format));
   }
   res.end();
+}
+
+/** Resolves when the response can take more, rejects with the reason when the app has left. */
+function drained(res: ServerResponse, signal: CancelSignal): Promise<void> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise((resolve, reject) => {
+    const onDrain = (): void => {
+      signal.off('abort', onAbort);
+      resolve();
+    };
+    const onAbort = (): void => {
+      res.off('drain', onDrain);
+      reject(signal.reason);
+    };
+    res.once('drain', onDrain);
+    signal.once('abort', onAbort);
+  });
 }
 
 function writeError(res: ServerResponse, err: LlmgwError, format: WireFormat, id: string, opts: DataServerOptions): void {

@@ -4,7 +4,6 @@
 // A stream that fails before its first frame is retried like any answer; once frames have gone to the
 // app, failures end the stream (see call-target). The gateway's own refusals never get here (they come
 // from the interceptors around it).
-import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Clock } from '../clock.js';
 import { GatewayError, ProviderError } from '../errors.js';
@@ -14,6 +13,7 @@ import { backoffMs, classify, requestedWaitMs } from '../resilience/retry-policy
 import type { TargetStates } from '../resilience/target-state.js';
 import type { ModelRoute, Target } from '../routing/router.js';
 import type { Runtime } from '../runtime.js';
+import { sleepUnlessCancelled } from './cancel-signal.js';
 import { onComplete } from './on-complete.js';
 import type { Handler } from './types.js';
 
@@ -130,7 +130,7 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
             if (asked !== undefined && asked > policy.maxRetryAfterMs) break;
             const wait = Math.max(asked ?? 0, backoffMs(retry, policy, random));
             if (now() + wait > deadline) break;
-            await sleep(wait, undefined, { signal: req.signal });
+            await sleepUnlessCancelled(wait, req.signal);
             waitedMs += wait;
             continue;
           }

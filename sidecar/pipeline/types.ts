@@ -3,6 +3,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import type { Usage } from '../formats/usage.js';
 import type { Priority } from '../http/caller-headers.js';
 import type { WireFormat } from '../formats/wire-format.js';
+import type { CancelSignal } from './cancel-signal.js';
 import type { Json } from '../translate/json-object.js';
 
 /** The app-facing API a request came in on. */
@@ -23,7 +24,7 @@ export interface GatewayRequest {
   /** Attribution labels from `x-llmgw-tags`. */
   readonly tags: Readonly<Record<string, string>> | undefined;
   /** Aborts when the app disconnects; every upstream call listens to it. */
-  readonly signal: AbortSignal;
+  readonly signal: CancelSignal;
 }
 
 /** What the access log, metrics and response headers learn about how a request was served. */

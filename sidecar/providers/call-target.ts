@@ -5,11 +5,11 @@ import type { Clock } from '../clock.js';
 import { GatewayError, ProviderError, LlmgwError } from '../errors.js';
 import type { WireFormat } from '../formats/wire-format.js';
 import { SseParser, type SseEvent } from '../http/sse-parser.js';
+import { CancelSignal } from '../pipeline/cancel-signal.js';
 import type { GatewayRequest, GatewayResponse, ResponseMeta } from '../pipeline/types.js';
 import type { Target } from '../routing/router.js';
 import { createExchange } from '../translate/exchange.js';
 import type { StreamTranslator } from '../translate/stream-translator.js';
-import { AttemptSignal } from '../upstream/attempt-signal.js';
 import { readBody } from '../upstream/read-body.js';
 import { isAbortError, upstreamFailure } from '../upstream/upstream-errors.js';
 
@@ -28,17 +28,15 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
   });
   const meta: ResponseMeta = { provider: provider.id, upstreamModel: target.model, attempts: 1, cache: 'BYPASS' };
   // The attempt ends when the app leaves or when it has taken totalMs in all (streams included).
-  const attempt = new AttemptSignal();
-  const onAppAbort = (): void => attempt.abort(req.signal.reason);
-  if (req.signal.aborted) attempt.abort(req.signal.reason);
-  else req.signal.addEventListener('abort', onAppAbort, { once: true });
+  const attempt = new CancelSignal();
+  const unfollow = req.signal.follow(attempt);
   // Our own timers (undici's are a backstop): to the response headers, between body chunks, and in all.
   const timers = new AttemptTimers(() => attempt.abort());
   const { totalMs } = opts.timeouts;
   if (totalMs !== undefined) timers.total(totalMs, `took longer than ${totalMs} ms`);
   const done = (): void => {
     timers.clear();
-    req.signal.removeEventListener('abort', onAppAbort);
+    unfollow();
   };
   const fail = (err: unknown): unknown => {
     if (timers.fired !== undefined) return new GatewayError('llmgw_upstream_timeout', 504, `provider ${provider.id} ${timers.fired}`, { retryable: true, cause: err });

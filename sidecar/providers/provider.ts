@@ -3,8 +3,8 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher, Pool } from 'undici';
 import type { Config, ProviderConfig, ProviderType } from '../config/schema.js';
+import type { CancelSignal } from '../pipeline/cancel-signal.js';
 import { providerFormat, type WireFormat } from '../formats/wire-format.js';
-import type { AttemptSignal } from '../upstream/attempt-signal.js';
 import type { PoolRegistry } from '../upstream/pool-registry.js';
 import { request } from '../upstream/undici-pool.js';
 import { upstreamFailure } from '../upstream/upstream-errors.js';
@@ -27,7 +27,7 @@ export interface Provider {
    * Posts `body` (JSON text) to the provider's `api` endpoint. `headers` add to or replace the
    * provider's own (e.g. the app's `anthropic-beta`). Network failures throw typed GatewayErrors.
    */
-  send(api: ProviderApi, body: string, signal: AttemptSignal, headers?: Record<string, string>, timeouts?: { firstByteMs: number; idleMs: number }): Promise<UpstreamResponse>;
+  send(api: ProviderApi, body: string, signal: CancelSignal, headers?: Record<string, string>, timeouts?: { firstByteMs: number; idleMs: number }): Promise<UpstreamResponse>;
 }
 
 const USER_AGENT = 'llm-gateway/0.1';

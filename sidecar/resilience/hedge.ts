@@ -1,6 +1,7 @@
 // Hedging for non-streaming requests: send to the first target; if no answer came within `afterMs` (or
 // it failed), send the same request to the second; the first success wins and the other is aborted.
 // Fails with the first target's error when both fail.
+import { CancelSignal } from '../pipeline/cancel-signal.js';
 import type { GatewayRequest, GatewayResponse } from '../pipeline/types.js';
 import type { Target } from '../routing/router.js';
 
@@ -28,9 +29,8 @@ export function hedge(
   tryNext: (err: unknown) => boolean,
 ): Promise<HedgeOutcome> {
   return new Promise((resolve, reject) => {
-    const controllers = pair.map(() => new AbortController());
-    const onAppAbort = (): void => controllers.forEach((c) => c.abort(req.signal.reason));
-    req.signal.addEventListener('abort', onAppAbort, { once: true });
+    const controllers = pair.map(() => new CancelSignal());
+    const unfollow = controllers.map((c) => req.signal.follow(c));
     const errors: unknown[] = [];
     let settled = false;
     let calls = 0;
@@ -39,13 +39,13 @@ export function hedge(
     const finish = (): void => {
       settled = true;
       clearTimeout(timer);
-      req.signal.removeEventListener('abort', onAppAbort);
+      for (const u of unfollow) u();
     };
     const start = (i: 0 | 1): void => {
       calls++;
       pending++;
       const target = pair[i];
-      call({ ...req, signal: controllers[i]!.signal }, target).then(
+      call({ ...req, signal: controllers[i]! }, target).then(
         (res) => {
           pending--;
           if (settled) return; // a loser that answered anyway: discarded
