@@ -34,6 +34,16 @@ export interface PromptVector {
 const ROW_OVERHEAD = 64;
 /** Vectors a semantic lookup reads between two turns of the event loop (≈1 ms at 1536 dimensions). */
 const VECTOR_PAGE = 256;
+/** Bytes of recently used answers also kept in memory: a hit on one of them reads nothing from SQLite. */
+const HOT_BYTES = 8 * 1024 * 1024;
+/** Answers larger than this are read from the file each time (one would push out too many others). */
+const HOT_MAX_ANSWER = HOT_BYTES / 16;
+
+interface HotEntry {
+  answer: CachedAnswer;
+  expiresMs: number;
+  size: number;
+}
 
 export class CacheStore {
   private readonly stmts;
@@ -41,6 +51,12 @@ export class CacheStore {
   private entries: number;
   /** Last-use times of hits not written yet: a hit costs no write; they are written in one batch. */
   private readonly touched = new Map<string, number>();
+  /**
+   * Recently used entries, least recent first (a Map keeps insertion order), up to HOT_BYTES. The file
+   * stays the truth: an entry leaves here when it leaves the file, and one missing here is read there.
+   */
+  private readonly hot = new Map<string, HotEntry>();
+  private hotBytes = 0;
   private touchTimer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -62,7 +78,9 @@ export class CacheStore {
       CREATE TABLE IF NOT EXISTS cache_vectors (key TEXT PRIMARY KEY, partition TEXT NOT NULL, vector BLOB NOT NULL);
       CREATE INDEX IF NOT EXISTS cache_vectors_partition ON cache_vectors (partition);`);
     this.stmts = {
-      get: db.prepare('SELECT form, body, created_ms AS createdMs, input_tokens AS inputTokens, output_tokens AS outputTokens FROM cache_entries WHERE key = ? AND expires_ms > ?'),
+      get: db.prepare(
+        'SELECT form, body, created_ms AS createdMs, expires_ms AS expiresMs, input_tokens AS inputTokens, output_tokens AS outputTokens FROM cache_entries WHERE key = ? AND expires_ms > ?',
+      ),
       touch: db.prepare('UPDATE cache_entries SET used_ms = ? WHERE key = ?'),
       sizeOf: db.prepare('SELECT size FROM cache_entries WHERE key = ?'),
       put: db.prepare(
@@ -91,14 +109,27 @@ export class CacheStore {
   /** A live entry, at most `maxAgeMs` old when given. */
   get(key: string, nowMs: number, maxAgeMs?: number): CachedAnswer | undefined {
     try {
-      const row = this.stmts.get.get(key, nowMs) as CachedAnswer | undefined;
-      if (row === undefined || (maxAgeMs !== undefined && nowMs - row.createdMs > maxAgeMs)) return undefined;
+      let answer: CachedAnswer;
+      const hot = this.hot.get(key);
+      if (hot !== undefined && hot.expiresMs > nowMs) {
+        this.hot.delete(key); // and back at the end: the most recently used
+        this.hot.set(key, hot);
+        answer = hot.answer;
+      } else {
+        if (hot !== undefined) this.forget(key);
+        const row = this.stmts.get.get(key, nowMs) as (CachedAnswer & { expiresMs: number }) | undefined;
+        if (row === undefined) return undefined;
+        const { expiresMs, ...rest } = row;
+        answer = rest;
+        if (answer.body.length <= HOT_MAX_ANSWER) this.remember(key, answer, expiresMs);
+      }
+      if (maxAgeMs !== undefined && nowMs - answer.createdMs > maxAgeMs) return undefined;
       this.touched.set(key, nowMs);
       if (this.touchTimer === undefined) {
         this.touchTimer = setTimeout(() => this.flushTouches(), 1000);
         this.touchTimer.unref();
       }
-      return row;
+      return answer;
     } catch (err) {
       this.onError(err);
       return undefined;
@@ -166,6 +197,8 @@ export class CacheStore {
         this.bytes += size - (old?.size ?? 0);
         this.evict(limits);
       })();
+      this.forget(key);
+      if (answer.body.length <= HOT_MAX_ANSWER) this.remember(key, answer, answer.createdMs + ttlMs);
     } catch (err) {
       this.failedWrite(err);
     }
@@ -212,7 +245,27 @@ export class CacheStore {
     }
   }
 
+  /** Keeps an entry among the recently used, making room by letting the least recent go. */
+  private remember(key: string, answer: CachedAnswer, expiresMs: number): void {
+    const entry = { answer, expiresMs, size: answer.body.length + key.length + ROW_OVERHEAD };
+    this.hot.set(key, entry);
+    this.hotBytes += entry.size;
+    for (const [k] of this.hot) {
+      if (this.hotBytes <= HOT_BYTES || k === key) break;
+      this.forget(k);
+    }
+  }
+
+  private forget(key: string): void {
+    const entry = this.hot.get(key);
+    if (entry === undefined) return;
+    this.hot.delete(key);
+    this.hotBytes -= entry.size;
+  }
+
   private drop(r: { key: string; size: number }): void {
+    // Out of memory first: should the transaction roll back, the file still has it and is read again.
+    this.forget(r.key);
     if (this.stmts.remove.run(r.key).changes > 0) {
       this.stmts.removeVector.run(r.key);
       this.entries--;

@@ -94,6 +94,32 @@ for (const where of ['memory', 'file'] as const) {
       }
     });
 
+    it('answers from memory what it answers from the file: replaced, expired, swept, evicted and large entries alike', () => {
+      const s = make();
+      const limits = { maxBytes: 100_000_000, maxEntries: 3 };
+      s.set('k', answer('{"v":1}', 1), 100, limits);
+      expect(s.get('k', 2)?.body.toString()).toBe('{"v":1}');
+      s.set('k', answer('{"v":2}', 3), 100, limits); // replaced: the new answer, at once
+      expect(s.get('k', 4)?.body.toString()).toBe('{"v":2}');
+      expect(s.get('k', 4, 0)).toBeUndefined(); // max-age from memory too
+      expect(s.get('k', 103)).toBeUndefined(); // expired
+      s.set('gone', answer('{}', 200), 10, limits);
+      expect(s.get('gone', 205)).toBeDefined();
+      expect(s.sweep(300)).toBeGreaterThanOrEqual(1);
+      expect(s.get('gone', 205)).toBeUndefined(); // swept from the file: not served from memory either
+      const large = answer('x'.repeat(1_000_000), 400); // larger than memory keeps: read from the file
+      s.set('large', large, 10_000, limits);
+      expect(s.get('large', 401)?.body.equals(large.body)).toBe(true);
+      expect(s.get('large', 402)?.body.length).toBe(1_000_000);
+      for (const k of ['a', 'b', 'c']) s.set(k, answer(`"${k}"`, 500), 10_000, limits); // evicts by count
+      expect(s.size.entries).toBe(3);
+      expect(s.get('large', 501)).toBeUndefined();
+      // More than memory holds (8 MiB): every answer still right, the older ones read from the file.
+      const many = { maxBytes: 100_000_000, maxEntries: 1000 };
+      for (let i = 0; i < 40; i++) s.set(`m${i}`, answer(`${i}`.padEnd(400_000, '.'), 600), 10_000, many);
+      for (let i = 0; i < 40; i++) expect(s.get(`m${i}`, 601)?.body.toString().startsWith(`${i}.`)).toBe(true);
+    });
+
     it('keeps its counts true when a write fails part way, and reports each failure', () => {
       const db = openDatabase(where === 'memory' ? ':memory:' : join(mkdtempSync(join(tmpdir(), 'llmgw-cache-')), 'c.db'));
       const errors: unknown[] = [];
