@@ -4,7 +4,7 @@
 // (streaming flags, end-user ids, metadata). Any parameter not known to be inert is part of the key, so a
 // new API field can never make two different requests share an answer. A streaming and a non-streaming
 // request share a key: one stored answer serves both.
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import type { GatewayRequest } from '../pipeline/types.js';
 import type { ModelRoute } from '../routing/router.js';
 
@@ -15,11 +15,22 @@ const PROMPT = new Set([...INERT, 'messages', 'system']);
 /** Request headers that change the answer: Anthropic's betas turn API features on. */
 const ANSWER_HEADERS = ['anthropic-beta', 'anthropic-version'] as const;
 
+/** JSON with object keys sorted and no whitespace (undefined members left out, as JSON.stringify does). */
 export function canonical(v: unknown): string {
   if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
-  if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
-  const keys = Object.keys(v).sort();
-  return `{${keys.filter((k) => (v as Record<string, unknown>)[k] !== undefined).map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`;
+  if (Array.isArray(v)) {
+    let out = '[';
+    for (let i = 0; i < v.length; i++) out += (i === 0 ? '' : ',') + canonical(v[i]);
+    return `${out}]`;
+  }
+  const o = v as Record<string, unknown>;
+  let out = '{';
+  for (const k of Object.keys(o).sort()) {
+    const member = o[k];
+    if (member === undefined) continue;
+    out += (out.length === 1 ? '' : ',') + JSON.stringify(k) + ':' + canonical(member);
+  }
+  return `${out}}`;
 }
 
 /** The route's targets as `provider/model`, in a fixed order (weights and strategy do not change answers). */
@@ -38,7 +49,7 @@ function digest(req: GatewayRequest, route: ModelRoute, scope: string, leaveOut:
     material.headers = headers;
   }
   if (extra !== undefined) material.extra = extra;
-  return createHash('sha256').update(canonical(material)).digest('hex');
+  return hash('sha256', canonical(material), 'hex');
 }
 
 /** The exact key of a request. */
