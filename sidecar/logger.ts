@@ -27,7 +27,7 @@ export function createLogger(level: LogLevel, to: number | DestinationStream = 1
 
 /** Lines serialized by their callers, waiting to be written together, per destination. */
 const batches = new WeakMap<DestinationStream, LineBatch>();
-/** Batches holding lines, written out should the process exit before their timer. */
+/** Batches holding lines, written out (synchronously) should the process exit before their timer. */
 const holding = new Set<LineBatch>();
 let exitHook = false;
 
@@ -47,8 +47,9 @@ class LineBatch {
       holding.add(this);
       if (!exitHook) {
         exitHook = true;
+        // pino's own exit handler has already flushed its destination: write these, then flush again.
         process.once('exit', () => {
-          for (const b of holding) b.flush();
+          for (const b of holding) b.flushSync();
         });
       }
     }
@@ -63,6 +64,15 @@ class LineBatch {
     this.pending = '';
     this.dest.write(chunk);
   };
+
+  flushSync(): void {
+    this.flush();
+    try {
+      (this.dest as { flushSync?: () => void }).flushSync?.();
+    } catch {
+      // A destination not open yet has nothing of ours to lose that waiting could save.
+    }
+  }
 }
 
 /**

@@ -1,3 +1,8 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
@@ -59,5 +64,21 @@ describe('access log', () => {
     log.setEnabled(true);
     flushLogger(logger);
     expect(out.lines()).toHaveLength(99); // below the logger's level: not written
+  });
+
+  it('writes the lines still waiting when the process exits', () => {
+    // The built modules (npm test builds first), in a process that exits right after logging.
+    const dist = (p: string) => pathToFileURL(join(import.meta.dirname, '../../../dist/sidecar', p)).href;
+    const out = join(mkdtempSync(join(tmpdir(), 'llmgw-exit-')), 'log');
+    const script = `
+      import { openSync } from 'node:fs';
+      import { createLogger } from '${dist('logger.js')}';
+      import { AccessLog } from '${dist('access-log.js')}';
+      const log = new AccessLog(createLogger('info', openSync(${JSON.stringify(out)}, 'w')), true);
+      for (let i = 0; i < 3; i++) log.write({ reqId: 'r' + i, method: 'POST', path: '/x', status: 200, latencyMs: 1, stream: false });
+      process.exit(0);`;
+    execFileSync(process.execPath, ['--input-type=module', '-e', script]);
+    const lines = readFileSync(out, 'utf8').split('\n').filter((l) => l !== '');
+    expect(lines.map((l) => (JSON.parse(l) as { reqId: string }).reqId)).toEqual(['r0', 'r1', 'r2']);
   });
 });
