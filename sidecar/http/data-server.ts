@@ -9,7 +9,7 @@ import { asLlmgwError, GatewayError, invalidRequest, type LlmgwError } from '../
 import type { Usage } from '../formats/usage.js';
 import type { WireFormat } from '../formats/wire-format.js';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.js';
-import { CancelSignal } from '../pipeline/cancel-signal.js';
+import { CancelSignal, waitUnlessCancelled } from '../pipeline/cancel-signal.js';
 import type { Endpoint, GatewayResponse, Handler, ResponseMeta } from '../pipeline/types.js';
 import type { Runtime } from '../runtime.js';
 import type { Json } from '../translate/json-object.js';
@@ -219,18 +219,9 @@ async function writeResponse(
 
 /** Resolves when the response can take more, rejects with the reason when the app has left. */
 function drained(res: ServerResponse, signal: CancelSignal): Promise<void> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise((resolve, reject) => {
-    const onDrain = (): void => {
-      signal.off('abort', onAbort);
-      resolve();
-    };
-    const onAbort = (): void => {
-      res.off('drain', onDrain);
-      reject(signal.reason);
-    };
-    res.once('drain', onDrain);
-    signal.once('abort', onAbort);
+  return waitUnlessCancelled(signal, (done) => {
+    res.once('drain', done);
+    return () => res.off('drain', done);
   });
 }
 

@@ -28,18 +28,30 @@ export class CancelSignal extends EventEmitter {
   }
 }
 
-/** Waits `ms`, or rejects with the signal's reason as soon as it is cancelled. */
-export function sleepUnlessCancelled(ms: number, signal: CancelSignal): Promise<void> {
+/**
+ * Waits for what `start` waits for (it calls `done` then, and returns how to stop waiting), or rejects
+ * with the signal's reason as soon as it is cancelled; either way nothing is left listening.
+ */
+export function waitUnlessCancelled(signal: CancelSignal, start: (done: () => void) => () => void): Promise<void> {
   if (signal.aborted) return Promise.reject(signal.reason);
   return new Promise((resolve, reject) => {
+    let stop = (): void => {};
     const onAbort = (): void => {
-      clearTimeout(timer);
+      stop();
       reject(signal.reason);
     };
-    const timer = setTimeout(() => {
+    signal.once('abort', onAbort);
+    stop = start(() => {
       signal.off('abort', onAbort);
       resolve();
-    }, ms);
-    signal.once('abort', onAbort);
+    });
+  });
+}
+
+/** Waits `ms`, or rejects with the signal's reason as soon as it is cancelled. */
+export function sleepUnlessCancelled(ms: number, signal: CancelSignal): Promise<void> {
+  return waitUnlessCancelled(signal, (done) => {
+    const timer = setTimeout(done, ms);
+    return () => clearTimeout(timer);
   });
 }
