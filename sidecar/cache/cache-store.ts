@@ -2,7 +2,7 @@
 // bytes and entries, expired rows swept in the background, and for semantic mode a prompt vector per
 // entry, searched by cosine similarity within a partition. Every failure (a locked or full database)
 // makes the cache step aside, never the request fail: reads answer undefined, writes do nothing.
-import type { SidecarDatabase } from '../storage/database.js';
+import { columnsOf, type SidecarDatabase } from '../storage/database.js';
 
 /**
  * How the answer is kept: the JSON body, or the SSE text forwarded to the app (`sse+usage`: recorded for
@@ -65,7 +65,7 @@ export class CacheStore {
     private readonly onError: (err: unknown) => void = () => {},
   ) {
     // A file from a build with another layout: the cache is only a cache, start it again.
-    const columns = (db.pragma('table_info(cache_entries)') as { name: string }[]).map((c) => c.name);
+    const columns = columnsOf(db, 'cache_entries');
     if (columns.length > 0 && !columns.includes('form')) db.exec('DROP TABLE cache_entries; DROP TABLE IF EXISTS cache_vectors');
     db.exec(`
       CREATE TABLE IF NOT EXISTS cache_entries (

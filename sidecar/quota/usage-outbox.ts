@@ -5,11 +5,12 @@
 // One record holds the usage of every request of a class, model and set of tags (`x-llmgw-tags`) that
 // started in the same second and settled before the record was handed out for delivery, so a busy pod
 // sends a handful of records a second instead of one per request (seconds never straddle a budget window:
-// every token is still charged to the right window). Settles of one event-loop turn are written in one transaction right after it: a write
-// per turn, not per request, and nothing waits in memory longer than that turn.
+// every token is still charged to the right window). Settles of one event-loop turn are written in one
+// transaction right after it: a write per turn, not per request, and nothing waits in memory longer than
+// that turn.
 import { randomUUID } from 'node:crypto';
 import type { Priority } from '../http/caller-headers.js';
-import type { SidecarDatabase } from '../storage/database.js';
+import { columnsOf, type SidecarDatabase } from '../storage/database.js';
 
 export interface UsageRecord {
   sequence: number;
@@ -51,8 +52,7 @@ export class UsageOutbox {
         started_at_ms INTEGER NOT NULL, model TEXT NOT NULL, tags TEXT NOT NULL DEFAULT '', PRIMARY KEY (priority, sequence)
       );`);
     // A file from a build that kept no tags: its records keep their usage and carry none.
-    const columns = (db.pragma('table_info(usage_outbox)') as { name: string }[]).map((c) => c.name);
-    if (!columns.includes('tags')) db.exec("ALTER TABLE usage_outbox ADD COLUMN tags TEXT NOT NULL DEFAULT ''");
+    if (!columnsOf(db, 'usage_outbox').includes('tags')) db.exec("ALTER TABLE usage_outbox ADD COLUMN tags TEXT NOT NULL DEFAULT ''");
     const get = db.prepare('SELECT value FROM quota_meta WHERE key = ?');
     const set = db.prepare('INSERT INTO quota_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
     let id = (get.get('incarnation') as { value: string } | undefined)?.value;

@@ -45,3 +45,8 @@ export function openDatabase(path: string, logger?: Logger): SidecarDatabase {
     return open(path);
   }
 }
+
+/** The column names of `table` (none when it does not exist), for tables that change layout between builds. */
+export function columnsOf(db: SidecarDatabase, table: string): string[] {
+  return (db.pragma(`table_info(${table})`) as { name: string }[]).map((c) => c.name);
+}
