@@ -314,9 +314,8 @@ export class Allocator {
   private apply(scopes: string[], incarnation: string, reports: UsageReport[], lease: Lease | undefined): number {
     let acked = this.ackedOf(incarnation);
     const sorted = [...reports].sort((a, b) => a.sequence - b.sequence);
-    // One write per scope and window touched, however many reports the batch holds.
-    const sums = new Map<string, { scope: string; window: WindowName; startMs: number; endMs: number; tokens: number }>();
-    const tagged = new Map<string, { scope: string; window: WindowName; startMs: number; endMs: number; tag: { key: string; value: string }; tokens: number }>();
+    // One write per scope and window touched (and per tag value in it), however many reports arrive.
+    const sums = new Map<string, WindowSum>();
     for (const r of sorted) {
       if (r.sequence <= acked) continue;
       const tokens = Math.max(0, Math.round(r.tokens));
@@ -325,13 +324,12 @@ export class Allocator {
         for (const w of ['minute', 'hour', 'day', 'month'] as const) {
           const span = windowAt(w, r.startedAtMs);
           const k = `${scope}|${w}|${span.startMs}`;
-          const sum = sums.get(k);
-          if (sum === undefined) sums.set(k, { scope, window: w, startMs: span.startMs, endMs: span.endMs, tokens });
-          else sum.tokens += tokens;
+          let sum = sums.get(k);
+          if (sum === undefined) sums.set(k, (sum = { scope, window: w, startMs: span.startMs, endMs: span.endMs, tokens: 0, byTag: new Map() }));
+          sum.tokens += tokens;
           for (const tag of tags) {
-            const tk = `${k}|${tag.key}=${tag.value}`;
-            const t = tagged.get(tk);
-            if (t === undefined) tagged.set(tk, { scope, window: w, startMs: span.startMs, endMs: span.endMs, tag, tokens });
+            const t = sum.byTag.get(tag.pair);
+            if (t === undefined) sum.byTag.set(tag.pair, { key: tag.key, value: tag.value, tokens });
             else t.tokens += tokens;
           }
         }
@@ -342,10 +340,10 @@ export class Allocator {
     }
     for (const [k, s] of sums) {
       this.store.addUsage(s.scope, s.window, s.startMs, s.endMs, s.tokens);
+      for (const t of s.byTag.values()) this.store.addTaggedUsage(s.scope, s.window, s.startMs, s.endMs, t, t.tokens);
       const cached = this.used.get(k);
       if (cached !== undefined) this.used.set(k, cached + s.tokens);
     }
-    for (const t of tagged.values()) this.store.addTaggedUsage(t.scope, t.window, t.startMs, t.endMs, t.tag, t.tokens);
     if (acked !== this.ackedOf(incarnation)) {
       this.store.setAcked(incarnation, acked);
       this.ackedBy.set(incarnation, acked);
@@ -409,16 +407,27 @@ export class Allocator {
   }
 }
 
+/** What a batch of reports adds to one scope's window, in all and per tag value. */
+interface WindowSum {
+  scope: string;
+  window: WindowName;
+  startMs: number;
+  endMs: number;
+  tokens: number;
+  /** By `key=value`. */
+  byTag: Map<string, { key: string; value: string; tokens: number }>;
+}
+
 /**
  * The report's tags that are kept: well-formed ones, at most 16. A report with others is still charged in
  * full (refusing it would leave the sidecar resending it forever); only their attribution is lost.
  */
-function attributionTags(tags: Record<string, string> | undefined): { key: string; value: string }[] {
+function attributionTags(tags: Record<string, string> | undefined): { key: string; value: string; pair: string }[] {
   if (tags === undefined) return [];
-  const out: { key: string; value: string }[] = [];
+  const out: { key: string; value: string; pair: string }[] = [];
   for (const [key, value] of Object.entries(tags)) {
     if (out.length === MAX_TAGS) break;
-    if (TAG_KEY.test(key) && typeof value === 'string' && value.length <= MAX_TAG_VALUE) out.push({ key, value });
+    if (TAG_KEY.test(key) && typeof value === 'string' && value.length <= MAX_TAG_VALUE) out.push({ key, value, pair: `${key}=${value}` });
   }
   return out;
 }
