@@ -11,6 +11,7 @@ import { quotaAdminHandlers, quotaServiceHandlers } from './grpc-handlers.js';
 import { HealthService } from './health.js';
 import { QuotaMetrics } from './quota-metrics.js';
 import { SqliteQuotaStore } from './store.js';
+import { pruneOldUsage } from './usage-retention.js';
 
 export interface QuotaServiceOptions {
   listen: HostPort;
@@ -27,8 +28,6 @@ export interface QuotaService {
   readonly allocator: Allocator;
   stop(): Promise<void>;
 }
-
-const DAY = 86_400_000;
 
 export async function startQuotaService(opts: QuotaServiceOptions): Promise<QuotaService> {
   const clock = opts.clock ?? systemClock;
@@ -56,10 +55,20 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
     metrics.leases.set(allocator.activeLeases);
   }, 1000);
   sweep.unref();
+  let pruning: Promise<void> | undefined;
+  let stopped = false;
   const prune = (): void => {
-    const now = clock.now();
-    store.pruneUsage('minute', now - 7 * DAY);
-    store.pruneUsage('hour', now - 90 * DAY);
+    if (pruning !== undefined) return; // the last run is still going
+    pruning = pruneOldUsage(store, clock.now(), () => stopped)
+      .then(
+        (rows) => {
+          if (rows > 0) opts.logger.info({ rows }, 'pruned old consumption');
+        },
+        (err: unknown) => opts.logger.error({ err }, 'could not prune old consumption'),
+      )
+      .finally(() => {
+        pruning = undefined;
+      });
   };
   prune();
   const pruner = setInterval(prune, 3_600_000);
@@ -79,6 +88,8 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
         health.setAll('NOT_SERVING');
         clearInterval(sweep);
         clearInterval(pruner);
+        stopped = true;
+        await pruning;
         health.close();
         await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
         statusServer.closeAllConnections();

@@ -53,6 +53,8 @@ CREATE TABLE IF NOT EXISTS tagged_consumption (
   tag_key TEXT NOT NULL, tag_value TEXT NOT NULL, used INTEGER NOT NULL,
   PRIMARY KEY (scope, window, start_ms, tag_key, tag_value)
 );
+CREATE INDEX IF NOT EXISTS consumption_ended ON consumption (window, end_ms);
+CREATE INDEX IF NOT EXISTS tagged_consumption_ended ON tagged_consumption (window, end_ms);
 CREATE TABLE IF NOT EXISTS leases (
   id TEXT PRIMARY KEY, namespace TEXT NOT NULL, service TEXT NOT NULL, team TEXT NOT NULL, pod TEXT NOT NULL,
   priority INTEGER NOT NULL, incarnation TEXT NOT NULL, outstanding INTEGER NOT NULL, demand REAL NOT NULL,
@@ -92,9 +94,11 @@ export class SqliteQuotaStore {
       taggedUsage: db.prepare(
         'SELECT tag_value AS value, used FROM tagged_consumption WHERE scope = ? AND window = ? AND start_ms = ? AND tag_key = ? ORDER BY used DESC, tag_value',
       ),
-      pruneTaggedUsage: db.prepare('DELETE FROM tagged_consumption WHERE window = ? AND end_ms < ?'),
+      pruneTaggedUsage: db.prepare(
+        'DELETE FROM tagged_consumption WHERE rowid IN (SELECT rowid FROM tagged_consumption WHERE window = ? AND end_ms < ? LIMIT ?)',
+      ),
       history: db.prepare('SELECT start_ms AS startMs, end_ms AS endMs, used FROM consumption WHERE scope = ? AND window = ? AND start_ms <= ? ORDER BY start_ms DESC LIMIT ?'),
-      pruneUsage: db.prepare('DELETE FROM consumption WHERE window = ? AND end_ms < ?'),
+      pruneUsage: db.prepare('DELETE FROM consumption WHERE rowid IN (SELECT rowid FROM consumption WHERE window = ? AND end_ms < ? LIMIT ?)'),
       leases: db.prepare(
         `SELECT id, namespace, service, team, pod, priority, incarnation, outstanding, demand, expires_at_ms AS expiresAtMs, windows FROM leases`,
       ),
@@ -150,9 +154,13 @@ export class SqliteQuotaStore {
     return this.stmts.history.all(scope, window, beforeMs, limit) as UsageRow[];
   }
 
-  /** Deletes consumption rows of `window`, tagged ones too, that ended before `beforeMs`. */
-  pruneUsage(window: WindowName, beforeMs: number): number {
-    return this.transaction(() => this.stmts.pruneUsage.run(window, beforeMs).changes + this.stmts.pruneTaggedUsage.run(window, beforeMs).changes);
+  /**
+   * Deletes up to `limit` consumption rows of `window` (per tag when `tagged`) that ended before
+   * `beforeMs`; returns how many. Callers delete in batches so that no single statement holds the
+   * process for long (the index on window and end finds them without a scan).
+   */
+  pruneUsage(window: WindowName, beforeMs: number, opts: { tagged: boolean; limit: number }): number {
+    return (opts.tagged ? this.stmts.pruneTaggedUsage : this.stmts.pruneUsage).run(window, beforeMs, opts.limit).changes;
   }
 
   leases(): LeaseRow[] {
