@@ -19,6 +19,7 @@ import {
   LOAD_CORE,
   minimalProxySpec,
   portkeySpec,
+  setLogLevel,
   sidecarSpec,
   startQuotaService,
   startUpstreams,
@@ -36,14 +37,14 @@ interface Plan {
   startups: number;
   concurrent: number;
   gate: number;
-  /** Rounds of the quota up/down comparison (a 1% question needs more than the others). */
-  quotaRounds: number;
+  /** Rounds of the side-by-side comparisons (logging, quota: questions of a few percent or less). */
+  sideBySideRounds: number;
 }
 
 const PLANS: Record<'full' | 'quick' | 'tiny', Plan> = {
-  full: { rounds: 5, c1Sec: 4, c32Sec: 5, warmSec: 2, settleSec: 30, timedStreams: 50, startups: 5, concurrent: 256, gate: 20, quotaRounds: 6 },
-  quick: { rounds: 3, c1Sec: 1, c32Sec: 2, warmSec: 1, settleSec: 5, timedStreams: 20, startups: 3, concurrent: 256, gate: 10, quotaRounds: 5 },
-  tiny: { rounds: 1, c1Sec: 1, c32Sec: 1, warmSec: 0, settleSec: 1, timedStreams: 3, startups: 1, concurrent: 32, gate: 3, quotaRounds: 1 },
+  full: { rounds: 5, c1Sec: 4, c32Sec: 5, warmSec: 2, settleSec: 30, timedStreams: 50, startups: 5, concurrent: 256, gate: 20, sideBySideRounds: 6 },
+  quick: { rounds: 3, c1Sec: 1, c32Sec: 2, warmSec: 1, settleSec: 5, timedStreams: 20, startups: 3, concurrent: 256, gate: 10, sideBySideRounds: 5 },
+  tiny: { rounds: 1, c1Sec: 1, c32Sec: 1, warmSec: 0, settleSec: 1, timedStreams: 3, startups: 1, concurrent: 32, gate: 3, sideBySideRounds: 2 },
 };
 
 const PACE_MS = 10;
@@ -122,7 +123,9 @@ async function main(): Promise<void> {
     const specs: Record<string, ServerSpec> = {
       'minimal-proxy': await minimalProxySpec(up.instant),
       sidecar: await sidecarSpec({ name: 'sidecar', upstreams: up, logLevel: 'info', logFile: join(work, 'sidecar.log'), workDir: work }),
-      'sidecar-silent': await sidecarSpec({ name: 'sidecar-silent', upstreams: up, logLevel: 'silent', logFile: join(work, 'sidecar-silent.log'), workDir: work }),
+      // The logging comparison's pair: each logs at info or is silent, as the round asks.
+      'sidecar-log-a': await sidecarSpec({ name: 'sidecar-log-a', upstreams: up, logLevel: 'info', logFile: join(work, 'sidecar-log-a.log'), workDir: work }),
+      'sidecar-log-b': await sidecarSpec({ name: 'sidecar-log-b', upstreams: up, logLevel: 'silent', logFile: join(work, 'sidecar-log-b.log'), workDir: work }),
       'sidecar-cache': await sidecarSpec({ name: 'sidecar-cache', upstreams: up, logLevel: 'info', logFile: join(work, 'sidecar-cache.log'), workDir: work, cache: { ttlSeconds: 3600 } }),
       'sidecar-quota-up': await quotaSidecar('sidecar-quota-up', quotaService.address),
       'sidecar-quota-down': await quotaSidecar('sidecar-quota-down', noQuotaService),
@@ -178,7 +181,7 @@ async function main(): Promise<void> {
         if (t.name !== 'portkey') gateFailed = true;
       }
     }
-    for (const name of ['sidecar-silent', 'sidecar-quota-up', 'sidecar-quota-down']) {
+    for (const name of ['sidecar-log-a', 'sidecar-log-b', 'sidecar-quota-up', 'sidecar-quota-down']) {
       const problems = await checkSame(specs[name]!.endpoint, jsonBody, refJson, plan.gate);
       result.correctness[name] = problems.length === 0 ? 'ok' : problems.join('; ');
       if (problems.length > 0) gateFailed = true;
@@ -198,32 +201,40 @@ async function main(): Promise<void> {
     }
     for (const t of timed) result.targets[t.name] = summarizeRounds(rounds[t.name]!);
 
-    // The access log's cost: the same sidecar silent vs logging every request at info, interleaved.
-    const info: number[] = [];
-    const silent: number[] = [];
-    const silentTimed: Timed = { name: 'sidecar-silent', endpoint: specs['sidecar-silent']!.endpoint, body: jsonBody };
-    for (let round = 1; round <= plan.rounds; round++) {
-      info.push(await measureThroughput(timed.find((t) => t.name === 'sidecar')!, plan.c32Sec));
-      silent.push(await measureThroughput(silentTimed, plan.c32Sec));
+    // The access log's cost: two like sidecars side by side on the one core, each under its own load, one
+    // logging at info and the other silent, their roles swapped every round, so that neither the machine's
+    // drift nor a difference between the two processes passes for the log's cost. The round's answer is
+    // the ratio of their throughputs (each one's share of the core).
+    const byName = (name: string): Timed => ({ name, endpoint: specs[name]!.endpoint, body: jsonBody });
+    const sideBySide = async (a: string, b: string): Promise<[number, number]> =>
+      (await Promise.all([measureThroughput(byName(a), plan.c32Sec), measureThroughput(byName(b), plan.c32Sec)])) as [number, number];
+    if (plan.warmSec > 0) await sideBySide('sidecar-log-a', 'sidecar-log-b').catch(() => undefined);
+    const infoVsSilent: number[] = [];
+    const logRps: Record<'info' | 'silent', number[]> = { info: [], silent: [] };
+    for (let round = 0; round < plan.sideBySideRounds; round++) {
+      const [loud, quiet] = round % 2 === 0 ? ['sidecar-log-a', 'sidecar-log-b'] : ['sidecar-log-b', 'sidecar-log-a'];
+      await setLogLevel(specs[loud]!, 'info');
+      await setLogLevel(specs[quiet]!, 'silent');
+      const [info, silent] = await sideBySide(loud, quiet);
+      infoVsSilent.push(info / silent);
+      logRps.info.push(info);
+      logRps.silent.push(silent);
     }
-    result.logging = { infoRps: median(info), silentRps: median(silent), costPct: (1 - median(info) / median(silent)) * 100 };
+    result.logging = { infoRps: median(logRps.info), silentRps: median(logRps.silent), costPct: (1 - median(infoVsSilent)) * 100 };
 
     // Global budgets: the same sidecar spending leases from a live quota service ("up") and with the
     // service unreachable, failing open ("down"). A 1% question on a machine whose speed drifts by more
     // than that between seconds: the two run side by side on the same core at the same time, each under
     // its own 32-connection load, so drift hits both alike; the ratio of their throughputs is the answer.
     // The cost of quota itself (up beside the sidecar without quota) is measured the same way.
-    const quotaTimed = (name: string): Timed => ({ name, endpoint: specs[name]!.endpoint, body: jsonBody });
-    const pair = async (a: string, b: string): Promise<[number, number]> =>
-      (await Promise.all([measureThroughput(quotaTimed(a), plan.c32Sec), measureThroughput(quotaTimed(b), plan.c32Sec)])) as [number, number];
-    if (plan.warmSec > 0) await pair('sidecar-quota-up', 'sidecar-quota-down').catch(() => undefined);
+    if (plan.warmSec > 0) await sideBySide('sidecar-quota-up', 'sidecar-quota-down').catch(() => undefined);
     const downVsUp: number[] = [];
     const upVsNone: number[] = [];
     const rps: Record<'none' | 'up' | 'down', number[]> = { none: [], up: [], down: [] };
-    for (let round = 0; round < plan.quotaRounds; round++) {
-      const [up, down] = await pair('sidecar-quota-up', 'sidecar-quota-down');
+    for (let round = 0; round < plan.sideBySideRounds; round++) {
+      const [up, down] = await sideBySide('sidecar-quota-up', 'sidecar-quota-down');
       downVsUp.push(down / up);
-      const [up2, none] = await pair('sidecar-quota-up', 'sidecar');
+      const [up2, none] = await sideBySide('sidecar-quota-up', 'sidecar');
       upVsNone.push(up2 / none);
       rps.up.push(up, up2);
       rps.down.push(down);
@@ -237,7 +248,7 @@ async function main(): Promise<void> {
     log(`waiting ${plan.settleSec} s after load for memory to settle`);
     await sleep(plan.settleSec * 1000);
     for (const [name, p] of Object.entries(running)) {
-      if (name === 'sidecar-silent' || name.startsWith('sidecar-quota')) continue;
+      if (name.startsWith('sidecar-log-') || name.startsWith('sidecar-quota')) continue;
       result.memoryMB[name] = { idle: idleRss[name]!, steadyPeak: result.targets[name]?.rssPeakMB?.median ?? NaN, afterLoad: rssBytes(p.pid) / MB };
     }
 

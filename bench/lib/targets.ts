@@ -62,6 +62,8 @@ function shebangFlags(file: string): string[] {
 export interface ServerSpec {
   spec: ProcSpec;
   endpoint: Endpoint;
+  /** A sidecar's config file (it reloads on change) and status listener. */
+  sidecar?: { configPath: string; statusUrl: string };
 }
 
 export async function minimalProxySpec(upstream: string): Promise<ServerSpec> {
@@ -123,7 +125,28 @@ export async function sidecarSpec(opts: SidecarOptions): Promise<ServerSpec> {
       readyUrl: `http://127.0.0.1:${statusPort}/healthz/ready`,
     },
     endpoint: { url: `http://127.0.0.1:${port}${CHAT}`, headers: JSON_HEADERS },
+    sidecar: { configPath, statusUrl: `http://127.0.0.1:${statusPort}` },
   };
+}
+
+/** Sets a running sidecar's `logging.level` through its config file; resolves once the reload applied. */
+export async function setLogLevel(s: ServerSpec, level: 'info' | 'silent'): Promise<void> {
+  if (s.sidecar === undefined) throw new Error('not a sidecar');
+  const { configPath, statusUrl } = s.sidecar;
+  const config = JSON.parse(readFileSync(configPath, 'utf8')) as { logging: { level: string } };
+  if (config.logging.level === level) return;
+  const applied = async (): Promise<number> => {
+    const text = await (await fetch(`${statusUrl}/metrics`)).text();
+    return Number(/^llmgw_config_reloads_total\{result="applied"\} (\d+)/m.exec(text)?.[1] ?? 0);
+  };
+  const before = await applied();
+  config.logging.level = level;
+  writeFileSync(configPath, JSON.stringify(config, null, 2));
+  const deadline = performance.now() + 10_000;
+  while ((await applied()) === before) {
+    if (performance.now() > deadline) throw new Error(`${configPath}: the sidecar did not reload within 10 s`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }
 
 /** `llmgw quota-service` with a budget that the run cannot spend, so sidecars hold real (limited) leases. */

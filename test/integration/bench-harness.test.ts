@@ -24,6 +24,7 @@ describe('benchmark harness (tiny mode)', () => {
       streaming: { concurrent: { lost: number; failed: number; expectedEvents: number }; maxEventsPerRead: { sidecar: number } };
       startupMs: Record<string, number>;
       quota: { upRps: number; downRps: number; noQuotaRps: number };
+      logging: { infoRps: number; silentRps: number };
       checks: { what: string }[];
     };
     expect(r.correctness).toEqual({
@@ -31,7 +32,8 @@ describe('benchmark harness (tiny mode)', () => {
       'minimal-proxy-sse': 'ok',
       sidecar: 'ok',
       'sidecar-sse': 'ok',
-      'sidecar-silent': 'ok',
+      'sidecar-log-a': 'ok',
+      'sidecar-log-b': 'ok',
       'sidecar-cache-hit': 'ok',
       'sidecar-quota-up': 'ok',
       'sidecar-quota-down': 'ok',
@@ -40,6 +42,8 @@ describe('benchmark harness (tiny mode)', () => {
     for (const t of Object.values(r.targets)) expect(t.rps.median).toBeGreaterThan(0);
     expect(r.quota.upRps).toBeGreaterThan(0);
     expect(r.quota.downRps).toBeGreaterThan(0);
+    expect(r.logging.infoRps).toBeGreaterThan(0);
+    expect(r.logging.silentRps).toBeGreaterThan(0);
     expect(r.streaming.concurrent).toMatchObject({ lost: 0, failed: 0 });
     expect(r.streaming.concurrent.expectedEvents).toBeGreaterThan(3);
     expect(r.startupMs.sidecar).toBeGreaterThan(0);
