@@ -345,7 +345,7 @@ export class Allocator {
       if (cached !== undefined) this.used.set(k, cached + s.tokens);
     }
     if (acked !== this.ackedOf(incarnation)) {
-      this.store.setAcked(incarnation, acked);
+      this.store.setAcked(incarnation, acked, this.clock.now());
       this.ackedBy.set(incarnation, acked);
     }
     return acked;
@@ -367,6 +367,8 @@ export class Allocator {
     if (v === undefined) {
       v = this.store.acked(incarnation);
       this.ackedBy.set(incarnation, v);
+      // A cache of the store (which is written first): every pod restart brings a new incarnation.
+      if (this.ackedBy.size > 100_000) this.ackedBy.clear();
     }
     return v;
   }

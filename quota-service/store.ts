@@ -1,6 +1,6 @@
 // The quota service's durable state in one SQLite file (WAL, full sync: an acknowledged report is on
 // disk): budgets, consumption per scope and window (also per tag of the requests, for attribution),
-// outstanding leases, and the highest report sequence processed per sidecar incarnation.
+// outstanding leases, and the highest report sequence processed per sidecar incarnation (and when).
 import Database from 'better-sqlite3';
 import type { WindowName } from './windows.js';
 
@@ -60,7 +60,7 @@ CREATE TABLE IF NOT EXISTS leases (
   priority INTEGER NOT NULL, incarnation TEXT NOT NULL, outstanding INTEGER NOT NULL, demand REAL NOT NULL,
   expires_at_ms INTEGER NOT NULL, windows TEXT NOT NULL
 );
-CREATE TABLE IF NOT EXISTS acked (incarnation TEXT PRIMARY KEY, sequence INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS acked (incarnation TEXT PRIMARY KEY, sequence INTEGER NOT NULL, seen_ms INTEGER NOT NULL DEFAULT 0);
 `;
 
 export class SqliteQuotaStore {
@@ -74,6 +74,13 @@ export class SqliteQuotaStore {
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
     const db = this.db;
+    // Files from before sequences were dated: date them now, so they are kept a full retention period.
+    const ackedColumns = (db.pragma('table_info(acked)') as { name: string }[]).map((c) => c.name);
+    if (!ackedColumns.includes('seen_ms')) {
+      db.exec(`ALTER TABLE acked ADD COLUMN seen_ms INTEGER NOT NULL DEFAULT 0;
+               UPDATE acked SET seen_ms = CAST(strftime('%s', 'now') AS INTEGER) * 1000;`);
+    }
+    db.exec('CREATE INDEX IF NOT EXISTS acked_seen ON acked (seen_ms)');
     this.stmts = {
       budgets: db.prepare('SELECT scope, window, tokens, batch_floor AS batchFloor, background_floor AS backgroundFloor FROM budgets ORDER BY scope, window'),
       upsertBudget: db.prepare(
@@ -110,7 +117,10 @@ export class SqliteQuotaStore {
       ),
       deleteLease: db.prepare('DELETE FROM leases WHERE id = ?'),
       acked: db.prepare('SELECT sequence FROM acked WHERE incarnation = ?'),
-      setAcked: db.prepare('INSERT INTO acked (incarnation, sequence) VALUES (?, ?) ON CONFLICT (incarnation) DO UPDATE SET sequence = excluded.sequence'),
+      setAcked: db.prepare(
+        'INSERT INTO acked (incarnation, sequence, seen_ms) VALUES (?, ?, ?) ON CONFLICT (incarnation) DO UPDATE SET sequence = excluded.sequence, seen_ms = excluded.seen_ms',
+      ),
+      pruneAcked: db.prepare('DELETE FROM acked WHERE rowid IN (SELECT rowid FROM acked WHERE seen_ms < ? LIMIT ?)'),
     };
   }
 
@@ -180,8 +190,14 @@ export class SqliteQuotaStore {
     return row?.sequence ?? 0;
   }
 
-  setAcked(incarnation: string, sequence: number): void {
-    this.stmts.setAcked.run(incarnation, sequence);
+  /** Records the highest sequence processed for a sidecar incarnation, and when. */
+  setAcked(incarnation: string, sequence: number, seenMs: number): void {
+    this.stmts.setAcked.run(incarnation, sequence, seenMs);
+  }
+
+  /** Deletes up to `limit` incarnations' sequences last advanced before `beforeMs`; returns how many. */
+  pruneAcked(beforeMs: number, limit: number): number {
+    return this.stmts.pruneAcked.run(beforeMs, limit).changes;
   }
 
   close(): void {

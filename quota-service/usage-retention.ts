@@ -1,6 +1,7 @@
-// How long the quota service keeps consumption, and the pruning that holds it to that: rows of windows
-// that ended too long ago are deleted a batch at a time, yielding to the event loop between batches, so
-// a large backlog (tags of many values, a service that was down for days) never stalls the lease RPCs.
+// How long the quota service keeps consumption and report sequences, and the pruning that holds it to
+// that: rows of windows that ended too long ago, and the sequences of sidecar incarnations silent for a
+// month, are deleted a batch at a time, yielding to the event loop between batches, so a large backlog
+// (tags of many values, a service that was down for days) never stalls the lease RPCs.
 import type { SqliteQuotaStore } from './store.js';
 import type { WindowName } from './windows.js';
 
@@ -19,16 +20,27 @@ export const RETENTION: readonly { window: WindowName; tagged: boolean; keepMs: 
   { window: 'day', tagged: true, keepMs: 400 * DAY },
 ];
 
+/**
+ * Every pod start is a new incarnation with its own sequence. One that reported nothing for this long is
+ * gone (its pod deleted) or holds nothing unacknowledged; should it report again, its new reports count,
+ * and only a report whose acknowledgement was lost a month ago could count twice.
+ */
+export const SEQUENCES_KEEP_MS = 30 * DAY;
+
 /** Rows one statement deletes (a few milliseconds of work). */
 const BATCH = 1000;
 
-/** Deletes what RETENTION no longer keeps, until done or `stopped()`; returns how many rows went. */
+/** Deletes what RETENTION and SEQUENCES_KEEP_MS no longer keep, until done or `stopped()`; returns how many rows went. */
 export async function pruneOldUsage(store: SqliteQuotaStore, nowMs: number, stopped: () => boolean): Promise<number> {
+  const passes = [
+    ...RETENTION.map((r) => () => store.pruneUsage(r.window, nowMs - r.keepMs, { tagged: r.tagged, limit: BATCH })),
+    () => store.pruneAcked(nowMs - SEQUENCES_KEEP_MS, BATCH),
+  ];
   let total = 0;
-  for (const r of RETENTION) {
+  for (const pass of passes) {
     for (;;) {
       if (stopped()) return total;
-      const n = store.pruneUsage(r.window, nowMs - r.keepMs, { tagged: r.tagged, limit: BATCH });
+      const n = pass();
       total += n;
       if (n < BATCH) break;
       await new Promise((resolve) => setImmediate(resolve));

@@ -1,6 +1,10 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { SqliteQuotaStore } from '../../../quota-service/store.js';
-import { pruneOldUsage, RETENTION } from '../../../quota-service/usage-retention.js';
+import { pruneOldUsage, RETENTION, SEQUENCES_KEEP_MS } from '../../../quota-service/usage-retention.js';
 import { windowAt, type WindowName } from '../../../quota-service/windows.js';
 
 const DAY = 86_400_000;
@@ -68,5 +72,28 @@ describe('usage retention', () => {
     expect(await pruneOldUsage(store, NOW, () => left() < 2500)).toBe(1000);
     expect(left()).toBe(1500);
     store.close();
+  });
+
+  it('forgets the report sequences of incarnations silent for longer than a month, and dates those of older files', async () => {
+    const store = new SqliteQuotaStore(':memory:');
+    store.setAcked('gone:interactive', 40, NOW - SEQUENCES_KEEP_MS - 1);
+    store.setAcked('live:interactive', 7, NOW - DAY);
+    expect(await pruneOldUsage(store, NOW, () => false)).toBe(1);
+    expect(store.acked('gone:interactive')).toBe(0);
+    expect(store.acked('live:interactive')).toBe(7);
+    store.close();
+
+    // A file written before sequences were dated: its rows are dated when it is opened, so kept a month.
+    const path = join(mkdtempSync(join(tmpdir(), 'llmgw-quota-')), 'quota.db');
+    const old = new Database(path);
+    old.exec('CREATE TABLE acked (incarnation TEXT PRIMARY KEY, sequence INTEGER NOT NULL); INSERT INTO acked VALUES (\'old:batch\', 12)');
+    old.close();
+    const reopened = new SqliteQuotaStore(path);
+    const opened = Date.now();
+    expect(await pruneOldUsage(reopened, opened, () => false)).toBe(0);
+    expect(reopened.acked('old:batch')).toBe(12);
+    expect(await pruneOldUsage(reopened, opened + SEQUENCES_KEEP_MS + 60_000, () => false)).toBe(1);
+    expect(reopened.acked('old:batch')).toBe(0);
+    reopened.close();
   });
 });
