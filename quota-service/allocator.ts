@@ -367,7 +367,7 @@ export class Allocator {
     if (v === undefined) {
       v = this.store.acked(incarnation);
       this.ackedBy.set(incarnation, v);
-      // A cache of the store (which is written first): every pod restart brings a new incarnation.
+      // A cache of the store (which is written first): every new pod brings new incarnations.
       if (this.ackedBy.size > 100_000) this.ackedBy.clear();
     }
     return v;

@@ -11,7 +11,7 @@ import { quotaAdminHandlers, quotaServiceHandlers } from './grpc-handlers.js';
 import { HealthService } from './health.js';
 import { QuotaMetrics } from './quota-metrics.js';
 import { SqliteQuotaStore } from './store.js';
-import { pruneOldUsage } from './usage-retention.js';
+import { pruneExpired } from './retention.js';
 
 export interface QuotaServiceOptions {
   listen: HostPort;
@@ -59,12 +59,12 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
   let stopped = false;
   const prune = (): void => {
     if (pruning !== undefined) return; // the last run is still going
-    pruning = pruneOldUsage(store, clock.now(), () => stopped)
+    pruning = pruneExpired(store, clock.now(), () => stopped)
       .then(
         (rows) => {
-          if (rows > 0) opts.logger.info({ rows }, 'pruned old consumption');
+          if (rows > 0) opts.logger.info({ rows }, 'pruned old consumption and report sequences');
         },
-        (err: unknown) => opts.logger.error({ err }, 'could not prune old consumption'),
+        (err: unknown) => opts.logger.error({ err }, 'could not prune old consumption and report sequences'),
       )
       .finally(() => {
         pruning = undefined;

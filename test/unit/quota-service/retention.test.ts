@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { SqliteQuotaStore } from '../../../quota-service/store.js';
-import { pruneOldUsage, RETENTION, SEQUENCES_KEEP_MS } from '../../../quota-service/usage-retention.js';
+import { pruneExpired, RETENTION, SEQUENCES_KEEP_MS } from '../../../quota-service/retention.js';
 import { windowAt, type WindowName } from '../../../quota-service/windows.js';
 
 const DAY = 86_400_000;
@@ -29,13 +29,13 @@ function kept(store: SqliteQuotaStore, w: WindowName, ageMs: number): { total: b
   };
 }
 
-describe('usage retention', () => {
+describe('retention', () => {
   it('deletes each kind of window once it is older than its retention, and keeps the rest', async () => {
     const store = new SqliteQuotaStore(':memory:');
     const ages = [DAY, 8 * DAY, 91 * DAY, 401 * DAY];
     for (const age of ages) addAged(store, age);
     // 8 days: the minute rows (2); 91: minute and hour (4); 401: those and the tagged day row (5).
-    expect(await pruneOldUsage(store, NOW, () => false)).toBe(2 + 4 + 5);
+    expect(await pruneExpired(store, NOW, () => false)).toBe(2 + 4 + 5);
     for (const age of ages) {
       for (const w of WINDOWS) {
         const keepFor = (tagged: boolean) => RETENTION.find((r) => r.window === w && r.tagged === tagged)?.keepMs ?? Infinity;
@@ -60,7 +60,7 @@ describe('usage retention', () => {
       if (!done) setImmediate(tick);
     };
     setImmediate(tick);
-    const pruned = await pruneOldUsage(store, NOW, () => false);
+    const pruned = await pruneExpired(store, NOW, () => false);
     done = true;
     expect(pruned).toBe(2500);
     expect(turns).toBeGreaterThanOrEqual(2); // three batches, two yields
@@ -69,7 +69,7 @@ describe('usage retention', () => {
     for (let i = 0; i < 2500; i++) store.addTaggedUsage('team/core', 'minute', span.startMs, span.endMs, { key: 'user', value: `u${i}` }, 1);
     const left = (): number => store.taggedUsage('team/core', 'minute', span.startMs, 'user').length;
     // Told to stop as soon as one batch has gone.
-    expect(await pruneOldUsage(store, NOW, () => left() < 2500)).toBe(1000);
+    expect(await pruneExpired(store, NOW, () => left() < 2500)).toBe(1000);
     expect(left()).toBe(1500);
     store.close();
   });
@@ -78,7 +78,7 @@ describe('usage retention', () => {
     const store = new SqliteQuotaStore(':memory:');
     store.setAcked('gone:interactive', 40, NOW - SEQUENCES_KEEP_MS - 1);
     store.setAcked('live:interactive', 7, NOW - DAY);
-    expect(await pruneOldUsage(store, NOW, () => false)).toBe(1);
+    expect(await pruneExpired(store, NOW, () => false)).toBe(1);
     expect(store.acked('gone:interactive')).toBe(0);
     expect(store.acked('live:interactive')).toBe(7);
     store.close();
@@ -90,9 +90,9 @@ describe('usage retention', () => {
     old.close();
     const reopened = new SqliteQuotaStore(path);
     const opened = Date.now();
-    expect(await pruneOldUsage(reopened, opened, () => false)).toBe(0);
+    expect(await pruneExpired(reopened, opened, () => false)).toBe(0);
     expect(reopened.acked('old:batch')).toBe(12);
-    expect(await pruneOldUsage(reopened, opened + SEQUENCES_KEEP_MS + 60_000, () => false)).toBe(1);
+    expect(await pruneExpired(reopened, opened + SEQUENCES_KEEP_MS + 60_000, () => false)).toBe(1);
     expect(reopened.acked('old:batch')).toBe(0);
     reopened.close();
   });

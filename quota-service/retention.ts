@@ -31,7 +31,7 @@ export const SEQUENCES_KEEP_MS = 30 * DAY;
 const BATCH = 1000;
 
 /** Deletes what RETENTION and SEQUENCES_KEEP_MS no longer keep, until done or `stopped()`; returns how many rows went. */
-export async function pruneOldUsage(store: SqliteQuotaStore, nowMs: number, stopped: () => boolean): Promise<number> {
+export async function pruneExpired(store: SqliteQuotaStore, nowMs: number, stopped: () => boolean): Promise<number> {
   const passes = [
     ...RETENTION.map((r) => () => store.pruneUsage(r.window, nowMs - r.keepMs, { tagged: r.tagged, limit: BATCH })),
     () => store.pruneAcked(nowMs - SEQUENCES_KEEP_MS, BATCH),
