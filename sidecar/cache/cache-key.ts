@@ -5,6 +5,7 @@
 // new API field can never make two different requests share an answer. A streaming and a non-streaming
 // request share a key: one stored answer serves both.
 import { hash } from 'node:crypto';
+import { canonical } from '../canonical-json.js';
 import type { GatewayRequest } from '../pipeline/types.js';
 import type { ModelRoute } from '../routing/router.js';
 
@@ -14,24 +15,6 @@ const INERT = new Set(['stream', 'stream_options', 'user', 'metadata', 'store', 
 const PROMPT = new Set([...INERT, 'messages', 'system']);
 /** Request headers that change the answer: Anthropic's betas turn API features on. */
 const ANSWER_HEADERS = ['anthropic-beta', 'anthropic-version'] as const;
-
-/** JSON with object keys sorted and no whitespace (undefined members left out, as JSON.stringify does). */
-export function canonical(v: unknown): string {
-  if (v === null || typeof v !== 'object') return JSON.stringify(v) ?? 'null';
-  if (Array.isArray(v)) {
-    let out = '[';
-    for (let i = 0; i < v.length; i++) out += (i === 0 ? '' : ',') + canonical(v[i]);
-    return `${out}]`;
-  }
-  const o = v as Record<string, unknown>;
-  let out = '{';
-  for (const k of Object.keys(o).sort()) {
-    const member = o[k];
-    if (member === undefined) continue;
-    out += (out.length === 1 ? '' : ',') + JSON.stringify(k) + ':' + canonical(member);
-  }
-  return `${out}}`;
-}
 
 /** The route's targets as `provider/model`, in a fixed order (weights and strategy do not change answers). */
 const upstreamOf = (route: ModelRoute): string[] => route.targets.map((t) => `${t.provider.id}/${t.model}`).sort();

@@ -9,6 +9,7 @@
 // transaction right after it: a write per turn, not per request, and nothing waits in memory longer than
 // that turn.
 import { randomUUID } from 'node:crypto';
+import { canonical } from '../canonical-json.js';
 import type { Priority } from '../http/caller-headers.js';
 import { columnsOf, type SidecarDatabase } from '../storage/database.js';
 
@@ -177,10 +178,7 @@ export class UsageOutbox {
   }
 }
 
-/** Tags as JSON with sorted keys, so one set of tags always groups into one record; '' for none. */
+/** Tags as canonical JSON, so one set of tags always groups into one record; '' for none. */
 function canonicalTags(tags: Readonly<Record<string, string>> | undefined): string {
-  if (tags === undefined) return '';
-  const keys = Object.keys(tags).sort();
-  if (keys.length === 0) return '';
-  return JSON.stringify(Object.fromEntries(keys.map((k) => [k, tags[k]])));
+  return tags === undefined || Object.keys(tags).length === 0 ? '' : canonical(tags);
 }
