@@ -352,25 +352,11 @@ export class Allocator {
   }
 
   private usedIn(scope: string, window: WindowName, startMs: number): number {
-    const k = `${scope}|${window}|${startMs}`;
-    let v = this.used.get(k);
-    if (v === undefined) {
-      v = this.store.used(scope, window, startMs);
-      this.used.set(k, v);
-      if (this.used.size > 100_000) this.used.clear();
-    }
-    return v;
+    return readThrough(this.used, `${scope}|${window}|${startMs}`, () => this.store.used(scope, window, startMs));
   }
 
   private ackedOf(incarnation: string): number {
-    let v = this.ackedBy.get(incarnation);
-    if (v === undefined) {
-      v = this.store.acked(incarnation);
-      this.ackedBy.set(incarnation, v);
-      // A cache of the store (which is written first): every new pod brings new incarnations.
-      if (this.ackedBy.size > 100_000) this.ackedBy.clear();
-    }
-    return v;
+    return readThrough(this.ackedBy, incarnation, () => this.store.acked(incarnation));
   }
 
   private view(b: BudgetRow, now: number): BudgetView {
@@ -407,6 +393,21 @@ export class Allocator {
       windows: JSON.stringify(lease.windows),
     });
   }
+}
+
+/**
+ * A value from a cache of the store, read from the store on a miss. The store is always written first,
+ * so the cache may be dropped at any time: past 100,000 keys (windows, and every new pod's incarnations
+ * keep adding them) it starts again empty.
+ */
+function readThrough(cache: Map<string, number>, key: string, load: () => number): number {
+  let v = cache.get(key);
+  if (v === undefined) {
+    if (cache.size >= 100_000) cache.clear();
+    v = load();
+    cache.set(key, v);
+  }
+  return v;
 }
 
 /** What a batch of reports adds to one scope's window, in all and per tag value. */

@@ -2,6 +2,7 @@
 // disk): budgets, consumption per scope and window (also per tag of the requests, for attribution),
 // outstanding leases, and the highest report sequence processed per sidecar incarnation (and when).
 import Database from 'better-sqlite3';
+import { columnsOf } from '../sidecar/storage/database.js';
 import type { WindowName } from './windows.js';
 
 export interface BudgetRow {
@@ -75,8 +76,7 @@ export class SqliteQuotaStore {
     this.db.exec(SCHEMA);
     const db = this.db;
     // Files from before sequences were dated: date them now, so they are kept a full retention period.
-    const ackedColumns = (db.pragma('table_info(acked)') as { name: string }[]).map((c) => c.name);
-    if (!ackedColumns.includes('seen_ms')) {
+    if (!columnsOf(db, 'acked').includes('seen_ms')) {
       db.exec(`ALTER TABLE acked ADD COLUMN seen_ms INTEGER NOT NULL DEFAULT 0;
                UPDATE acked SET seen_ms = CAST(strftime('%s', 'now') AS INTEGER) * 1000;`);
     }

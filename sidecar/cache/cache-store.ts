@@ -47,8 +47,8 @@ interface HotEntry {
 
 export class CacheStore {
   private readonly stmts;
-  private bytes: number;
-  private entries: number;
+  private bytes = 0;
+  private entries = 0;
   /** Last-use times of hits not written yet: a hit costs no write; they are written in one batch. */
   private readonly touched = new Map<string, number>();
   /**
@@ -97,8 +97,6 @@ export class CacheStore {
       expired: db.prepare('SELECT key, size FROM cache_entries WHERE expires_ms <= ? LIMIT 1000'),
       totals: db.prepare('SELECT COUNT(*) AS n, COALESCE(SUM(size), 0) AS bytes FROM cache_entries'),
     };
-    this.entries = 0;
-    this.bytes = 0;
     this.recount();
   }
 
