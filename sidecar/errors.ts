@@ -67,7 +67,10 @@ export class ProviderError extends LlmgwError {
   readonly providerId: string;
   /** Wire format of `body`: the provider's own. */
   readonly format: WireFormat;
-  /** The provider's error body, parsed when it was JSON, else its text. */
+  /**
+   * The provider's error body, parsed when it was JSON, else its text. Scrubbed of credentials before it
+   * leaves the attempt that received it (providers/call-target.ts): retries, logs and apps never see the raw text.
+   */
   readonly body: unknown;
   readonly retryAfter: string | undefined;
   /** OpenAI's `retry-after-ms`, when sent. */

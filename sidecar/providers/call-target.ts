@@ -8,10 +8,13 @@ import { SseParser, type SseEvent } from '../http/sse-parser.js';
 import { CancelSignal } from '../pipeline/cancel-signal.js';
 import type { GatewayRequest, GatewayResponse, ResponseMeta } from '../pipeline/types.js';
 import type { Target } from '../routing/router.js';
+import { scrubCredentials } from '../security/scrub-credentials.js';
+import { scrubProviderError } from '../security/scrub-provider-error.js';
 import { createExchange } from '../translate/exchange.js';
 import type { StreamTranslator } from '../translate/stream-translator.js';
 import { readBody } from '../upstream/read-body.js';
 import { isAbortError, upstreamFailure } from '../upstream/upstream-errors.js';
+import { providerSecrets } from './provider-secrets.js';
 
 export interface CallOptions {
   clock: Clock;
@@ -38,9 +41,13 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
     timers.clear();
     unfollow();
   };
+  // Every failure leaves the attempt through here, so this is the one place a provider's own words (an
+  // error body, an error event inside a stream) are scrubbed of credentials: retries, logs, translation
+  // and the app only ever see the scrubbed error. Successful answers never come here.
   const fail = (err: unknown): unknown => {
-    if (timers.fired !== undefined) return new GatewayError('llmgw_upstream_timeout', 504, `provider ${provider.id} ${timers.fired}`, { retryable: true, cause: err });
-    return err instanceof LlmgwError || isAbortError(err) ? err : upstreamFailure(provider.id, err);
+    const e = err instanceof ProviderError ? scrubProviderError(err, providerSecrets(provider)) : err;
+    if (timers.fired !== undefined) return new GatewayError('llmgw_upstream_timeout', 504, `provider ${provider.id} ${timers.fired}`, { retryable: true, cause: e });
+    return e instanceof LlmgwError || isAbortError(e) ? e : upstreamFailure(provider.id, e);
   };
   const started = opts.clock.monotonic();
   let res;
@@ -60,6 +67,7 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
       const raw = await readBody(res.body);
       const retryAfter = res.headers['retry-after'];
       const retryAfterMs = res.headers['retry-after-ms'];
+      // Raw here, scrubbed by fail() below before anything outside this attempt sees it.
       throw new ProviderError({
         status: res.status,
         providerId: provider.id,
@@ -84,7 +92,9 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
     }
     if (!contentType.includes('text/event-stream')) {
       await readBody(res.body);
-      throw new GatewayError('llmgw_upstream_error', 502, `provider ${provider.id} answered a stream request with ${contentType || 'no content type'}`, { retryable: true });
+      // The provider's header goes into the app's error message: scrubbed like its bodies.
+      const what = contentType === '' ? 'no content type' : scrubCredentials(contentType, providerSecrets(provider));
+      throw new GatewayError('llmgw_upstream_error', 502, `provider ${provider.id} answered a stream request with ${what}`, { retryable: true });
     }
     const primed = await primeStream(res.body, exchange.stream(), provider.format, meta, () => {
       meta.upstreamMs ??= opts.clock.monotonic() - started;

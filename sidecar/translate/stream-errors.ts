@@ -4,6 +4,7 @@ import { anthropicStatusForType } from '../formats/anthropic.js';
 import type { WireFormat } from '../formats/wire-format.js';
 import { isObject } from './json-object.js';
 
+/** The provider's event as it came: the attempt it ends (providers/call-target.ts) scrubs it of credentials. */
 export function streamErrorEvent(providerId: string, format: WireFormat, data: string): ProviderError {
   let body: unknown = data;
   try {
