@@ -58,16 +58,38 @@ program
   .option('--db <path>', 'SQLite file holding budgets, consumption and leases', '/var/lib/llm-gateway/quota.db')
   .option('--lease-ttl <duration>', 'a lease lapses this long after its last renewal', '30s')
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
-  .action(async (o: { listen: string; statusListen: string; db: string; leaseTtl: string; logLevel: string }) => {
+  .addOption(
+    new Option('--auth <mode>', 'how sidecars are verified: kubernetes (TokenReview in the cluster), jwks (--auth-jwks), none (nothing verified: must be asked for)')
+      .choices(['kubernetes', 'jwks', 'none'])
+      .default('kubernetes'),
+  )
+  .option('--auth-jwks <file|url>', 'with --auth jwks: the JWKS document that signs service-account tokens (a file is re-read when it changes)')
+  .option('--auth-issuer <iss>', 'with --auth jwks: the issuer tokens must carry')
+  .option('--auth-audience <aud>', 'the audience tokens must carry', 'llm-gateway')
+  .option('--admin-token-file <file>', 'operator bearer tokens, one per line (re-read when it changes)')
+  .option('--admin-subjects <ns/sa,...>', 'service accounts allowed every admin call (their verified tokens)')
+  .option('--viewer-subjects <ns/sa,...>', 'service accounts allowed the read-only admin calls')
+  .option('--tls-cert <file>', 'serve gRPC over TLS with this certificate (PEM, re-read when it changes)')
+  .option('--tls-key <file>', 'the key of --tls-cert')
+  .option('--tls-client-ca <file>', 'require client certificates signed by this CA (mutual TLS)')
+  .option('--provider-keys <file>', 'provider API keys to hand to verified sidecars over TLS (YAML; re-read when it changes)')
+  .action(async (o) => {
     const { runQuotaService } = await import('./commands/quota-service.js');
     await runQuotaService(o);
   });
 
-const budget = program.command('budget').description('set and read global token budgets on the quota service');
 const adminOptions = (c: Command): Command =>
   c
     .option('--quota-addr <host:port>', 'quota service (default $LLMGW_QUOTA_ADDR, else 127.0.0.1:50051)')
+    .option('--token <token>', 'operator token (default $LLMGW_ADMIN_TOKEN)')
+    .option('--token-file <file>', 'read the operator token from this file')
+    .option('--tls-ca <file>', 'verify the quota service over TLS with this CA (default $LLMGW_QUOTA_CA; absent: plaintext)')
+    .option('--tls-server-name <name>', 'the name in the quota service\'s certificate, when it differs from --quota-addr\'s host (e.g. through a port-forward)')
+    .option('--tls-cert <file>', 'client certificate, for a quota service that requires one')
+    .option('--tls-key <file>', 'the key of --tls-cert')
     .option('--output <format>', 'table or json', 'table');
+
+const budget = program.command('budget').description('set and read global token budgets on the quota service');
 
 adminOptions(
   budget
@@ -92,6 +114,13 @@ adminOptions(
     .option('--last <n>', 'how many windows', '10')
     .option('--by-tag <key>', 'also break each window down by the values of this x-llmgw-tags key'),
 ).action(async (scope: string, o) => (await import('./commands/budget.js')).budgetUsage(scope, o));
+
+const team = program.command('team').description('map namespaces to team/<name> budgets (operator data, not pod data)');
+adminOptions(
+  team.command('set <team>').description("set a team's namespaces (replacing the ones it had)").requiredOption('--namespaces <a,b>', 'the namespaces whose pods are charged to team/<team>'),
+).action(async (name: string, o) => (await import('./commands/team.js')).teamSet(name, o));
+adminOptions(team.command('list').description('every team and its namespaces')).action(async (o) => (await import('./commands/team.js')).teamList(o));
+adminOptions(team.command('delete <team>').description('delete a team (its budgets stay)')).action(async (name: string, o) => (await import('./commands/team.js')).teamDelete(name, o));
 
 program
   .command('fake-provider')

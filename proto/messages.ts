@@ -58,6 +58,17 @@ export interface LeaseResponse {
   retryAfterMs: number;
   ackedSequence: number;
   windowStartMs: number;
+  providerKeysVersion: string;
+}
+
+export interface ProviderKeysResponse {
+  keys: Record<string, string>;
+  version: string;
+}
+
+export interface TeamMsg {
+  team: string;
+  namespaces: string[];
 }
 
 export interface PriorityFloorsMsg {

@@ -1,7 +1,17 @@
-// A small promise client for QuotaAdmin (used by `llmgw budget` and tests).
-import { credentials, status as grpcStatus, type Client, type ServiceError } from '@grpc/grpc-js';
+// A small promise client for QuotaAdmin (used by `llmgw budget`, `llmgw team` and tests): an operator
+// token as bearer metadata on every call, TLS when given a CA.
+import { credentials, Metadata, status as grpcStatus, type Client, type ServiceError } from '@grpc/grpc-js';
+import { channelTlsCredentials } from '../common/tls/grpc-credentials.js';
 import { loadQuotaProto } from '../proto/load.js';
-import type { BudgetMsg, SetBudgetRequest, UsageResponse, WindowEnum } from '../proto/messages.js';
+import type { BudgetMsg, SetBudgetRequest, TeamMsg, UsageResponse, WindowEnum } from '../proto/messages.js';
+
+export interface AdminClientOptions {
+  /** Operator token (admin token, or a service-account token listed in --admin-subjects / --viewer-subjects). */
+  token?: string;
+  /** Verify the service over TLS. */
+  tls?: { caFile: string; serverName?: string; certFile?: string; keyFile?: string };
+  timeoutMs?: number;
+}
 
 export class AdminCallError extends Error {
   constructor(
@@ -15,18 +25,25 @@ export class AdminCallError extends Error {
 
 export class QuotaAdminClient {
   private readonly client: Client & Record<string, Function>;
+  private readonly timeoutMs: number;
+  private readonly metadata = new Metadata();
+  private readonly closeTls: () => void;
 
   constructor(
     readonly address: string,
-    private readonly timeoutMs = 5000,
+    opts: AdminClientOptions = {},
   ) {
     const { QuotaAdmin } = loadQuotaProto();
-    this.client = new QuotaAdmin(address, credentials.createInsecure()) as Client & Record<string, Function>;
+    this.timeoutMs = opts.timeoutMs ?? 5000;
+    if (opts.token !== undefined) this.metadata.set('authorization', `Bearer ${opts.token}`);
+    const tls = opts.tls === undefined ? undefined : channelTlsCredentials(opts.tls);
+    this.closeTls = () => tls?.close();
+    this.client = new QuotaAdmin(address, tls?.credentials ?? credentials.createInsecure(), tls?.channelOptions ?? {}) as Client & Record<string, Function>;
   }
 
   private call<Res>(method: string, req: object): Promise<Res> {
     return new Promise((resolve, reject) => {
-      this.client[method]!(req, { deadline: Date.now() + this.timeoutMs }, (err: ServiceError | null, res: Res) => {
+      this.client[method]!(req, this.metadata, { deadline: Date.now() + this.timeoutMs }, (err: ServiceError | null, res: Res) => {
         if (err === null) resolve(res);
         else if (err.code === grpcStatus.UNAVAILABLE || err.code === grpcStatus.DEADLINE_EXCEEDED) {
           reject(new AdminCallError(err.code, `cannot reach the quota service at ${this.address} (${grpcStatus[err.code]}: ${err.details})`));
@@ -56,7 +73,20 @@ export class QuotaAdminClient {
     return this.call('GetUsage', { scope, window, last, byTag });
   }
 
+  setTeam(team: string, namespaces: string[]): Promise<TeamMsg> {
+    return this.call('SetTeam', { team, namespaces });
+  }
+
+  async listTeams(): Promise<TeamMsg[]> {
+    return (await this.call<{ teams: TeamMsg[] }>('ListTeams', {})).teams;
+  }
+
+  async deleteTeam(team: string): Promise<number> {
+    return (await this.call<{ deleted: number }>('DeleteTeam', { team })).deleted;
+  }
+
   close(): void {
     this.client.close();
+    this.closeTls();
   }
 }

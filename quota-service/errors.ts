@@ -13,3 +13,7 @@ export class QuotaError extends Error {
 
 export const invalidArgument = (message: string): QuotaError => new QuotaError(status.INVALID_ARGUMENT, message);
 export const notFound = (message: string): QuotaError => new QuotaError(status.NOT_FOUND, message);
+export const permissionDenied = (message: string): QuotaError => new QuotaError(status.PERMISSION_DENIED, message);
+export const unauthenticated = (message: string): QuotaError => new QuotaError(status.UNAUTHENTICATED, message);
+export const unavailable = (message: string): QuotaError => new QuotaError(status.UNAVAILABLE, message);
+export const failedPrecondition = (message: string): QuotaError => new QuotaError(status.FAILED_PRECONDITION, message);

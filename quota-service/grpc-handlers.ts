@@ -1,45 +1,67 @@
-// The gRPC face of the allocator: QuotaService for sidecars, QuotaAdmin for operators. Typed errors
-// become gRPC statuses here, and only here.
-import { status as grpcStatus, type ServerUnaryCall, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
+// The gRPC face of the allocator: QuotaService for sidecars, QuotaAdmin for operators. Every call is
+// authenticated first (auth/authenticator.ts); the identity a lease is charged to comes from the verified
+// token, never from the message. Typed errors become gRPC statuses here, and only here.
+import { status as grpcStatus, type Metadata, type ServerUnaryCall, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type {
   AcquireLeaseRequest,
   BudgetMsg,
+  IdentityMsg,
   LeaseResponse,
+  ProviderKeysResponse,
   ReleaseLeaseRequest,
   RenewLeaseRequest,
   ReportUsageRequest,
   SetBudgetRequest,
+  TeamMsg,
   UsageResponse,
   WindowEnum,
 } from '../proto/messages.js';
 import type { Allocator, Grant } from './allocator.js';
+import type { Access, Authenticator } from './auth/authenticator.js';
+import type { VerifiedIdentity } from './auth/token-verifier.js';
 import { budgetMsg, optionalWindowOf, priorityOf, reportsOf, windowEnum, windowOf } from './convert.js';
-import { invalidArgument, QuotaError } from './errors.js';
+import { failedPrecondition, invalidArgument, permissionDenied, QuotaError } from './errors.js';
+import type { ProviderKeys } from './provider-keys.js';
 import type { QuotaMetrics } from './quota-metrics.js';
+import type { Identity } from './scopes.js';
 
-type Unary<Req, Res> = (req: Req) => Res;
+type Unary<Req, Res> = (req: Req, metadata: Metadata) => Res | Promise<Res>;
 
 function unary<Req, Res>(method: string, metrics: QuotaMetrics, logger: Logger, fn: Unary<Req, Res>) {
+  const fail = (err: unknown, cb: sendUnaryData<Res>): void => {
+    if (err instanceof QuotaError) {
+      metrics.rpcs.inc({ method, code: grpcStatus[err.code] });
+      if (err.code === grpcStatus.UNAUTHENTICATED || err.code === grpcStatus.PERMISSION_DENIED) logger.warn({ method, code: grpcStatus[err.code], reason: err.message }, 'quota call refused');
+      cb({ code: err.code, details: err.message });
+      return;
+    }
+    logger.error({ err, method }, 'quota rpc failed');
+    metrics.rpcs.inc({ method, code: 'INTERNAL' });
+    cb({ code: grpcStatus.INTERNAL, details: 'internal error in the quota service' });
+  };
   return (call: ServerUnaryCall<Req, Res>, cb: sendUnaryData<Res>): void => {
     try {
-      const res = fn(call.request);
+      const res = fn(call.request, call.metadata);
+      if (res instanceof Promise) {
+        res.then(
+          (r) => {
+            metrics.rpcs.inc({ method, code: 'OK' });
+            cb(null, r);
+          },
+          (err: unknown) => fail(err, cb),
+        );
+        return;
+      }
       metrics.rpcs.inc({ method, code: 'OK' });
       cb(null, res);
     } catch (err) {
-      if (err instanceof QuotaError) {
-        metrics.rpcs.inc({ method, code: grpcStatus[err.code] });
-        cb({ code: err.code, details: err.message });
-        return;
-      }
-      logger.error({ err, method }, 'quota rpc failed');
-      metrics.rpcs.inc({ method, code: 'INTERNAL' });
-      cb({ code: grpcStatus.INTERNAL, details: 'internal error in the quota service' });
+      fail(err, cb);
     }
   };
 }
 
-function leaseResponse(g: Grant): LeaseResponse {
+function leaseResponse(g: Grant, providerKeysVersion: string): LeaseResponse {
   return {
     leaseId: g.leaseId,
     grantedTokens: g.granted,
@@ -51,57 +73,122 @@ function leaseResponse(g: Grant): LeaseResponse {
     retryAfterMs: g.retryAfterMs,
     ackedSequence: g.acked,
     windowStartMs: g.windowStartMs,
+    providerKeysVersion,
   };
 }
 
-const identityOf = (m: { namespace: string; service: string; team: string; pod: string } | null) => {
-  if (m === null) throw invalidArgument('identity is required');
-  return { namespace: m.namespace, service: m.service, team: m.team, pod: m.pod };
-};
+/** A caller as the allocator knows it: whom it is charged to, and the owner of what it acquires. */
+interface Caller {
+  identity: Identity;
+  owner: string;
+}
 
-export function quotaServiceHandlers(alloc: Allocator, metrics: QuotaMetrics, logger: Logger): UntypedServiceImplementation {
+const UNVERIFIED_OWNER = '';
+
+/**
+ * The caller's identity: from the verified token, with every field the message sets checked against it;
+ * with --auth none (nothing verified), from the message.
+ */
+export function callerOf(verified: VerifiedIdentity | undefined, msg: IdentityMsg | null): Caller {
+  const m = msg ?? { namespace: '', service: '', team: '', pod: '' };
+  if (m.team !== '') throw permissionDenied(`identity.team "${m.team}" is not accepted: team membership is operator data (llmgw team set)`);
+  if (verified === undefined) {
+    if (m.namespace === '') throw invalidArgument('identity.namespace is required');
+    return { identity: { namespace: m.namespace, service: m.service, pod: m.pod }, owner: UNVERIFIED_OWNER };
+  }
+  const mismatch = (field: string, said: string, token: string): void => {
+    if (said !== '' && said !== token) throw permissionDenied(`identity.${field} "${said}" does not match the token's ${field} "${token}"`);
+  };
+  mismatch('namespace', m.namespace, verified.namespace);
+  mismatch('service', m.service, verified.serviceAccount);
+  if (verified.pod !== '') mismatch('pod', m.pod, verified.pod);
+  return {
+    identity: { namespace: verified.namespace, service: verified.serviceAccount, pod: verified.pod },
+    owner: `${verified.namespace}/${verified.serviceAccount}/${verified.pod}`,
+  };
+}
+
+export interface QuotaServiceDeps {
+  alloc: Allocator;
+  auth: Authenticator;
+  metrics: QuotaMetrics;
+  logger: Logger;
+  /** Provider keys held centrally (--provider-keys); handed out only when `tls` is on. */
+  providerKeys?: ProviderKeys;
+  tls: boolean;
+}
+
+export function quotaServiceHandlers(d: QuotaServiceDeps): UntypedServiceImplementation {
+  const { alloc, auth, metrics, logger } = d;
+  const keysVersion = (): string => (d.providerKeys !== undefined && d.tls && auth.mode !== 'none' ? d.providerKeys.version : '');
   const granted = (g: Grant, priority: string): LeaseResponse => {
     if (g.granted > 0) metrics.grantedTokens.inc({ priority }, g.granted);
     metrics.leases.set(alloc.activeLeases);
-    return leaseResponse(g);
+    return leaseResponse(g, keysVersion());
+  };
+  // Renew and release name only the lease: what is checked is that the caller owns it.
+  const ownerOnly = async (md: Metadata): Promise<string> => {
+    const verified = await auth.workload(md);
+    return verified === undefined ? UNVERIFIED_OWNER : callerOf(verified, null).owner;
   };
   return {
-    AcquireLease: unary('AcquireLease', metrics, logger, (r: AcquireLeaseRequest) => {
+    AcquireLease: unary('AcquireLease', metrics, logger, async (r: AcquireLeaseRequest, md) => {
+      const caller = callerOf(await auth.workload(md), r.identity);
       const priority = priorityOf(r.priority);
-      const g = alloc.acquire({ identity: identityOf(r.identity), priority, incarnation: r.incarnation, need: r.needTokens, demand: r.demandTokensPerSecond });
+      const g = alloc.acquire({ ...caller, priority, incarnation: r.incarnation, need: r.needTokens, demand: r.demandTokensPerSecond });
       return granted(g, priority);
     }),
-    RenewLease: unary('RenewLease', metrics, logger, (r: RenewLeaseRequest) => {
+    RenewLease: unary('RenewLease', metrics, logger, async (r: RenewLeaseRequest, md) => {
+      const who = await ownerOnly(md);
       metrics.reports.inc(undefined, r.reports.length);
-      const g = alloc.renew({ leaseId: r.leaseId, need: r.needTokens, demand: r.demandTokensPerSecond, reports: reportsOf(r.reports), unused: r.unusedTokens });
+      const g = alloc.renew({ leaseId: r.leaseId, owner: who, need: r.needTokens, demand: r.demandTokensPerSecond, reports: reportsOf(r.reports), unused: r.unusedTokens });
       return granted(g, 'renew');
     }),
-    ReleaseLease: unary('ReleaseLease', metrics, logger, (r: ReleaseLeaseRequest) => {
+    ReleaseLease: unary('ReleaseLease', metrics, logger, async (r: ReleaseLeaseRequest, md) => {
+      const who = await ownerOnly(md);
       metrics.reports.inc(undefined, r.reports.length);
-      const acked = alloc.release(r.leaseId, reportsOf(r.reports));
+      const acked = alloc.release(r.leaseId, who, reportsOf(r.reports));
       metrics.leases.set(alloc.activeLeases);
       return { ackedSequence: acked };
     }),
-    ReportUsage: unary('ReportUsage', metrics, logger, (r: ReportUsageRequest) => {
+    ReportUsage: unary('ReportUsage', metrics, logger, async (r: ReportUsageRequest, md) => {
+      const caller = callerOf(await auth.workload(md), r.identity);
       metrics.reports.inc(undefined, r.reports.length);
-      return { ackedSequence: alloc.report(identityOf(r.identity), r.incarnation, reportsOf(r.reports)) };
+      return { ackedSequence: alloc.report(caller.identity, caller.owner, r.incarnation, reportsOf(r.reports)) };
+    }),
+    GetProviderKeys: unary('GetProviderKeys', metrics, logger, async (r: { names: string[] }, md): Promise<ProviderKeysResponse> => {
+      const verified = await auth.workload(md);
+      if (d.providerKeys === undefined) throw failedPrecondition('this quota service holds no provider keys (--provider-keys)');
+      if (!d.tls) throw failedPrecondition('provider keys are handed out over TLS only: start the quota service with --tls-cert and --tls-key');
+      if (verified === undefined) throw permissionDenied('provider keys are handed out only to verified sidecars (--auth kubernetes or jwks)');
+      const keys = d.providerKeys.forNamespace(verified.namespace, r.names ?? []);
+      logger.info({ namespace: verified.namespace, pod: verified.pod, names: Object.keys(keys) }, 'provider keys handed out');
+      return { keys, version: d.providerKeys.version };
     }),
   };
 }
 
-export function quotaAdminHandlers(alloc: Allocator, metrics: QuotaMetrics, logger: Logger): UntypedServiceImplementation {
+export function quotaAdminHandlers(alloc: Allocator, auth: Authenticator, metrics: QuotaMetrics, logger: Logger): UntypedServiceImplementation {
   const list = (budgets: ReturnType<Allocator['listBudgets']>): { budgets: BudgetMsg[] } => ({ budgets: budgets.map(budgetMsg) });
+  /** An admin call that `access` lets through; changes are logged with who made them. */
+  const admin = <Req, Res>(method: string, access: Access, fn: (r: Req) => Res) =>
+    unary(method, metrics, logger, async (r: Req, md: Metadata) => {
+      const who = await auth.operator(md, access);
+      const res = fn(r);
+      if (access === 'write') logger.info({ method, by: who, request: r }, 'quota admin change');
+      return res;
+    });
   return {
-    SetBudget: unary('SetBudget', metrics, logger, (r: SetBudgetRequest) => {
+    SetBudget: admin('SetBudget', 'write', (r: SetBudgetRequest) => {
       const floors = r.floors === null ? undefined : { batch: r.floors.batch, background: r.floors.background };
       return budgetMsg(alloc.setBudget(r.scope, windowOf(r.window), r.tokens, floors));
     }),
-    GetBudget: unary('GetBudget', metrics, logger, (r: { scope: string }) => list(alloc.getBudgets(r.scope))),
-    ListBudgets: unary('ListBudgets', metrics, logger, () => list(alloc.listBudgets())),
-    DeleteBudget: unary('DeleteBudget', metrics, logger, (r: { scope: string; window: WindowEnum }) => ({
+    GetBudget: admin('GetBudget', 'read', (r: { scope: string }) => list(alloc.getBudgets(r.scope))),
+    ListBudgets: admin('ListBudgets', 'read', () => list(alloc.listBudgets())),
+    DeleteBudget: admin('DeleteBudget', 'write', (r: { scope: string; window: WindowEnum }) => ({
       deleted: alloc.deleteBudget(r.scope, optionalWindowOf(r.window)),
     })),
-    GetUsage: unary('GetUsage', metrics, logger, (r: { scope: string; window: WindowEnum; last: number; byTag: string }): UsageResponse => {
+    GetUsage: admin('GetUsage', 'read', (r: { scope: string; window: WindowEnum; last: number; byTag: string }): UsageResponse => {
       const window = windowOf(r.window);
       const rows = alloc.usage(r.scope, window, r.last > 0 ? r.last : 10, r.byTag === '' ? undefined : r.byTag);
       return {
@@ -115,5 +202,8 @@ export function quotaAdminHandlers(alloc: Allocator, metrics: QuotaMetrics, logg
         })),
       };
     }),
+    SetTeam: admin('SetTeam', 'write', (r: TeamMsg): TeamMsg => alloc.setTeam(r.team, r.namespaces ?? [])),
+    ListTeams: admin('ListTeams', 'read', (): { teams: TeamMsg[] } => ({ teams: alloc.listTeams() })),
+    DeleteTeam: admin('DeleteTeam', 'write', (r: { team: string }) => ({ deleted: alloc.deleteTeam(r.team) })),
   };
 }

@@ -1,12 +1,16 @@
-// `llmgw quota-service`'s composition root: the SQLite store, the allocator, the gRPC server (quota,
-// admin, health), the status listener, and the timers that expire leases and prune old consumption.
+// `llmgw quota-service`'s composition root: the SQLite store, the allocator, who may call (token
+// verification, operator credentials), the gRPC server (quota, admin, health; TLS when given), the status
+// listener, and the timers that expire leases and prune old consumption.
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { serverTlsCredentials } from '../common/tls/grpc-credentials.js';
 import { loadQuotaProto } from '../proto/load.js';
 import { systemClock, type Clock } from '../sidecar/clock.js';
 import { closeServer, listen, type HostPort } from '../sidecar/http/listen.js';
 import { createStatusServer } from '../sidecar/http/status-server.js';
 import { Allocator } from './allocator.js';
+import { Authenticator, type AuthenticatorOptions } from './auth/authenticator.js';
+import { ProviderKeys } from './provider-keys.js';
 import { quotaAdminHandlers, quotaServiceHandlers } from './grpc-handlers.js';
 import { HealthService } from './health.js';
 import { QuotaMetrics } from './quota-metrics.js';
@@ -20,6 +24,12 @@ export interface QuotaServiceOptions {
   logger: Logger;
   clock?: Clock;
   leaseTtlMs?: number;
+  /** Who may call: the token verifier (none only when asked for) and the operator credentials. */
+  auth: AuthenticatorOptions;
+  /** gRPC over TLS (files re-read when they change); with clientCaFile, client certificates are required. */
+  tls?: { certFile: string; keyFile: string; clientCaFile?: string; refreshMs?: number };
+  /** Provider keys held centrally (--provider-keys), re-read on change. */
+  providerKeysFile?: string;
 }
 
 export interface QuotaService {
@@ -31,24 +41,54 @@ export interface QuotaService {
 
 export async function startQuotaService(opts: QuotaServiceOptions): Promise<QuotaService> {
   const clock = opts.clock ?? systemClock;
-  const store = new SqliteQuotaStore(opts.dbPath);
-  const allocator = new Allocator(store, { clock, ...(opts.leaseTtlMs === undefined ? {} : { leaseTtlMs: opts.leaseTtlMs }) });
+  const logger = opts.logger;
   const metrics = new QuotaMetrics();
+  const auth = new Authenticator(opts.auth);
+  const onReload = (what: string) => (result: 'ok' | 'failed', err?: unknown) =>
+    result === 'ok' ? logger.info({ file: what }, 'file reloaded') : logger.error({ file: what, err: String(err) }, 'file changed but cannot be used; keeping the last good one');
+  const providerKeys = opts.providerKeysFile === undefined ? undefined : new ProviderKeys(opts.providerKeysFile, onReload('--provider-keys'));
+  const tls = opts.tls === undefined ? undefined : serverTlsCredentials({ ...opts.tls, onReload: (result, detail) => onReload('--tls-cert/--tls-key/--tls-client-ca')(result, detail) });
+  const store = new SqliteQuotaStore(opts.dbPath);
+  const allocator = new Allocator(store, {
+    clock,
+    ...(opts.leaseTtlMs === undefined ? {} : { leaseTtlMs: opts.leaseTtlMs }),
+    onOverReport: (f) => {
+      metrics.overReports.inc();
+      logger.warn(f, 'an incarnation reported well beyond what its leases covered (charged; fail-open spending, or a tampered sidecar)');
+    },
+  });
   metrics.leases.set(allocator.activeLeases);
   const proto = loadQuotaProto();
   const health = new HealthService(['llmgw.quota.v1.QuotaService', 'llmgw.quota.v1.QuotaAdmin']);
   const server = new Server();
-  server.addService(proto.QuotaService.service, quotaServiceHandlers(allocator, metrics, opts.logger));
-  server.addService(proto.QuotaAdmin.service, quotaAdminHandlers(allocator, metrics, opts.logger));
+  server.addService(
+    proto.QuotaService.service,
+    quotaServiceHandlers({ alloc: allocator, auth, metrics, logger, tls: tls !== undefined, ...(providerKeys ? { providerKeys } : {}) }),
+  );
+  server.addService(proto.QuotaAdmin.service, quotaAdminHandlers(allocator, auth, metrics, logger));
   server.addService(proto.Health.service, health.implementation());
   let ready = false;
   const statusServer = createStatusServer({ registry: metrics.registry, ready: () => ready });
 
-  const port = await new Promise<number>((resolve, reject) => {
-    const host = opts.listen.host.includes(':') ? `[${opts.listen.host}]` : opts.listen.host;
-    server.bindAsync(`${host}:${opts.listen.port}`, ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
-  });
-  const statusAddress = await listen(statusServer, opts.statusListen);
+  const closeAll = (): void => {
+    auth.close();
+    providerKeys?.close();
+    tls?.close();
+    store.close();
+  };
+  let port: number;
+  let statusAddress: HostPort;
+  try {
+    port = await new Promise<number>((resolve, reject) => {
+      const host = opts.listen.host.includes(':') ? `[${opts.listen.host}]` : opts.listen.host;
+      server.bindAsync(`${host}:${opts.listen.port}`, tls?.credentials ?? ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+    });
+    statusAddress = await listen(statusServer, opts.statusListen);
+  } catch (err) {
+    server.forceShutdown();
+    closeAll();
+    throw err;
+  }
 
   const sweep = setInterval(() => {
     allocator.sweep();
@@ -75,7 +115,14 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
   pruner.unref();
   ready = true;
   const address = { host: opts.listen.host, port };
-  opts.logger.info({ listen: address, statusListen: statusAddress, db: opts.dbPath, leases: allocator.activeLeases }, 'quota service started');
+  if (auth.mode === 'none') logger.warn('--auth none: sidecar identities are NOT verified; any caller can spend, report to and read any budget');
+  if (auth.adminOpen) logger.warn('the admin API is open to every caller (--auth none and no --admin-token-file or --admin-subjects)');
+  else if (!auth.adminReachable) logger.warn('the admin API accepts no credential: give --admin-token-file or --admin-subjects to change budgets');
+  if (tls === undefined) logger.warn('gRPC without TLS: tokens and usage cross the network in the clear (give --tls-cert and --tls-key)');
+  logger.info(
+    { listen: address, statusListen: statusAddress, db: opts.dbPath, leases: allocator.activeLeases, auth: auth.mode, tls: tls !== undefined, mtls: opts.tls?.clientCaFile !== undefined, providerKeys: providerKeys !== undefined },
+    'quota service started',
+  );
 
   let stopping: Promise<void> | undefined;
   return {
@@ -94,7 +141,7 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
         await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
         statusServer.closeAllConnections();
         await closeServer(statusServer);
-        store.close();
+        closeAll();
         opts.logger.info('quota service stopped');
       })()),
   };

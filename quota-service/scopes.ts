@@ -1,10 +1,12 @@
 // Budget scopes: namespace/<ns>, namespace/<ns>/service/<name>, team/<name> (DESIGN §6), and the scopes a
 // pod's requests are charged to.
 
+/** Whom a sidecar spends for, as the service established it (verified, with --auth kubernetes or jwks). */
 export interface Identity {
   namespace: string;
+  /** The pod's service account ('' when unknown). */
   service: string;
-  team: string;
+  pod: string;
 }
 
 const dnsLabel = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
@@ -23,10 +25,13 @@ export function scopeProblem(scope: string): string | undefined {
   return 'a scope is namespace/<ns>, namespace/<ns>/service/<name> or team/<name>';
 }
 
-/** Every scope whose budgets a request from `identity` is charged against. */
-export function scopesOf(identity: Identity): string[] {
+export const isNamespaceName = (s: string): boolean => dnsLabel.test(s);
+export const isTeamName = (s: string): boolean => name.test(s);
+
+/** Every scope whose budgets a request from `identity` is charged against; `teams`: the namespace's teams. */
+export function scopesOf(identity: Pick<Identity, 'namespace' | 'service'>, teams: Iterable<string> = []): string[] {
   const out = [`namespace/${identity.namespace}`];
   if (identity.service !== '') out.push(`namespace/${identity.namespace}/service/${identity.service}`);
-  if (identity.team !== '') out.push(`team/${identity.team}`);
+  for (const team of teams) out.push(`team/${team}`);
   return out;
 }

@@ -1,6 +1,7 @@
 // The quota service's durable state in one SQLite file (WAL, full sync: an acknowledged report is on
 // disk): budgets, consumption per scope and window (also per tag of the requests, for attribution),
-// outstanding leases, and the highest report sequence processed per sidecar incarnation (and when).
+// outstanding leases, the highest report sequence processed per sidecar incarnation (and when, and which
+// verified identity owns it), and the operators' mapping of namespaces to teams.
 import Database from 'better-sqlite3';
 import { columnsOf } from '../sidecar/storage/database.js';
 import type { WindowName } from './windows.js';
@@ -26,6 +27,13 @@ export interface LeaseRow {
   expiresAtMs: number;
   /** JSON: budget key → start of the window the outstanding tokens belong to. */
   windows: string;
+  /** The verified identity that acquired it (see Allocator). */
+  owner: string;
+}
+
+export interface TeamRow {
+  team: string;
+  namespace: string;
 }
 
 export interface UsageRow {
@@ -62,6 +70,7 @@ CREATE TABLE IF NOT EXISTS leases (
   expires_at_ms INTEGER NOT NULL, windows TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS acked (incarnation TEXT PRIMARY KEY, sequence INTEGER NOT NULL, seen_ms INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS team_namespaces (team TEXT NOT NULL, namespace TEXT NOT NULL, PRIMARY KEY (team, namespace));
 `;
 
 export class SqliteQuotaStore {
@@ -81,6 +90,10 @@ export class SqliteQuotaStore {
                UPDATE acked SET seen_ms = CAST(strftime('%s', 'now') AS INTEGER) * 1000;`);
     }
     db.exec('CREATE INDEX IF NOT EXISTS acked_seen ON acked (seen_ms)');
+    // Files from before identities were verified: their incarnations are claimed by the next verified caller.
+    if (!columnsOf(db, 'acked').includes('owner')) db.exec("ALTER TABLE acked ADD COLUMN owner TEXT NOT NULL DEFAULT ''");
+    // Leases from before identities were verified carry no owner: they lapse, and sidecars acquire anew.
+    if (!columnsOf(db, 'leases').includes('owner')) db.exec("DELETE FROM leases; ALTER TABLE leases ADD COLUMN owner TEXT NOT NULL DEFAULT ''");
     this.stmts = {
       budgets: db.prepare('SELECT scope, window, tokens, batch_floor AS batchFloor, background_floor AS backgroundFloor FROM budgets ORDER BY scope, window'),
       upsertBudget: db.prepare(
@@ -107,11 +120,11 @@ export class SqliteQuotaStore {
       history: db.prepare('SELECT start_ms AS startMs, end_ms AS endMs, used FROM consumption WHERE scope = ? AND window = ? AND start_ms <= ? ORDER BY start_ms DESC LIMIT ?'),
       pruneUsage: db.prepare('DELETE FROM consumption WHERE rowid IN (SELECT rowid FROM consumption WHERE window = ? AND end_ms < ? LIMIT ?)'),
       leases: db.prepare(
-        `SELECT id, namespace, service, team, pod, priority, incarnation, outstanding, demand, expires_at_ms AS expiresAtMs, windows FROM leases`,
+        `SELECT id, namespace, service, team, pod, priority, incarnation, outstanding, demand, expires_at_ms AS expiresAtMs, windows, owner FROM leases`,
       ),
       saveLease: db.prepare(
-        `INSERT INTO leases (id, namespace, service, team, pod, priority, incarnation, outstanding, demand, expires_at_ms, windows)
-         VALUES (@id, @namespace, @service, @team, @pod, @priority, @incarnation, @outstanding, @demand, @expiresAtMs, @windows)
+        `INSERT INTO leases (id, namespace, service, team, pod, priority, incarnation, outstanding, demand, expires_at_ms, windows, owner)
+         VALUES (@id, @namespace, @service, @team, @pod, @priority, @incarnation, @outstanding, @demand, @expiresAtMs, @windows, @owner)
          ON CONFLICT (id) DO UPDATE SET outstanding = excluded.outstanding, demand = excluded.demand,
            expires_at_ms = excluded.expires_at_ms, windows = excluded.windows`,
       ),
@@ -120,6 +133,13 @@ export class SqliteQuotaStore {
       setAcked: db.prepare(
         'INSERT INTO acked (incarnation, sequence, seen_ms) VALUES (?, ?, ?) ON CONFLICT (incarnation) DO UPDATE SET sequence = excluded.sequence, seen_ms = excluded.seen_ms',
       ),
+      owner: db.prepare('SELECT owner FROM acked WHERE incarnation = ?'),
+      setOwner: db.prepare(
+        'INSERT INTO acked (incarnation, sequence, seen_ms, owner) VALUES (?, 0, ?, ?) ON CONFLICT (incarnation) DO UPDATE SET owner = excluded.owner',
+      ),
+      teams: db.prepare('SELECT team, namespace FROM team_namespaces ORDER BY team, namespace'),
+      deleteTeam: db.prepare('DELETE FROM team_namespaces WHERE team = ?'),
+      addTeamNamespace: db.prepare('INSERT INTO team_namespaces (team, namespace) VALUES (?, ?)'),
       pruneAcked: db.prepare('DELETE FROM acked WHERE rowid IN (SELECT rowid FROM acked WHERE seen_ms < ? LIMIT ?)'),
     };
   }
@@ -193,6 +213,30 @@ export class SqliteQuotaStore {
   /** Records the highest sequence processed for a sidecar incarnation, and when. */
   setAcked(incarnation: string, sequence: number, seenMs: number): void {
     this.stmts.setAcked.run(incarnation, sequence, seenMs);
+  }
+
+  /** The identity that owns an incarnation ('' when unclaimed or unknown). */
+  owner(incarnation: string): string {
+    const row = this.stmts.owner.get(incarnation) as { owner: string } | undefined;
+    return row?.owner ?? '';
+  }
+
+  /** Records the identity an incarnation belongs to (dated, so it is kept a full retention period). */
+  setOwner(incarnation: string, owner: string, seenMs: number): void {
+    this.stmts.setOwner.run(incarnation, seenMs, owner);
+  }
+
+  teams(): TeamRow[] {
+    return this.stmts.teams.all() as TeamRow[];
+  }
+
+  /** Replaces a team's namespaces (none: the team is deleted); returns how many rows the team had. */
+  setTeam(team: string, namespaces: readonly string[]): number {
+    return this.transaction(() => {
+      const n = this.stmts.deleteTeam.run(team).changes;
+      for (const ns of namespaces) this.stmts.addTeamNamespace.run(team, ns);
+      return n;
+    });
   }
 
   /** Deletes up to `limit` incarnations' sequences last advanced before `beforeMs`; returns how many. */

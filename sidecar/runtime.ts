@@ -1,7 +1,7 @@
 // Everything built from one config version: providers and routes. A reload builds a new Runtime and
 // swaps it in; requests in flight keep the one they started with.
 import type { Config } from './config/schema.js';
-import { createProvider, type Provider } from './providers/provider.js';
+import { createProvider, type Provider, type QuotaKeyLookup } from './providers/provider.js';
 import { Router, type ModelRoute } from './routing/router.js';
 import type { PoolRegistry } from './upstream/pool-registry.js';
 
@@ -11,9 +11,9 @@ export interface Runtime {
   readonly providers: ReadonlyMap<string, Provider>;
 }
 
-export function buildRuntime(config: Config, pools: PoolRegistry): Runtime {
+export function buildRuntime(config: Config, pools: PoolRegistry, quotaKey?: QuotaKeyLookup): Runtime {
   const providers = new Map<string, Provider>();
-  for (const [id, cfg] of Object.entries(config.providers)) providers.set(id, createProvider(id, cfg, config.upstream, pools));
+  for (const [id, cfg] of Object.entries(config.providers)) providers.set(id, createProvider(id, cfg, config.upstream, pools, quotaKey));
   const routes = new Map<string, ModelRoute>();
   for (const [name, m] of Object.entries(config.models)) {
     routes.set(name, {

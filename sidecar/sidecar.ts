@@ -26,6 +26,13 @@ import { compose, type Interceptor } from './pipeline/types.js';
 import { buildRuntime, type Runtime } from './runtime.js';
 import { PoolRegistry } from './upstream/pool-registry.js';
 
+/** The key names of the providers configured with `apiKeyFrom: quota`. */
+export function quotaKeyNames(config: Config): string[] {
+  return Object.entries(config.providers)
+    .filter(([, p]) => p.apiKeyFrom === 'quota')
+    .map(([id, p]) => p.apiKeyName ?? id);
+}
+
 export interface SidecarOptions {
   config: Config;
   /** Watched for changes when given. */
@@ -61,7 +68,10 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const pools = new PoolRegistry();
   const metrics = new SidecarMetrics();
   const inflight = new Inflight();
-  let runtime: Runtime = buildRuntime(opts.config, pools);
+  // Keys held by the quota service (apiKeyFrom: quota) are looked up per request: they rotate.
+  let quota: QuotaStack | undefined;
+  const quotaKey = (name: string): string | undefined => quota?.keys.get(name);
+  let runtime: Runtime = buildRuntime(opts.config, pools, quotaKey);
   const accessLog = new AccessLog(logger, opts.config.logging.accessLog, clock);
   logger.level = opts.logLevelOverride ?? opts.config.logging.level;
   let draining = false;
@@ -77,18 +87,17 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     }
     return db;
   };
-  let quota: QuotaStack | undefined;
-  let quotaKey = JSON.stringify(undefined);
+  let quotaSettings = JSON.stringify(undefined);
   const syncQuota = async (config: Config): Promise<void> => {
-    const key = JSON.stringify(config.quota);
-    if (key === quotaKey) return;
-    quotaKey = key;
+    const settings = JSON.stringify(config.quota);
+    if (settings === quotaSettings) return;
+    quotaSettings = settings;
     const old = quota;
     quota = undefined;
     if (old !== undefined) await old.close();
     if (config.quota === undefined) return;
     const { createQuotaStack } = await import('./quota/quota-stack.js');
-    quota = createQuotaStack({ config: config.quota, db: await database(config), env: opts.env ?? process.env, clock, logger });
+    quota = createQuotaStack({ config: config.quota, db: await database(config), env: opts.env ?? process.env, clock, logger, keyNames: () => quotaKeyNames(runtime.config) });
   };
   await syncQuota(opts.config);
   let cache: CacheStore | undefined;
@@ -146,10 +155,12 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     draining: () => draining,
     startedAtSeconds: Math.floor(clock.now() / 1000),
   });
-  const statusServer = createStatusServer({ registry: metrics.registry, ready: () => ready && !draining });
+  // Providers whose key comes from the quota service cannot be called before it arrived: not ready until then.
+  const keysReady = (): boolean => quotaKeyNames(runtime.config).length === 0 || quota?.keys.ready === true;
+  const statusServer = createStatusServer({ registry: metrics.registry, ready: () => ready && !draining && keysReady() });
 
   const reload = (config: Config): void => {
-    runtime = buildRuntime(config, pools);
+    runtime = buildRuntime(config, pools, quotaKey);
     applyServerLimits(dataServer, runtime);
     accessLog.setEnabled(config.logging.accessLog);
     logger.level = opts.logLevelOverride ?? config.logging.level;

@@ -1,22 +1,12 @@
 // `llmgw budget set|get|list|delete|usage`: operators' view of the quota service. Tables for people,
 // `--output json` for scripts.
-import { status as grpcStatus } from '@grpc/grpc-js';
 import type { BudgetMsg, UsageResponse, WindowEnum, WindowUsageMsg } from '../../proto/messages.js';
 import { TAG_KEY } from '../../proto/tags.js';
-import { AdminCallError, QuotaAdminClient } from '../../quota-service/admin-client.js';
 import { windowEnum } from '../../quota-service/convert.js';
 import { scopeProblem } from '../../quota-service/scopes.js';
 import { isWindowName } from '../../quota-service/windows.js';
+import { checkOutput, table, withAdminClient, type AdminFlags } from '../admin-connection.js';
 import { UsageError } from '../args.js';
-
-export interface BudgetFlags {
-  quotaAddr?: string;
-  output: string;
-}
-
-function address(flags: BudgetFlags): string {
-  return flags.quotaAddr ?? process.env.LLMGW_QUOTA_ADDR ?? '127.0.0.1:50051';
-}
 
 function checkScope(scope: string): string {
   const problem = scopeProblem(scope);
@@ -29,23 +19,6 @@ function checkWindow(window: string): WindowEnum {
   return windowEnum(window);
 }
 
-function checkOutput(flags: BudgetFlags): 'table' | 'json' {
-  if (flags.output !== 'table' && flags.output !== 'json') throw new UsageError(`--output: expected table or json, got "${flags.output}"`);
-  return flags.output;
-}
-
-/** Runs one admin call; server-side argument errors become usage errors (exit 2), the rest exit 1. */
-async function withClient<T>(flags: BudgetFlags, fn: (c: QuotaAdminClient) => Promise<T>): Promise<T> {
-  const client = new QuotaAdminClient(address(flags));
-  try {
-    return await fn(client);
-  } catch (err) {
-    if (err instanceof AdminCallError && err.code === grpcStatus.INVALID_ARGUMENT) throw new UsageError(err.message);
-    throw err;
-  } finally {
-    client.close();
-  }
-}
 
 const win = (w: string): string => w.replace('WINDOW_', '').toLowerCase();
 const iso = (ms: number): string => new Date(ms).toISOString().replace('.000Z', 'Z');
@@ -64,10 +37,6 @@ function budgetJson(b: BudgetMsg): object {
   };
 }
 
-function table(rows: string[][]): string {
-  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
-  return `${rows.map((r) => r.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd()).join('\n')}\n`;
-}
 
 function printBudgets(budgets: BudgetMsg[], output: 'table' | 'json'): void {
   if (output === 'json') {
@@ -108,39 +77,39 @@ function parseFloors(spec: string | undefined): { batch: number; background: num
   return floors;
 }
 
-export async function budgetSet(scope: string, o: BudgetFlags & { tokens: string; window: string; priorityFloors?: string }): Promise<void> {
+export async function budgetSet(scope: string, o: AdminFlags & { tokens: string; window: string; priorityFloors?: string }): Promise<void> {
   const output = checkOutput(o);
   const tokens = Number(o.tokens);
   if (!Number.isSafeInteger(tokens) || tokens <= 0) throw new UsageError(`--tokens: expected a positive whole number, got "${o.tokens}"`);
   const req = { scope: checkScope(scope), window: checkWindow(o.window), tokens, floors: parseFloors(o.priorityFloors) };
-  const b = await withClient(o, (c) => c.setBudget(req));
+  const b = await withAdminClient(o, (c) => c.setBudget(req));
   printBudgets([b], output);
 }
 
-export async function budgetGet(scope: string, o: BudgetFlags): Promise<void> {
+export async function budgetGet(scope: string, o: AdminFlags): Promise<void> {
   const output = checkOutput(o);
-  printBudgets(await withClient(o, (c) => c.getBudget(checkScope(scope))), output);
+  printBudgets(await withAdminClient(o, (c) => c.getBudget(checkScope(scope))), output);
 }
 
-export async function budgetList(o: BudgetFlags): Promise<void> {
+export async function budgetList(o: AdminFlags): Promise<void> {
   const output = checkOutput(o);
-  printBudgets(await withClient(o, (c) => c.listBudgets()), output);
+  printBudgets(await withAdminClient(o, (c) => c.listBudgets()), output);
 }
 
-export async function budgetDelete(scope: string, o: BudgetFlags & { window?: string }): Promise<void> {
+export async function budgetDelete(scope: string, o: AdminFlags & { window?: string }): Promise<void> {
   const output = checkOutput(o);
   const window = o.window === undefined ? 'WINDOW_UNSPECIFIED' : checkWindow(o.window);
-  const n = await withClient(o, (c) => c.deleteBudget(checkScope(scope), window));
+  const n = await withAdminClient(o, (c) => c.deleteBudget(checkScope(scope), window));
   process.stdout.write(output === 'json' ? `${JSON.stringify({ deleted: n })}\n` : `deleted ${n} budget${n === 1 ? '' : 's'} of ${scope}\n`);
 }
 
-export async function budgetUsage(scope: string, o: BudgetFlags & { window: string; last: string; byTag?: string }): Promise<void> {
+export async function budgetUsage(scope: string, o: AdminFlags & { window: string; last: string; byTag?: string }): Promise<void> {
   const output = checkOutput(o);
   const last = Number(o.last);
   if (!Number.isInteger(last) || last < 1 || last > 1000) throw new UsageError(`--last: expected a whole number from 1 to 1000, got "${o.last}"`);
   const byTag = o.byTag;
   if (byTag !== undefined && !TAG_KEY.test(byTag)) throw new UsageError(`--by-tag: expected a tag key (letters, digits, _.-/ up to 64), got "${byTag}"`);
-  const u: UsageResponse = await withClient(o, (c) => c.getUsage(checkScope(scope), checkWindow(o.window), last, byTag ?? ''));
+  const u: UsageResponse = await withAdminClient(o, (c) => c.getUsage(checkScope(scope), checkWindow(o.window), last, byTag ?? ''));
   // What a window used without the tag: the total less what its values add up to.
   const untagged = (w: WindowUsageMsg) => w.usedTokens - w.byTag.reduce((n, t) => n + t.usedTokens, 0);
   if (output === 'json') {

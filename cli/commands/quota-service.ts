@@ -1,17 +1,118 @@
-// `llmgw quota-service`: the central quota service until SIGTERM.
-import { mkdirSync } from 'node:fs';
+// `llmgw quota-service`: the central quota service until SIGTERM. Flags are checked here (exit 2 naming the
+// flag); the token verifier is built from --auth and its flags.
+import { mkdirSync, readFileSync } from 'node:fs';
+import { TlsConfigError } from '../../common/tls/reloading-certificate-provider.js';
 import { dirname } from 'node:path';
+import { AdminTokens } from '../../quota-service/auth/admin-tokens.js';
+import type { AuthenticatorOptions, AuthMode } from '../../quota-service/auth/authenticator.js';
+import type { TokenVerifier } from '../../quota-service/auth/token-verifier.js';
+import { parseProviderKeys } from '../../quota-service/provider-keys.js';
 import { startQuotaService } from '../../quota-service/quota-service.js';
 import { createLogger, type LogLevel } from '../../sidecar/logger.js';
-import { parseDuration, parseHostPort } from '../args.js';
+import { parseDuration, parseHostPort, UsageError } from '../args.js';
 import { runUntilSignal } from '../lifecycle.js';
 
-export async function runQuotaService(o: { listen: string; statusListen: string; db: string; leaseTtl: string; logLevel: string }): Promise<void> {
+export interface QuotaServiceFlags {
+  listen: string;
+  statusListen: string;
+  db: string;
+  leaseTtl: string;
+  logLevel: string;
+  auth: string;
+  authJwks?: string;
+  authIssuer?: string;
+  authAudience: string;
+  adminTokenFile?: string;
+  adminSubjects?: string;
+  viewerSubjects?: string;
+  tlsCert?: string;
+  tlsKey?: string;
+  tlsClientCa?: string;
+  providerKeys?: string;
+}
+
+const SUBJECT = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
+
+/** `ns/sa,ns/sa` → the subjects; a malformed one is a usage error naming the flag. */
+export function parseSubjects(flag: string, value: string | undefined): string[] {
+  if (value === undefined) return [];
+  const subjects = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  for (const s of subjects) if (!SUBJECT.test(s)) throw new UsageError(`${flag}: expected namespace/serviceaccount[,…], got "${s}"`);
+  return subjects;
+}
+
+async function verifierFor(mode: AuthMode, o: QuotaServiceFlags): Promise<TokenVerifier | undefined> {
+  if (mode === 'none') {
+    if (o.authJwks !== undefined) throw new UsageError('--auth-jwks needs --auth jwks');
+    return undefined;
+  }
+  if (mode === 'jwks') {
+    if (o.authJwks === undefined) throw new UsageError('--auth jwks needs --auth-jwks FILE|URL (a JWKS document, e.g. the API server\'s /openid/v1/jwks)');
+    const { createJwksVerifier } = await import('../../quota-service/auth/jwks-verifier.js');
+    return createJwksVerifier({ jwks: o.authJwks, audience: o.authAudience, ...(o.authIssuer === undefined ? {} : { issuer: o.authIssuer }) });
+  }
+  if (o.authJwks !== undefined) throw new UsageError('--auth-jwks needs --auth jwks');
+  const { createTokenReviewVerifier, inClusterTokenReviewOptions } = await import('../../quota-service/auth/tokenreview-verifier.js');
+  let cluster;
+  try {
+    cluster = inClusterTokenReviewOptions(process.env);
+  } catch (err) {
+    throw new UsageError(`--auth kubernetes: ${(err as Error).message}`);
+  }
+  return createTokenReviewVerifier({ ...cluster, audience: o.authAudience });
+}
+
+export async function quotaServiceOptions(o: QuotaServiceFlags): Promise<{ auth: AuthenticatorOptions; tls?: { certFile: string; keyFile: string; clientCaFile?: string } }> {
+  if (o.auth !== 'kubernetes' && o.auth !== 'jwks' && o.auth !== 'none') throw new UsageError(`--auth: expected kubernetes, jwks or none, got "${o.auth}"`);
+  const mode: AuthMode = o.auth;
+  if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
+  if (o.tlsClientCa !== undefined && o.tlsCert === undefined) throw new UsageError('--tls-client-ca needs --tls-cert and --tls-key');
+  const adminSubjects = parseSubjects('--admin-subjects', o.adminSubjects);
+  const viewerSubjects = parseSubjects('--viewer-subjects', o.viewerSubjects);
+  if (mode === 'none' && adminSubjects.length + viewerSubjects.length > 0) throw new UsageError('--admin-subjects and --viewer-subjects need --auth kubernetes or jwks to verify them');
+  let adminTokens: AdminTokens | undefined;
+  if (o.adminTokenFile !== undefined) {
+    try {
+      adminTokens = new AdminTokens({ path: o.adminTokenFile });
+    } catch (err) {
+      throw new UsageError(`--admin-token-file: ${(err as Error).message}`);
+    }
+  }
+  const verifier = await verifierFor(mode, o);
+  return {
+    auth: { mode, adminSubjects, viewerSubjects, ...(verifier ? { verifier } : {}), ...(adminTokens ? { adminTokens } : {}) },
+    ...(o.tlsCert !== undefined && o.tlsKey !== undefined ? { tls: { certFile: o.tlsCert, keyFile: o.tlsKey, ...(o.tlsClientCa ? { clientCaFile: o.tlsClientCa } : {}) } } : {}),
+  };
+}
+
+export async function runQuotaService(o: QuotaServiceFlags): Promise<void> {
   const listen = parseHostPort('--listen', o.listen);
   const statusListen = parseHostPort('--status-listen', o.statusListen);
   const leaseTtlMs = parseDuration('--lease-ttl', o.leaseTtl);
+  if (o.providerKeys !== undefined) {
+    try {
+      parseProviderKeys(readFileSync(o.providerKeys, 'utf8'));
+    } catch (err) {
+      throw new UsageError(`--provider-keys: ${o.providerKeys}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    }
+  }
+  const security = await quotaServiceOptions(o);
   mkdirSync(dirname(o.db), { recursive: true });
   const logger = createLogger(o.logLevel as LogLevel);
-  const service = await startQuotaService({ listen, statusListen, dbPath: o.db, logger, leaseTtlMs });
+  let service;
+  try {
+    service = await startQuotaService({
+      listen,
+      statusListen,
+      dbPath: o.db,
+      logger,
+      leaseTtlMs,
+      ...security,
+      ...(o.providerKeys === undefined ? {} : { providerKeysFile: o.providerKeys }),
+    });
+  } catch (err) {
+    if (err instanceof TlsConfigError) throw new UsageError(`--tls-cert/--tls-key/--tls-client-ca: ${err.message}`);
+    throw err;
+  }
   runUntilSignal(logger, () => service.stop());
 }

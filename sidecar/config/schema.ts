@@ -34,6 +34,10 @@ const providerSchema = z.strictObject({
   apiKey: z.optional(z.string().check(z.minLength(1))),
   /** File holding the key (e.g. a mounted Secret), read at load and on every reload. */
   apiKeyFile: z.optional(z.string().check(z.minLength(1))),
+  /** `quota`: the quota service holds the key and hands it to this sidecar over TLS; kept in memory only. */
+  apiKeyFrom: z.optional(z.enum(['quota'])),
+  /** With apiKeyFrom: the key's name in the quota service's --provider-keys file (default: the provider id). */
+  apiKeyName: z.optional(z.string().check(z.minLength(1))),
   /** Extra headers on every upstream request (e.g. `OpenAI-Project`). */
   headers: z._default(z.record(z.string(), z.string()), {}),
   /** `anthropic-version` sent when the gateway translates to Anthropic; pass-through keeps the app's. */
@@ -165,6 +169,19 @@ const priorityEnum = z.enum(['interactive', 'background', 'batch']);
 const quotaSchema = z.strictObject({
   /** host:port of the quota service (gRPC). */
   address: z.string().check(z.minLength(1)),
+  /** The pod's projected service-account token (audience llm-gateway), sent with every call; re-read as the kubelet rotates it. */
+  tokenFile: z._default(z.string().check(z.minLength(1)), '/var/run/secrets/llm-gateway/token/token'),
+  /** Verify the quota service over TLS (files re-read when they change); absent: plaintext. */
+  tls: z.optional(
+    z.strictObject({
+      caFile: z.string().check(z.minLength(1)),
+      /** A client certificate, for a service that requires one (--tls-client-ca). */
+      certFile: z.optional(z.string().check(z.minLength(1))),
+      keyFile: z.optional(z.string().check(z.minLength(1))),
+      /** The name the service's certificate is checked for, when it is not the address's host. */
+      serverName: z.optional(z.string().check(z.minLength(1))),
+    }),
+  ),
   /** When the service is unreachable and the lease is spent: keep serving under a local cap, or refuse. */
   failMode: z._default(z.enum(['failOpen', 'failClosed']), 'failOpen'),
   /** The local cap while failing open. */
@@ -235,9 +252,19 @@ export const configSchema = z
   .check(
     z.superRefine((cfg, ctx) => {
     for (const [id, p] of Object.entries(cfg.providers)) {
-      if (p.apiKey !== undefined && p.apiKeyFile !== undefined) {
-        ctx.addIssue({ code: 'custom', path: ['providers', id], message: 'set apiKey or apiKeyFile, not both' });
+      if ([p.apiKey, p.apiKeyFile, p.apiKeyFrom].filter((v) => v !== undefined).length > 1) {
+        ctx.addIssue({ code: 'custom', path: ['providers', id], message: 'set one of apiKey, apiKeyFile and apiKeyFrom' });
       }
+      if (p.apiKeyName !== undefined && p.apiKeyFrom === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['providers', id, 'apiKeyName'], message: 'apiKeyName goes with apiKeyFrom: quota' });
+      }
+      if (p.apiKeyFrom === 'quota' && cfg.quota?.tls === undefined) {
+        ctx.addIssue({ code: 'custom', path: ['providers', id, 'apiKeyFrom'], message: 'keys come from the quota service over TLS only: set quota.address and quota.tls.caFile' });
+      }
+    }
+    const tls = cfg.quota?.tls;
+    if (tls !== undefined && (tls.certFile === undefined) !== (tls.keyFile === undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['quota', 'tls'], message: 'certFile and keyFile go together' });
     }
     for (const name of Object.keys(cfg.rateLimits?.models ?? {})) {
       if (!(name in cfg.models)) ctx.addIssue({ code: 'custom', path: ['rateLimits', 'models', name], message: `unknown model "${name}"` });

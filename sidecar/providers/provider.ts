@@ -8,6 +8,7 @@ import { providerFormat, type WireFormat } from '../formats/wire-format.js';
 import type { PoolRegistry } from '../upstream/pool-registry.js';
 import { request } from '../upstream/undici-pool.js';
 import { upstreamFailure } from '../upstream/upstream-errors.js';
+import { GatewayError } from '../errors.js';
 
 export type ProviderApi = 'chat' | 'embeddings';
 
@@ -23,6 +24,8 @@ export interface Provider {
   readonly format: WireFormat;
   readonly config: ProviderConfig;
   readonly pool: Pool;
+  /** The API key sent upstream now (from config, its file, or the quota service); undefined when none. */
+  key(): string | undefined;
   /**
    * Posts `body` (JSON text) to the provider's `api` endpoint. `headers` add to or replace the
    * provider's own (e.g. the app's `anthropic-beta`). Network failures throw typed GatewayErrors.
@@ -32,7 +35,10 @@ export interface Provider {
 
 const USER_AGENT = 'llm-gateway/0.1';
 
-export function createProvider(id: string, cfg: ProviderConfig, upstream: Config['upstream'], pools: PoolRegistry): Provider {
+/** A key held by the quota service, by name (`apiKeyFrom: quota`); undefined until it arrived. */
+export type QuotaKeyLookup = (name: string) => string | undefined;
+
+export function createProvider(id: string, cfg: ProviderConfig, upstream: Config['upstream'], pools: PoolRegistry, quotaKey: QuotaKeyLookup = () => undefined): Provider {
   const url = new URL(cfg.baseUrl);
   const basePath = url.pathname.replace(/\/+$/, '');
   const pool = pools.get(url.origin, { connections: cfg.maxConnections, connectTimeoutMs: cfg.timeouts?.connectMs ?? upstream.connectTimeoutMs });
@@ -43,13 +49,21 @@ export function createProvider(id: string, cfg: ProviderConfig, upstream: Config
       : { chat: `${basePath}/chat/completions`, embeddings: `${basePath}/embeddings` };
 
   const baseHeaders: Record<string, string> = { 'content-type': 'application/json', 'user-agent': USER_AGENT };
-  if (format === 'anthropic') {
-    baseHeaders['anthropic-version'] = cfg.anthropicVersion;
-    if (cfg.apiKey !== undefined) baseHeaders['x-api-key'] = cfg.apiKey;
-  } else if (cfg.apiKey !== undefined) {
-    baseHeaders.authorization = `Bearer ${cfg.apiKey}`;
-  }
+  if (format === 'anthropic') baseHeaders['anthropic-version'] = cfg.anthropicVersion;
+  const keyHeaders = (key: string): Record<string, string> => (format === 'anthropic' ? { 'x-api-key': key } : { authorization: `Bearer ${key}` });
+  if (cfg.apiKey !== undefined) Object.assign(baseHeaders, keyHeaders(cfg.apiKey));
   for (const [k, v] of Object.entries(cfg.headers)) baseHeaders[k.toLowerCase()] = v;
+  const keyName = cfg.apiKeyFrom === 'quota' ? (cfg.apiKeyName ?? id) : undefined;
+  const key = keyName === undefined ? () => cfg.apiKey : () => quotaKey(keyName);
+  /** The headers of one request: the key of the moment when it comes from the quota service (it rotates). */
+  const headersFor = (extra: Record<string, string> | undefined): Record<string, string> => {
+    if (keyName === undefined) return extra === undefined ? baseHeaders : { ...baseHeaders, ...extra };
+    const k = quotaKey(keyName);
+    if (k === undefined) {
+      throw new GatewayError('llmgw_upstream_unavailable', 503, `provider ${id}: its API key has not arrived from the quota service yet`, { retryable: true, retryAfterSeconds: 1 });
+    }
+    return { ...baseHeaders, ...keyHeaders(k), ...extra };
+  };
 
   return {
     id,
@@ -57,12 +71,14 @@ export function createProvider(id: string, cfg: ProviderConfig, upstream: Config
     format,
     config: cfg,
     pool,
+    key,
     async send(api, body, signal, headers, timeouts) {
+      const sent = headersFor(headers);
       try {
         const res = await request(pool, {
           path: paths[api],
           method: 'POST',
-          headers: headers === undefined ? baseHeaders : { ...baseHeaders, ...headers },
+          headers: sent,
           body,
           signal,
           headersTimeout: timeouts?.firstByteMs ?? upstream.headersTimeoutMs,

@@ -3,7 +3,8 @@
 // usage when it ends (the record goes to the durable outbox, then to the service with the next renewal).
 // Renewals run in the background when due (a 2 s tick) or early when the balance runs low; only a
 // request the balance cannot cover waits, once and boundedly, for a renewal. When the service is out of
-// reach, the remaining balance is spent, then the configured policy applies.
+// reach, the remaining balance is spent, then the configured policy applies. When it refuses this pod's
+// credentials, requests are refused (503) whatever the policy: that is a denial, not an outage.
 import { status as grpcStatus } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { IdentityMsg, LeaseResponse, PriorityName } from '../../proto/messages.js';
@@ -45,6 +46,9 @@ interface ClassLease {
   exhaustedUntil: number;
   /** Monotonic ms: the service was out of reach; no request waits on it until then. */
   unreachableUntil: number;
+  /** Monotonic ms: the service refused this pod's credentials (why: `refusal`); requests are refused until then. */
+  refusedUntil: number;
+  refusal: string;
   inflight: Promise<void> | undefined;
   reservedSinceRefresh: number;
   lastRefresh: number;
@@ -55,7 +59,12 @@ interface ClassLease {
 export interface LeaseManagerOptions {
   rpc: QuotaRpc;
   outbox: UsageOutbox;
-  identity: IdentityMsg;
+  /** The Identity message of the calls that carry one (read at each call: the token may appear later). */
+  identity: () => IdentityMsg;
+  /** Every lease answer, e.g. for its provider keys version. */
+  onAnswer?: (res: LeaseResponse) => void;
+  /** The service refused the pod's credentials: the token is read again before the next call. */
+  onRefused?: () => void;
   config: QuotaConfig;
   clock: Clock;
   logger: Logger;
@@ -101,7 +110,10 @@ export class LeaseManager {
    */
   async tick(): Promise<void> {
     const now = this.opts.clock.monotonic();
-    const due = [...this.leases.values()].filter((l) => l.leaseId !== undefined && l.inflight === undefined && now >= l.refreshAt && now >= l.unreachableUntil);
+    // A class refused for its credentials is tried again too (the kubelet may have rotated the token).
+    const due = [...this.leases.values()].filter(
+      (l) => (l.leaseId !== undefined || l.refusal !== '') && l.inflight === undefined && now >= l.refreshAt && now >= l.unreachableUntil && now >= l.refusedUntil,
+    );
     await Promise.all(due.map((l) => this.refresh(l, 0, this.bgTimeoutMs)));
     await this.flush();
   }
@@ -112,6 +124,7 @@ export class LeaseManager {
     const now = this.opts.clock.monotonic();
     const fast = this.take(l, estimate, now, false);
     if (fast !== undefined) return fast;
+    if (now < l.refusedUntil) throw this.refused(l, now);
     if (now < l.exhaustedUntil) throw this.exhausted(l.exhaustedUntil - now);
     if (now < l.unreachableUntil) return this.degraded(l, estimate, now);
     return this.slow(l, estimate);
@@ -194,6 +207,7 @@ export class LeaseManager {
       const now = this.opts.clock.monotonic();
       const r = this.take(l, estimate, now, false);
       if (r !== undefined) return r;
+      if (now < l.refusedUntil) throw this.refused(l, now);
       if (now < l.exhaustedUntil) throw this.exhausted(l.exhaustedUntil - now);
       if (now < l.unreachableUntil) return this.degraded(l, estimate, now);
       // Our own ask was answered without the tokens (other pods hold them for now).
@@ -219,6 +233,12 @@ export class LeaseManager {
       });
     }
     return { priority: l.priority, estimate, epoch: -1, startedAtMs: this.opts.clock.now(), unlimited: true };
+  }
+
+  private refused(l: ClassLease, now: number): GatewayError {
+    return new GatewayError('llmgw_quota_unavailable', 503, `the quota service refused this pod's credentials: ${l.refusal}`, {
+      retryAfterSeconds: Math.ceil(Math.max(1, l.refusedUntil - now) / 1000),
+    });
   }
 
   private exhausted(retryAfterMs: number): GatewayError {
@@ -249,6 +269,8 @@ export class LeaseManager {
         spentSinceAnswer: 0,
         exhaustedUntil: 0,
         unreachableUntil: 0,
+        refusedUntil: 0,
+        refusal: '',
         inflight: undefined,
         reservedSinceRefresh: 0,
         lastRefresh: now,
@@ -286,8 +308,9 @@ export class LeaseManager {
           l.balance -= unused;
           res = await this.opts.rpc.renew({ leaseId: l.leaseId, needTokens: need, demandTokensPerSecond: demand, reports, unusedTokens: unused }, timeoutMs);
         } catch (err) {
-          if (!(err instanceof QuotaRpcError) || err.code !== grpcStatus.NOT_FOUND) throw err;
-          // The lease lapsed on the service's side: start a new one.
+          // The lease lapsed on the service's side, or belongs to an identity this pod no longer has (the
+          // service started verifying tokens): start a new one.
+          if (!(err instanceof QuotaRpcError) || (err.code !== grpcStatus.NOT_FOUND && err.code !== grpcStatus.PERMISSION_DENIED)) throw err;
           l.leaseId = undefined;
           res = await this.acquire(l, need, demand, timeoutMs);
         }
@@ -296,6 +319,15 @@ export class LeaseManager {
       }
       this.apply(l, res, need, sentAt);
     } catch (err) {
+      if (err instanceof QuotaRpcError && err.refused) {
+        // Not an outage: no fail-open spending. Tried again by the timer, with the token read anew.
+        l.refusedUntil = this.opts.clock.monotonic() + UNREACHABLE_BACKOFF_MS;
+        l.refusal = err.message;
+        l.leaseId = undefined;
+        this.opts.onRefused?.();
+        this.opts.logger.error({ err: err.message, priority: l.priority }, 'the quota service refused this pod\'s credentials');
+        return;
+      }
       const unreachable = !(err instanceof QuotaRpcError) || err.unreachable;
       l.unreachableUntil = this.opts.clock.monotonic() + UNREACHABLE_BACKOFF_MS;
       this.opts.logger.warn({ err: String(err), priority: l.priority, unreachable }, 'quota lease renewal failed');
@@ -307,7 +339,7 @@ export class LeaseManager {
     // new lease must cover them again (its tokens are the only ones this pod holds from now on).
     const res = await this.opts.rpc.acquire(
       {
-        identity: this.opts.identity,
+        identity: this.opts.identity(),
         priority: PRIORITY_NAMES[l.priority],
         incarnation: this.opts.outbox.incarnation(l.priority),
         needTokens: need + l.inflightTokens,
@@ -339,10 +371,13 @@ export class LeaseManager {
     l.remaining = res.remainingTokens;
     l.spentSinceAnswer = 0;
     l.unreachableUntil = 0;
+    l.refusedUntil = 0;
+    l.refusal = '';
     l.exhaustedUntil = res.grantedTokens === 0 && need > 0 && res.retryAfterMs > 0 ? now + res.retryAfterMs : 0;
     l.reservedSinceRefresh = 0;
     l.lastRefresh = sentAt;
     this.opts.outbox.ack(l.priority, res.ackedSequence);
+    this.opts.onAnswer?.(res);
   }
 
   /** Delivers outbox records: with a renewal for classes holding a lease, else as plain reports. */
@@ -361,10 +396,11 @@ export class LeaseManager {
     const reports = this.opts.outbox.pending(priority, REPORT_BATCH);
     if (reports.length === 0) return;
     try {
-      const res = await this.opts.rpc.report({ identity: this.opts.identity, incarnation: this.opts.outbox.incarnation(priority), reports }, this.bgTimeoutMs);
+      const res = await this.opts.rpc.report({ identity: this.opts.identity(), incarnation: this.opts.outbox.incarnation(priority), reports }, this.bgTimeoutMs);
       this.opts.outbox.ack(priority, res.ackedSequence);
     } catch (err) {
-      this.opts.logger.debug({ err: String(err), priority }, 'usage report not delivered yet');
+      if (err instanceof QuotaRpcError && err.refused) this.opts.onRefused?.();
+      this.opts.logger[err instanceof QuotaRpcError && err.refused ? 'error' : 'debug']({ err: String(err), priority }, 'usage report not delivered yet');
     }
   }
 }

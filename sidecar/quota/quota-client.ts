@@ -1,8 +1,11 @@
-// Promise-returning calls of llmgw.quota.v1.QuotaService with a deadline each; the lease manager talks
-// to the service only through this interface, so tests can stand in for it.
-import { credentials, status as grpcStatus, type Client, type ServiceError } from '@grpc/grpc-js';
+// Promise-returning calls of llmgw.quota.v1.QuotaService with a deadline each, the pod's service-account
+// token as bearer metadata, and TLS when configured; the lease manager talks to the service only through
+// this interface, so tests can stand in for it.
+import { credentials, Metadata, status as grpcStatus, type Client, type ServiceError } from '@grpc/grpc-js';
+import { channelTlsCredentials } from '../../common/tls/grpc-credentials.js';
 import { loadQuotaProto } from '../../proto/load.js';
-import type { AcquireLeaseRequest, LeaseResponse, ReleaseLeaseRequest, RenewLeaseRequest, ReportUsageRequest } from '../../proto/messages.js';
+import type { AcquireLeaseRequest, LeaseResponse, ProviderKeysResponse, ReleaseLeaseRequest, RenewLeaseRequest, ReportUsageRequest } from '../../proto/messages.js';
+import type { QuotaConfig } from '../config/schema.js';
 
 export class QuotaRpcError extends Error {
   constructor(
@@ -17,6 +20,11 @@ export class QuotaRpcError extends Error {
   get unreachable(): boolean {
     return this.code === grpcStatus.UNAVAILABLE || this.code === grpcStatus.DEADLINE_EXCEEDED || this.code === grpcStatus.CANCELLED;
   }
+
+  /** The service refused this pod's credentials (its token, or what it claimed to be). */
+  get refused(): boolean {
+    return this.code === grpcStatus.UNAUTHENTICATED || this.code === grpcStatus.PERMISSION_DENIED;
+  }
 }
 
 export interface QuotaRpc {
@@ -24,19 +32,32 @@ export interface QuotaRpc {
   renew(req: RenewLeaseRequest, timeoutMs: number): Promise<LeaseResponse>;
   release(req: ReleaseLeaseRequest, timeoutMs: number): Promise<{ ackedSequence: number }>;
   report(req: ReportUsageRequest, timeoutMs: number): Promise<{ ackedSequence: number }>;
+  providerKeys(names: string[], timeoutMs: number): Promise<ProviderKeysResponse>;
   close(): void;
 }
 
-export function createQuotaClient(address: string): QuotaRpc {
+export interface QuotaClientOptions {
+  /** The bearer token for a call ('' for none). */
+  token: () => string;
+  tls?: QuotaConfig['tls'];
+  onTlsReload?: (result: 'ok' | 'failed', detail: string) => void;
+}
+
+export function createQuotaClient(address: string, opts: QuotaClientOptions): QuotaRpc {
   const { QuotaService } = loadQuotaProto();
-  const client = new QuotaService(address, credentials.createInsecure(), {
+  const tls = opts.tls === undefined ? undefined : channelTlsCredentials({ ...opts.tls, ...(opts.onTlsReload ? { onReload: opts.onTlsReload } : {}) });
+  const client = new QuotaService(address, tls?.credentials ?? credentials.createInsecure(), {
     'grpc.keepalive_time_ms': 30_000,
     'grpc.initial_reconnect_backoff_ms': 200,
     'grpc.max_reconnect_backoff_ms': 5000,
+    ...tls?.channelOptions,
   }) as Client & Record<string, Function>;
   const call = <Res>(method: string, req: object, timeoutMs: number): Promise<Res> =>
     new Promise((resolve, reject) => {
-      client[method]!(req, { deadline: Date.now() + timeoutMs }, (err: ServiceError | null, res: Res) => {
+      const metadata = new Metadata();
+      const token = opts.token();
+      if (token !== '') metadata.set('authorization', `Bearer ${token}`);
+      client[method]!(req, metadata, { deadline: Date.now() + timeoutMs }, (err: ServiceError | null, res: Res) => {
         if (err === null) resolve(res);
         else reject(new QuotaRpcError(err.code, `${method}: ${grpcStatus[err.code]}: ${err.details}`));
       });
@@ -46,6 +67,10 @@ export function createQuotaClient(address: string): QuotaRpc {
     renew: (req, t) => call('RenewLease', req, t),
     release: (req, t) => call('ReleaseLease', req, t),
     report: (req, t) => call('ReportUsage', req, t),
-    close: () => client.close(),
+    providerKeys: (names, t) => call('GetProviderKeys', { names }, t),
+    close: () => {
+      client.close();
+      tls?.close();
+    },
   };
 }

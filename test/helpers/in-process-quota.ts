@@ -1,8 +1,9 @@
 // The quota service's real handlers and allocator behind the sidecar's QuotaRpc interface, without a
 // network: unit tests of the lease manager count calls and switch the service "off" at will.
-import { status as grpcStatus, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
+import { Metadata, status as grpcStatus, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
 import { pino } from 'pino';
 import { Allocator } from '../../quota-service/allocator.js';
+import { Authenticator } from '../../quota-service/auth/authenticator.js';
 import { quotaServiceHandlers } from '../../quota-service/grpc-handlers.js';
 import { QuotaMetrics } from '../../quota-service/quota-metrics.js';
 import { SqliteQuotaStore } from '../../quota-service/store.js';
@@ -24,7 +25,9 @@ type Handler = (call: ServerUnaryCall<unknown, unknown>, cb: sendUnaryData<unkno
 export function inProcessQuota(clock: Clock, opts: { leaseTtlMs?: number; dbPath?: string } = {}): InProcessQuota {
   const store = new SqliteQuotaStore(opts.dbPath ?? ':memory:');
   const allocator = new Allocator(store, { clock, ...(opts.leaseTtlMs === undefined ? {} : { leaseTtlMs: opts.leaseTtlMs }) });
-  const handlers = quotaServiceHandlers(allocator, new QuotaMetrics(), pino({ level: 'silent' })) as Record<string, Handler>;
+  // Nothing verified here: the lease manager's behaviour is under test, not who may call (quota-auth.test.ts).
+  const auth = new Authenticator({ mode: 'none' });
+  const handlers = quotaServiceHandlers({ alloc: allocator, auth, metrics: new QuotaMetrics(), logger: pino({ level: 'silent' }), tls: false }) as Record<string, Handler>;
   const self: InProcessQuota = {
     allocator,
     store,
@@ -35,6 +38,7 @@ export function inProcessQuota(clock: Clock, opts: { leaseTtlMs?: number; dbPath
       renew: (req) => invoke('RenewLease', req),
       release: (req) => invoke('ReleaseLease', req),
       report: (req) => invoke('ReportUsage', req),
+      providerKeys: (names) => invoke('GetProviderKeys', { names }),
       close: () => undefined,
     },
   };
@@ -42,7 +46,7 @@ export function inProcessQuota(clock: Clock, opts: { leaseTtlMs?: number; dbPath
     self.calls[method] = (self.calls[method] ?? 0) + 1;
     if (self.down) return Promise.reject(new QuotaRpcError(grpcStatus.UNAVAILABLE, `${method}: UNAVAILABLE: connection refused`));
     return new Promise((resolve, reject) => {
-      handlers[method]!({ request } as ServerUnaryCall<unknown, unknown>, (err, res) => {
+      handlers[method]!({ request, metadata: new Metadata() } as ServerUnaryCall<unknown, unknown>, (err, res) => {
         if (err) reject(new QuotaRpcError(err.code ?? grpcStatus.UNKNOWN, `${method}: ${err.details ?? ''}`));
         else resolve(res as Res);
       });

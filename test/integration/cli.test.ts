@@ -116,9 +116,15 @@ describe('llmgw dev', () => {
     expect(set.code).toBe(0);
     expect(JSON.parse(set.stdout)).toMatchObject([{ scope: 'namespace/default', window: 'day', tokens: 100000 }]);
     const addr = args[args.indexOf('--quota-addr') + 1]!;
+    const tokenFile = args[args.indexOf('--token-file') + 1]!;
+    // The admin API is protected: without the operator token the same command is refused, saying what is missing.
+    const anonymous = await runCli(['budget', 'list', '--quota-addr', addr], envWithoutKeys());
+    expect(anonymous.code).toBe(1);
+    expect(anonymous.stderr).toContain('UNAUTHENTICATED');
+    expect(anonymous.stderr).toContain('pass --token, --token-file or set LLMGW_ADMIN_TOKEN');
     let used = 0;
     for (let i = 0; i < 40 && used === 0; i++) {
-      const u = await runCli(['budget', 'usage', 'namespace/default', '--quota-addr', addr, '--output', 'json']);
+      const u = await runCli(['budget', 'usage', 'namespace/default', '--quota-addr', addr, '--token-file', tokenFile, '--output', 'json']);
       used = (JSON.parse(u.stdout) as { windows: { used: number }[] }).windows[0]!.used;
       if (used === 0) await new Promise((r) => setTimeout(r, 250));
     }

@@ -1,5 +1,6 @@
-// Global budgets end to end with the real executables: `llmgw quota-service`, two `llmgw sidecar`s,
-// `llmgw budget`, the fake provider counting what it bills, and the official SDKs as the apps.
+// Global budgets end to end with the real executables: `llmgw quota-service` verifying the sidecars'
+// service-account tokens (JWKS) and taking an operator token, two `llmgw sidecar`s, `llmgw budget` (the
+// token in LLMGW_ADMIN_TOKEN), the fake provider counting what it bills, and the official SDKs as the apps.
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,14 +11,22 @@ import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeProvider, type FakeProvider } from '../../sidecar/fake-provider/fake-provider.js';
 import { envWithoutKeys, killAll, runCli, startCli, type Running } from '../helpers/cli.js';
+import { createTokenIssuer, type TokenIssuer } from '../helpers/sa-tokens.js';
 import { stackConfig, UPSTREAM_KEY } from '../helpers/stack.js';
 
+const ADMIN_TOKEN = 'e2e-operator-token-0123456789';
 let fake: FakeProvider;
 let dir: string;
+let issuer: TokenIssuer;
+let cliEnv: NodeJS.ProcessEnv;
 
 beforeAll(async () => {
   fake = await startFakeProvider({ host: '127.0.0.1', port: 0 }, { apiKey: UPSTREAM_KEY });
   dir = mkdtempSync(join(tmpdir(), 'llmgw-quota-e2e-'));
+  issuer = createTokenIssuer();
+  issuer.writeJwks(join(dir, 'jwks.json'));
+  writeFileSync(join(dir, 'admin-tokens'), `# operators\n${ADMIN_TOKEN}\n`);
+  cliEnv = { ...envWithoutKeys(), LLMGW_ADMIN_TOKEN: ADMIN_TOKEN };
 });
 afterAll(async () => {
   killAll();
@@ -27,23 +36,29 @@ afterAll(async () => {
 const portOf = (line: string, key: 'listen'): number => (JSON.parse(line) as Record<string, { port: number }>)[key]!.port;
 
 async function startQuotaService(db: string, port = 0): Promise<{ proc: Running; addr: string }> {
-  const proc = startCli(['quota-service', '--listen', `127.0.0.1:${port}`, '--status-listen', '127.0.0.1:0', '--db', db, '--lease-ttl', '3s']);
+  const proc = startCli([
+    'quota-service', '--listen', `127.0.0.1:${port}`, '--status-listen', '127.0.0.1:0', '--db', db, '--lease-ttl', '3s',
+    '--auth', 'jwks', '--auth-jwks', join(dir, 'jwks.json'), '--auth-issuer', issuer.issuer, '--admin-token-file', join(dir, 'admin-tokens'),
+  ]);
   const line = await proc.waitForLine(/quota service started/);
   return { proc, addr: `127.0.0.1:${portOf(line, 'listen')}` };
 }
 
+/** A sidecar of pod `name` in namespace demo, running as service account `service` (its projected token). */
 async function startSidecar(name: string, quotaAddr: string, service: string): Promise<{ proc: Running; url: string }> {
-  const config = { ...stackConfig(fake.url), storage: { path: join(dir, `${name}.db`) }, quota: { address: quotaAddr } };
+  const tokenFile = join(dir, `${name}.token`);
+  writeFileSync(tokenFile, await issuer.mint({ namespace: 'demo', serviceAccount: service, pod: name }));
+  const config = { ...stackConfig(fake.url), storage: { path: join(dir, `${name}.db`) }, quota: { address: quotaAddr, tokenFile } };
   const path = join(dir, `${name}.yaml`);
   writeFileSync(path, stringify(config));
-  const env = { ...envWithoutKeys(), POD_NAMESPACE: 'demo', LLMGW_SERVICE: service, POD_NAME: name };
+  const env = { ...envWithoutKeys(), POD_NAME: name };
   const proc = startCli(['sidecar', '--config', path, '--listen', '127.0.0.1:0', '--status-listen', '127.0.0.1:0'], env);
   const line = await proc.waitForLine(/sidecar started/);
   return { proc, url: `http://127.0.0.1:${portOf(line, 'listen')}` };
 }
 
 async function budget(args: string[]): Promise<unknown> {
-  const r = await runCli(['budget', ...args, '--output', 'json']);
+  const r = await runCli(['budget', ...args, '--output', 'json'], cliEnv);
   expect(r.stderr).toBe('');
   expect(r.code).toBe(0);
   return JSON.parse(r.stdout);
@@ -134,7 +149,7 @@ describe('global budgets end to end', () => {
     // Each sidecar's service scope got its own share of it.
     const perService = (await usage('namespace/demo/service/chat-a', quota.addr)) + (await usage('namespace/demo/service/chat-b', quota.addr));
     expect(perService).toBe(billed);
-    const table = await runCli(['budget', 'get', 'namespace/demo', '--quota-addr', quota.addr]);
+    const table = await runCli(['budget', 'get', 'namespace/demo', '--quota-addr', quota.addr], cliEnv);
     expect(table.stdout).toMatch(new RegExp(`namespace/demo\\s+day\\s+6000\\s+${used}\\s`));
 
     for (const p of [a.proc, b.proc, quota.proc]) p.child.kill('SIGTERM');
@@ -183,8 +198,8 @@ describe('global budgets end to end', () => {
     expect((await byTag('team')).values).toEqual({ core: billed.get('search') });
     // The table for people shows the same numbers: per window its total, then a row per value.
     const args = ['budget', 'usage', scope, '--window', 'month', '--last', '2', '--by-tag', 'feature', '--quota-addr', quota.addr];
-    const json = JSON.parse((await runCli([...args, '--output', 'json'])).stdout) as { windows: { windowStart: string; used: number; byTag: { value: string; used: number }[]; untagged: number }[] };
-    const table = (await runCli(args)).stdout;
+    const json = JSON.parse((await runCli([...args, '--output', 'json'], cliEnv)).stdout) as { windows: { windowStart: string; used: number; byTag: { value: string; used: number }[]; untagged: number }[] };
+    const table = (await runCli(args, cliEnv)).stdout;
     expect(table).toMatch(/^WINDOW START \(UTC\)\s+WINDOW END \(UTC\)\s+FEATURE\s+USED\n/);
     for (const w of json.windows) {
       expect(table).toMatch(new RegExp(`^${w.windowStart}\\s+\\S+\\s+\\(all\\)\\s+${w.used}$`, 'm'));
@@ -192,13 +207,50 @@ describe('global budgets end to end', () => {
       if (w.untagged > 0 && w.byTag.length > 0) expect(table).toMatch(new RegExp(`^\\s+\\(untagged\\)\\s+${w.untagged}$`, 'm'));
     }
     expect(table).toContain('(untagged)');
-    const bad = await runCli(['budget', 'usage', scope, '--by-tag', 'not a key', '--quota-addr', quota.addr]);
+    const bad = await runCli(['budget', 'usage', scope, '--by-tag', 'not a key', '--quota-addr', quota.addr], cliEnv);
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain('--by-tag');
     for (const p of [sc.proc, quota.proc]) p.child.kill('SIGTERM');
     expect(await sc.proc.exit).toBe(0);
     expect(await quota.proc.exit).toBe(0);
   }, 60_000);
+
+  it('the budget and team commands take the operator token from --token, --token-file or LLMGW_ADMIN_TOKEN, and say which credential is missing', async () => {
+    const quota = await startQuotaService(join(dir, 'cli-quota.db'));
+    const env = envWithoutKeys();
+    const at = ['--quota-addr', quota.addr];
+    const none = await runCli(['budget', 'set', 'namespace/cli', '--tokens', '5', '--window', 'day', ...at], env);
+    expect(none.code).toBe(1);
+    expect(none.stderr.trim()).toBe(
+      'llmgw: the quota service refused the call (UNAUTHENTICATED): the admin API needs an operator credential: pass --token, --token-file or set LLMGW_ADMIN_TOKEN',
+    );
+    const wrong = await runCli(['budget', 'list', ...at, '--token', 'not-the-operator-token'], env);
+    expect(wrong.code).toBe(1);
+    expect(wrong.stderr).toContain('not an operator token');
+    // A tenant's own service-account token is no operator credential either.
+    const tenant = await runCli(['budget', 'list', ...at, '--token', await issuer.mint({ namespace: 'demo', serviceAccount: 'chat-a' })], env);
+    expect(tenant.stderr).toContain('PERMISSION_DENIED');
+    writeFileSync(join(dir, 'my-token'), `${ADMIN_TOKEN}\n`);
+    const ways: [string[], NodeJS.ProcessEnv][] = [
+      [['--token', ADMIN_TOKEN], env],
+      [['--token-file', join(dir, 'my-token')], env],
+      [[], { ...env, LLMGW_ADMIN_TOKEN: ADMIN_TOKEN }],
+    ];
+    for (const [i, [flags, e]] of ways.entries()) {
+      const r = await runCli(['budget', 'set', 'namespace/cli', '--tokens', String(10 + i), '--window', 'day', ...at, ...flags, '--output', 'json'], e);
+      expect(r.stderr).toBe('');
+      expect(JSON.parse(r.stdout)).toMatchObject([{ scope: 'namespace/cli', tokens: 10 + i }]);
+    }
+    const team = await runCli(['team', 'set', 'core', '--namespaces', 'cli,demo', ...at, '--output', 'json'], cliEnv);
+    expect(JSON.parse(team.stdout)).toEqual([{ team: 'core', namespaces: ['cli', 'demo'] }]);
+    expect((await runCli(['team', 'list', ...at], cliEnv)).stdout).toMatch(/^TEAM\s+NAMESPACES\ncore\s+cli,demo\n$/);
+    expect((await runCli(['team', 'delete', 'core', ...at], cliEnv)).stdout).toBe('deleted team core\n');
+    const badNs = await runCli(['team', 'set', 'core', '--namespaces', 'Not_A_Namespace', ...at], cliEnv);
+    expect(badNs.code).toBe(2);
+    expect(badNs.stderr).toContain('--namespaces: "Not_A_Namespace" is not a valid namespace name');
+    quota.proc.child.kill('SIGTERM');
+    expect(await quota.proc.exit).toBe(0);
+  });
 
   it('loses and double-counts nothing when the quota service and then the sidecar are killed mid-run', async () => {
     const before = fake.stats.billedTokens;

@@ -60,15 +60,17 @@ async function race(r: Race): Promise<RaceResult> {
     logger: silent,
     clock,
     leaseTtlMs: r.leaseTtlMs,
+    // What is raced here is the allocation; who may call is quota-auth.test.ts's concern.
+    auth: { mode: 'none' },
   });
   stopping.push(() => service.stop());
   service.allocator.setBudget('namespace/race', r.window, r.budget);
   const address = `127.0.0.1:${service.address.port}`;
-  const config = { address, failMode: 'failClosed', failOpenTokensPerMinute: 1, defaultOutputTokens: 1024, acquireTimeoutMs: 5000, defaultPriority: 'interactive' } as const;
+  const config = { address, tokenFile: '/nonexistent/token', failMode: 'failClosed', failOpenTokensPerMinute: 1, defaultOutputTokens: 1024, acquireTimeoutMs: 5000, defaultPriority: 'interactive' } as const;
   const clients = Array.from({ length: CLIENTS }, (_, i) => {
-    const rpc = createQuotaClient(address);
+    const rpc = createQuotaClient(address, { token: () => '' });
     const db = openDatabase(':memory:');
-    const manager = new LeaseManager({ rpc, outbox: new UsageOutbox(db), identity: { namespace: 'race', service: `svc-${i % 5}`, team: '', pod: `pod-${i}` }, config, clock, logger: silent });
+    const manager = new LeaseManager({ rpc, outbox: new UsageOutbox(db), identity: () => ({ namespace: 'race', service: `svc-${i % 5}`, team: '', pod: `pod-${i}` }), config, clock, logger: silent });
     stopping.push(async () => void db.close());
     return { manager, rpc };
   });

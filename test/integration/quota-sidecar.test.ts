@@ -24,6 +24,7 @@ async function quotaStack(configure: (quota: Record<string, unknown>) => void = 
     dbPath: join(dir, 'quota.db'),
     logger: pino({ level: 'silent' }),
     leaseTtlMs: 3000,
+    auth: { mode: 'none' },
   });
   open.push({ close: () => quota.stop() });
   const stack = await startStack({
@@ -74,7 +75,7 @@ describe('global budget in the sidecar', () => {
   it('stops a batch request at the batch floor while interactive ones go on', async () => {
     const { stack, quota } = await quotaStack();
     quota.allocator.setBudget('namespace/default', 'day', 1000);
-    quota.allocator.report({ namespace: 'default', service: '', team: '' }, 'an-earlier-pod', [{ sequence: 1, tokens: 600, startedAtMs: Date.now() }]);
+    quota.allocator.report({ namespace: 'default', service: '', pod: '' }, '', 'an-earlier-pod', [{ sequence: 1, tokens: 600, startedAtMs: Date.now() }]);
     const batch = await chat(stack.url, { 'x-llmgw-priority': 'batch' });
     expect(batch.statusCode).toBe(429);
     expect(await batch.body.json()).toMatchObject({ error: { code: 'llmgw_quota_exhausted' } });

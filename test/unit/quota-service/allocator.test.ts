@@ -7,8 +7,7 @@ import { SqliteQuotaStore } from '../../../quota-service/store.js';
 import { windowAt } from '../../../quota-service/windows.js';
 import { fakeClock } from '../../helpers/fake-clock.js';
 
-
-const id = (namespace: string, extra: Partial<{ service: string; team: string }> = {}) => ({ namespace, service: '', team: '', pod: 'p', ...extra });
+const id = (namespace: string, extra: Partial<{ service: string }> = {}) => ({ namespace, service: '', pod: 'p', ...extra });
 
 function setup(opts: { ttl?: number } = {}) {
   const clock = fakeClock();
@@ -18,7 +17,7 @@ function setup(opts: { ttl?: number } = {}) {
 }
 
 function acquire(alloc: Allocator, ns = 'demo', priority: PriorityClass = 'interactive', need = 0, demand = 10, inc = 'inc-1') {
-  return alloc.acquire({ identity: id(ns), priority, incarnation: inc, need, demand });
+  return alloc.acquire({ owner: 'o', identity: id(ns), priority, incarnation: inc, need, demand });
 }
 
 describe('allocator', () => {
@@ -26,7 +25,7 @@ describe('allocator', () => {
     const { alloc, clock } = setup();
     const g = acquire(alloc);
     expect(g.unlimited).toBe(true);
-    alloc.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports: [{ sequence: 1, tokens: 42, startedAtMs: clock.now() }], unused: 0 });
+    alloc.renew({ owner: 'o', leaseId: g.leaseId, need: 0, demand: 1, reports: [{ sequence: 1, tokens: 42, startedAtMs: clock.now() }], unused: 0 });
     expect(alloc.usage('namespace/demo', 'day', 1)[0]!.used).toBe(42);
   });
 
@@ -41,7 +40,7 @@ describe('allocator', () => {
         // each lease spends what it holds (every fifth 2% more: estimate error) and asks again
         const spend = Math.floor(l.leaseTokens * (i % 5 === 0 ? 1.02 : 1));
         estimateError += spend - l.leaseTokens;
-        const next = alloc.renew({ leaseId: l.leaseId, need: 100, demand: 50, reports: spend > 0 ? [{ sequence: seq++, tokens: spend, startedAtMs: clock.now() }] : [], unused: 0 });
+        const next = alloc.renew({ owner: 'o', leaseId: l.leaseId, need: 100, demand: 50, reports: spend > 0 ? [{ sequence: seq++, tokens: spend, startedAtMs: clock.now() }] : [], unused: 0 });
         leases[i] = next;
         const [b] = alloc.getBudgets('namespace/demo');
         expect(b!.used + b!.outstanding).toBeLessThanOrEqual(b!.tokens + estimateError);
@@ -58,25 +57,25 @@ describe('allocator', () => {
     alloc.setBudget('namespace/demo', 'day', 1000);
     const g = acquire(alloc, 'demo', 'interactive', 100);
     const report = { sequence: 7, tokens: 60, startedAtMs: clock.now() };
-    alloc.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports: [report], unused: 0 });
-    const again = alloc.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports: [report, { sequence: 5, tokens: 999, startedAtMs: clock.now() }], unused: 0 });
+    alloc.renew({ owner: 'o', leaseId: g.leaseId, need: 0, demand: 1, reports: [report], unused: 0 });
+    const again = alloc.renew({ owner: 'o', leaseId: g.leaseId, need: 0, demand: 1, reports: [report, { sequence: 5, tokens: 999, startedAtMs: clock.now() }], unused: 0 });
     expect(alloc.getBudgets('namespace/demo')[0]!.used).toBe(60);
     expect(again.acked).toBe(7);
-    expect(alloc.report({ namespace: 'demo', service: '', team: '' }, 'inc-1', [report])).toBe(7);
+    expect(alloc.report(id('demo'), 'o', 'inc-1', [report])).toBe(7);
     expect(alloc.getBudgets('namespace/demo')[0]!.used).toBe(60);
   });
 
   it('stops batch at 50% and background at 20% remaining; interactive may use it all', () => {
     const { alloc, clock } = setup();
     alloc.setBudget('namespace/demo', 'day', 1000);
-    alloc.report({ namespace: 'demo', service: '', team: '' }, 'earlier-pod', [{ sequence: 1, tokens: 450, startedAtMs: clock.now() }]);
+    alloc.report(id('demo'), 'o', 'earlier-pod', [{ sequence: 1, tokens: 450, startedAtMs: clock.now() }]);
     const refused = acquire(alloc, 'demo', 'batch', 100, 1, 'b1');
     expect(refused.granted).toBe(0);
     expect(refused.retryAfterMs).toBe(windowAt('day', clock.now()).endMs - clock.now());
     expect(acquire(alloc, 'demo', 'batch', 40, 1, 'b2').granted).toBe(40);
     const bg = acquire(alloc, 'demo', 'background', 300, 1, 'g1');
     expect(bg.granted).toBe(300);
-    alloc.renew({ leaseId: bg.leaseId, need: 0, demand: 1, reports: [{ sequence: 1, tokens: 300, startedAtMs: clock.now() }], unused: 0 });
+    alloc.renew({ owner: 'o', leaseId: bg.leaseId, need: 0, demand: 1, reports: [{ sequence: 1, tokens: 300, startedAtMs: clock.now() }], unused: 0 });
     // 250 left; the batch lease holds 40 and the renewal topped the background lease up with 1 token
     // (its demand over the short runway): 9 more above the floor of 200, so none for a background ask of
     // 20, all 209 for interactive.
@@ -95,8 +94,8 @@ describe('allocator', () => {
     const slow = acquire(alloc, 'demo', 'interactive', 0, 100, 'slow');
     const fast = acquire(alloc, 'demo', 'interactive', 0, 300, 'fast');
     // after both declared their demand, renewing converges to 1:3
-    const s = alloc.renew({ leaseId: slow.leaseId, need: 0, demand: 100, reports: [], unused: slow.leaseTokens });
-    const f = alloc.renew({ leaseId: fast.leaseId, need: 0, demand: 300, reports: [], unused: fast.leaseTokens });
+    const s = alloc.renew({ owner: 'o', leaseId: slow.leaseId, need: 0, demand: 100, reports: [], unused: slow.leaseTokens });
+    const f = alloc.renew({ owner: 'o', leaseId: fast.leaseId, need: 0, demand: 300, reports: [], unused: fast.leaseTokens });
     // Each covers its demand over 5% of the time the budget lasts at the total demand
     // (10,000 tokens at 400 tokens/s: 25 s, so 1.25 s): 125 and 375.
     expect(s.leaseTokens).toBe(125);
@@ -107,9 +106,10 @@ describe('allocator', () => {
     const { alloc, clock } = setup();
     alloc.setBudget('namespace/demo', 'day', 100_000);
     alloc.setBudget('team/search', 'hour', 500);
-    const g = alloc.acquire({ identity: id('demo', { team: 'search', service: 'api' }), priority: 'interactive', incarnation: 'i', need: 100, demand: 1000 });
+    alloc.setTeam('search', ['demo']);
+    const g = alloc.acquire({ owner: 'o', identity: id('demo', { service: 'api' }), priority: 'interactive', incarnation: 'i', need: 100, demand: 1000 });
     expect(g.granted).toBe(100); // its need: at 1,000 tokens/s the team's 500 last half a second
-    alloc.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports: [{ sequence: 1, tokens: 120, startedAtMs: clock.now() }], unused: 0 });
+    alloc.renew({ owner: 'o', leaseId: g.leaseId, need: 0, demand: 1, reports: [{ sequence: 1, tokens: 120, startedAtMs: clock.now() }], unused: 0 });
     for (const scope of ['namespace/demo', 'namespace/demo/service/api', 'team/search']) {
       expect(alloc.usage(scope, 'hour', 1)[0]!.used).toBe(120);
     }
@@ -124,7 +124,7 @@ describe('allocator', () => {
     expect(g.granted).toBe(1000);
     expect(g.ttlMs).toBe(10_000); // capped at the window's end
     clock.set(start + 61_000);
-    const next = alloc.renew({ leaseId: g.leaseId, need: 200, demand: 1, reports: [{ sequence: 1, tokens: 900, startedAtMs: start + 55_000 }], unused: 0 });
+    const next = alloc.renew({ owner: 'o', leaseId: g.leaseId, need: 200, demand: 1, reports: [{ sequence: 1, tokens: 900, startedAtMs: start + 55_000 }], unused: 0 });
     expect(next.granted).toBe(200);
     expect(next.leaseTokens).toBe(200);
     const [older, newer] = [alloc.usage('namespace/demo', 'minute', 2)[1]!, alloc.usage('namespace/demo', 'minute', 2)[0]!];
@@ -146,20 +146,21 @@ describe('allocator', () => {
     const clock = fakeClock();
     const first = new Allocator(new SqliteQuotaStore(path), { clock });
     first.setBudget('namespace/demo', 'day', 1000);
-    const g = first.acquire({ identity: id('demo'), priority: 'interactive', incarnation: 'i', need: 300, demand: 1 });
-    first.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports: [{ sequence: 3, tokens: 100, startedAtMs: clock.now() }], unused: 0 });
+    const g = first.acquire({ owner: 'o', identity: id('demo'), priority: 'interactive', incarnation: 'i', need: 300, demand: 1 });
+    first.renew({ owner: 'o', leaseId: g.leaseId, need: 0, demand: 1, reports: [{ sequence: 3, tokens: 100, startedAtMs: clock.now() }], unused: 0 });
     const second = new Allocator(new SqliteQuotaStore(path), { clock });
     const [b] = second.getBudgets('namespace/demo');
     // 300 granted, 100 spent; the 200 left already cover 1 token/s over the 20 s horizon: no top-up
     expect(b).toMatchObject({ used: 100, outstanding: 200 });
-    const again = second.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports: [{ sequence: 3, tokens: 100, startedAtMs: clock.now() }], unused: 0 });
+    const again = second.renew({ owner: 'o', leaseId: g.leaseId, need: 0, demand: 1, reports: [{ sequence: 3, tokens: 100, startedAtMs: clock.now() }], unused: 0 });
     expect(again.acked).toBe(3);
     expect(second.getBudgets('namespace/demo')[0]!.used).toBe(100);
   });
 
   it('keeps usage per tag for every scope and window, drops malformed tags but charges their tokens, and ignores replays', () => {
     const { alloc, clock } = setup();
-    const g = alloc.acquire({ identity: id('demo', { service: 'web', team: 'core' }), priority: 'interactive', incarnation: 'inc-1', need: 0, demand: 1 });
+    alloc.setTeam('core', ['demo']);
+    const g = alloc.acquire({ owner: 'o', identity: id('demo', { service: 'web' }), priority: 'interactive', incarnation: 'inc-1', need: 0, demand: 1 });
     const at = clock.now();
     const reports: UsageReport[] = [
       { sequence: 1, tokens: 100, startedAtMs: at, tags: { feature: 'search', user: 'ann' } },
@@ -168,8 +169,8 @@ describe('allocator', () => {
       { sequence: 4, tokens: 5, startedAtMs: at, tags: { 'bad key': 'x', feature: 'x'.repeat(129), user: 'bo' } },
       { sequence: 5, tokens: 20, startedAtMs: at, tags: { feature: 'search' } },
     ];
-    alloc.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports, unused: 0 });
-    alloc.renew({ leaseId: g.leaseId, need: 0, demand: 1, reports: reports.slice(0, 2), unused: 0 }); // a replay changes nothing
+    alloc.renew({ owner: 'o', leaseId: g.leaseId, need: 0, demand: 1, reports, unused: 0 });
+    alloc.renew({ owner: 'o', leaseId: g.leaseId, need: 0, demand: 1, reports: reports.slice(0, 2), unused: 0 }); // a replay changes nothing
     for (const scope of ['namespace/demo', 'namespace/demo/service/web', 'team/core']) {
       for (const w of ['minute', 'hour', 'day', 'month'] as const) {
         const [u] = alloc.usage(scope, w, 1, 'feature');

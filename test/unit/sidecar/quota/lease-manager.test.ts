@@ -13,6 +13,7 @@ import { inProcessQuota, type InProcessQuota } from '../../../helpers/in-process
 
 const IDENTITY = { namespace: 'demo', service: 'chat', team: '', pod: 'chat-1' };
 const CONFIG: QuotaConfig = {
+  tokenFile: '/nonexistent/token',
   address: 'unused:0',
   failMode: 'failOpen',
   failOpenTokensPerMinute: 3000,
@@ -27,7 +28,7 @@ afterEach(async () => {
 });
 
 function manager(quota: InProcessQuota, clock: FakeClock, db: SidecarDatabase, config: Partial<QuotaConfig> = {}, tickEveryMs = 60_000): LeaseManager {
-  const m = new LeaseManager({ rpc: quota.rpc, outbox: new UsageOutbox(db), identity: IDENTITY, config: { ...CONFIG, ...config }, clock, logger: pino({ level: 'silent' }), tickEveryMs });
+  const m = new LeaseManager({ rpc: quota.rpc, outbox: new UsageOutbox(db), identity: () => IDENTITY, config: { ...CONFIG, ...config }, clock, logger: pino({ level: 'silent' }), tickEveryMs });
   open.push(m);
   return m;
 }
@@ -221,7 +222,7 @@ describe('lease manager', () => {
     await vi.waitFor(() => expect(new UsageOutbox(db2).counts().get('interactive') ?? 0).toBe(0));
     // A replay of the same sequence changes nothing.
     const outbox = new UsageOutbox(db2);
-    const acked = quota.allocator.report(IDENTITY, outbox.incarnation('interactive'), [{ sequence: 1, tokens: 777, startedAtMs: clock.now() }]);
+    const acked = quota.allocator.report(IDENTITY, '', outbox.incarnation('interactive'), [{ sequence: 1, tokens: 777, startedAtMs: clock.now() }]);
     expect(acked).toBe(1);
     expect(used(quota)).toBe(777);
   });
