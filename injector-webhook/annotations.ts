@@ -9,6 +9,7 @@ export const INJECTED_LABEL = `${PREFIX}injected`;
 export const SKIP_REASON = `${PREFIX}skip-reason`;
 export const CONTAINERS = `${PREFIX}containers`;
 export const NATIVE = `${PREFIX}native-sidecar`;
+/** No longer read: team membership is operator data (`llmgw team set`); a pod or namespace cannot claim a team. */
 export const TEAM = `${PREFIX}team`;
 export const RESOURCE_KEYS = {
   cpuRequest: `${PREFIX}cpu-request`,
@@ -18,14 +19,13 @@ export const RESOURCE_KEYS = {
 } as const;
 
 /** The annotations users may set, validated before anything is injected. */
-const SETTABLE = new Set([INJECT, CONTAINERS, NATIVE, TEAM, ...Object.values(RESOURCE_KEYS)]);
+const SETTABLE = new Set([INJECT, CONTAINERS, NATIVE, ...Object.values(RESOURCE_KEYS)]);
 /** Ours too, but written by the injector. */
 const WRITTEN = new Set([STATUS, SKIP_REASON]);
 
 export interface PodOverrides {
   containers?: string[];
   native?: boolean;
-  team?: string;
   resources: { cpuRequest?: string; cpuLimit?: string; memoryRequest?: string; memoryLimit?: string };
 }
 
@@ -33,14 +33,29 @@ const BOOL = new Set(['true', 'false']);
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 
 /**
- * Validates our annotations on one object; returns the overrides and one problem per bad key (each
- * naming the key, the value and what is expected).
+ * The warning for a `llm-gateway.dev/team` annotation left over from before team membership became
+ * operator data: the object is still injected, and the message says what to run instead (the value is
+ * echoed only when it is a DNS label, so the warning stays printable and the command valid).
  */
-export function readOverrides(annotations: Record<string, string>, containerNames: string[]): { overrides: PodOverrides; problems: string[] } {
+export function ignoredTeamWarning(team: string, namespace: string): string {
+  const name = DNS_LABEL.test(team) && team.length <= 63 ? team : 'TEAM';
+  return `${TEAM} is ignored: team membership is now operator data (llmgw team set ${name} --namespaces ${namespace})`;
+}
+
+/**
+ * Validates our annotations on one object; returns the overrides, one problem per bad key (each naming
+ * the key, the value and what is expected), and the value of an ignored team annotation, if any.
+ */
+export function readOverrides(annotations: Record<string, string>, containerNames: string[]): { overrides: PodOverrides; problems: string[]; ignoredTeam?: string } {
   const problems: string[] = [];
   const overrides: PodOverrides = { resources: {} };
+  let ignoredTeam: string | undefined;
   for (const [key, value] of Object.entries(annotations)) {
     if (!key.startsWith(PREFIX) || WRITTEN.has(key)) continue;
+    if (key === TEAM) {
+      ignoredTeam = value;
+      continue;
+    }
     const bad = (expected: string): void => void problems.push(`${key}: "${value}" is not valid: ${expected}`);
     if (!SETTABLE.has(key)) {
       bad(`unknown annotation (known: ${[...SETTABLE].sort().join(', ')})`);
@@ -55,9 +70,6 @@ export function readOverrides(annotations: Record<string, string>, containerName
       if (names.length === 0) bad('expected a comma-separated list of container names');
       else if (unknown.length > 0) bad(`no container named ${unknown.map((n) => `"${n}"`).join(', ')} in this pod`);
       else overrides.containers = names;
-    } else if (key === TEAM) {
-      if (!DNS_LABEL.test(value) || value.length > 63) bad('expected a DNS label (lower-case letters, digits, "-")');
-      else overrides.team = value;
     } else {
       const field = (Object.keys(RESOURCE_KEYS) as (keyof typeof RESOURCE_KEYS)[]).find((k) => RESOURCE_KEYS[k] === key)!;
       const n = parseQuantity(value);
@@ -65,7 +77,7 @@ export function readOverrides(annotations: Record<string, string>, containerName
       else overrides.resources[field] = value;
     }
   }
-  return { overrides, problems };
+  return { overrides, problems, ...(ignoredTeam !== undefined ? { ignoredTeam } : {}) };
 }
 
 /** A request above its limit, after overrides are merged over defaults; one message per pair. */

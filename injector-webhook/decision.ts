@@ -1,6 +1,6 @@
 // Inject or skip, with stable reason codes: a pure function of the pod, its namespace's defaults and the
 // injector's config.
-import { INJECT, readOverrides, resourceProblems, STATUS, type PodOverrides } from './annotations.js';
+import { ignoredTeamWarning, INJECT, readOverrides, resourceProblems, STATUS, type PodOverrides } from './annotations.js';
 import { nativeSidecars, type InjectorConfig } from './config.js';
 import type { Pod } from './pod.js';
 
@@ -49,6 +49,9 @@ export function decide(pod: Pod, namespace: string, config: InjectorConfig, name
   const nsOverrides = ns.overrides; // the valid ones apply
   delete nsOverrides.containers; // a container list is per pod
   const own = readOverrides(annotations, containers.map((c) => c.name));
+  // A team the pod or its namespace still claims is not trusted (DESIGN §6), but it is no reason to refuse the pod.
+  if (ns.ignoredTeam !== undefined) warnings.push(`llm-gateway: namespace ${namespace}: ${ignoredTeamWarning(ns.ignoredTeam, namespace)}`);
+  if (own.ignoredTeam !== undefined) warnings.push(`llm-gateway: ${ignoredTeamWarning(own.ignoredTeam, namespace)}`);
   const problems = [...own.problems];
   if (labels[INJECT] !== undefined && labels[INJECT] !== 'true' && labels[INJECT] !== 'false') problems.push(`${INJECT} (label): "${labels[INJECT]}" is not valid: expected "true" or "false"`);
   const overrides: PodOverrides = { ...nsOverrides, ...own.overrides, resources: { ...config.resources, ...nsOverrides.resources, ...own.overrides.resources } };

@@ -56,7 +56,6 @@ export function sidecarContainer(pod: Pod, config: InjectorConfig, overrides: Po
     { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
     { name: 'POD_SERVICE_ACCOUNT', valueFrom: { fieldRef: { fieldPath: 'spec.serviceAccountName' } } },
     ...(service !== undefined ? [{ name: 'LLMGW_SERVICE', value: service }] : []),
-    ...(overrides.team !== undefined ? [{ name: 'LLMGW_TEAM', value: overrides.team }] : []),
     ...(config.quotaAddress !== undefined ? [{ name: 'LLMGW_QUOTA_ADDR', value: config.quotaAddress }] : []),
     { name: 'LLMGW_TOKEN_FILE', value: `${TOKEN_DIR}/token` },
   ];

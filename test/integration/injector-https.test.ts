@@ -132,7 +132,7 @@ describe('injector over HTTPS', () => {
       expect(req.headers.authorization).toBe('Bearer sa-token');
       if (req.url === '/api/v1/namespaces/demo') {
         res.writeHead(200, { 'content-type': 'application/json' });
-        res.end(JSON.stringify({ kind: 'Namespace', metadata: { name: 'demo', annotations: { 'llm-gateway.dev/team': 'payments', 'other.io/x': 'y' } } }));
+        res.end(JSON.stringify({ kind: 'Namespace', metadata: { name: 'demo', annotations: { 'llm-gateway.dev/cpu-limit': '3', 'llm-gateway.dev/team': 'payments', 'other.io/x': 'y' } } }));
       } else {
         res.writeHead(404).end();
       }
@@ -144,19 +144,22 @@ describe('injector over HTTPS', () => {
     const port = (api.address() as { port: number }).port;
     const { post } = await start({ namespaces: apiNamespaceSource({ baseUrl: `http://127.0.0.1:${port}`, tokenFile }) });
 
-    const env = (res: { json: any }) => {
-      const ops = JSON.parse(Buffer.from(res.json.response.patch, 'base64').toString('utf8')) as { path: string; value: { env?: { name: string; value?: string }[] } }[];
-      return ops.find((o) => o.path === '/spec/initContainers/0')!.value.env!;
+    const sidecar = (res: { json: any }) => {
+      const ops = JSON.parse(Buffer.from(res.json.response.patch, 'base64').toString('utf8')) as { path: string; value: { env: { name: string }[]; resources: { limits: { cpu?: string } } } }[];
+      return ops.find((o) => o.path === '/spec/initContainers/0')!.value;
     };
     const first = await post(reviewOf(POD, {}, 'ns-1'));
-    expect(env(first)).toContainEqual({ name: 'LLMGW_TEAM', value: 'payments' });
+    expect(sidecar(first).resources.limits.cpu).toBe('3');
+    // A team claimed by the namespace is ignored with a warning: team membership is operator data.
+    expect(sidecar(first).env.some((e) => e.name === 'LLMGW_TEAM')).toBe(false);
+    expect(first.json.response.warnings).toContainEqual(expect.stringMatching(/llm-gateway\.dev\/team is ignored: .*llmgw team set payments --namespaces demo/));
     await post(reviewOf(POD, {}, 'ns-2'));
     expect(calls).toBe(1); // cached
 
     const elsewhere = await post(reviewOf({ ...POD, metadata: { ...POD.metadata, namespace: 'other' } }, { namespace: 'other' }, 'ns-3'));
     expect(elsewhere.json.response.allowed).toBe(true);
     expect(elsewhere.json.response.warnings[0]).toMatch(/could not read namespace other's defaults \(HTTP 404\); injected without them/);
-    expect(env(elsewhere).some((e) => e.name === 'LLMGW_TEAM')).toBe(false);
+    expect(sidecar(elsewhere).resources.limits.cpu).toBe('1');
   });
 });
 

@@ -22,6 +22,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "llmgw.quotaName" -}}{{ include "llmgw.fullname" . }}-quota{{- end -}}
 {{- define "llmgw.injectorName" -}}{{ include "llmgw.fullname" . }}-injector{{- end -}}
 {{- define "llmgw.tlsSecret" -}}{{ include "llmgw.injectorName" . }}-tls{{- end -}}
+{{- define "llmgw.quotaTlsSecret" -}}{{ include "llmgw.quotaName" . }}-tls{{- end -}}
+{{- define "llmgw.quotaCaSecret" -}}{{ include "llmgw.quotaName" . }}-ca{{- end -}}
+{{- define "llmgw.quotaAdminSecret" -}}{{ .Values.quota.admin.existingSecret | default (printf "%s-admin" (include "llmgw.quotaName" .)) }}{{- end -}}
 
 {{- define "llmgw.quotaAddress" -}}{{ include "llmgw.quotaName" . }}.{{ .Release.Namespace }}.svc:{{ .Values.quota.port }}{{- end -}}
 
@@ -48,20 +51,123 @@ seccompProfile:
   type: RuntimeDefault
 {{- end -}}
 
+{{/* Where the injected sidecar finds things (injector-webhook/patch.ts: CONFIG_DIR, TOKEN_DIR). */}}
+{{- define "llmgw.sidecarQuotaCaFile" -}}/etc/llm-gateway/quota-ca.crt{{- end -}}
+{{- define "llmgw.sidecarTokenFile" -}}/var/run/secrets/llm-gateway/token/token{{- end -}}
+{{- define "llmgw.providersDir" -}}/var/run/secrets/llm-gateway/providers/{{- end -}}
+
+{{- define "llmgw.quotaTlsOn" -}}{{ if and .Values.quota.enabled .Values.quota.tls.enabled }}true{{ end }}{{- end -}}
+{{- define "llmgw.keysFromQuota" -}}{{ if eq .Values.sidecar.providerKeys.mode "quota" }}true{{ end }}{{- end -}}
+
+{{/* Providers as the sidecar gets them: in quota mode, a provider that names a key takes it from the quota service. */}}
+{{- define "llmgw.sidecarProviders" -}}
+{{- $out := dict -}}
+{{- range $id, $p := .Values.sidecar.providers -}}
+{{- if and (include "llmgw.keysFromQuota" $) (or $p.apiKeyFile $p.apiKey $p.apiKeyName $p.apiKeyFrom) -}}
+{{- $q := omit $p "apiKey" "apiKeyFile" -}}
+{{- $_ := set $q "apiKeyFrom" "quota" -}}
+{{- /* The key keeps the name it had as a file of the provider Secret, so that Secret's keys carry over to keys.yaml. */ -}}
+{{- if and $p.apiKeyFile (not $p.apiKeyName) (ne (base $p.apiKeyFile) $id) }}{{ $_ := set $q "apiKeyName" (base $p.apiKeyFile) }}{{ end -}}
+{{- $_ := set $out $id $q -}}
+{{- else -}}
+{{- $_ := set $out $id $p -}}
+{{- end -}}
+{{- end -}}
+{{- toJson $out -}}
+{{- end -}}
+
 {{/* The sidecar's config file (JSON, which is YAML too), as the sidecar validates it. */}}
 {{- define "llmgw.sidecarConfig" -}}
-{{- $cfg := dict "providers" .Values.sidecar.providers "models" .Values.sidecar.models "logging" .Values.sidecar.logging "storage" (dict "path" "/var/lib/llm-gateway/llmgw.db") -}}
+{{- $cfg := dict "providers" (include "llmgw.sidecarProviders" . | fromJson) "models" .Values.sidecar.models "logging" .Values.sidecar.logging "storage" (dict "path" "/var/lib/llm-gateway/llmgw.db") -}}
 {{- if .Values.sidecar.cache }}{{ $_ := set $cfg "cache" .Values.sidecar.cache }}{{ end -}}
 {{- if .Values.sidecar.rateLimits }}{{ $_ := set $cfg "rateLimits" .Values.sidecar.rateLimits }}{{ end -}}
-{{- if .Values.quota.enabled }}{{ $_ := set $cfg "quota" (merge (dict "address" (include "llmgw.quotaAddress" .)) .Values.sidecar.quota) }}{{ end -}}
+{{- if .Values.quota.enabled -}}
+{{- $quota := dict "address" (include "llmgw.quotaAddress" .) "tokenFile" (include "llmgw.sidecarTokenFile" .) -}}
+{{- if include "llmgw.quotaTlsOn" . }}{{ $_ := set $quota "tls" (dict "caFile" (include "llmgw.sidecarQuotaCaFile" .)) }}{{ end -}}
+{{- $_ := set $cfg "quota" (merge $quota (deepCopy .Values.sidecar.quota)) -}}
+{{- end -}}
 {{- toPrettyJson $cfg -}}
+{{- end -}}
+
+{{/*
+The quota service's TLS material, made once per render and shared by every template that needs it (the
+Secret, the cert-manager objects, the sidecar ConfigMaps): JSON with
+  serving: {crt, key, ca}  base64, the Secret the chart makes when cert-manager is off;
+  ca:      {crt, key}      base64, the CA cert-manager signs with when it has no issuerRef;
+  caPem:                   the CA certificate(s) the sidecars trust.
+Generated material is kept across upgrades: an existing Secret is reused (lookup), as for the injector.
+Made once because genCA is random: a second call would give the sidecars a CA that signed nothing. The
+result is kept in .Values, which every template of the render shares (the schema forbids that key to users).
+*/}}
+{{- define "llmgw.quotaTls" -}}
+{{- if not (hasKey .Values "__llmgwQuotaTls") -}}
+{{- $name := include "llmgw.quotaName" . -}}
+{{- $ns := .Release.Namespace -}}
+{{- $days := int .Values.quota.tls.validityDays -}}
+{{- $out := dict -}}
+{{- $caPem := "" -}}
+{{- if not .Values.quota.tls.certManager.enabled -}}
+{{- $existing := lookup "v1" "Secret" $ns (include "llmgw.quotaTlsSecret" .) | default dict -}}
+{{- $serving := dict "crt" (dig "data" "tls.crt" "" $existing) "key" (dig "data" "tls.key" "" $existing) "ca" (dig "data" "ca.crt" "" $existing) -}}
+{{- if not (and $serving.crt $serving.key $serving.ca) -}}
+{{- $ca := genCA (printf "%s-ca" $name) $days -}}
+{{- $dns := list $name (printf "%s.%s" $name $ns) (printf "%s.%s.svc" $name $ns) (printf "%s.%s.svc.cluster.local" $name $ns) -}}
+{{- $cert := genSignedCert (printf "%s.%s.svc" $name $ns) nil $dns $days $ca -}}
+{{- $serving = dict "crt" ($cert.Cert | b64enc) "key" ($cert.Key | b64enc) "ca" ($ca.Cert | b64enc) -}}
+{{- end -}}
+{{- $_ := set $out "serving" $serving -}}
+{{- $caPem = b64dec $serving.ca -}}
+{{- else if not .Values.quota.tls.certManager.issuerRef -}}
+{{- $existing := lookup "v1" "Secret" $ns (include "llmgw.quotaCaSecret" .) | default dict -}}
+{{- $ca := dict "crt" (dig "data" "tls.crt" "" $existing) "key" (dig "data" "tls.key" "" $existing) -}}
+{{- if not (and $ca.crt $ca.key) -}}
+{{- $gen := genCA (printf "%s-ca" $name) $days -}}
+{{- $ca = dict "crt" ($gen.Cert | b64enc) "key" ($gen.Key | b64enc) -}}
+{{- end -}}
+{{- $_ := set $out "ca" $ca -}}
+{{- $caPem = b64dec $ca.crt -}}
+{{- else -}}
+{{- $issued := lookup "v1" "Secret" $ns (include "llmgw.quotaTlsSecret" .) | default dict -}}
+{{- with dig "data" "ca.crt" "" $issued }}{{ $caPem = b64dec . }}{{ end -}}
+{{- end -}}
+{{- with .Values.quota.tls.caBundle }}{{ $caPem = . }}{{ end -}}
+{{- if not $caPem -}}
+{{- fail "quota.tls: the sidecars need the CA of quota.tls.certManager.issuerRef to verify the quota service, and it is not known yet: set quota.tls.caBundle to its CA certificate (PEM, e.g. --set-file quota.tls.caBundle=ca.crt), or leave issuerRef empty so that cert-manager signs with a CA the chart generates" -}}
+{{- end -}}
+{{- $_ := set $out "caPem" $caPem -}}
+{{- $_ := set .Values "__llmgwQuotaTls" (toJson $out) -}}
+{{- end -}}
+{{- get .Values "__llmgwQuotaTls" -}}
+{{- end -}}
+
+{{/* Values that only make sense together; each failure names the values to change. */}}
+{{- define "llmgw.validate" -}}
+{{- if include "llmgw.keysFromQuota" . -}}
+{{- if not .Values.quota.enabled }}{{ fail "sidecar.providerKeys.mode=quota needs the quota service: set quota.enabled=true (or sidecar.providerKeys.mode=secret)" }}{{ end -}}
+{{- if not .Values.quota.tls.enabled }}{{ fail "sidecar.providerKeys.mode=quota needs quota.tls.enabled=true: provider keys are handed to sidecars over TLS only" }}{{ end -}}
+{{- if not .Values.quota.providerKeys.secretName }}{{ fail "sidecar.providerKeys.mode=quota needs quota.providerKeys.secretName: a Secret in the release namespace whose key quota.providerKeys.secretKey holds the provider keys file" }}{{ end -}}
+{{- else if not .Values.sidecar.providerSecretName -}}
+{{- $reading := list -}}
+{{- range $id, $p := .Values.sidecar.providers }}{{ if hasPrefix (include "llmgw.providersDir" $) ($p.apiKeyFile | default "") }}{{ $reading = append $reading $id }}{{ end }}{{ end -}}
+{{- if $reading }}{{ fail (printf "sidecar.providerSecretName is empty, but providers %s read their keys from %s: set sidecar.providerSecretName to a Secret present in every injected namespace, or sidecar.providerKeys.mode=quota" (join ", " $reading) (include "llmgw.providersDir" .)) }}{{ end -}}
+{{- end -}}
+{{- range $id, $p := .Values.sidecar.providers -}}
+{{- if and (eq ($p.apiKeyFrom | default "") "quota") (not (include "llmgw.quotaTlsOn" $)) }}{{ fail (printf "sidecar.providers.%s.apiKeyFrom=quota needs quota.enabled=true and quota.tls.enabled=true: provider keys are handed to sidecars over TLS only" $id) }}{{ end -}}
+{{- end -}}
+{{- if and .Values.quota.enabled (eq .Values.quota.auth.mode "none") (or .Values.quota.admin.subjects .Values.quota.admin.viewerSubjects) -}}
+{{- fail "quota.admin.subjects and quota.admin.viewerSubjects need quota.auth.mode kubernetes or jwks: with none, no token is verified" -}}
+{{- end -}}
+{{- if and .Values.quota.enabled (eq .Values.quota.auth.mode "jwks") (not (or .Values.quota.auth.jwks .Values.quota.auth.jwksJson)) -}}
+{{- fail "quota.auth.mode=jwks needs quota.auth.jwks (a URL) or quota.auth.jwksJson (the JWKS document)" -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The injector's config file. */}}
 {{- define "llmgw.injectorConfig" -}}
 {{- $native := dict "mode" .Values.injector.nativeSidecar.mode "minVersion" (toString .Values.injector.nativeSidecar.minVersion) "kubernetesVersion" (.Values.injector.nativeSidecar.kubernetesVersion | default .Capabilities.KubeVersion.Version) -}}
 {{- $cfg := dict "image" (include "llmgw.image" .) "imagePullPolicy" .Values.image.pullPolicy "releaseNamespace" .Release.Namespace "excludedNamespaces" .Values.injector.excludedNamespaces "nativeSidecar" $native "configMapName" .Values.sidecar.configMapName "resources" (dict "cpuRequest" .Values.sidecar.resources.requests.cpu "memoryRequest" .Values.sidecar.resources.requests.memory "cpuLimit" .Values.sidecar.resources.limits.cpu "memoryLimit" .Values.sidecar.resources.limits.memory) "dataSizeLimit" .Values.sidecar.dataSizeLimit "tmpSizeLimit" .Values.sidecar.tmpSizeLimit "injectJobs" .Values.injector.injectJobs "preStopSeconds" .Values.sidecar.preStopSeconds "runAsUser" .Values.sidecar.runAsUser -}}
-{{- if .Values.quota.enabled }}{{ $_ := set $cfg "quotaAddress" (include "llmgw.quotaAddress" .) }}{{ end -}}
-{{- if .Values.sidecar.providerSecretName }}{{ $_ := set $cfg "providerSecretName" .Values.sidecar.providerSecretName }}{{ end -}}
+{{- if .Values.quota.enabled }}{{ $_ := set $cfg "quotaAddress" (include "llmgw.quotaAddress" .) }}{{ $_ := set $cfg "tokenAudience" .Values.quota.auth.audience }}{{ end -}}
+{{- /* Quota mode: no Secret is mounted into tenant pods. */ -}}
+{{- if and .Values.sidecar.providerSecretName (not (include "llmgw.keysFromQuota" .)) }}{{ $_ := set $cfg "providerSecretName" .Values.sidecar.providerSecretName }}{{ end -}}
 {{- toPrettyJson $cfg -}}
 {{- end -}}
