@@ -14,6 +14,7 @@ import { freePort, pinned, pinningAvailable, pinSelf, rssBytes, spawnProc, start
 import { checks, checksTable, machine, resultsMarkdown, summarizeRounds, table, type BenchResult } from './lib/report.js';
 import { median, percentile } from './lib/stats.js';
 import {
+  counterTotal,
   directEndpoint,
   installPortkey,
   LOAD_CORE,
@@ -114,12 +115,16 @@ async function main(): Promise<void> {
       return p;
     };
 
-    const quotaService = await startQuotaService(work);
+    // As deployed, the quota service verifies each sidecar's token; the unverified one (--auth none) is the
+    // baseline that verification's cost is measured against.
+    const quotaService = await startQuotaService(work, 'quota-service', 'verified');
     procs.push(quotaService.proc);
+    const unverifiedQuota = await startQuotaService(work, 'quota-service-unverified', 'unverified');
+    procs.push(unverifiedQuota.proc);
     // Nothing listens on this port: the sidecar finds the quota service down and fails open.
     const noQuotaService = `127.0.0.1:${await freePort()}`;
-    const quotaSidecar = (name: string, address: string): Promise<ServerSpec> =>
-      sidecarSpec({ name, upstreams: up, logLevel: 'info', logFile: join(work, `${name}.log`), workDir: work, quota: { address, failOpenTokensPerMinute: 1_000_000_000 } });
+    const quotaSidecar = (name: string, quota: Record<string, unknown>): Promise<ServerSpec> =>
+      sidecarSpec({ name, upstreams: up, logLevel: 'info', logFile: join(work, `${name}.log`), workDir: work, quota: { ...quota, failOpenTokensPerMinute: 1_000_000_000 } });
     const specs: Record<string, ServerSpec> = {
       'minimal-proxy': await minimalProxySpec(up.instant),
       sidecar: await sidecarSpec({ name: 'sidecar', upstreams: up, logLevel: 'info', logFile: join(work, 'sidecar.log'), workDir: work }),
@@ -127,8 +132,9 @@ async function main(): Promise<void> {
       'sidecar-log-a': await sidecarSpec({ name: 'sidecar-log-a', upstreams: up, logLevel: 'info', logFile: join(work, 'sidecar-log-a.log'), workDir: work }),
       'sidecar-log-b': await sidecarSpec({ name: 'sidecar-log-b', upstreams: up, logLevel: 'silent', logFile: join(work, 'sidecar-log-b.log'), workDir: work }),
       'sidecar-cache': await sidecarSpec({ name: 'sidecar-cache', upstreams: up, logLevel: 'info', logFile: join(work, 'sidecar-cache.log'), workDir: work, cache: { ttlSeconds: 3600 } }),
-      'sidecar-quota-up': await quotaSidecar('sidecar-quota-up', quotaService.address),
-      'sidecar-quota-down': await quotaSidecar('sidecar-quota-down', noQuotaService),
+      'sidecar-quota-up': await quotaSidecar('sidecar-quota-up', quotaService.sidecarQuota),
+      'sidecar-quota-unverified': await quotaSidecar('sidecar-quota-unverified', unverifiedQuota.sidecarQuota),
+      'sidecar-quota-down': await quotaSidecar('sidecar-quota-down', { address: noQuotaService }),
     };
     if (args.baseline !== undefined) {
       specs.baseline = await sidecarSpec({ name: 'baseline', distDir: args.baseline, upstreams: up, logLevel: 'info', logFile: join(work, 'baseline.log'), workDir: work });
@@ -181,7 +187,7 @@ async function main(): Promise<void> {
         if (t.name !== 'portkey') gateFailed = true;
       }
     }
-    for (const name of ['sidecar-log-a', 'sidecar-log-b', 'sidecar-quota-up', 'sidecar-quota-down']) {
+    for (const name of ['sidecar-log-a', 'sidecar-log-b', 'sidecar-quota-up', 'sidecar-quota-unverified', 'sidecar-quota-down']) {
       const problems = await checkSame(specs[name]!.endpoint, jsonBody, refJson, plan.gate);
       result.correctness[name] = problems.length === 0 ? 'ok' : problems.join('; ');
       if (problems.length > 0) gateFailed = true;
@@ -227,21 +233,38 @@ async function main(): Promise<void> {
     // than that between seconds: the two run side by side on the same core at the same time, each under
     // its own 32-connection load, so drift hits both alike; the ratio of their throughputs is the answer.
     // The cost of quota itself (up beside the sidecar without quota) is measured the same way.
+    // Token verification (per lease, never per request) is measured the same way: the verified sidecar
+    // beside one whose service verifies nothing; and the quota RPCs the verified one's requests cost.
     if (plan.warmSec > 0) await sideBySide('sidecar-quota-up', 'sidecar-quota-down').catch(() => undefined);
     const downVsUp: number[] = [];
     const upVsNone: number[] = [];
+    const verifiedVsNot: number[] = [];
     const rps: Record<'none' | 'up' | 'down', number[]> = { none: [], up: [], down: [] };
+    const upStatus = specs['sidecar-quota-up']!.sidecar!.statusUrl;
+    const [rpcsBefore, requestsBefore] = [await counterTotal(quotaService.statusUrl, 'llmgw_quota_rpcs_total'), await counterTotal(upStatus, 'llmgw_requests_total')];
     for (let round = 0; round < plan.sideBySideRounds; round++) {
       const [up, down] = await sideBySide('sidecar-quota-up', 'sidecar-quota-down');
       downVsUp.push(down / up);
       const [up2, none] = await sideBySide('sidecar-quota-up', 'sidecar');
       upVsNone.push(up2 / none);
-      rps.up.push(up, up2);
+      const [up3, unverified] = await sideBySide('sidecar-quota-up', 'sidecar-quota-unverified');
+      verifiedVsNot.push(up3 / unverified);
+      rps.up.push(up, up2, up3);
       rps.down.push(down);
       rps.none.push(none);
     }
+    const rpcs = (await counterTotal(quotaService.statusUrl, 'llmgw_quota_rpcs_total')) - rpcsBefore;
+    const requests = (await counterTotal(upStatus, 'llmgw_requests_total')) - requestsBefore;
     const [none, upRps, downRps] = [median(rps.none), median(rps.up), median(rps.down)];
-    result.quota = { noQuotaRps: none, upRps, downRps, downVsUpPct: (median(downVsUp) - 1) * 100, upVsNoQuotaPct: (median(upVsNone) - 1) * 100 };
+    result.quota = {
+      noQuotaRps: none,
+      upRps,
+      downRps,
+      downVsUpPct: (median(downVsUp) - 1) * 100,
+      upVsNoQuotaPct: (median(upVsNone) - 1) * 100,
+      verifiedVsUnverifiedPct: (median(verifiedVsNot) - 1) * 100,
+      rpcsPerThousandRequests: requests > 0 ? (rpcs / requests) * 1000 : NaN,
+    };
 
     result.streaming = await streaming(direct, specs.sidecar!.endpoint, up.paced, plan);
 
@@ -290,8 +313,8 @@ async function main(): Promise<void> {
     log(`done in ${((performance.now() - t0) / 1000).toFixed(0)} s`);
   } finally {
     // Sidecars first, so they can give their leases back to the quota service.
-    await Promise.all(procs.filter((p) => p.name !== 'quota-service').map((p) => p.stop()));
-    await Promise.all(procs.filter((p) => p.name === 'quota-service').map((p) => p.stop()));
+    await Promise.all(procs.filter((p) => !p.name.startsWith('quota-service')).map((p) => p.stop()));
+    await Promise.all(procs.filter((p) => p.name.startsWith('quota-service')).map((p) => p.stop()));
   }
 }
 

@@ -53,7 +53,17 @@ export interface BenchResult {
     concurrent: { streams: number; lost: number; failed: number; expectedEvents: number };
   };
   logging?: { infoRps: number; silentRps: number; costPct: number };
-  quota?: { noQuotaRps: number; upRps: number; downRps: number; downVsUpPct: number; upVsNoQuotaPct: number };
+  quota?: {
+    noQuotaRps: number;
+    upRps: number;
+    downRps: number;
+    downVsUpPct: number;
+    upVsNoQuotaPct: number;
+    /** The sidecar whose quota service verifies its token, side by side with one whose service verifies nothing. */
+    verifiedVsUnverifiedPct: number;
+    /** Quota RPCs the verified service answered per 1,000 requests of its sidecar (leases, renewals, reports). */
+    rpcsPerThousandRequests: number;
+  };
   checks: Check[];
 }
 
@@ -121,6 +131,13 @@ export function checks(r: BenchResult): Check[] {
     q?.downVsUpPct,
     (v) => Math.abs(v) <= 1,
     (v) => `${v >= 0 ? '+' : ''}${f(v, 1)}% side by side (up vs no quota ${f(q!.upVsNoQuotaPct, 1)}%; each sharing the core: up ${f(q!.upRps, 0)}, down ${f(q!.downRps, 0)}, no quota ${f(q!.noQuotaRps, 0)} req/s)`,
+  );
+  add(
+    'quota: throughput with token verification vs without',
+    'within ±2%',
+    q?.verifiedVsUnverifiedPct,
+    (v) => Math.abs(v) <= 2,
+    (v) => `${v >= 0 ? '+' : ''}${f(v, 1)}% side by side; quota RPCs per 1,000 requests: ${f(q!.rpcsPerThousandRequests, 2)}`,
   );
   return out;
 }

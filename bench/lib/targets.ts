@@ -1,9 +1,11 @@
 // The processes a benchmark run compares: the fake upstreams (instant and paced SSE), the minimal proxy,
 // the sidecar (access log on, and silent), and Portkey's gateway when it installs.
 import { spawnSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { createLocalIssuer } from '../../quota-service/auth/local-issuer.js';
 import type { Endpoint } from './probes.js';
 import { freePort, startProc, type Proc, type ProcSpec } from './proc.js';
 
@@ -149,21 +151,55 @@ export async function setLogLevel(s: ServerSpec, level: 'info' | 'silent'): Prom
   }
 }
 
-/** `llmgw quota-service` with a budget that the run cannot spend, so sidecars hold real (limited) leases. */
-export async function startQuotaService(workDir: string): Promise<{ address: string; proc: Proc }> {
+/** A quota service of the run, with what a sidecar's `quota` config needs to use it. */
+export interface BenchQuotaService {
+  address: string;
+  statusUrl: string;
+  proc: Proc;
+  /** `quota.address`, and `quota.tokenFile` when the service verifies tokens. */
+  sidecarQuota: Record<string, unknown>;
+}
+
+/**
+ * `llmgw quota-service` with a budget that the run cannot spend, so sidecars hold real (limited) leases.
+ * `verified`: as deployed, verifying each sidecar's service-account token (minted here against a JWKS file)
+ * and requiring the operator token; `unverified`: `--auth none`, the baseline verification is measured against.
+ */
+export async function startQuotaService(workDir: string, name: string, auth: 'verified' | 'unverified'): Promise<BenchQuotaService> {
   const port = await freePort();
   const statusPort = await freePort();
   const address = `127.0.0.1:${port}`;
+  const authArgs: string[] = ['--auth', 'none'];
+  const sidecarQuota: Record<string, unknown> = { address };
+  const adminArgs: string[] = [];
+  if (auth === 'verified') {
+    const issuer = createLocalIssuer();
+    const files = { jwks: join(workDir, `${name}-jwks.json`), admin: join(workDir, `${name}-admin-token`), token: join(workDir, `${name}-sidecar-token`) };
+    writeFileSync(files.jwks, JSON.stringify(issuer.jwks));
+    writeFileSync(files.admin, randomBytes(24).toString('base64url'));
+    writeFileSync(files.token, await issuer.mint({ namespace: 'default', serviceAccount: 'bench', pod: 'bench-pod', audience: 'llm-gateway', expiresInSeconds: 86_400 }));
+    authArgs.splice(0, 2, '--auth', 'jwks', '--auth-jwks', files.jwks, '--auth-issuer', issuer.issuer, '--admin-token-file', files.admin);
+    adminArgs.push('--token-file', files.admin);
+    sidecarQuota.tokenFile = files.token;
+  }
   const proc = await startProc({
-    name: 'quota-service',
+    name,
     cmd: process.execPath,
-    args: [cli, 'quota-service', '--listen', address, '--status-listen', `127.0.0.1:${statusPort}`, '--db', join(workDir, 'quota.db'), '--log-level', 'warn'],
+    args: [cli, 'quota-service', '--listen', address, '--status-listen', `127.0.0.1:${statusPort}`, '--db', join(workDir, `${name}.db`), '--log-level', 'warn', ...authArgs],
     core: LOAD_CORE,
     readyUrl: `http://127.0.0.1:${statusPort}/healthz/ready`,
   });
-  const set = spawnSync(process.execPath, [cli, 'budget', 'set', 'namespace/default', '--tokens', '1000000000000', '--window', 'day', '--quota-addr', address], { encoding: 'utf8' });
+  const set = spawnSync(process.execPath, [cli, 'budget', 'set', 'namespace/default', '--tokens', '1000000000000', '--window', 'day', '--quota-addr', address, ...adminArgs], { encoding: 'utf8' });
   if (set.status !== 0) throw new Error(`llmgw budget set failed: ${set.stderr}`);
-  return { address, proc };
+  return { address, statusUrl: `http://127.0.0.1:${statusPort}`, proc, sidecarQuota };
+}
+
+/** The sum of a Prometheus counter's series on a status page (`/metrics`). */
+export async function counterTotal(statusUrl: string, name: string): Promise<number> {
+  const text = await (await fetch(`${statusUrl}/metrics`)).text();
+  let total = 0;
+  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) total += Number(m[1]);
+  return total;
 }
 
 /** Installs Portkey's gateway into a scratch folder (kept between runs); undefined with a reason if it cannot. */
