@@ -46,7 +46,7 @@ export interface SidecarOptions {
   random?: () => number;
   /** Environment and secret readers used on reload. */
   loadOptions?: LoadOptions;
-  /** Where the pod identity (POD_NAMESPACE, LLMGW_SERVICE, LLMGW_TEAM, POD_NAME) is read; default process.env. */
+  /** Where POD_NAMESPACE, LLMGW_SERVICE and POD_NAME are read (the cache scope; quota identity without a token); default process.env. */
   env?: NodeJS.ProcessEnv;
 }
 
