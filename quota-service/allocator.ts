@@ -5,16 +5,20 @@
 // needs more than its share still gets its need while tokens are free), lower priority classes stop
 // above their floor, and a window rollover voids what leases held of the old window.
 //
-// Ownership: every call names its caller's `owner` (the verified identity, see grpc-handlers.ts). A sidecar
-// incarnation belongs to the owner that first used it, and so do the leases acquired with it: no other
-// caller can renew, release or report on them. Reports are checked before anything is applied: a sequence
-// may not jump more than MAX_SEQUENCE_GAP past the last one processed, a report's tokens and start time
-// must be plausible, and usage well beyond what the incarnation's leases covered is flagged.
+// Every call names its caller's `owner` (ownership.ts): leases and incarnations are the owner's alone.
+// Reports are checked before anything is applied (report-checks.ts), and usage well beyond what an
+// incarnation's leases covered is flagged (coverage.ts).
 import { randomUUID } from 'node:crypto';
 import { MAX_TAG_VALUE, MAX_TAGS, TAG_KEY } from '../proto/tags.js';
 import type { Clock } from '../sidecar/clock.js';
-import { invalidArgument, notFound, permissionDenied } from './errors.js';
-import { isNamespaceName, isTeamName, scopeProblem, scopesOf, type Identity } from './scopes.js';
+import { Coverage, type OverReport } from './coverage.js';
+import { invalidArgument, notFound, QuotaError } from './errors.js';
+import { Ownership, UNVERIFIED } from './ownership.js';
+import { readThrough } from './read-through.js';
+import { checkedReports } from './report-checks.js';
+import { scopeProblem, scopesOf, type Identity } from './scopes.js';
+import { Teams } from './teams.js';
+import { status } from '@grpc/grpc-js';
 import type { BudgetRow, SqliteQuotaStore } from './store.js';
 import { windowAt, windowBefore, type WindowName } from './windows.js';
 
@@ -68,36 +72,10 @@ export interface AllocatorOptions {
   onOverReport?: (flag: OverReport) => void;
 }
 
-/** Usage reported by an incarnation beyond what its leases were granted (plus the margin). */
-export interface OverReport {
-  incarnation: string;
-  owner: string;
-  reportedTokens: number;
-  coveredTokens: number;
-}
-
-/**
- * A report's sequence may be at most this far above the highest one processed for its incarnation (a
- * sidecar numbers its records 1, 2, 3, … and sends them in order, so real gaps are a handful). Without the
- * bound, one report with sequence 9e15 would make every later report of the incarnation count as a replay.
- */
-export const MAX_SEQUENCE_GAP = 10_000;
-/** One report adds up the requests of one class, model and second of one pod: more than this is refused. */
-export const MAX_REPORT_TOKENS = 50_000_000;
-/** A report may start at most this far in the future (clock skew between pod and service)… */
-export const MAX_REPORT_SKEW_MS = 5 * 60_000;
-/** …and at most this far in the past (an outbox kept through a long outage). */
-export const MAX_REPORT_AGE_MS = 400 * 86_400_000;
-/**
- * Reported usage is flagged (logged and counted, still charged) once it exceeds what the incarnation's
- * leases were granted × COVERAGE_FACTOR + COVERAGE_MARGIN_TOKENS: requests use more than they reserved
- * when their estimate was low, and a pod that lost the service spends up to its fail-open cap (100,000
- * tokens a minute by default) on no lease at all.
- */
-export const COVERAGE_FACTOR = 1.25;
-export const COVERAGE_MARGIN_TOKENS = 100_000;
-
 export const DEFAULT_FLOORS = { batch: 0.5, background: 0.2 };
+
+/** Live leases one pod may hold (one per priority class and incarnation; a few more while they turn over). */
+export const MAX_LEASES_PER_POD = 16;
 
 interface Lease {
   id: string;
@@ -123,7 +101,6 @@ const SHARE_OF_REMAINING = 0.5;
 /** Grants cover at most this fraction of the time the budget would last at the current total demand. */
 const RUNWAY_FRACTION = 0.05;
 const key = (scope: string, window: WindowName): string => `${scope}|${window}`;
-const NO_TEAMS: ReadonlySet<string> = new Set();
 /** Start of the newest window the lease's grants belong to (0 before its first grant). */
 const grantedSince = (lease: { windows: Record<string, number> }): number => Math.max(0, ...Object.values(lease.windows));
 
@@ -134,31 +111,33 @@ export class Allocator {
   private readonly byScope = new Map<string, Set<Lease>>();
   private readonly used = new Map<string, number>();
   private readonly ackedBy = new Map<string, number>();
-  private readonly owners = new Map<string, string>();
-  /** namespace → the teams listing it. */
-  private readonly teams = new Map<string, Set<string>>();
-  /** incarnation → tokens its leases were granted and tokens it reported, since this process started. */
-  private readonly coverage = new Map<string, { covered: number; reported: number; flagged: boolean }>();
+  /** `owner/pod` → its live leases. */
+  private readonly byPod = new Map<string, number>();
+  private readonly ownership: Ownership;
+  private readonly teams: Teams;
+  private readonly coverage: Coverage;
   private readonly clock: Clock;
   private readonly ttlMs: number;
   private readonly horizonMs: number;
 
   constructor(
     private readonly store: SqliteQuotaStore,
-    private readonly opts: AllocatorOptions,
+    opts: AllocatorOptions,
   ) {
     this.clock = opts.clock;
     this.ttlMs = opts.leaseTtlMs ?? 30_000;
     this.horizonMs = opts.horizonMs ?? 20_000;
+    this.ownership = new Ownership(store, opts.clock);
+    this.teams = new Teams(store);
+    this.coverage = new Coverage(opts.onOverReport);
     for (const b of store.budgets()) this.budgets.set(key(b.scope, b.window), b);
-    for (const t of store.teams()) this.teamSet(t.namespace).add(t.team);
     for (const row of store.leases()) {
       const identity = { namespace: row.namespace, service: row.service, pod: row.pod };
       this.index({
         id: row.id,
         owner: row.owner,
         identity,
-        scopes: scopesOf(identity, this.teams.get(identity.namespace) ?? NO_TEAMS),
+        scopes: scopesOf(identity, this.teams.of(identity.namespace)),
         priority: PRIORITIES[row.priority - 1] ?? 'interactive',
         incarnation: row.incarnation,
         outstanding: row.outstanding,
@@ -176,12 +155,17 @@ export class Allocator {
     if (req.incarnation === '') throw invalidArgument('incarnation is required');
     const now = this.clock.now();
     this.sweep(now);
-    this.claim(req.incarnation, req.owner, now);
+    this.ownership.claim(req.incarnation, req.owner, req.identity.pod);
+    // A sidecar holds one lease per incarnation: a new one replaces it (its tokens go back first).
+    for (const l of this.leases.values()) if (l.incarnation === req.incarnation) this.drop(l);
+    if ((this.byPod.get(podKey(req.owner, req.identity)) ?? 0) >= MAX_LEASES_PER_POD) {
+      throw new QuotaError(status.RESOURCE_EXHAUSTED, `this pod holds ${MAX_LEASES_PER_POD} leases already; release one first`);
+    }
     const lease: Lease = {
       id: randomUUID(),
       owner: req.owner,
       identity: req.identity,
-      scopes: scopesOf(req.identity, this.teams.get(req.identity.namespace) ?? NO_TEAMS),
+      scopes: scopesOf(req.identity, this.teams.of(req.identity.namespace)),
       priority: req.priority,
       incarnation: req.incarnation,
       outstanding: 0,
@@ -197,9 +181,9 @@ export class Allocator {
     const now = this.clock.now();
     this.sweep(now);
     const lease = this.owned(req.leaseId, req.owner, '; acquire a new one');
-    this.check(lease.incarnation, req.reports, now);
+    const reports = checkedReports(req.reports, this.ackedOf(lease.incarnation), now);
     return this.store.transaction(() => {
-      this.apply(lease.scopes, lease.incarnation, req.reports, lease);
+      this.apply(lease.scopes, lease.incarnation, reports, lease);
       lease.outstanding = Math.max(0, lease.outstanding - Math.max(0, req.unused));
       lease.demand = Math.max(MIN_DEMAND, req.demand);
       lease.expiresAtMs = now + this.ttlMs;
@@ -209,9 +193,9 @@ export class Allocator {
 
   release(leaseId: string, owner: string, reports: UsageReport[]): number {
     const lease = this.owned(leaseId, owner, '');
-    this.check(lease.incarnation, reports, this.clock.now());
+    const checked = checkedReports(reports, this.ackedOf(lease.incarnation), this.clock.now());
     return this.store.transaction(() => {
-      const acked = this.apply(lease.scopes, lease.incarnation, reports, lease);
+      const acked = this.apply(lease.scopes, lease.incarnation, checked, lease);
       this.drop(lease);
       return acked;
     });
@@ -221,37 +205,26 @@ export class Allocator {
   report(identity: Identity, owner: string, incarnation: string, reports: UsageReport[]): number {
     if (identity.namespace === '') throw invalidArgument('identity.namespace is required');
     if (incarnation === '') throw invalidArgument('incarnation is required');
-    const now = this.clock.now();
-    this.check(incarnation, reports, now);
-    this.claim(incarnation, owner, now);
-    const scopes = scopesOf(identity, this.teams.get(identity.namespace) ?? NO_TEAMS);
-    return this.store.transaction(() => this.apply(scopes, incarnation, reports, undefined));
+    const checked = checkedReports(reports, this.ackedOf(incarnation), this.clock.now());
+    this.ownership.claim(incarnation, owner, identity.pod);
+    const scopes = scopesOf(identity, this.teams.of(identity.namespace));
+    return this.store.transaction(() => this.apply(scopes, incarnation, checked, undefined));
   }
 
   /** Replaces a team's namespaces; leases of the namespaces it gains or loses are dropped (re-acquired with their new scopes). */
   setTeam(team: string, namespaces: readonly string[]): { team: string; namespaces: string[] } {
-    if (!isTeamName(team)) throw invalidArgument(`team "${team}" is not a valid team name`);
-    const wanted = [...new Set(namespaces)].sort();
-    if (wanted.length === 0) throw invalidArgument('a team needs at least one namespace (delete the team to remove it)');
-    for (const ns of wanted) if (!isNamespaceName(ns)) throw invalidArgument(`"${ns}" is not a valid namespace name`);
-    const before = this.namespacesOf(team);
-    this.store.setTeam(team, wanted);
-    this.remap(team, before, wanted);
-    return { team, namespaces: wanted };
+    const r = this.teams.set(team, namespaces);
+    this.dropLeasesOf(r.changed);
+    return { team, namespaces: r.namespaces };
   }
 
   deleteTeam(team: string): number {
-    const before = this.namespacesOf(team);
-    if (before.length === 0) throw notFound(`no team ${team}`);
-    this.store.setTeam(team, []);
-    this.remap(team, before, []);
+    this.dropLeasesOf(this.teams.delete(team));
     return 1;
   }
 
   listTeams(): { team: string; namespaces: string[] }[] {
-    const byTeam = new Map<string, string[]>();
-    for (const [ns, teams] of this.teams) for (const t of teams) (byTeam.get(t) ?? byTeam.set(t, []).get(t)!).push(ns);
-    return [...byTeam].map(([team, namespaces]) => ({ team, namespaces: namespaces.sort() })).sort((a, b) => a.team.localeCompare(b.team));
+    return this.teams.list();
   }
 
   /** Drops lapsed leases; their unspent grants go back to their windows. */
@@ -321,9 +294,8 @@ export class Allocator {
   private grant(lease: Lease, need: number, now: number): Grant {
     const budgets = this.budgetsOf(lease.scopes);
     const acked = this.ackedOf(lease.incarnation);
-    const coverage = this.coverageOf(lease.incarnation);
     if (budgets.length === 0) {
-      coverage.covered = Infinity;
+      this.coverage.unlimited(lease.incarnation);
       lease.outstanding = 0;
       this.save(lease);
       return { leaseId: lease.id, granted: 0, leaseTokens: 0, unlimited: true, ttlMs: this.ttlMs, refreshAfterMs: Math.floor(this.ttlMs / 3), remaining: -1, retryAfterMs: 0, acked, windowStartMs: 0 };
@@ -372,7 +344,7 @@ export class Allocator {
     // A grant that cannot cover the waiting request would only strand tokens in this lease.
     grant = Math.floor(grant < need || !Number.isFinite(grant) ? 0 : grant);
     lease.outstanding += grant;
-    coverage.covered += grant;
+    this.coverage.granted(lease.incarnation, grant);
     this.save(lease);
     const ttlMs = Math.max(1, Math.min(this.ttlMs, windowEnd - now));
     let retryAfterMs = 0;
@@ -391,27 +363,9 @@ export class Allocator {
     };
   }
 
-  /** Refuses a batch of reports that no honest sidecar sends, before any of it is applied. */
-  private check(incarnation: string, reports: UsageReport[], now: number): void {
-    let last = this.ackedOf(incarnation);
-    for (const r of [...reports].sort((a, b) => a.sequence - b.sequence)) {
-      if (!Number.isSafeInteger(r.sequence) || r.sequence < 1) throw invalidArgument(`report sequence ${r.sequence} is not a positive integer`);
-      if (!(r.tokens >= 0 && r.tokens <= MAX_REPORT_TOKENS)) throw invalidArgument(`report ${r.sequence}: tokens must be from 0 to ${MAX_REPORT_TOKENS}, got ${r.tokens}`);
-      if (!(r.startedAtMs <= now + MAX_REPORT_SKEW_MS && r.startedAtMs >= now - MAX_REPORT_AGE_MS)) {
-        throw invalidArgument(`report ${r.sequence}: started_at_ms ${r.startedAtMs} is more than 5 minutes ahead or 400 days behind the service's clock`);
-      }
-      if (r.sequence <= last) continue;
-      if (r.sequence > last + MAX_SEQUENCE_GAP) {
-        throw invalidArgument(`report sequence ${r.sequence} jumps more than ${MAX_SEQUENCE_GAP} past ${last}, the last one processed for this incarnation`);
-      }
-      last = r.sequence;
-    }
-  }
-
-  /** Charges reports not seen before to every scope and window; returns the highest sequence processed. */
-  private apply(scopes: string[], incarnation: string, reports: UsageReport[], lease: Lease | undefined): number {
+  /** Charges checked reports (in sequence order) not seen before to every scope and window; returns the highest sequence processed. */
+  private apply(scopes: string[], incarnation: string, sorted: UsageReport[], lease: Lease | undefined): number {
     let acked = this.ackedOf(incarnation);
-    const sorted = [...reports].sort((a, b) => a.sequence - b.sequence);
     // One write per scope and window touched (and per tag value in it), however many reports arrive.
     const sums = new Map<string, WindowSum>();
     let reported = 0;
@@ -448,45 +402,15 @@ export class Allocator {
       this.store.setAcked(incarnation, acked, this.clock.now());
       this.ackedBy.set(incarnation, acked);
     }
-    if (reported > 0 && this.budgetsOf(scopes).length > 0) this.flagOverReport(incarnation, lease?.owner ?? this.ownerOf(incarnation), reported);
+    if (reported > 0 && this.budgetsOf(scopes).length > 0) this.coverage.reported(incarnation, lease?.owner ?? this.ownership.current(incarnation), reported);
     return acked;
-  }
-
-  private flagOverReport(incarnation: string, owner: string, tokens: number): void {
-    const c = this.coverageOf(incarnation);
-    c.reported += tokens;
-    if (c.flagged || c.reported <= c.covered * COVERAGE_FACTOR + COVERAGE_MARGIN_TOKENS) return;
-    c.flagged = true;
-    this.opts.onOverReport?.({ incarnation, owner, reportedTokens: c.reported, coveredTokens: c.covered });
-  }
-
-  private coverageOf(incarnation: string): { covered: number; reported: number; flagged: boolean } {
-    let c = this.coverage.get(incarnation);
-    if (c === undefined) {
-      if (this.coverage.size >= 100_000) this.coverage.clear();
-      this.coverage.set(incarnation, (c = { covered: 0, reported: 0, flagged: false }));
-    }
-    return c;
-  }
-
-  /** The incarnation belongs to `owner` from now on, or already did; anybody else is refused. */
-  private claim(incarnation: string, owner: string, now: number): void {
-    const current = this.ownerOf(incarnation);
-    if (current === owner) return;
-    if (current !== '') throw permissionDenied(`incarnation ${incarnation} belongs to another identity`);
-    this.store.setOwner(incarnation, owner, now);
-    this.owners.set(incarnation, owner);
-  }
-
-  private ownerOf(incarnation: string): string {
-    return readThrough(this.owners, incarnation, () => this.store.owner(incarnation));
   }
 
   /** The live lease `id` if `owner` holds it; NOT_FOUND (acquire anew) or PERMISSION_DENIED otherwise. */
   private owned(id: string, owner: string, hint: string): Lease {
     const lease = this.leases.get(id);
     if (lease === undefined) throw notFound(`lease ${id} is unknown or expired${hint}`);
-    if (lease.owner !== owner) throw permissionDenied(`lease ${id} belongs to another identity`);
+    this.ownership.check(lease.owner, owner, `lease ${id}`);
     return lease;
   }
 
@@ -494,24 +418,6 @@ export class Allocator {
     const out: BudgetRow[] = [];
     for (const scope of scopes) for (const b of this.budgets.values()) if (b.scope === scope) out.push(b);
     return out;
-  }
-
-  private teamSet(namespace: string): Set<string> {
-    let set = this.teams.get(namespace);
-    if (set === undefined) this.teams.set(namespace, (set = new Set()));
-    return set;
-  }
-
-  private namespacesOf(team: string): string[] {
-    return [...this.teams].filter(([, teams]) => teams.has(team)).map(([ns]) => ns);
-  }
-
-  /** Applies a team's new namespaces in memory and drops the leases whose scopes changed. */
-  private remap(team: string, before: readonly string[], after: readonly string[]): void {
-    for (const ns of before) this.teams.get(ns)?.delete(team);
-    for (const ns of after) this.teamSet(ns).add(team);
-    const changed = new Set([...before.filter((ns) => !after.includes(ns)), ...after.filter((ns) => !before.includes(ns))]);
-    for (const lease of [...this.leases.values()]) if (changed.has(lease.identity.namespace)) this.drop(lease);
   }
 
   private usedIn(scope: string, window: WindowName, startMs: number): number {
@@ -529,8 +435,15 @@ export class Allocator {
     return { ...b, used: this.usedIn(b.scope, b.window, span.startMs), outstanding, windowStartMs: span.startMs, windowEndMs: span.endMs };
   }
 
+  /** Drops the leases of these namespaces: their sidecars acquire anew, with their new scopes. */
+  private dropLeasesOf(namespaces: ReadonlySet<string>): void {
+    for (const lease of [...this.leases.values()]) if (namespaces.has(lease.identity.namespace)) this.drop(lease);
+  }
+
   private index(lease: Lease): void {
     this.leases.set(lease.id, lease);
+    const pod = podKey(lease.owner, lease.identity);
+    this.byPod.set(pod, (this.byPod.get(pod) ?? 0) + 1);
     for (const s of lease.scopes) {
       let set = this.byScope.get(s);
       if (set === undefined) this.byScope.set(s, (set = new Set()));
@@ -540,6 +453,10 @@ export class Allocator {
 
   private drop(lease: Lease): void {
     this.leases.delete(lease.id);
+    const pod = podKey(lease.owner, lease.identity);
+    const n = (this.byPod.get(pod) ?? 1) - 1;
+    if (n > 0) this.byPod.set(pod, n);
+    else this.byPod.delete(pod);
     for (const s of lease.scopes) this.byScope.get(s)?.delete(lease);
     this.store.deleteLease(lease.id);
   }
@@ -560,20 +477,7 @@ export class Allocator {
   }
 }
 
-/**
- * A value from a cache of the store, read from the store on a miss. The store is always written first,
- * so the cache may be dropped at any time: past 100,000 keys (windows, and every new pod's incarnations
- * keep adding them) it starts again empty.
- */
-function readThrough<T>(cache: Map<string, T>, key: string, load: () => T): T {
-  let v = cache.get(key);
-  if (v === undefined) {
-    if (cache.size >= 100_000) cache.clear();
-    v = load();
-    cache.set(key, v);
-  }
-  return v;
-}
+const podKey = (owner: string, identity: Identity): string => `${owner === UNVERIFIED ? identity.namespace : owner}/${identity.pod}`;
 
 /** What a batch of reports adds to one scope's window, in all and per tag value. */
 interface WindowSum {

@@ -23,6 +23,7 @@ import type { VerifiedIdentity } from './auth/token-verifier.js';
 import { budgetMsg, optionalWindowOf, priorityOf, reportsOf, windowEnum, windowOf } from './convert.js';
 import { failedPrecondition, invalidArgument, permissionDenied, QuotaError } from './errors.js';
 import type { ProviderKeys } from './provider-keys.js';
+import { ownerOf, UNVERIFIED } from './ownership.js';
 import type { QuotaMetrics } from './quota-metrics.js';
 import type { Identity } from './scopes.js';
 
@@ -83,7 +84,6 @@ interface Caller {
   owner: string;
 }
 
-const UNVERIFIED_OWNER = '';
 
 /**
  * The caller's identity: from the verified token, with every field the message sets checked against it;
@@ -94,7 +94,7 @@ export function callerOf(verified: VerifiedIdentity | undefined, msg: IdentityMs
   if (m.team !== '') throw permissionDenied(`identity.team "${m.team}" is not accepted: team membership is operator data (llmgw team set)`);
   if (verified === undefined) {
     if (m.namespace === '') throw invalidArgument('identity.namespace is required');
-    return { identity: { namespace: m.namespace, service: m.service, pod: m.pod }, owner: UNVERIFIED_OWNER };
+    return { identity: { namespace: m.namespace, service: m.service, pod: m.pod }, owner: UNVERIFIED };
   }
   const mismatch = (field: string, said: string, token: string): void => {
     if (said !== '' && said !== token) throw permissionDenied(`identity.${field} "${said}" does not match the token's ${field} "${token}"`);
@@ -102,10 +102,8 @@ export function callerOf(verified: VerifiedIdentity | undefined, msg: IdentityMs
   mismatch('namespace', m.namespace, verified.namespace);
   mismatch('service', m.service, verified.serviceAccount);
   if (verified.pod !== '') mismatch('pod', m.pod, verified.pod);
-  return {
-    identity: { namespace: verified.namespace, service: verified.serviceAccount, pod: verified.pod },
-    owner: `${verified.namespace}/${verified.serviceAccount}/${verified.pod}`,
-  };
+  const identity = { namespace: verified.namespace, service: verified.serviceAccount, pod: verified.pod };
+  return { identity, owner: ownerOf(identity) };
 }
 
 export interface QuotaServiceDeps {
@@ -129,7 +127,7 @@ export function quotaServiceHandlers(d: QuotaServiceDeps): UntypedServiceImpleme
   // Renew and release name only the lease: what is checked is that the caller owns it.
   const ownerOnly = async (md: Metadata): Promise<string> => {
     const verified = await auth.workload(md);
-    return verified === undefined ? UNVERIFIED_OWNER : callerOf(verified, null).owner;
+    return verified === undefined ? UNVERIFIED : callerOf(verified, null).owner;
   };
   return {
     AcquireLease: unary('AcquireLease', metrics, logger, async (r: AcquireLeaseRequest, md) => {

@@ -60,7 +60,9 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
   metrics.leases.set(allocator.activeLeases);
   const proto = loadQuotaProto();
   const health = new HealthService(['llmgw.quota.v1.QuotaService', 'llmgw.quota.v1.QuotaAdmin']);
-  const server = new Server();
+  // With client certificates, connections are renewed every half hour, so a client CA that was replaced
+  // (a revoked client) stops being honoured on connections opened before the change too.
+  const server = new Server(opts.tls?.clientCaFile === undefined ? {} : { 'grpc.max_connection_age_ms': 1_800_000, 'grpc.max_connection_age_grace_ms': 30_000 });
   server.addService(
     proto.QuotaService.service,
     quotaServiceHandlers({ alloc: allocator, auth, metrics, logger, tls: tls !== undefined, ...(providerKeys ? { providerKeys } : {}) }),

@@ -135,7 +135,7 @@ export class SqliteQuotaStore {
       ),
       owner: db.prepare('SELECT owner FROM acked WHERE incarnation = ?'),
       setOwner: db.prepare(
-        'INSERT INTO acked (incarnation, sequence, seen_ms, owner) VALUES (?, 0, ?, ?) ON CONFLICT (incarnation) DO UPDATE SET owner = excluded.owner',
+        'INSERT INTO acked (incarnation, sequence, seen_ms, owner) VALUES (?, 0, ?, ?) ON CONFLICT (incarnation) DO UPDATE SET owner = excluded.owner, seen_ms = excluded.seen_ms',
       ),
       teams: db.prepare('SELECT team, namespace FROM team_namespaces ORDER BY team, namespace'),
       deleteTeam: db.prepare('DELETE FROM team_namespaces WHERE team = ?'),

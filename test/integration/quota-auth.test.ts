@@ -16,6 +16,8 @@ import { AdminCallError, QuotaAdminClient } from '../../quota-service/admin-clie
 import { AdminTokens } from '../../quota-service/auth/admin-tokens.js';
 import { createJwksVerifier } from '../../quota-service/auth/jwks-verifier.js';
 import { createTokenReviewVerifier } from '../../quota-service/auth/tokenreview-verifier.js';
+import { MAX_LEASES_PER_POD } from '../../quota-service/allocator.js';
+import { MAX_NEW_INCARNATIONS_PER_HOUR } from '../../quota-service/ownership.js';
 import { startQuotaService, type QuotaService } from '../../quota-service/quota-service.js';
 import { startFakeApiServer } from '../helpers/fake-kube-api.js';
 import { createTokenIssuer, type TokenIssuer } from '../helpers/sa-tokens.js';
@@ -176,19 +178,47 @@ describe('usage reports are bound to their owner', () => {
     expect(await used('namespace/bravo')).toBe(15);
   });
 
-  it('refuses a sequence that jumps past the bound (the 9e15 forgery) and still counts the sidecar’s next honest report', async () => {
+  it('refuses a sequence that jumps past the bound (the 9e15 forgery, or a chain of jumps) and still counts the sidecar’s next honest report', async () => {
     const call = raw();
     const token = await tokenOf('charlie');
-    const err = await refusal(call('ReportUsage', { identity: empty, incarnation: 'charlie-inc', reports: [{ sequence: 9e15, tokens: 1, startedAtMs: now() }] }, token));
-    expect(err.code).toBe(grpcStatus.INVALID_ARGUMENT);
+    const jump = (reports: object[]) => refusal(call('ReportUsage', { identity: empty, incarnation: 'charlie-inc', reports }, token));
+    const err = await jump([{ sequence: 9e15, tokens: 1, startedAtMs: now() }]);
+    expect(err.code).toBe(grpcStatus.OUT_OF_RANGE);
     expect(err.details).toMatch(/jumps more than 10000 past 0/);
+    const chain = await jump([5000, 10_000, 15_000].map((sequence) => ({ sequence, tokens: 1, startedAtMs: now() })));
+    expect(chain.code).toBe(grpcStatus.OUT_OF_RANGE);
+    expect(chain.details).toMatch(/report sequence 15000 jumps/);
     const ok = await call<{ ackedSequence: number }>('ReportUsage', { identity: empty, incarnation: 'charlie-inc', reports: [{ sequence: 1, tokens: 30, startedAtMs: now() }] }, token);
     expect(ok.ackedSequence).toBe(1);
     expect(await used('namespace/charlie')).toBe(30);
-    for (const bad of [{ sequence: 2, tokens: 60_000_000, startedAtMs: now() }, { sequence: 2, tokens: 1, startedAtMs: now() + 3_600_000 }, { sequence: 2, tokens: -5, startedAtMs: now() }]) {
+    for (const bad of [{ sequence: 2, tokens: 60_000_000, startedAtMs: now() }, { sequence: 2, tokens: -5, startedAtMs: now() }, { sequence: 0, tokens: 5, startedAtMs: now() }]) {
       expect((await refusal(call('ReportUsage', { identity: empty, incarnation: 'charlie-inc', reports: [bad] }, token))).code).toBe(grpcStatus.INVALID_ARGUMENT);
     }
     expect(await used('namespace/charlie')).toBe(30);
+    // A start an hour ahead of the service's clock (a skewed node) is charged now, not to a future window.
+    await call('ReportUsage', { identity: empty, incarnation: 'charlie-inc', reports: [{ sequence: 2, tokens: 7, startedAtMs: now() + 3_600_000 }] }, token);
+    expect(await used('namespace/charlie')).toBe(37);
+  });
+
+  it('bounds what one pod can make the service hold: leases, and new incarnations an hour', async () => {
+    const call = raw();
+    const token = await tokenOf('lima', 'default', 'lima-flood');
+    const acquire = (i: number) => call<LeaseResponse>('AcquireLease', { identity: empty, priority: 'PRIORITY_BATCH', incarnation: `lima-${i}`, needTokens: 0 }, token);
+    for (let i = 0; i < MAX_LEASES_PER_POD; i++) await acquire(i);
+    const tooMany = await refusal(acquire(MAX_LEASES_PER_POD));
+    expect(tooMany.code).toBe(grpcStatus.RESOURCE_EXHAUSTED);
+    // A new lease of an incarnation replaces its old one instead of adding to the count.
+    await acquire(3);
+    // Incarnations: reports of ever new ones, up to the hourly allowance (17 claimed above).
+    let refused: ServiceError | undefined;
+    for (let i = 100; i < 100 + MAX_NEW_INCARNATIONS_PER_HOUR && refused === undefined; i++) {
+      refused = await call('ReportUsage', { identity: empty, incarnation: `lima-${i}`, reports: [{ sequence: 1, tokens: 1, startedAtMs: now() }] }, token).then(
+        () => undefined,
+        (e: ServiceError) => e,
+      );
+    }
+    expect(refused?.code).toBe(grpcStatus.RESOURCE_EXHAUSTED);
+    expect(refused?.details).toMatch(/more than 60 incarnations this hour/);
   });
 
   it('flags, in a metric, an incarnation reporting far beyond what its leases covered', async () => {

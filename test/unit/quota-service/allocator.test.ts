@@ -17,7 +17,8 @@ function setup(opts: { ttl?: number } = {}) {
 }
 
 function acquire(alloc: Allocator, ns = 'demo', priority: PriorityClass = 'interactive', need = 0, demand = 10, inc = 'inc-1') {
-  return alloc.acquire({ owner: 'o', identity: id(ns), priority, incarnation: inc, need, demand });
+  // One pod per incarnation, as sidecars are.
+  return alloc.acquire({ owner: 'o', identity: { ...id(ns), pod: inc }, priority, incarnation: inc, need, demand });
 }
 
 describe('allocator', () => {
