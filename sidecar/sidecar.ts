@@ -17,6 +17,7 @@ import { rateLimitInterceptor } from './limits/rate-limit-interceptor.js';
 import { providerHandler } from './pipeline/provider-handler.js';
 import { TargetStates } from './resilience/target-state.js';
 import { quotaInterceptor } from './quota/quota-interceptor.js';
+import type { ProviderKeyRing } from './quota/provider-keys.js';
 import type { QuotaStack } from './quota/quota-stack.js';
 import type { CacheStore } from './cache/cache-store.js';
 import { cacheInterceptor } from './cache/cache-interceptor.js';
@@ -70,7 +71,9 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const inflight = new Inflight();
   // Keys held by the quota service (apiKeyFrom: quota) are looked up per request: they rotate.
   let quota: QuotaStack | undefined;
-  const quotaKey = (name: string): string | undefined => quota?.keys.get(name);
+  /** The keys in use: the stack's, or while a reload replaces the stack, the old one's. */
+  let keys: ProviderKeyRing | undefined;
+  const quotaKey = (name: string): string | undefined => keys?.get(name);
   let runtime: Runtime = buildRuntime(opts.config, pools, quotaKey);
   const accessLog = new AccessLog(logger, opts.config.logging.accessLog, clock);
   logger.level = opts.logLevelOverride ?? opts.config.logging.level;
@@ -92,12 +95,26 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     const settings = JSON.stringify(config.quota);
     if (settings === quotaSettings) return;
     quotaSettings = settings;
+    // The old stack goes first (its leases and usage go back), but its provider keys serve meanwhile and
+    // seed the new one until it fetched its own: quota-held keys never go missing across a reload.
     const old = quota;
     quota = undefined;
     if (old !== undefined) await old.close();
-    if (config.quota === undefined) return;
+    if (config.quota === undefined) {
+      keys = undefined;
+      return;
+    }
     const { createQuotaStack } = await import('./quota/quota-stack.js');
-    quota = createQuotaStack({ config: config.quota, db: await database(config), env: opts.env ?? process.env, clock, logger, keyNames: () => quotaKeyNames(runtime.config) });
+    quota = createQuotaStack({
+      config: config.quota,
+      db: await database(config),
+      env: opts.env ?? process.env,
+      clock,
+      logger,
+      keyNames: () => quotaKeyNames(runtime.config),
+      ...(old === undefined ? {} : { previousKeys: old.keys }),
+    });
+    keys = quota.keys;
   };
   await syncQuota(opts.config);
   let cache: CacheStore | undefined;
@@ -156,7 +173,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     startedAtSeconds: Math.floor(clock.now() / 1000),
   });
   // Providers whose key comes from the quota service cannot be called before it arrived: not ready until then.
-  const keysReady = (): boolean => quotaKeyNames(runtime.config).length === 0 || quota?.keys.ready === true;
+  const keysReady = (): boolean => quotaKeyNames(runtime.config).length === 0 || keys?.ready === true;
   const statusServer = createStatusServer({ registry: metrics.registry, ready: () => ready && !draining && keysReady() });
 
   const reload = (config: Config): void => {

@@ -160,8 +160,8 @@ export class LeaseManager {
         const res = await this.opts.rpc.release({ leaseId: l.leaseId, reports }, this.bgTimeoutMs);
         this.opts.outbox.ack(l.priority, res.ackedSequence);
       } catch (err) {
-        // The lease lapsed on the service's side: the usage goes as a plain report.
-        if (err instanceof QuotaRpcError && err.code === grpcStatus.NOT_FOUND) return this.report(l.priority);
+        // The lease lapsed on the service's side, or the numbering starts anew: the usage goes as a plain report.
+        if ((err instanceof QuotaRpcError && err.code === grpcStatus.NOT_FOUND) || this.restartIfUnknown(l.priority, err)) return this.report(l.priority);
         // Unsent usage stays in the outbox for the next start.
         this.opts.logger.warn({ err: String(err), priority: l.priority }, 'could not release the quota lease');
       }
@@ -319,6 +319,11 @@ export class LeaseManager {
       }
       this.apply(l, res, need, sentAt);
     } catch (err) {
+      if (this.restartIfUnknown(l.priority, err)) {
+        // The next request or tick acquires a lease for the new incarnation.
+        l.leaseId = undefined;
+        return;
+      }
       if (err instanceof QuotaRpcError && err.refused) {
         // Not an outage: no fail-open spending. Tried again by the timer, with the token read anew.
         l.refusedUntil = this.opts.clock.monotonic() + UNREACHABLE_BACKOFF_MS;
@@ -332,6 +337,21 @@ export class LeaseManager {
       l.unreachableUntil = this.opts.clock.monotonic() + UNREACHABLE_BACKOFF_MS;
       this.opts.logger.warn({ err: String(err), priority: l.priority, unreachable }, 'quota lease renewal failed');
     }
+  }
+
+  /**
+   * The service cannot continue this class's numbering (OUT_OF_RANGE: it forgot the incarnation, its
+   * database lost or a month of silence) or holds the incarnation for another identity (this pod's
+   * namespace or service account changed): the class starts a new incarnation, and what waits in the
+   * outbox goes under it. Returns whether it did.
+   */
+  private restartIfUnknown(priority: Priority, err: unknown): boolean {
+    if (!(err instanceof QuotaRpcError)) return false;
+    const taken = err.code === grpcStatus.PERMISSION_DENIED && /incarnation \S+ belongs to another identity/.test(err.message);
+    if (err.code !== grpcStatus.OUT_OF_RANGE && !taken) return false;
+    const incarnation = this.opts.outbox.restart(priority);
+    this.opts.logger.warn({ err: err.message, priority, incarnation }, 'the quota service cannot take this class\'s usage numbering; starting a new incarnation');
+    return true;
   }
 
   private async acquire(l: ClassLease, need: number, demand: number, timeoutMs: number): Promise<LeaseResponse> {
@@ -392,13 +412,14 @@ export class LeaseManager {
     }
   }
 
-  private async report(priority: Priority): Promise<void> {
+  private async report(priority: Priority, again = true): Promise<void> {
     const reports = this.opts.outbox.pending(priority, REPORT_BATCH);
     if (reports.length === 0) return;
     try {
       const res = await this.opts.rpc.report({ identity: this.opts.identity(), incarnation: this.opts.outbox.incarnation(priority), reports }, this.bgTimeoutMs);
       this.opts.outbox.ack(priority, res.ackedSequence);
     } catch (err) {
+      if (again && this.restartIfUnknown(priority, err)) return this.report(priority, false);
       if (err instanceof QuotaRpcError && err.refused) this.opts.onRefused?.();
       this.opts.logger[err instanceof QuotaRpcError && err.refused ? 'error' : 'debug']({ err: String(err), priority }, 'usage report not delivered yet');
     }

@@ -32,9 +32,10 @@ export class ProviderKeyRing {
     return this.names().every((n) => this.keys.has(n));
   }
 
-  /** The values held (for scrubbing them out of provider errors). */
-  values(): string[] {
-    return [...this.keys.values()];
+  /** Takes over what a ring of the previous quota settings held, so a config reload never leaves providers without keys. */
+  adopt(previous: ProviderKeyRing): void {
+    this.keys = previous.keys;
+    this.version = previous.version;
   }
 
   /** A lease answer's keys version: a different one means the keys changed on the service. */

@@ -27,6 +27,8 @@ export interface QuotaStackOptions {
   logger: Logger;
   /** The key names of providers configured with `apiKeyFrom: quota`. */
   keyNames: () => readonly string[];
+  /** The provider keys of the previous quota settings, which serve until new ones arrive. */
+  previousKeys?: ProviderKeyRing;
 }
 
 export function createQuotaStack(opts: QuotaStackOptions): QuotaStack {
@@ -44,6 +46,7 @@ export function createQuotaStack(opts: QuotaStackOptions): QuotaStack {
       result === 'ok' ? logger.info({ detail }, 'quota TLS files reloaded') : logger.error({ detail }, 'quota TLS files changed but cannot be used; keeping the last good ones'),
   });
   const keys = new ProviderKeyRing(opts.keyNames, rpc, logger);
+  if (opts.previousKeys !== undefined) keys.adopt(opts.previousKeys);
   const manager = new LeaseManager({
     rpc,
     outbox: new UsageOutbox(opts.db),

@@ -1,6 +1,8 @@
 // Usage the quota service has not acknowledged yet, kept in the sidecar's SQLite file so a restart or an
 // outage of the service loses nothing. Each priority class numbers its records 1, 2, 3, … under its own
-// incarnation (`<sidecar id>:<class>`), so the service can drop replays by sequence.
+// incarnation (`<sidecar id>:<class>`), so the service can drop replays by sequence. When the service no
+// longer knows an incarnation's numbering (it lost its database, or forgot a pod silent for a month) or
+// holds it for another identity, the class starts a new incarnation and numbers what waits from 1 again.
 //
 // One record holds the usage of every request of a class, model and set of tags (`x-llmgw-tags`) that
 // started in the same second and settled before the record was handed out for delivery, so a busy pod
@@ -44,6 +46,9 @@ export class UsageOutbox {
   private scheduled = false;
   private retry: NodeJS.Timeout | undefined;
   private readonly writeTx: (items: Settled[]) => void;
+  private readonly restartTx: (priority: Priority) => string;
+  /** Classes that started an incarnation of their own (see restart). */
+  private readonly incarnations = new Map<Priority, string>();
 
   constructor(private readonly db: SidecarDatabase) {
     db.exec(`
@@ -68,12 +73,28 @@ export class UsageOutbox {
       insert: db.prepare('INSERT INTO usage_outbox (priority, sequence, tokens, started_at_ms, model, tags) VALUES (?, ?, ?, ?, ?, ?)'),
       add: db.prepare('UPDATE usage_outbox SET tokens = tokens + ? WHERE priority = ? AND sequence = ?'),
       pending: db.prepare('SELECT sequence, tokens, started_at_ms AS startedAtMs, model, tags FROM usage_outbox WHERE priority = ? ORDER BY sequence LIMIT ?'),
+      sequences: db.prepare('SELECT sequence FROM usage_outbox WHERE priority = ? ORDER BY sequence'),
+      renumber: db.prepare('UPDATE usage_outbox SET sequence = ? WHERE priority = ? AND sequence = ?'),
+      classIncarnations: db.prepare("SELECT key, value FROM quota_meta WHERE key LIKE 'incarnation:%'"),
       ack: db.prepare('DELETE FROM usage_outbox WHERE priority = ? AND sequence <= ?'),
       count: db.prepare('SELECT priority, COUNT(*) AS n FROM usage_outbox GROUP BY priority'),
       highest: db.prepare('SELECT MAX(sequence) AS s FROM usage_outbox WHERE priority = ?'),
     };
     this.writeTx = db.transaction((items: Settled[]) => {
       for (const i of items) this.write(i);
+    });
+    for (const row of this.stmts.classIncarnations.all() as { key: string; value: string }[]) {
+      this.incarnations.set(row.key.slice('incarnation:'.length) as Priority, row.value);
+    }
+    this.restartTx = db.transaction((priority: Priority) => {
+      const incarnation = `${randomUUID()}:${priority}`;
+      const sequences = (this.stmts.sequences.all(priority) as { sequence: number }[]).map((r) => r.sequence);
+      // Through negative numbers, so no two records ever share a sequence on the way.
+      for (const n of sequences) this.stmts.renumber.run(-n, priority, n);
+      sequences.forEach((n, i) => this.stmts.renumber.run(i + 1, priority, -n));
+      this.stmts.set.run(`incarnation:${priority}`, incarnation);
+      this.stmts.set.run(`sequence:${priority}`, String(sequences.length));
+      return incarnation;
     });
     // The highest sequence handed out must outlive the rows it numbered: a restart continues above it.
     this.ackTx = db.transaction((priority: Priority, sequence: number) => {
@@ -85,7 +106,17 @@ export class UsageOutbox {
   }
 
   incarnation(priority: Priority): string {
-    return `${this.id}:${priority}`;
+    return this.incarnations.get(priority) ?? `${this.id}:${priority}`;
+  }
+
+  /** Starts a new incarnation for the class; what waits to be delivered is numbered 1, 2, 3, … under it. */
+  restart(priority: Priority): string {
+    this.flush();
+    for (const key of this.open.keys()) if (key.startsWith(`${priority}|`)) this.open.delete(key);
+    this.next.delete(priority);
+    const incarnation = this.restartTx(priority);
+    this.incarnations.set(priority, incarnation);
+    return incarnation;
   }
 
   /** Records one settled request; it is on disk once this event-loop turn ends. */

@@ -5,7 +5,9 @@ import { pino } from 'pino';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import type { QuotaConfig } from '../../../../sidecar/config/schema.js';
 import { GatewayError } from '../../../../sidecar/errors.js';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { LeaseManager, type Reservation } from '../../../../sidecar/quota/lease-manager.js';
+import { QuotaRpcError } from '../../../../sidecar/quota/quota-client.js';
 import { UsageOutbox } from '../../../../sidecar/quota/usage-outbox.js';
 import { openDatabase, type SidecarDatabase } from '../../../../sidecar/storage/database.js';
 import { fakeClock, type FakeClock } from '../../../helpers/fake-clock.js';
@@ -225,5 +227,88 @@ describe('lease manager', () => {
     const acked = quota.allocator.report(IDENTITY, '', outbox.incarnation('interactive'), [{ sequence: 1, tokens: 777, startedAtMs: clock.now() }]);
     expect(acked).toBe(1);
     expect(used(quota)).toBe(777);
+  });
+
+  it('refuses requests (503, whatever the fail mode) while the service refuses its credentials, and recovers once they pass', async () => {
+    const clock = fakeClock();
+    const quota = inProcessQuota(clock);
+    quota.allocator.setBudget('namespace/demo', 'day', 1_000_000);
+    let refuse = true;
+    const acquire = quota.rpc.acquire;
+    let asked = 0;
+    quota.rpc.acquire = (req, t) => {
+      asked++;
+      return refuse ? Promise.reject(new QuotaRpcError(grpcStatus.UNAUTHENTICATED, 'AcquireLease: UNAUTHENTICATED: expired: the token expired')) : acquire(req, t);
+    };
+    let refusedCount = 0;
+    const m = new LeaseManager({
+      rpc: quota.rpc,
+      outbox: new UsageOutbox(database()),
+      identity: () => IDENTITY,
+      onRefused: () => refusedCount++,
+      config: { ...CONFIG, failMode: 'failOpen' },
+      clock,
+      logger: pino({ level: 'silent' }),
+      tickEveryMs: 60_000,
+    });
+    open.push(m);
+    const err = await refusal(() => m.reserve('interactive', 100));
+    expect(err.status).toBe(503);
+    expect(err.code).toBe('llmgw_quota_unavailable');
+    expect(err.message).toMatch(/refused this pod's credentials: .*expired/);
+    expect(refusedCount).toBe(1); // the token file is read again before the next call
+    // Within the back-off nothing is asked: refused at once.
+    expect((await refusal(() => m.reserve('interactive', 100))).code).toBe('llmgw_quota_unavailable');
+    expect(asked).toBe(1);
+    refuse = false;
+    clock.advance(2001);
+    await m.tick();
+    expect(asked).toBe(2);
+    expect((await m.reserve('interactive', 100)).unlimited).toBe(false);
+  });
+
+  it('starts a new incarnation when the service forgot the old numbering (OUT_OF_RANGE), and delivers everything under it', async () => {
+    const clock = fakeClock();
+    const quota = inProcessQuota(clock);
+    quota.allocator.setBudget('namespace/demo', 'day', 1_000_000);
+    const db = database();
+    const outbox = new UsageOutbox(db);
+    // A long-lived pod numbered 20,000 records; the service lost its database since.
+    db.prepare("INSERT INTO quota_meta (key, value) VALUES ('sequence:interactive', '20000')").run();
+    const before = outbox.incarnation('interactive');
+    const m = new LeaseManager({ rpc: quota.rpc, outbox, identity: () => IDENTITY, config: CONFIG, clock, logger: pino({ level: 'silent' }), tickEveryMs: 60_000 });
+    open.push(m);
+    const r = await m.reserve('interactive', 500);
+    m.settle(r, 321, 'm');
+    const r2 = m.reserve('interactive', 500) as Reservation;
+    m.settle(r2, 79, 'm');
+    await m.tick();
+    clock.advance(11_000);
+    await m.tick(); // the renewal carrying the records is refused: OUT_OF_RANGE
+    await m.tick();
+    await vi.waitFor(async () => {
+      await m.tick();
+      expect(used(quota)).toBe(400);
+    });
+    expect(outbox.incarnation('interactive')).not.toBe(before);
+    expect(outbox.counts().get('interactive') ?? 0).toBe(0);
+  });
+
+  it('re-acquires when the service says its lease belongs to another identity', async () => {
+    const clock = fakeClock();
+    const quota = inProcessQuota(clock);
+    quota.allocator.setBudget('namespace/demo', 'day', 1_000_000);
+    const m = manager(quota, clock, database());
+    m.settle(await m.reserve('interactive', 100), 100, 'm');
+    const renew = quota.rpc.renew;
+    quota.rpc.renew = () => Promise.reject(new QuotaRpcError(grpcStatus.PERMISSION_DENIED, 'RenewLease: PERMISSION_DENIED: lease x belongs to another identity'));
+    clock.advance(11_000);
+    await m.tick();
+    quota.rpc.renew = renew;
+    expect(quota.calls.AcquireLease).toBeGreaterThanOrEqual(2);
+    // The new lease is the pod's only one, and serves.
+    expect(quota.allocator.activeLeases).toBe(1);
+    expect((await m.reserve('interactive', 100)).unlimited).toBe(false);
+    expect(used(quota)).toBe(100);
   });
 });
