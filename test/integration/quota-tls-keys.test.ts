@@ -38,9 +38,9 @@ afterAll(async () => {
   for (const c of closing.splice(0).reverse()) await c();
 });
 
-function keysFile(keys: Record<string, string>, namespaces?: Record<string, string[]>): string {
+function keysFile(keys: Record<string, string>, namespaces: Record<string, string[]> = { '*': Object.keys(keys) }): string {
   const path = join(dir, `keys-${Math.random().toString(36).slice(2)}.yaml`);
-  writeFileSync(path, stringify({ keys, ...(namespaces ? { namespaces } : {}) }));
+  writeFileSync(path, stringify({ keys, namespaces }));
   return path;
 }
 
