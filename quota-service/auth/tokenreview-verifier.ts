@@ -31,6 +31,10 @@ const REVIEW_PATH = '/apis/authentication.k8s.io/v1/tokenreviews';
 const POD_NAME_KEY = 'authentication.kubernetes.io/pod-name';
 const BEARER_REFRESH_MS = 60_000;
 const MAX_RESPONSE_BYTES = 1 << 20;
+/** How long a refused token stays refused without asking again, in ms (a pod just started may be unknown for a moment). */
+export const REJECTION_CACHE_MS = 10_000;
+/** TokenReviews under way at once; more new tokens meanwhile are answered UNAVAILABLE. */
+export const MAX_REVIEWS_IN_FLIGHT = 64;
 const RBAC_HINT = 'it needs create on tokenreviews.authentication.k8s.io, e.g. a ClusterRoleBinding to system:auth-delegator';
 
 /** Where the API server and the pod's own credentials are when running in a cluster. */
@@ -111,7 +115,8 @@ export function createTokenReviewVerifier(opts: TokenReviewVerifierOptions): Tok
   }
 
   function remember(key: string, outcome: Outcome, expiresAtMs: number): void {
-    const untilMs = Math.min(expiresAtMs, clock.now() + cacheMaxMs);
+    // A refusal is kept briefly: the API server may not know a pod that has just started.
+    const untilMs = Math.min(expiresAtMs, clock.now() + (outcome.ok ? cacheMaxMs : Math.min(cacheMaxMs, REJECTION_CACHE_MS)));
     cache.delete(key);
     while (cache.size >= cacheMaxEntries) cache.delete(cache.keys().next().value!);
     cache.set(key, { outcome, untilMs });
@@ -131,6 +136,9 @@ export function createTokenReviewVerifier(opts: TokenReviewVerifierOptions): Tok
         if (hit !== undefined) cache.delete(key);
         let pending = inflight.get(key);
         if (pending === undefined) {
+          // Each new token costs the API server a review: a bounded number at once, so a flood of forged
+          // tokens cannot turn the quota service against its API server.
+          if (inflight.size >= MAX_REVIEWS_IN_FLIGHT) throw new TokenRejected('unavailable', `${MAX_REVIEWS_IN_FLIGHT} TokenReviews are under way already; try again`);
           // Failures to reach the API server reject here and so are never remembered.
           pending = review(token, exp * 1000)
             .then((o) => (remember(key, o, exp * 1000), o))

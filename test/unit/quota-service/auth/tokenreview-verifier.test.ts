@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { TokenRejected, type AuthFailure, type TokenVerifier } from '../../../../quota-service/auth/token-verifier.js';
-import { createTokenReviewVerifier, inClusterTokenReviewOptions, type TokenReviewVerifierOptions } from '../../../../quota-service/auth/tokenreview-verifier.js';
+import { createTokenReviewVerifier, MAX_REVIEWS_IN_FLIGHT, REJECTION_CACHE_MS, inClusterTokenReviewOptions, type TokenReviewVerifierOptions } from '../../../../quota-service/auth/tokenreview-verifier.js';
 import { fakeClock, type FakeClock } from '../../../helpers/fake-clock.js';
 import { startFakeApiServer, type FakeApiServer } from '../../../helpers/fake-kube-api.js';
 import { createTokenIssuer, type TokenIssuer } from '../../../helpers/sa-tokens.js';
@@ -135,11 +135,25 @@ describe('createTokenReviewVerifier', () => {
     expect(api.requests).toBe(1);
   });
 
-  it('reuses a refusal as well', async () => {
+  it('reuses a refusal for 10 s only (the API server may not know a pod that has just started)', async () => {
     const token = await createTokenIssuer({ clock }).mint(WORKER);
     expect((await refusal(verifier, token)).reason).toBe('rejected');
     expect((await refusal(verifier, token)).reason).toBe('rejected');
     expect(api.requests).toBe(1);
+    clock.advance(REJECTION_CACHE_MS + 1);
+    expect((await refusal(verifier, token)).reason).toBe('rejected');
+    expect(api.requests).toBe(2);
+  });
+
+  it('keeps a bounded number of reviews in flight: a flood of new tokens is answered unavailable, not queued', async () => {
+    api.mode = 'hang';
+    const tokens = await Promise.all(Array.from({ length: MAX_REVIEWS_IN_FLIGHT + 1 }, (_, i) => issuer.mint({ ...WORKER, pod: `p-${i}` })));
+    const pending = tokens.slice(0, MAX_REVIEWS_IN_FLIGHT).map((t) => verifier.verify(t).catch((e: unknown) => e));
+    const over = await refusal(verifier, tokens[MAX_REVIEWS_IN_FLIGHT]!);
+    expect(over.reason).toBe('unavailable');
+    expect(over.message).toMatch(/TokenReviews are under way already/);
+    api.mode = 'ok';
+    await Promise.all(pending);
   });
 
   it('never reuses an answer past the token\'s expiry', async () => {
