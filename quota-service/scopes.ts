@@ -9,7 +9,10 @@ export interface Identity {
   pod: string;
 }
 
+// Kubernetes names: a namespace is a DNS-1123 label, a service account (or pod) a DNS-1123 subdomain; none
+// can hold the scope separator '/'.
 const dnsLabel = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+const dnsSubdomain = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const name = /^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
 
 /** Undefined when `scope` is well formed, else what is wrong with it. */
@@ -19,13 +22,14 @@ export function scopeProblem(scope: string): string | undefined {
     if (!dnsLabel.test(parts[1]!)) return `"${parts[1]}" is not a valid namespace name`;
     if (parts.length === 2) return undefined;
     if (parts[2] !== 'service') return 'expected namespace/<ns>/service/<name>';
-    return name.test(parts[3]!) ? undefined : `"${parts[3]}" is not a valid service name`;
+    return name.test(parts[3]!) || dnsSubdomain.test(parts[3]!) ? undefined : `"${parts[3]}" is not a valid service name`;
   }
   if (parts[0] === 'team' && parts.length === 2) return name.test(parts[1]!) ? undefined : `"${parts[1]}" is not a valid team name`;
   return 'a scope is namespace/<ns>, namespace/<ns>/service/<name> or team/<name>';
 }
 
 export const isNamespaceName = (s: string): boolean => dnsLabel.test(s);
+export const isServiceAccountName = (s: string): boolean => dnsSubdomain.test(s);
 export const isTeamName = (s: string): boolean => name.test(s);
 
 /** Every scope whose budgets a request from `identity` is charged against; `teams`: the namespace's teams. */

@@ -6,8 +6,10 @@ import { dirname } from 'node:path';
 import { AdminTokens } from '../../quota-service/auth/admin-tokens.js';
 import type { AuthenticatorOptions, AuthMode } from '../../quota-service/auth/authenticator.js';
 import type { TokenVerifier } from '../../quota-service/auth/token-verifier.js';
+import type { Logger } from 'pino';
 import { parseProviderKeys } from '../../quota-service/provider-keys.js';
 import { startQuotaService } from '../../quota-service/quota-service.js';
+import { isNamespaceName, isServiceAccountName } from '../../quota-service/scopes.js';
 import { createLogger, type LogLevel } from '../../sidecar/logger.js';
 import { parseDuration, parseHostPort, UsageError } from '../args.js';
 import { runUntilSignal } from '../lifecycle.js';
@@ -31,27 +33,41 @@ export interface QuotaServiceFlags {
   providerKeys?: string;
 }
 
-const SUBJECT = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\/[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
 /** `ns/sa,ns/sa` → the subjects; a malformed one is a usage error naming the flag. */
 export function parseSubjects(flag: string, value: string | undefined): string[] {
   if (value === undefined) return [];
   const subjects = value.split(',').map((s) => s.trim()).filter((s) => s !== '');
-  for (const s of subjects) if (!SUBJECT.test(s)) throw new UsageError(`${flag}: expected namespace/serviceaccount[,…], got "${s}"`);
+  for (const s of subjects) {
+    const [ns = '', sa = '', ...rest] = s.split('/');
+    if (!isNamespaceName(ns) || !isServiceAccountName(sa) || rest.length > 0) throw new UsageError(`${flag}: expected namespace/serviceaccount[,…], got "${s}"`);
+  }
   return subjects;
 }
 
-async function verifierFor(mode: AuthMode, o: QuotaServiceFlags): Promise<TokenVerifier | undefined> {
+async function verifierFor(mode: AuthMode, o: QuotaServiceFlags, logger: Logger | undefined): Promise<TokenVerifier | undefined> {
   if (mode === 'none') {
     if (o.authJwks !== undefined) throw new UsageError('--auth-jwks needs --auth jwks');
     return undefined;
   }
   if (mode === 'jwks') {
     if (o.authJwks === undefined) throw new UsageError('--auth jwks needs --auth-jwks FILE|URL (a JWKS document, e.g. the API server\'s /openid/v1/jwks)');
+    // Without an issuer, tokens of any issuer whose keys the JWKS holds would pass.
+    if (o.authIssuer === undefined) throw new UsageError('--auth jwks needs --auth-issuer (the iss of the cluster\'s service-account tokens, e.g. https://kubernetes.default.svc.cluster.local)');
     const { createJwksVerifier } = await import('../../quota-service/auth/jwks-verifier.js');
-    return createJwksVerifier({ jwks: o.authJwks, audience: o.authAudience, ...(o.authIssuer === undefined ? {} : { issuer: o.authIssuer }) });
+    try {
+      return createJwksVerifier({
+        jwks: o.authJwks,
+        audience: o.authAudience,
+        issuer: o.authIssuer,
+        onReload: (result, err) =>
+          result === 'ok' ? logger?.info({ file: o.authJwks }, 'JWKS reloaded') : logger?.error({ file: o.authJwks, err: String(err) }, 'JWKS changed but cannot be used; keeping the last good keys'),
+      });
+    } catch (err) {
+      throw new UsageError(`--auth-jwks: ${(err as Error).message}`);
+    }
   }
-  if (o.authJwks !== undefined) throw new UsageError('--auth-jwks needs --auth jwks');
+  if (o.authJwks !== undefined || o.authIssuer !== undefined) throw new UsageError('--auth-jwks and --auth-issuer need --auth jwks');
   const { createTokenReviewVerifier, inClusterTokenReviewOptions } = await import('../../quota-service/auth/tokenreview-verifier.js');
   let cluster;
   try {
@@ -59,10 +75,14 @@ async function verifierFor(mode: AuthMode, o: QuotaServiceFlags): Promise<TokenV
   } catch (err) {
     throw new UsageError(`--auth kubernetes: ${(err as Error).message}`);
   }
-  return createTokenReviewVerifier({ ...cluster, audience: o.authAudience });
+  try {
+    return createTokenReviewVerifier({ ...cluster, audience: o.authAudience });
+  } catch (err) {
+    throw new UsageError(`--auth kubernetes: ${(err as Error).message}`);
+  }
 }
 
-export async function quotaServiceOptions(o: QuotaServiceFlags): Promise<{ auth: AuthenticatorOptions; tls?: { certFile: string; keyFile: string; clientCaFile?: string } }> {
+export async function quotaServiceOptions(o: QuotaServiceFlags, logger?: Logger): Promise<{ auth: AuthenticatorOptions; tls?: { certFile: string; keyFile: string; clientCaFile?: string } }> {
   if (o.auth !== 'kubernetes' && o.auth !== 'jwks' && o.auth !== 'none') throw new UsageError(`--auth: expected kubernetes, jwks or none, got "${o.auth}"`);
   const mode: AuthMode = o.auth;
   if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
@@ -73,12 +93,16 @@ export async function quotaServiceOptions(o: QuotaServiceFlags): Promise<{ auth:
   let adminTokens: AdminTokens | undefined;
   if (o.adminTokenFile !== undefined) {
     try {
-      adminTokens = new AdminTokens({ path: o.adminTokenFile });
+      adminTokens = new AdminTokens({
+        path: o.adminTokenFile,
+        onReload: (result, err) =>
+          result === 'ok' ? logger?.info({ file: o.adminTokenFile }, 'admin tokens reloaded') : logger?.error({ file: o.adminTokenFile, err: String(err) }, 'admin token file changed but cannot be used; keeping the last good tokens'),
+      });
     } catch (err) {
       throw new UsageError(`--admin-token-file: ${(err as Error).message}`);
     }
   }
-  const verifier = await verifierFor(mode, o);
+  const verifier = await verifierFor(mode, o, logger);
   return {
     auth: { mode, adminSubjects, viewerSubjects, ...(verifier ? { verifier } : {}), ...(adminTokens ? { adminTokens } : {}) },
     ...(o.tlsCert !== undefined && o.tlsKey !== undefined ? { tls: { certFile: o.tlsCert, keyFile: o.tlsKey, ...(o.tlsClientCa ? { clientCaFile: o.tlsClientCa } : {}) } } : {}),
@@ -96,9 +120,9 @@ export async function runQuotaService(o: QuotaServiceFlags): Promise<void> {
       throw new UsageError(`--provider-keys: ${o.providerKeys}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
   }
-  const security = await quotaServiceOptions(o);
-  mkdirSync(dirname(o.db), { recursive: true });
   const logger = createLogger(o.logLevel as LogLevel);
+  const security = await quotaServiceOptions(o, logger);
+  mkdirSync(dirname(o.db), { recursive: true });
   let service;
   try {
     service = await startQuotaService({

@@ -1,5 +1,6 @@
 // What a verified Kubernetes service-account token tells the quota service, the ways a token is refused,
 // and the interface the JWKS and TokenReview verifiers share.
+import { isNamespaceName, isServiceAccountName } from '../scopes.js';
 
 /** The identity a verifier vouches for; the quota service trusts nothing else a sidecar says about itself. */
 export interface VerifiedIdentity {
@@ -49,23 +50,19 @@ export interface TokenVerifier {
   close(): void;
 }
 
-// Kubernetes object names: a namespace is a DNS-1123 label, a service account a DNS-1123 subdomain. Holding
-// claims to them keeps a '/' (the scope separator) or a ':' out of subjects, whatever an issuer signs.
-const NAMESPACE = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
-const SUBDOMAIN = /^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 
-/** Builds the identity, refusing ('not-a-service-account') names Kubernetes would never issue. */
+/** Builds the identity, refusing ('not-a-service-account') names Kubernetes would never issue: whatever an issuer signs, no '/' (the scope separator) gets into a scope or subject. */
 export function serviceAccountIdentity(namespace: unknown, serviceAccount: unknown, pod: unknown, expiresAtMs: number): VerifiedIdentity {
   if (typeof namespace !== 'string' || typeof serviceAccount !== 'string' || namespace === '' || serviceAccount === '') {
     throw new TokenRejected('not-a-service-account', 'the token names no service account (kubernetes.io namespace and serviceaccount.name are required)');
   }
-  if (!NAMESPACE.test(namespace)) {
+  if (!isNamespaceName(namespace)) {
     throw new TokenRejected('not-a-service-account', `the token's namespace ${quoted(namespace)} is not a Kubernetes namespace name`);
   }
-  if (!SUBDOMAIN.test(serviceAccount)) {
+  if (!isServiceAccountName(serviceAccount)) {
     throw new TokenRejected('not-a-service-account', `the token's service account ${quoted(serviceAccount)} is not a Kubernetes service account name`);
   }
-  if (pod !== undefined && pod !== '' && (typeof pod !== 'string' || !SUBDOMAIN.test(pod))) {
+  if (pod !== undefined && pod !== '' && (typeof pod !== 'string' || !isServiceAccountName(pod))) {
     throw new TokenRejected('not-a-service-account', `the token's pod ${quoted(pod)} is not a Kubernetes pod name`);
   }
   return { namespace, serviceAccount, pod: typeof pod === 'string' ? pod : '', subject: `${namespace}/${serviceAccount}`, expiresAtMs };

@@ -117,7 +117,7 @@ describe('helm chart', () => {
   it('lints clean, with the defaults and with every option on', () => {
     expect(helm(['lint', CHART])).toContain('0 chart(s) failed');
     expect(helm(['lint', CHART, '--set', 'injector.tls.certManager.enabled=true,quota.tls.certManager.enabled=true,networkPolicy.enabled=true,serviceMonitor.enabled=true'])).toContain('0 chart(s) failed');
-    expect(helm(['lint', CHART, '--set', 'sidecar.providerKeys.mode=quota,quota.providerKeys.secretName=llm-keys,quota.auth.mode=jwks,quota.auth.jwks=https://issuer.example/keys'])).toContain('0 chart(s) failed');
+    expect(helm(['lint', CHART, '--set', 'sidecar.providerKeys.mode=quota,quota.providerKeys.secretName=llm-keys,quota.auth.mode=jwks,quota.auth.jwks=https://issuer.example/keys,quota.auth.issuer=https://issuer.example'])).toContain('0 chart(s) failed');
   });
 
   it('refuses values the schema does not allow', () => {
@@ -314,13 +314,14 @@ describe('helm chart: the quota service secured by default', () => {
     expect(quotaPod(url).automountServiceAccountToken).toBe(false);
 
     const jwks = '{"keys":[{"kty":"EC","crv":"P-256","x":"x","y":"y","kid":"k"}]}';
-    const inline = render(['quota.auth.mode=jwks'], '1.30.0', ['--set-file', `quota.auth.jwksJson=${tempFile('jwks.json', jwks)}`]);
+    const inline = render(['quota.auth.mode=jwks', 'quota.auth.issuer=https://kubernetes.default.svc.cluster.local'], '1.30.0', ['--set-file', `quota.auth.jwksJson=${tempFile('jwks.json', jwks)}`]);
     const file = argValue(quotaArgs(inline), '--auth-jwks')!;
     const mount = (quotaPod(inline).containers[0].volumeMounts as any[]).find((m) => m.mountPath === dirname(file));
     const volume = (quotaPod(inline).volumes as any[]).find((v) => v.name === mount.name);
     expect(JSON.parse(find(inline, 'ConfigMap', volume.configMap.name).data[basename(file)])).toEqual(JSON.parse(jwks));
 
     expect(renderError(['quota.auth.mode=jwks'])).toContain('quota.auth.mode=jwks needs quota.auth.jwks (a URL) or quota.auth.jwksJson');
+    expect(renderError(['quota.auth.mode=jwks', 'quota.auth.jwks=https://oidc.example/keys'])).toContain('quota.auth.mode=jwks needs quota.auth.issuer');
     expect(renderError(['quota.auth.mode=none', 'quota.admin.subjects={ops/bot}'])).toContain('quota.admin.subjects and quota.admin.viewerSubjects need quota.auth.mode kubernetes or jwks');
   });
 

@@ -160,6 +160,9 @@ result is kept in .Values, which every template of the render shares (the schema
 {{- if and .Values.quota.enabled (eq .Values.quota.auth.mode "jwks") (not (or .Values.quota.auth.jwks .Values.quota.auth.jwksJson)) -}}
 {{- fail "quota.auth.mode=jwks needs quota.auth.jwks (a URL) or quota.auth.jwksJson (the JWKS document)" -}}
 {{- end -}}
+{{- if and .Values.quota.enabled (eq .Values.quota.auth.mode "jwks") (not .Values.quota.auth.issuer) -}}
+{{- fail "quota.auth.mode=jwks needs quota.auth.issuer (the iss of the cluster's service-account tokens, e.g. https://kubernetes.default.svc.cluster.local): without it, tokens of any issuer whose keys the JWKS holds would pass" -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The injector's config file. */}}
