@@ -136,22 +136,3 @@ function echoOf(before: string, after: string, secrets: readonly string[]): { he
   }
   return undefined;
 }
-
-/** Header names whose whole value is a credential. */
-const CREDENTIAL_HEADER = /^(?:(?:proxy-)?authorization|cookie|set-cookie)$|api-?key|secret|password|(?:^|-)(?:access|auth|session|refresh|id)-?token(?:-|$)/i;
-
-export type HeaderValues = Readonly<Record<string, string | readonly string[] | undefined>>;
-
-/**
- * A copy of `headers` fit to forward or log: credential headers (`authorization`, `x-api-key`,
- * `cookie`, `*-secret`, …) are `[redacted]` whole, every other value goes through `scrubCredentials`.
- */
-export function scrubHeaders(headers: HeaderValues, secrets: readonly string[]): Record<string, string | string[] | undefined> {
-  const out: Record<string, string | string[] | undefined> = {};
-  for (const [name, value] of Object.entries(headers)) {
-    if (value === undefined) out[name] = undefined;
-    else if (CREDENTIAL_HEADER.test(name)) out[name] = typeof value === 'string' ? REDACTED : value.map(() => REDACTED);
-    else out[name] = typeof value === 'string' ? scrubCredentials(value, secrets) : value.map((v) => scrubCredentials(v, secrets));
-  }
-  return out;
-}
