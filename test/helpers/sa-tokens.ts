@@ -3,6 +3,7 @@
 import { createHash, generateKeyPairSync, randomUUID, type KeyObject } from 'node:crypto';
 import { renameSync, writeFileSync } from 'node:fs';
 import { SignJWT, type JSONWebKeySet, type JWK } from 'jose';
+import { TokenRejected, type AuthFailure, type TokenVerifier } from '../../quota-service/auth/token-verifier.js';
 
 export interface MintClaims {
   namespace: string;
@@ -103,4 +104,18 @@ export function createTokenIssuer(opts: { issuer?: string; alg?: 'ES256' | 'RS25
       published = rotation.keepPrevious ? [...published, current.publicJwk] : [current.publicJwk];
     },
   };
+}
+
+/**
+ * The refusal a verification ends in, failing the test if it resolves or throws something else; whatever
+ * the reason, its message must carry no piece of the token.
+ */
+export async function tokenRefusal(verifier: TokenVerifier, token: string): Promise<{ reason: AuthFailure; message: string }> {
+  const err = await verifier.verify(token).then(
+    (identity) => new Error(`expected a refusal, got ${JSON.stringify(identity)}`),
+    (e: unknown) => e,
+  );
+  if (!(err instanceof TokenRejected)) throw err;
+  for (const part of token.split('.')) if (part.length >= 8 && err.message.includes(part)) throw new Error(`the refusal quotes the token: ${err.message}`);
+  return { reason: err.reason, message: err.message };
 }

@@ -122,3 +122,13 @@ export async function eventually(check: () => void | Promise<void>, timeoutMs = 
 
 /** Access-log lines (one per request). */
 export const accessLines = (stack: Stack): Record<string, unknown>[] => stack.logs.filter((l) => l.msg === 'request');
+
+/** The error a call ends in, failing the test if it succeeds. */
+export async function caught(p: Promise<unknown>): Promise<any> {
+  try {
+    await p;
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected the call to fail');
+}

@@ -4,7 +4,7 @@ import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { request } from 'undici';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { APP_KEY, scrapeMetrics, startStack, UPSTREAM_KEY, type Stack } from '../helpers/stack.js';
+import { APP_KEY, scrapeMetrics, startStack, UPSTREAM_KEY, caught, type Stack } from '../helpers/stack.js';
 
 let stack: Stack;
 let openai: OpenAI;
@@ -33,14 +33,6 @@ async function post(path: string, body: string, headers: Record<string, string> 
 
 const chat = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'hi' }] });
 
-async function caught(p: Promise<unknown>): Promise<any> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected the call to fail');
-}
 
 describe('bad input', () => {
   it('answers malformed JSON with 400 llmgw_invalid_request', async () => {

@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net';
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { APP_KEY, startStack, UPSTREAM_KEY, type Stack } from '../helpers/stack.js';
+import { APP_KEY, startStack, UPSTREAM_KEY, caught, type Stack } from '../helpers/stack.js';
 
 /** Keys of the scripted upstream: shaped like no known provider key, so only the configured list catches them. */
 const PLAIN_KEY = 'tenant-3f9a7c21e5b84d06a1';
@@ -54,14 +54,6 @@ afterAll(async () => {
 });
 beforeEach(() => stack.fake.faults.clear());
 
-async function caught(p: Promise<unknown>): Promise<any> {
-  try {
-    await p;
-  } catch (err) {
-    return err;
-  }
-  throw new Error('expected the call to fail');
-}
 
 /** Everything an SDK error lets the app read. */
 const visible = (err: any): string => JSON.stringify({ message: err.message, error: err.error, text: String(err) });

@@ -5,24 +5,14 @@ import { join } from 'node:path';
 import { SignJWT, UnsecuredJWT } from 'jose';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { createJwksVerifier, type JwksVerifierOptions } from '../../../../quota-service/auth/jwks-verifier.js';
-import { TokenRejected, type AuthFailure, type TokenVerifier } from '../../../../quota-service/auth/token-verifier.js';
+import type { TokenVerifier } from '../../../../quota-service/auth/token-verifier.js';
 import { fakeClock, type FakeClock } from '../../../helpers/fake-clock.js';
-import { createTokenIssuer, type TokenIssuer } from '../../../helpers/sa-tokens.js';
+import { createTokenIssuer, tokenRefusal, type TokenIssuer } from '../../../helpers/sa-tokens.js';
 
 const ISSUER = 'https://kubernetes.default.svc.cluster.local';
 const WORKER = { namespace: 'team-a', serviceAccount: 'worker', pod: 'worker-7d9f8-x2x4q' };
 
-/** The refusal a verification ends in, failing the test if it resolves or throws something else. */
-async function refusal(verifier: TokenVerifier, token: string): Promise<{ reason: AuthFailure; message: string }> {
-  const err = await verifier.verify(token).then(
-    (identity) => new Error(`expected a refusal, got ${JSON.stringify(identity)}`),
-    (e: unknown) => e,
-  );
-  if (!(err instanceof TokenRejected)) throw err;
-  // Whatever the reason, the message carries no piece of the token.
-  for (const part of token.split('.')) if (part.length >= 8) expect(err.message).not.toContain(part);
-  return { reason: err.reason, message: err.message };
-}
+const refusal = tokenRefusal;
 
 /** base64url JSON, for hand-built tokens. */
 const b64 = (value: object): string => Buffer.from(JSON.stringify(value)).toString('base64url');

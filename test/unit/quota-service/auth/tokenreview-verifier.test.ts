@@ -2,23 +2,15 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { TokenRejected, type AuthFailure, type TokenVerifier } from '../../../../quota-service/auth/token-verifier.js';
+import type { TokenVerifier } from '../../../../quota-service/auth/token-verifier.js';
 import { createTokenReviewVerifier, MAX_REVIEWS_IN_FLIGHT, REJECTION_CACHE_MS, inClusterTokenReviewOptions, type TokenReviewVerifierOptions } from '../../../../quota-service/auth/tokenreview-verifier.js';
 import { fakeClock, type FakeClock } from '../../../helpers/fake-clock.js';
 import { startFakeApiServer, type FakeApiServer } from '../../../helpers/fake-kube-api.js';
-import { createTokenIssuer, type TokenIssuer } from '../../../helpers/sa-tokens.js';
+import { createTokenIssuer, tokenRefusal, type TokenIssuer } from '../../../helpers/sa-tokens.js';
 
 const WORKER = { namespace: 'team-a', serviceAccount: 'worker', pod: 'worker-7d9f8-x2x4q' };
 
-async function refusal(verifier: TokenVerifier, token: string): Promise<{ reason: AuthFailure; message: string }> {
-  const err = await verifier.verify(token).then(
-    (identity) => new Error(`expected a refusal, got ${JSON.stringify(identity)}`),
-    (e: unknown) => e,
-  );
-  if (!(err instanceof TokenRejected)) throw err;
-  for (const part of token.split('.')) if (part.length >= 8) expect(err.message).not.toContain(part);
-  return { reason: err.reason, message: err.message };
-}
+const refusal = tokenRefusal;
 
 describe('createTokenReviewVerifier', () => {
   let clock: FakeClock;
