@@ -16,6 +16,7 @@ import type { Json } from '../translate/json-object.js';
 import { parsePriority, parseTags } from './caller-headers.js';
 import { toErrorFrame, toWireError } from './error-response.js';
 import type { Inflight } from './inflight.js';
+import { checkRequestCounts } from './json-limits.js';
 import { listModels } from './models-list.js';
 import { ClientGoneError, readJsonBody } from './read-json-body.js';
 
@@ -157,6 +158,7 @@ function checkBody(endpoint: Endpoint, body: Json): string {
   } else if (!Array.isArray(body.messages) || body.messages.length === 0) {
     throw invalidRequest('"messages" must be a non-empty array', 'messages');
   }
+  checkRequestCounts(body);
   return model;
 }
 

@@ -1,8 +1,13 @@
 // Reads an app's JSON request body under the size limit: 415 for another content type, 413 past the
-// limit (checked against Content-Length first, then while reading), 400 for anything but a JSON object.
+// limit (checked against Content-Length first, then while reading), 400 for anything but a JSON object or
+// for nesting past MAX_JSON_DEPTH (scanned while reading, before any parse). Large bodies are parsed in
+// slices between turns of the event loop (parse-in-slices.ts); small ones with one JSON.parse, as before.
 import type { IncomingMessage } from 'node:http';
 import { GatewayError, invalidRequest } from '../errors.js';
 import { isObject, type Json } from '../translate/json-object.js';
+import { MAX_JSON_DEPTH, tooDeep } from './json-limits.js';
+import { JsonScanner, SLICE_BYTES, SLICE_TOKENS } from './json-scanner.js';
+import { parseInSlices, SliceSyntaxError } from './parse-in-slices.js';
 
 const jsonType = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 
@@ -27,6 +32,7 @@ export function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<Js
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
+    const scanner = new JsonScanner(MAX_JSON_DEPTH);
     const cleanup = (): void => {
       req.off('data', onData);
       req.off('end', onEnd);
@@ -43,14 +49,11 @@ export function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<Js
         return;
       }
       chunks.push(chunk);
+      scanner.push(chunk);
     };
     const onEnd = (): void => {
       cleanup();
-      try {
-        resolve(parse(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)));
-      } catch (err) {
-        reject(err);
-      }
+      parse(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size), scanner).then(resolve, reject);
     };
     const onGone = (): void => {
       cleanup();
@@ -69,14 +72,31 @@ export function readJsonBody(req: IncomingMessage, maxBytes: number): Promise<Js
 const tooLarge = (maxBytes: number): GatewayError =>
   new GatewayError('llmgw_body_too_large', 413, `request body is larger than the limit of ${maxBytes} bytes`);
 
-function parse(raw: Buffer): Json {
+async function parse(raw: Buffer, scanner: JsonScanner): Promise<Json> {
   if (raw.length === 0) throw invalidRequest('request body is empty; expected a JSON object');
+  const scan = scanner.finish();
+  if (scan.status === 'too-deep') throw tooDeep(scan.topKey && keyAt(raw, scan.topKey));
+  // One JSON.parse is only as long as the body is small; a malformed large body is refused from the scan.
+  const small = raw.length <= SLICE_BYTES && scanner.tokenCount <= SLICE_TOKENS;
   let value: unknown;
+  if (scan.status === 'malformed' && !small) {
+    throw invalidRequest(`request body is not valid JSON: ${scan.reason} at byte ${scan.offset}`);
+  }
   try {
-    value = JSON.parse(raw.toString('utf8'));
+    value = scan.status === 'ok' && scan.root !== undefined ? await parseInSlices(raw, scan.root) : JSON.parse(raw.toString('utf8'));
   } catch (err) {
-    throw invalidRequest(`request body is not valid JSON: ${(err as Error).message}`);
+    if (!(err instanceof SyntaxError || err instanceof SliceSyntaxError)) throw err;
+    throw invalidRequest(`request body is not valid JSON: ${err.message}`);
   }
   if (!isObject(value)) throw invalidRequest('request body must be a JSON object');
   return value;
+}
+
+function keyAt(raw: Buffer, [start, end]: [number, number]): string | undefined {
+  try {
+    const key: unknown = JSON.parse(raw.toString('utf8', start, end));
+    return typeof key === 'string' ? key : undefined;
+  } catch {
+    return undefined;
+  }
 }

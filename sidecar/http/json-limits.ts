@@ -1,0 +1,43 @@
+// The documented bounds on a request's JSON (README, "The HTTP surface"): nesting depth, checked on the raw
+// bytes before parsing (json-scanner.ts), and the counts of messages, tools and content parts, checked on
+// the parsed body. Past any of them the app gets 400 `llmgw_invalid_request` naming the limit.
+import { invalidRequest } from '../errors.js';
+import type { Json } from '../translate/json-object.js';
+
+/** Most `[`/`{` levels a request body may nest; the body itself is level 1. */
+export const MAX_JSON_DEPTH = 128;
+/** Most entries of `messages` (chat and Anthropic messages). */
+export const MAX_MESSAGES = 10_000;
+/** Most entries of `tools` (OpenAI's own cap is 128; ours is generous but bounded). */
+export const MAX_TOOLS = 1_000;
+/** Most content parts of one message's `content`, or of Anthropic's `system`. */
+export const MAX_CONTENT_PARTS = 10_000;
+
+export const tooDeep = (param: string | undefined) =>
+  invalidRequest(`request JSON is nested deeper than the limit of ${MAX_JSON_DEPTH} levels`, param);
+
+/** Throws 400 when the body has more messages, tools or content parts than the limits allow. */
+export function checkRequestCounts(body: Json): void {
+  const { messages, tools, system } = body;
+  if (Array.isArray(tools) && tools.length > MAX_TOOLS) {
+    throw invalidRequest(`"tools" has ${tools.length} entries; the limit is ${MAX_TOOLS}`, 'tools');
+  }
+  if (Array.isArray(system)) checkParts(system, 'system');
+  if (!Array.isArray(messages)) return;
+  if (messages.length > MAX_MESSAGES) {
+    throw invalidRequest(`"messages" has ${messages.length} entries; the limit is ${MAX_MESSAGES}`, 'messages');
+  }
+  for (let i = 0; i < messages.length; i++) {
+    const m: unknown = messages[i];
+    if (typeof m === 'object' && m !== null && !Array.isArray(m)) {
+      const content = (m as Json).content;
+      if (Array.isArray(content)) checkParts(content, `messages[${i}].content`);
+    }
+  }
+}
+
+function checkParts(parts: unknown[], param: string): void {
+  if (parts.length > MAX_CONTENT_PARTS) {
+    throw invalidRequest(`"${param}" has ${parts.length} content parts; the limit is ${MAX_CONTENT_PARTS}`, param);
+  }
+}
