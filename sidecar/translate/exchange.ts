@@ -7,6 +7,7 @@ import { usageFromOpenAI } from '../formats/openai.js';
 import { readUsage } from '../formats/read-usage.js';
 import type { Usage } from '../formats/usage.js';
 import type { GatewayRequest } from '../pipeline/types.js';
+import { promptTokens } from '../quota/estimate.js';
 import type { Target } from '../routing/router.js';
 import { anthropicRequestToOpenAI } from './anthropic-request-to-openai.js';
 import { anthropicResponseToOpenAI } from './anthropic-response-to-openai.js';
@@ -98,7 +99,7 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
       const resp = parseJson(raw);
       return { body: JSON.stringify(openaiResponseToAnthropic(resp)), usage: usageFromOpenAI(resp.usage) };
     },
-    stream: () => new OpenAIToAnthropicStream(provider.id),
+    stream: () => new OpenAIToAnthropicStream({ providerId: provider.id, promptTokensEstimate: promptTokens(req) }),
   };
 }
 

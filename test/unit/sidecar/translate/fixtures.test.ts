@@ -116,7 +116,8 @@ describe('translation fixtures', () => {
 
   describe.each(dirs.o2aStream)('OpenAI stream → Anthropic: $file', (c) => {
     it.each([1, 7, 64, 100_000])(`${c.description} (slices of %i bytes)`, (slice) => {
-      const out = runStream(new OpenAIToAnthropicStream('p'), sseText(c.input as { event?: string; data: unknown }[]), slice);
+      const opts = { providerId: 'p', promptTokensEstimate: 0, ...c.options };
+      const out = runStream(new OpenAIToAnthropicStream(opts), sseText(c.input as { event?: string; data: unknown }[]), slice);
       expect(sseFrames(out)).toEqual(c.expected);
     });
   });

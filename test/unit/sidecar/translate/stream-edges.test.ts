@@ -99,7 +99,7 @@ describe('cross-format streams', () => {
   });
 
   it('OpenAI → Anthropic: a stream cut before the finish fails', () => {
-    const t = new OpenAIToAnthropicStream('p');
+    const t = new OpenAIToAnthropicStream({ providerId: 'p', promptTokensEstimate: 5 });
     t.event({ event: undefined, data: chunk({}) });
     expect(() => t.end()).toThrow(GatewayError);
   });
