@@ -20,6 +20,7 @@ export type GatewayErrorCode =
   | 'llmgw_upstream_unavailable'
   | 'llmgw_upstream_error'
   | 'llmgw_upstream_timeout'
+  | 'llmgw_upstream_too_large'
   | 'llmgw_shutting_down'
   | 'llmgw_internal_error';
 

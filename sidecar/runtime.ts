@@ -2,7 +2,7 @@
 // swaps it in; requests in flight keep the one they started with.
 import type { Config } from './config/schema.js';
 import { createProvider, type Provider, type QuotaKeyLookup } from './providers/provider.js';
-import { Router, type ModelRoute } from './routing/router.js';
+import { Router, type ModelRoute, type ResponseLimit } from './routing/router.js';
 import type { PoolRegistry } from './upstream/pool-registry.js';
 
 export interface Runtime {
@@ -19,7 +19,7 @@ export function buildRuntime(config: Config, pools: PoolRegistry, quotaKey?: Quo
     routes.set(name, {
       name,
       // The schema checked that every target names a configured provider.
-      targets: m.targets.map((t) => ({ provider: providers.get(t.provider)!, model: t.model, weight: t.weight })),
+      targets: m.targets.map((t) => ({ provider: providers.get(t.provider)!, model: t.model, weight: t.weight, maxResponse: maxResponseFor(config, name, t.provider) })),
       fallbacks: m.fallbacks,
       defaultMaxTokens: m.defaultMaxTokens,
       strategy: m.strategy,
@@ -32,4 +32,13 @@ export function buildRuntime(config: Config, pools: PoolRegistry, quotaKey?: Quo
   const runtime = { config, router: new Router(routes), providers };
   pools.retainOnly(new Set([...providers.values()].map((p) => p.pool)));
   return runtime;
+}
+
+/** The model's `maxResponseBytes`, else the provider's, else `upstream.maxResponseBytes` (like the timeouts). */
+function maxResponseFor(config: Config, model: string, provider: string): ResponseLimit {
+  const m = config.models[model]?.maxResponseBytes;
+  if (m !== undefined) return { bytes: m, key: `models.${model}.maxResponseBytes` };
+  const p = config.providers[provider]?.maxResponseBytes;
+  if (p !== undefined) return { bytes: p, key: `providers.${provider}.maxResponseBytes` };
+  return { bytes: config.upstream.maxResponseBytes, key: 'upstream.maxResponseBytes' };
 }

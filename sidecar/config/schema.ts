@@ -3,6 +3,9 @@ import * as z from 'zod/mini';
 
 const MiB = 1024 * 1024;
 
+/** `upstream.maxResponseBytes` when the config sets none: 32 MiB. */
+export const DEFAULT_MAX_RESPONSE_BYTES = 32 * MiB;
+
 const positiveInt = () => z.int().check(z.positive());
 
 export const providerTypes = ['openai', 'anthropic', 'openai-compatible'] as const;
@@ -48,6 +51,8 @@ const providerSchema = z.strictObject({
   maxConnections: z._default(positiveInt(), 128),
   /** Overrides of `upstream.*` timeouts for this provider (connectMs: TCP + TLS). */
   timeouts: z.optional(z.strictObject({ connectMs: z.optional(positiveInt()), ...attemptTimeouts })),
+  /** Override of `upstream.maxResponseBytes` for this provider. */
+  maxResponseBytes: z.optional(positiveInt()),
 });
 
 const targetSchema = z.strictObject({
@@ -107,6 +112,8 @@ const modelSchema = z.strictObject({
   defaultMaxTokens: z.optional(positiveInt()),
   /** Overrides of the provider's and `upstream.*` timeouts for this model. */
   timeouts: z.optional(z.strictObject(attemptTimeouts)),
+  /** Override of the provider's and `upstream.maxResponseBytes` for this model. */
+  maxResponseBytes: z.optional(positiveInt()),
   /** Models tried instead when a provider says the prompt is too long for this one (larger windows). */
   contextFallbacks: z._default(z.array(z.string().check(z.minLength(1))), []),
   /** Non-streaming requests: when the first target has not answered in this long, also ask the next one. */
@@ -143,6 +150,11 @@ const upstreamSchema = z.prefault(
     bodyTimeoutMs: z._default(positiveInt(), 300_000),
     /** Longest one attempt may take in all, streams included (absent: no limit). */
     totalTimeoutMs: z.optional(positiveInt()),
+    /**
+     * Largest upstream answer in bytes (a JSON or error body, or a whole stream); larger ones get 502
+     * `llmgw_upstream_too_large`. Default 32 MiB.
+     */
+    maxResponseBytes: z._default(positiveInt(), DEFAULT_MAX_RESPONSE_BYTES),
   }),
   {},
 );

@@ -2,6 +2,7 @@
 // primed to its first frames) into a GatewayResponse, or the failure into a typed error.
 import type { Readable } from 'node:stream';
 import type { Clock } from '../clock.js';
+import { DEFAULT_MAX_RESPONSE_BYTES } from '../config/schema.js';
 import { GatewayError, ProviderError, LlmgwError } from '../errors.js';
 import type { WireFormat } from '../formats/wire-format.js';
 import { SseParser, type SseEvent } from '../http/sse-parser.js';
@@ -12,7 +13,7 @@ import { scrubCredentials } from '../security/scrub-credentials.js';
 import { scrubProviderError } from '../security/scrub-provider-error.js';
 import { createExchange } from '../translate/exchange.js';
 import type { StreamTranslator } from '../translate/stream-translator.js';
-import { readBody } from '../upstream/read-body.js';
+import { discardBody, readBody } from '../upstream/read-body.js';
 import { isAbortError, upstreamFailure } from '../upstream/upstream-errors.js';
 import { providerSecrets } from './provider-secrets.js';
 
@@ -49,6 +50,14 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
     if (timers.fired !== undefined) return new GatewayError('llmgw_upstream_timeout', 504, `provider ${provider.id} ${timers.fired}`, { retryable: true, cause: e });
     return e instanceof LlmgwError || isAbortError(e) ? e : upstreamFailure(provider.id, e);
   };
+  const limit = target.maxResponse ?? { bytes: DEFAULT_MAX_RESPONSE_BYTES, key: 'upstream.maxResponseBytes' };
+  // Not retryable: the same target asked again would most likely answer as much again, and every try of
+  // it is paid for in tokens and memory. A fallback model might answer smaller, but the retry layer cannot
+  // tell "another model only" from "again", and the remedy that actually works is the operator's: raise
+  // the limit (per model where large answers are expected). Nor is it the target's fault: its breaker
+  // does not count it.
+  const tooLarge = (what: string): GatewayError =>
+    new GatewayError('llmgw_upstream_too_large', 502, `provider ${provider.id} answered ${what}more than ${limit.bytes} bytes (${limit.key})`, { retryable: false });
   const started = opts.clock.monotonic();
   let res;
   timers.phase(opts.timeouts.firstByteMs, `sent no response headers within ${opts.timeouts.firstByteMs} ms`);
@@ -64,7 +73,9 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
   let streaming = false;
   try {
     if (res.status < 200 || res.status >= 300) {
-      const raw = await readBody(res.body);
+      const read = await readBody(res.body, limit.bytes, res.headers['content-length']);
+      if (read.status === 'too-large') throw tooLarge(`${res.status} with `);
+      const raw = read.body;
       const retryAfter = res.headers['retry-after'];
       const retryAfterMs = res.headers['retry-after-ms'];
       // Raw here, scrubbed by fail() below before anything outside this attempt sees it.
@@ -79,7 +90,9 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
     }
     const contentType = String(res.headers['content-type'] ?? '');
     if (!req.stream) {
-      const raw = await readBody(res.body);
+      const read = await readBody(res.body, limit.bytes, res.headers['content-length']);
+      if (read.status === 'too-large') throw tooLarge('');
+      const raw = read.body;
       meta.upstreamMs = opts.clock.monotonic() - started;
       let out;
       try {
@@ -91,14 +104,14 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
       return { kind: 'json', status: res.status, body: out.body, meta };
     }
     if (!contentType.includes('text/event-stream')) {
-      await readBody(res.body);
+      await discardBody(res.body, limit.bytes);
       // The provider's header goes into the app's error message: scrubbed like its bodies.
       const what = contentType === '' ? 'no content type' : scrubCredentials(contentType, providerSecrets(provider));
       throw new GatewayError('llmgw_upstream_error', 502, `provider ${provider.id} answered a stream request with ${what}`, { retryable: true });
     }
     const primed = await primeStream(res.body, exchange.stream(), provider.format, meta, () => {
       meta.upstreamMs ??= opts.clock.monotonic() - started;
-    }, fail, done, idle);
+    }, fail, done, idle, limit.bytes, () => tooLarge('a stream of '));
     streaming = true;
     return primed;
   } catch (err) {
@@ -149,8 +162,14 @@ async function primeStream(
   fail: (err: unknown) => unknown,
   onEnd: () => void,
   onChunk: () => void,
+  maxBytes: number,
+  tooLarge: () => GatewayError,
 ): Promise<GatewayResponse> {
   const parser = new SseParser();
+  // Bytes received from upstream: a stream is forwarded chunk by chunk, never held whole, but its total
+  // is capped like any answer (before the first content it fails the attempt, after it ends the stream with
+  // an error event; either way the finally below or the caller destroys the body, aborting the upstream).
+  let received = 0;
   const chunks = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   let ended = false;
   let content = false;
@@ -171,7 +190,10 @@ async function primeStream(
   const next = async (): Promise<string> => {
     const r = await chunks.next();
     onChunk();
-    return r.done ? finish() : pump(r.value);
+    if (r.done) return finish();
+    received += r.value.length;
+    if (received > maxBytes) throw tooLarge();
+    return pump(r.value);
   };
 
   let head = '';

@@ -8,6 +8,14 @@ export interface Target {
   /** Model name sent upstream. */
   model: string;
   weight: number;
+  /** The largest answer accepted from this target; buildRuntime resolves it (absent: `upstream.maxResponseBytes`'s default). */
+  maxResponse?: ResponseLimit;
+}
+
+/** A size limit in bytes and the config key that set it, named in the refusal so an operator knows what to raise. */
+export interface ResponseLimit {
+  bytes: number;
+  key: string;
 }
 
 export interface ModelRoute {
