@@ -22,6 +22,8 @@ export interface TokenReviewVerifierOptions {
   cacheMaxMs?: number;
   /** Most answers kept, oldest dropped first; default 10_000. */
   cacheMaxEntries?: number;
+  /** TokenReviews under way at once (default MAX_REVIEWS_IN_FLIGHT); more new tokens meanwhile are answered unavailable. */
+  maxReviewsInFlight?: number;
   /** Limit on one TokenReview round trip, in ms; default 5000. */
   timeoutMs?: number;
 }
@@ -33,7 +35,7 @@ const BEARER_REFRESH_MS = 60_000;
 const MAX_RESPONSE_BYTES = 1 << 20;
 /** How long a refused token stays refused without asking again, in ms (a pod just started may be unknown for a moment). */
 export const REJECTION_CACHE_MS = 10_000;
-/** TokenReviews under way at once; more new tokens meanwhile are answered UNAVAILABLE. */
+/** The default of `maxReviewsInFlight`. */
 export const MAX_REVIEWS_IN_FLIGHT = 64;
 const RBAC_HINT = 'it needs create on tokenreviews.authentication.k8s.io, e.g. a ClusterRoleBinding to system:auth-delegator';
 
@@ -55,6 +57,7 @@ export function createTokenReviewVerifier(opts: TokenReviewVerifierOptions): Tok
   const cacheMaxMs = opts.cacheMaxMs ?? 300_000;
   const cacheMaxEntries = opts.cacheMaxEntries ?? 10_000;
   const timeoutMs = opts.timeoutMs ?? 5000;
+  const maxInFlight = opts.maxReviewsInFlight ?? MAX_REVIEWS_IN_FLIGHT;
   const endpoint = opts.apiServerUrl.replace(/\/+$/, '') + REVIEW_PATH;
   const agent = new Agent(opts.caFile === undefined ? {} : { connect: { ca: readCa(opts.caFile) } });
   /** Keyed by the token's SHA-256, so the cache holds no token; Map order is insertion order, oldest first. */
@@ -138,7 +141,7 @@ export function createTokenReviewVerifier(opts: TokenReviewVerifierOptions): Tok
         if (pending === undefined) {
           // Each new token costs the API server a review: a bounded number at once, so a flood of forged
           // tokens cannot turn the quota service against its API server.
-          if (inflight.size >= MAX_REVIEWS_IN_FLIGHT) throw new TokenRejected('unavailable', `${MAX_REVIEWS_IN_FLIGHT} TokenReviews are under way already; try again`);
+          if (inflight.size >= maxInFlight) throw new TokenRejected('unavailable', `${maxInFlight} TokenReviews are under way already; try again`);
           // Failures to reach the API server reject here and so are never remembered.
           pending = review(token, exp * 1000)
             .then((o) => (remember(key, o, exp * 1000), o))

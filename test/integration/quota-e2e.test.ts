@@ -276,8 +276,11 @@ describe('global budgets end to end', () => {
     await traffic(20);
     quota = await startQuotaService(db, port);
 
-    // The sidecar dies once its answers are out (each settled into its SQLite outbox on the way).
+    // The sidecar dies once its answers are out and settled into its SQLite outbox: a settle reaches the
+    // file at the end of the event-loop turn after its answer, a moment the test gives it (the usage of
+    // requests still in flight at a SIGKILL is issue 17's durable in-flight accounting, not yet built).
     await traffic(20);
+    await sleep(300);
     sidecar.proc.child.kill('SIGKILL');
     await sidecar.proc.exit;
     sidecar = await startSidecar('pod-k', quota.addr, 'kill');

@@ -138,14 +138,18 @@ describe('createTokenReviewVerifier', () => {
   });
 
   it('keeps a bounded number of reviews in flight: a flood of new tokens is answered unavailable, not queued', async () => {
+    expect(MAX_REVIEWS_IN_FLIGHT).toBe(64);
     api.mode = 'hang';
-    const tokens = await Promise.all(Array.from({ length: MAX_REVIEWS_IN_FLIGHT + 1 }, (_, i) => issuer.mint({ ...WORKER, pod: `p-${i}` })));
-    const pending = tokens.slice(0, MAX_REVIEWS_IN_FLIGHT).map((t) => verifier.verify(t).catch((e: unknown) => e));
-    const over = await refusal(verifier, tokens[MAX_REVIEWS_IN_FLIGHT]!);
+    const bounded = make({ maxReviewsInFlight: 2, timeoutMs: 300 });
+    const tokens = await Promise.all([0, 1, 2].map((i) => issuer.mint({ ...WORKER, pod: `p-${i}` })));
+    const pending = tokens.slice(0, 2).map((t) => bounded.verify(t).catch((e: unknown) => e));
+    const over = await refusal(bounded, tokens[2]!);
     expect(over.reason).toBe('unavailable');
-    expect(over.message).toMatch(/TokenReviews are under way already/);
+    expect(over.message).toMatch(/2 TokenReviews are under way already/);
+    for (const e of await Promise.all(pending)) expect(e).toBeInstanceOf(Error);
     api.mode = 'ok';
-    await Promise.all(pending);
+    // Once they ended, the next token is reviewed again.
+    expect((await bounded.verify(tokens[2]!)).pod).toBe('p-2');
   });
 
   it('never reuses an answer past the token\'s expiry', async () => {
