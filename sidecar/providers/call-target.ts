@@ -17,6 +17,9 @@ import { discardBody, readBody } from '../upstream/read-body.js';
 import { isAbortError, upstreamFailure } from '../upstream/upstream-errors.js';
 import { providerSecrets } from './provider-secrets.js';
 
+/** The most of a provider's error body read (its message); the rest is discarded. */
+const ERROR_BODY_BYTES = 1 << 20;
+
 export interface CallOptions {
   clock: Clock;
   defaultMaxTokens: number;
@@ -73,9 +76,11 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
   let streaming = false;
   try {
     if (res.status < 200 || res.status >= 300) {
-      const read = await readBody(res.body, limit.bytes, res.headers['content-length']);
-      if (read.status === 'too-large') throw tooLarge(`${res.status} with `);
-      const raw = read.body;
+      // An error's body matters only for its message: at most ERROR_BODY_BYTES of it are read, and a larger
+      // one is reported without its text, so the failure keeps its status and is retried or falls back as
+      // that status says (a 503 with a huge HTML page is still a 503).
+      const read = await readBody(res.body, Math.min(limit.bytes, ERROR_BODY_BYTES), res.headers['content-length']);
+      const raw = read.status === 'complete' ? read.body : Buffer.from(`(an error body of more than ${read.maxBytes} bytes, not read)`);
       const retryAfter = res.headers['retry-after'];
       const retryAfterMs = res.headers['retry-after-ms'];
       // Raw here, scrubbed by fail() below before anything outside this attempt sees it.

@@ -201,11 +201,11 @@ describe('upstream answers larger than maxResponseBytes', () => {
     await eventually(() => expect(upstream.closed).toContain(`chunked:${40 * MB}`));
   });
 
-  it('answers a 40 MB upstream error body with 502 llmgw_upstream_too_large, not the provider error', async () => {
+  it('keeps a 40 MB upstream error a provider error with its status (retried as a 500 is), reading only its first MiB', async () => {
     const r = await askJson('error-40');
-    expect(r.status).toBe(502);
-    expect(r.body.error.code).toBe('llmgw_upstream_too_large');
-    expect(r.body.error.message).toMatch(/answered 500 with more than 33554432 bytes/);
+    expect(r.status).toBe(500);
+    expect(r.body.error.code).not.toBe('llmgw_upstream_too_large');
+    expect(JSON.stringify(r.body)).toContain('an error body of more than 1048576 bytes, not read');
   });
 
   it('is not retried: the same target would answer as much again', async () => {
