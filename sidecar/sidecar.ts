@@ -17,7 +17,7 @@ import { rateLimitInterceptor } from './limits/rate-limit-interceptor.js';
 import { providerHandler } from './pipeline/provider-handler.js';
 import { TargetStates } from './resilience/target-state.js';
 import { quotaInterceptor } from './quota/quota-interceptor.js';
-import type { ProviderKeyRing } from './quota/provider-keys.js';
+import { ProviderKeyRing } from './quota/provider-keys.js';
 import type { QuotaStack } from './quota/quota-stack.js';
 import type { CacheStore } from './cache/cache-store.js';
 import { cacheInterceptor } from './cache/cache-interceptor.js';
@@ -69,12 +69,13 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const pools = new PoolRegistry();
   const metrics = new SidecarMetrics();
   const inflight = new Inflight();
-  // Keys held by the quota service (apiKeyFrom: quota) are looked up per request: they rotate.
   let quota: QuotaStack | undefined;
-  /** The keys in use: the stack's, or while a reload replaces the stack, the old one's. */
-  let keys: ProviderKeyRing | undefined;
-  const quotaKey = (name: string): string | undefined => keys?.get(name);
-  let runtime: Runtime = buildRuntime(opts.config, pools, quotaKey);
+  // Keys held by the quota service (apiKeyFrom: quota), looked up per request (they rotate); the ring
+  // outlives changes of the quota settings.
+  let runtime: Runtime;
+  const keys = new ProviderKeyRing(() => quotaKeyNames(runtime.config), () => quota?.rpc, logger);
+  const quotaKey = (name: string): string | undefined => keys.get(name);
+  runtime = buildRuntime(opts.config, pools, quotaKey);
   const accessLog = new AccessLog(logger, opts.config.logging.accessLog, clock);
   logger.level = opts.logLevelOverride ?? opts.config.logging.level;
   let draining = false;
@@ -95,26 +96,14 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     const settings = JSON.stringify(config.quota);
     if (settings === quotaSettings) return;
     quotaSettings = settings;
-    // The old stack goes first (its leases and usage go back), but its provider keys serve meanwhile and
-    // seed the new one until it fetched its own: quota-held keys never go missing across a reload.
+    // The old stack goes first (its leases and usage go back); the keys it fetched stay in the ring.
     const old = quota;
     quota = undefined;
     if (old !== undefined) await old.close();
-    if (config.quota === undefined) {
-      keys = undefined;
-      return;
-    }
+    if (config.quota === undefined) return;
     const { createQuotaStack } = await import('./quota/quota-stack.js');
-    quota = createQuotaStack({
-      config: config.quota,
-      db: await database(config),
-      env: opts.env ?? process.env,
-      clock,
-      logger,
-      keyNames: () => quotaKeyNames(runtime.config),
-      ...(old === undefined ? {} : { previousKeys: old.keys }),
-    });
-    keys = quota.keys;
+    quota = createQuotaStack({ config: config.quota, db: await database(config), env: opts.env ?? process.env, clock, logger, keys });
+    void keys.refresh();
   };
   await syncQuota(opts.config);
   let cache: CacheStore | undefined;
@@ -173,7 +162,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     startedAtSeconds: Math.floor(clock.now() / 1000),
   });
   // Providers whose key comes from the quota service cannot be called before it arrived: not ready until then.
-  const keysReady = (): boolean => quotaKeyNames(runtime.config).length === 0 || keys?.ready === true;
+  const keysReady = (): boolean => keys.ready;
   const statusServer = createStatusServer({ registry: metrics.registry, ready: () => ready && !draining && keysReady() });
 
   const reload = (config: Config): void => {
@@ -215,6 +204,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     await pools.close();
     clearInterval(sweeper);
     await quota?.close();
+    keys.close();
     db?.close();
     throw err;
   }
@@ -245,6 +235,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     // Leases go back with the last usage; what cannot be sent stays in the SQLite file for next time.
     clearInterval(sweeper);
     await quota?.close();
+    keys.close();
     cache?.flushTouches();
     db?.close();
     logger.info('sidecar stopped');

@@ -1,6 +1,7 @@
 // Provider keys held by the quota service (`providers.<id>.apiKeyFrom: quota`): fetched over TLS once the
 // sidecar starts, again whenever a lease answer carries a new keys version (a rotation), and retried
-// until every key wanted has arrived. Held in memory only: never written, never logged.
+// until every key wanted has arrived. Held in memory only: never written, never logged. The ring lives as
+// long as the sidecar, across changes of the quota settings, so providers never lose their keys to a reload.
 import type { Logger } from 'pino';
 import type { QuotaRpc } from './quota-client.js';
 
@@ -18,7 +19,8 @@ export class ProviderKeyRing {
   constructor(
     /** The key names the config's providers ask for. */
     private readonly names: () => readonly string[],
-    private readonly rpc: QuotaRpc,
+    /** The client of the quota settings in force (undefined while they change, or without `quota`). */
+    private readonly rpc: () => QuotaRpc | undefined,
     private readonly logger: Logger,
     private readonly timeoutMs = 5000,
   ) {}
@@ -30,12 +32,6 @@ export class ProviderKeyRing {
   /** Every key the config asks for is here. */
   get ready(): boolean {
     return this.names().every((n) => this.keys.has(n));
-  }
-
-  /** Takes over what a ring of the previous quota settings held, so a config reload never leaves providers without keys. */
-  adopt(previous: ProviderKeyRing): void {
-    this.keys = previous.keys;
-    this.version = previous.version;
   }
 
   /** A lease answer's keys version: a different one means the keys changed on the service. */
@@ -59,8 +55,11 @@ export class ProviderKeyRing {
   private async fetch(): Promise<void> {
     const names = [...new Set(this.names())];
     clearTimeout(this.retry);
+    // Between two quota settings there is no client: the next stack asks when it starts.
+    const rpc = this.rpc();
+    if (rpc === undefined) return;
     try {
-      const res = await this.rpc.providerKeys(names, this.timeoutMs);
+      const res = await rpc.providerKeys(names, this.timeoutMs);
       this.keys = new Map(Object.entries(res.keys));
       this.version = res.version;
       const missing = names.filter((n) => !this.keys.has(n));

@@ -1,21 +1,22 @@
 // Builds the sidecar's side of global budgets from config: the service-account token it authenticates
-// with, the outbox in the sidecar's SQLite file, the gRPC client (TLS when configured), the lease manager,
-// and the provider keys it fetches from the service. Loaded only when `quota` is configured (gRPC costs
+// with, the outbox in the sidecar's SQLite file, the gRPC client (TLS when configured), and the lease
+// manager, whose answers tell the sidecar's provider keys when to fetch again. Loaded only when `quota` is configured (gRPC costs
 // start-up time).
 import type { Logger } from 'pino';
+import { logReload } from '../../common/reload-log.js';
 import type { Clock } from '../clock.js';
 import type { QuotaConfig } from '../config/schema.js';
 import { quotaIdentity } from '../identity.js';
 import type { SidecarDatabase } from '../storage/database.js';
 import { LeaseManager } from './lease-manager.js';
-import { ProviderKeyRing } from './provider-keys.js';
-import { createQuotaClient } from './quota-client.js';
+import type { ProviderKeyRing } from './provider-keys.js';
+import { createQuotaClient, type QuotaRpc } from './quota-client.js';
 import { ServiceAccountToken } from './service-account-token.js';
 import { UsageOutbox } from './usage-outbox.js';
 
 export interface QuotaStack {
   manager: LeaseManager;
-  keys: ProviderKeyRing;
+  rpc: QuotaRpc;
   close(): Promise<void>;
 }
 
@@ -25,10 +26,8 @@ export interface QuotaStackOptions {
   env: NodeJS.ProcessEnv;
   clock: Clock;
   logger: Logger;
-  /** The key names of providers configured with `apiKeyFrom: quota`. */
-  keyNames: () => readonly string[];
-  /** The provider keys of the previous quota settings, which serve until new ones arrive. */
-  previousKeys?: ProviderKeyRing;
+  /** The sidecar's provider keys held by the quota service: this stack keeps them current. */
+  keys: ProviderKeyRing;
 }
 
 export function createQuotaStack(opts: QuotaStackOptions): QuotaStack {
@@ -42,11 +41,9 @@ export function createQuotaStack(opts: QuotaStackOptions): QuotaStack {
   const rpc = createQuotaClient(config.address, {
     token: () => token.current(),
     ...(config.tls ? { tls: config.tls } : {}),
-    onTlsReload: (result, detail) =>
-      result === 'ok' ? logger.info({ detail }, 'quota TLS files reloaded') : logger.error({ detail }, 'quota TLS files changed but cannot be used; keeping the last good ones'),
+    onTlsReload: logReload(logger, 'quota.tls'),
   });
-  const keys = new ProviderKeyRing(opts.keyNames, rpc, logger);
-  if (opts.previousKeys !== undefined) keys.adopt(opts.previousKeys);
+  const keys = opts.keys;
   const manager = new LeaseManager({
     rpc,
     outbox: new UsageOutbox(opts.db),
@@ -58,12 +55,10 @@ export function createQuotaStack(opts: QuotaStackOptions): QuotaStack {
     logger,
   });
   manager.warmUp(config.defaultPriority);
-  void keys.refresh();
   return {
     manager,
-    keys,
+    rpc,
     async close() {
-      keys.close();
       await manager.close();
       rpc.close();
     },
