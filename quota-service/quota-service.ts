@@ -3,6 +3,7 @@
 // listener, and the timers that expire leases and prune old consumption.
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { logReload } from '../common/reload-log.js';
 import { serverTlsCredentials } from '../common/tls/grpc-credentials.js';
 import { loadQuotaProto } from '../proto/load.js';
 import { systemClock, type Clock } from '../sidecar/clock.js';
@@ -44,10 +45,8 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
   const logger = opts.logger;
   const metrics = new QuotaMetrics();
   const auth = new Authenticator(opts.auth);
-  const onReload = (what: string) => (result: 'ok' | 'failed', err?: unknown) =>
-    result === 'ok' ? logger.info({ file: what }, 'file reloaded') : logger.error({ file: what, err: String(err) }, 'file changed but cannot be used; keeping the last good one');
-  const providerKeys = opts.providerKeysFile === undefined ? undefined : new ProviderKeys(opts.providerKeysFile, onReload('--provider-keys'));
-  const tls = opts.tls === undefined ? undefined : serverTlsCredentials({ ...opts.tls, onReload: (result, detail) => onReload('--tls-cert/--tls-key/--tls-client-ca')(result, detail) });
+  const providerKeys = opts.providerKeysFile === undefined ? undefined : new ProviderKeys(opts.providerKeysFile, logReload(logger, '--provider-keys'));
+  const tls = opts.tls === undefined ? undefined : serverTlsCredentials({ ...opts.tls, onReload: logReload(logger, '--tls-cert/--tls-key/--tls-client-ca') });
   const store = new SqliteQuotaStore(opts.dbPath);
   const allocator = new Allocator(store, {
     clock,

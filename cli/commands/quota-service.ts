@@ -1,6 +1,7 @@
 // `llmgw quota-service`: the central quota service until SIGTERM. Flags are checked here (exit 2 naming the
 // flag); the token verifier is built from --auth and its flags.
 import { mkdirSync, readFileSync } from 'node:fs';
+import { logReload } from '../../common/reload-log.js';
 import { TlsConfigError } from '../../common/tls/reloading-certificate-provider.js';
 import { dirname } from 'node:path';
 import { AdminTokens } from '../../quota-service/auth/admin-tokens.js';
@@ -45,7 +46,7 @@ export function parseSubjects(flag: string, value: string | undefined): string[]
   return subjects;
 }
 
-async function verifierFor(mode: AuthMode, o: QuotaServiceFlags, logger: Logger | undefined): Promise<TokenVerifier | undefined> {
+async function verifierFor(mode: AuthMode, o: QuotaServiceFlags, logger: Logger): Promise<TokenVerifier | undefined> {
   if (mode === 'none') {
     if (o.authJwks !== undefined) throw new UsageError('--auth-jwks needs --auth jwks');
     return undefined;
@@ -60,8 +61,7 @@ async function verifierFor(mode: AuthMode, o: QuotaServiceFlags, logger: Logger 
         jwks: o.authJwks,
         audience: o.authAudience,
         issuer: o.authIssuer,
-        onReload: (result, err) =>
-          result === 'ok' ? logger?.info({ file: o.authJwks }, 'JWKS reloaded') : logger?.error({ file: o.authJwks, err: String(err) }, 'JWKS changed but cannot be used; keeping the last good keys'),
+        onReload: logReload(logger, '--auth-jwks'),
       });
     } catch (err) {
       throw new UsageError(`--auth-jwks: ${(err as Error).message}`);
@@ -82,7 +82,7 @@ async function verifierFor(mode: AuthMode, o: QuotaServiceFlags, logger: Logger 
   }
 }
 
-export async function quotaServiceOptions(o: QuotaServiceFlags, logger?: Logger): Promise<{ auth: AuthenticatorOptions; tls?: { certFile: string; keyFile: string; clientCaFile?: string } }> {
+export async function quotaServiceOptions(o: QuotaServiceFlags, logger: Logger): Promise<{ auth: AuthenticatorOptions; tls?: { certFile: string; keyFile: string; clientCaFile?: string } }> {
   if (o.auth !== 'kubernetes' && o.auth !== 'jwks' && o.auth !== 'none') throw new UsageError(`--auth: expected kubernetes, jwks or none, got "${o.auth}"`);
   const mode: AuthMode = o.auth;
   if ((o.tlsCert === undefined) !== (o.tlsKey === undefined)) throw new UsageError('--tls-cert and --tls-key go together');
@@ -95,8 +95,7 @@ export async function quotaServiceOptions(o: QuotaServiceFlags, logger?: Logger)
     try {
       adminTokens = new AdminTokens({
         path: o.adminTokenFile,
-        onReload: (result, err) =>
-          result === 'ok' ? logger?.info({ file: o.adminTokenFile }, 'admin tokens reloaded') : logger?.error({ file: o.adminTokenFile, err: String(err) }, 'admin token file changed but cannot be used; keeping the last good tokens'),
+        onReload: logReload(logger, '--admin-token-file'),
       });
     } catch (err) {
       throw new UsageError(`--admin-token-file: ${(err as Error).message}`);
