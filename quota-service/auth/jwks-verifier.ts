@@ -1,7 +1,6 @@
 // Verifies projected service-account tokens locally against the cluster issuer's public keys (a JWKS file,
 // re-read when it changes, or a JWKS URL), and turns each of jose's refusals into an AuthFailure.
-import { readFileSync, statSync, type Stats } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { watchedFile } from '../../common/watched-file.js';
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
@@ -149,45 +148,15 @@ function parseJwks(text: string, source: string): JWTVerifyGetKey {
   }
 }
 
-/** A JWKS file, checked every `pollIntervalMs` (stat, then a read when it changed); a bad version keeps the last good set. */
+/** A JWKS file, re-read when it changes (common/watched-file.ts); a bad version keeps the last good set. */
 function fileKeySource(path: string, pollIntervalMs: number, onReload: JwksVerifierOptions['onReload']): KeySource {
-  const source = `JWKS file ${path}`;
-  const fingerprint = (s: Stats): string => `${s.ino}:${s.size}:${s.mtimeMs}`;
-  // Stat before reading: a write in between shows as a change at the next check, never as none.
-  let seen = fingerprint(statSync(path));
-  let current = parseJwks(readFileSync(path, 'utf8'), source);
-  let checking = false;
-  const signature = async (): Promise<string> => {
-    try {
-      return fingerprint(await stat(path));
-    } catch (err) {
-      return `error:${(err as NodeJS.ErrnoException).code ?? 'unknown'}`;
-    }
-  };
-  const timer = setInterval(() => {
-    if (checking) return;
-    checking = true;
-    void check()
-      .catch(() => undefined)
-      .finally(() => (checking = false));
-  }, pollIntervalMs);
-  timer.unref();
-
-  async function check(): Promise<void> {
-    const now = await signature();
-    if (now === seen) return;
-    seen = now;
-    let failure: Error | undefined;
-    try {
-      current = parseJwks(await readFile(path, 'utf8'), source);
-    } catch (err) {
-      failure = err instanceof Error ? err : new Error(String(err));
-    }
-    if (failure) onReload?.('failed', failure);
-    else onReload?.('ok');
-  }
-
-  return { resolve: (header, token) => current(header, token), close: () => clearInterval(timer) };
+  const file = watchedFile({
+    path,
+    parse: (text) => parseJwks(text, `JWKS file ${path}`),
+    intervalMs: pollIntervalMs,
+    onReload: (result, err) => onReload?.(result, err === undefined || err instanceof Error ? err : new Error(String(err))),
+  });
+  return { resolve: (header, token) => file.value(header, token), close: () => file.close() };
 }
 
 /**
