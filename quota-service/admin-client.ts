@@ -1,7 +1,7 @@
 // A small promise client for QuotaAdmin (used by `llmgw budget`, `llmgw team` and tests): an operator
 // token as bearer metadata on every call, TLS when given a CA.
-import { credentials, Metadata, status as grpcStatus, type Client, type ServiceError } from '@grpc/grpc-js';
-import { channelTlsCredentials } from '../common/tls/grpc-credentials.js';
+import { Metadata, status as grpcStatus, type Client, type ServiceError } from '@grpc/grpc-js';
+import { channelCredentials } from '../common/tls/grpc-credentials.js';
 import { loadQuotaProto } from '../proto/load.js';
 import type { BudgetMsg, SetBudgetRequest, TeamMsg, UsageResponse, WindowEnum } from '../proto/messages.js';
 
@@ -36,9 +36,9 @@ export class QuotaAdminClient {
     const { QuotaAdmin } = loadQuotaProto();
     this.timeoutMs = opts.timeoutMs ?? 5000;
     if (opts.token !== undefined) this.metadata.set('authorization', `Bearer ${opts.token}`);
-    const tls = opts.tls === undefined ? undefined : channelTlsCredentials(opts.tls);
-    this.closeTls = () => tls?.close();
-    this.client = new QuotaAdmin(address, tls?.credentials ?? credentials.createInsecure(), tls?.channelOptions ?? {}) as Client & Record<string, Function>;
+    const channel = channelCredentials(opts.tls);
+    this.closeTls = channel.close;
+    this.client = new QuotaAdmin(address, channel.credentials, channel.channelOptions) as Client & Record<string, Function>;
   }
 
   private call<Res>(method: string, req: object): Promise<Res> {

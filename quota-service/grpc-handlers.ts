@@ -127,7 +127,7 @@ export function quotaServiceHandlers(d: QuotaServiceDeps): UntypedServiceImpleme
   // Renew and release name only the lease: what is checked is that the caller owns it.
   const ownerOnly = async (md: Metadata): Promise<string> => {
     const verified = await auth.workload(md);
-    return verified === undefined ? UNVERIFIED : callerOf(verified, null).owner;
+    return verified === undefined ? UNVERIFIED : ownerOf({ namespace: verified.namespace, service: verified.serviceAccount });
   };
   return {
     AcquireLease: unary('AcquireLease', metrics, logger, async (r: AcquireLeaseRequest, md) => {

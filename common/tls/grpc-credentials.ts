@@ -12,7 +12,7 @@
 // - Channel: the secure context is built from the latest CA/identity at each connection attempt, so a
 //   channel that reconnects (server restart, GOAWAY, network blip) verifies with the new CA and presents
 //   the new client certificate; the connection it already has is not re-verified.
-import { experimental, type ChannelCredentials, type ServerCredentials } from '@grpc/grpc-js';
+import { credentials as grpcCredentials, experimental, type ChannelCredentials, type ServerCredentials } from '@grpc/grpc-js';
 import { ReloadingCertificateProvider, TlsConfigError, type ReloadingCertificateProviderOptions } from './reloading-certificate-provider.js';
 
 type ReloadOptions = Pick<ReloadingCertificateProviderOptions, 'refreshMs' | 'onReload'>;
@@ -99,4 +99,9 @@ export function channelTlsCredentials(opts: ChannelTlsOptions): {
       identity?.close();
     },
   };
+}
+
+/** A client channel's credentials: TLS when `tls` is given (see channelTlsCredentials), plaintext otherwise. */
+export function channelCredentials(tls: ChannelTlsOptions | undefined): ReturnType<typeof channelTlsCredentials> {
+  return tls === undefined ? { credentials: grpcCredentials.createInsecure(), channelOptions: {}, close: () => undefined } : channelTlsCredentials(tls);
 }

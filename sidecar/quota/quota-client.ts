@@ -1,8 +1,8 @@
 // Promise-returning calls of llmgw.quota.v1.QuotaService with a deadline each, the pod's service-account
 // token as bearer metadata, and TLS when configured; the lease manager talks to the service only through
 // this interface, so tests can stand in for it.
-import { credentials, Metadata, status as grpcStatus, type Client, type ServiceError } from '@grpc/grpc-js';
-import { channelTlsCredentials } from '../../common/tls/grpc-credentials.js';
+import { Metadata, status as grpcStatus, type Client, type ServiceError } from '@grpc/grpc-js';
+import { channelCredentials } from '../../common/tls/grpc-credentials.js';
 import { loadQuotaProto } from '../../proto/load.js';
 import type { AcquireLeaseRequest, LeaseResponse, ProviderKeysResponse, ReleaseLeaseRequest, RenewLeaseRequest, ReportUsageRequest } from '../../proto/messages.js';
 import type { QuotaConfig } from '../config/schema.js';
@@ -45,12 +45,12 @@ export interface QuotaClientOptions {
 
 export function createQuotaClient(address: string, opts: QuotaClientOptions): QuotaRpc {
   const { QuotaService } = loadQuotaProto();
-  const tls = opts.tls === undefined ? undefined : channelTlsCredentials({ ...opts.tls, ...(opts.onTlsReload ? { onReload: opts.onTlsReload } : {}) });
-  const client = new QuotaService(address, tls?.credentials ?? credentials.createInsecure(), {
+  const channel = channelCredentials(opts.tls === undefined ? undefined : { ...opts.tls, ...(opts.onTlsReload ? { onReload: opts.onTlsReload } : {}) });
+  const client = new QuotaService(address, channel.credentials, {
     'grpc.keepalive_time_ms': 30_000,
     'grpc.initial_reconnect_backoff_ms': 200,
     'grpc.max_reconnect_backoff_ms': 5000,
-    ...tls?.channelOptions,
+    ...channel.channelOptions,
   }) as Client & Record<string, Function>;
   const call = <Res>(method: string, req: object, timeoutMs: number): Promise<Res> =>
     new Promise((resolve, reject) => {
@@ -70,7 +70,7 @@ export function createQuotaClient(address: string, opts: QuotaClientOptions): Qu
     providerKeys: (names, t) => call('GetProviderKeys', { names }, t),
     close: () => {
       client.close();
-      tls?.close();
+      channel.close();
     },
   };
 }
