@@ -137,10 +137,7 @@ export async function setLogLevel(s: ServerSpec, level: 'info' | 'silent'): Prom
   const { configPath, statusUrl } = s.sidecar;
   const config = JSON.parse(readFileSync(configPath, 'utf8')) as { logging: { level: string } };
   if (config.logging.level === level) return;
-  const applied = async (): Promise<number> => {
-    const text = await (await fetch(`${statusUrl}/metrics`)).text();
-    return Number(/^llmgw_config_reloads_total\{result="applied"\} (\d+)/m.exec(text)?.[1] ?? 0);
-  };
+  const applied = (): Promise<number> => counterTotal(statusUrl, 'llmgw_config_reloads_total', 'result="applied"');
   const before = await applied();
   config.logging.level = level;
   writeFileSync(configPath, JSON.stringify(config, null, 2));
@@ -194,11 +191,11 @@ export async function startQuotaService(workDir: string, name: string, auth: 've
   return { address, statusUrl: `http://127.0.0.1:${statusPort}`, proc, sidecarQuota };
 }
 
-/** The sum of a Prometheus counter's series on a status page (`/metrics`). */
-export async function counterTotal(statusUrl: string, name: string): Promise<number> {
+/** The sum of a Prometheus counter's series on a status page (`/metrics`), of those with `label` (`key="value"`) if given. */
+export async function counterTotal(statusUrl: string, name: string, label?: string): Promise<number> {
   const text = await (await fetch(`${statusUrl}/metrics`)).text();
   let total = 0;
-  for (const m of text.matchAll(new RegExp(`^${name}(?:\\{[^}]*\\})? (\\S+)$`, 'gm'))) total += Number(m[1]);
+  for (const m of text.matchAll(new RegExp(`^${name}(\\{[^}]*\\})? (\\S+)$`, 'gm'))) if (label === undefined || (m[1] ?? '').includes(label)) total += Number(m[2]);
   return total;
 }
 
