@@ -112,7 +112,7 @@ export class UsageOutbox {
   /** Starts a new incarnation for the class; what waits to be delivered is numbered 1, 2, 3, … under it. */
   restart(priority: Priority): string {
     this.flush();
-    for (const key of this.open.keys()) if (key.startsWith(`${priority}|`)) this.open.delete(key);
+    this.closeRecords(priority);
     this.next.delete(priority);
     const incarnation = this.restartTx(priority);
     this.incarnations.set(priority, incarnation);
@@ -181,7 +181,7 @@ export class UsageOutbox {
   /** Records to deliver, oldest first; they take no more usage from now on. */
   pending(priority: Priority, limit = 1000): UsageRecord[] {
     this.flush();
-    for (const key of this.open.keys()) if (key.startsWith(`${priority}|`)) this.open.delete(key);
+    this.closeRecords(priority);
     const rows = this.stmts.pending.all(priority, limit) as (Omit<UsageRecord, 'tags'> & { tags: string })[];
     return rows.map((r) => ({ ...r, tags: r.tags === '' ? {} : (JSON.parse(r.tags) as Record<string, string>) }));
   }
@@ -195,6 +195,11 @@ export class UsageOutbox {
   counts(): Map<Priority, number> {
     this.flush();
     return new Map((this.stmts.count.all() as { priority: Priority; n: number }[]).map((r) => [r.priority, r.n]));
+  }
+
+  /** The class's open records take no more usage: the next settle of each opens a new record. */
+  private closeRecords(priority: Priority): void {
+    for (const key of this.open.keys()) if (key.startsWith(`${priority}|`)) this.open.delete(key);
   }
 
   private nextSequence(priority: Priority): number {
