@@ -230,12 +230,11 @@ export class SqliteQuotaStore {
     return this.stmts.teams.all() as TeamRow[];
   }
 
-  /** Replaces a team's namespaces (none: the team is deleted); returns how many rows the team had. */
-  setTeam(team: string, namespaces: readonly string[]): number {
-    return this.transaction(() => {
-      const n = this.stmts.deleteTeam.run(team).changes;
+  /** Replaces a team's namespaces (none: the team is deleted). */
+  setTeam(team: string, namespaces: readonly string[]): void {
+    this.transaction(() => {
+      this.stmts.deleteTeam.run(team);
       for (const ns of namespaces) this.stmts.addTeamNamespace.run(team, ns);
-      return n;
     });
   }
 
