@@ -1,5 +1,5 @@
 // Parsing of flag values shared by the commands; a bad value is a UsageError naming the flag (exit 2).
-import type { HostPort } from '../sidecar/http/listen.js';
+import type { HostPort } from '../common/http/listen.js';
 
 export class UsageError extends Error {
   constructor(message: string) {

@@ -154,7 +154,7 @@ try {
     process.stderr.write(`llmgw: ${err.message}\n`);
     process.exit(2);
   }
-  const { ConfigError } = await import('../sidecar/config/load-config.js');
+  const { ConfigError } = await import('../common/config/config-error.js');
   if (err instanceof ConfigError) {
     process.stderr.write(`${err.problems.map((p) => `llmgw: ${p}`).join('\n')}\n`);
     process.exit(2);

@@ -3,10 +3,10 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import * as z from 'zod/mini';
-import { formatPath } from '../sidecar/config/config-path.js';
-import { ConfigError } from '../sidecar/config/load-config.js';
-import { parseQuantity } from './quantity.js';
+import { ConfigError } from '../common/config/config-error.js';
+import { formatPath } from '../common/config/config-path.js';
 import { resourceProblems } from './annotations.js';
+import { parseQuantity } from './quantity.js';
 
 const quantity = z.string().check(z.refine((s: string) => (parseQuantity(s) ?? 0) > 0, 'must be a positive Kubernetes quantity'));
 const version = z.string().check(z.regex(/^v?\d+\.\d+(\.\d+)?([-+].*)?$/, 'must be a Kubernetes version such as 1.30 or v1.30.2'));

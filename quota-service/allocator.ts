@@ -9,8 +9,8 @@
 // Reports are checked before anything is applied (report-checks.ts), and usage well beyond what an
 // incarnation's leases covered is flagged (coverage.ts).
 import { randomUUID } from 'node:crypto';
+import type { Clock } from '../common/clock.js';
 import { MAX_TAG_VALUE, MAX_TAGS, TAG_KEY } from '../proto/tags.js';
-import type { Clock } from '../sidecar/clock.js';
 import { Coverage, type OverReport } from './coverage.js';
 import { invalidArgument, notFound, QuotaError } from './errors.js';
 import { Ownership, UNVERIFIED } from './ownership.js';

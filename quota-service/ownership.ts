@@ -2,7 +2,7 @@
 // first used it, and so do the leases acquired with it; nobody else may report on it. Without verification
 // (--auth none) there is nothing to own. New incarnations are limited per pod, so no caller can fill the
 // service with them.
-import type { Clock } from '../sidecar/clock.js';
+import type { Clock } from '../common/clock.js';
 import { permissionDenied, QuotaError } from './errors.js';
 import { readThrough } from './read-through.js';
 import type { SqliteQuotaStore } from './store.js';

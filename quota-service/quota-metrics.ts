@@ -1,5 +1,5 @@
 // The quota service's Prometheus metrics.
-import { Counter, Gauge, Registry } from '../sidecar/metrics/registry.js';
+import { Counter, Gauge, Registry } from '../common/metrics/registry.js';
 
 export class QuotaMetrics {
   readonly registry = new Registry();

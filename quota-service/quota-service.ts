@@ -3,20 +3,20 @@
 // listener, and the timers that expire leases and prune old consumption.
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../common/clock.js';
+import { closeServer, listen, type HostPort } from '../common/http/listen.js';
+import { createStatusServer } from '../common/http/status-server.js';
 import { logReload } from '../common/reload-log.js';
 import { serverTlsCredentials } from '../common/tls/grpc-credentials.js';
 import { loadQuotaProto } from '../proto/load.js';
-import { systemClock, type Clock } from '../sidecar/clock.js';
-import { closeServer, listen, type HostPort } from '../sidecar/http/listen.js';
-import { createStatusServer } from '../sidecar/http/status-server.js';
 import { Allocator } from './allocator.js';
 import { Authenticator, type AuthenticatorOptions } from './auth/authenticator.js';
-import { ProviderKeys } from './provider-keys.js';
 import { quotaAdminHandlers, quotaServiceHandlers } from './grpc-handlers.js';
 import { HealthService } from './health.js';
+import { ProviderKeys } from './provider-keys.js';
 import { QuotaMetrics } from './quota-metrics.js';
-import { SqliteQuotaStore } from './store.js';
 import { pruneExpired } from './retention.js';
+import { SqliteQuotaStore } from './store.js';
 
 export interface QuotaServiceOptions {
   listen: HostPort;

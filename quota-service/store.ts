@@ -2,8 +2,7 @@
 // disk): budgets, consumption per scope and window (also per tag of the requests, for attribution),
 // outstanding leases, the highest report sequence processed per sidecar incarnation (and when, and which
 // verified identity owns it), and the operators' mapping of namespaces to teams.
-import Database from 'better-sqlite3';
-import { columnsOf } from '../sidecar/storage/database.js';
+import { columnsOf, openSqlite, type SqliteDatabase } from '../common/sqlite.js';
 import type { WindowName } from './windows.js';
 
 export interface BudgetRow {
@@ -74,14 +73,11 @@ CREATE TABLE IF NOT EXISTS team_namespaces (team TEXT NOT NULL, namespace TEXT N
 `;
 
 export class SqliteQuotaStore {
-  private readonly db: Database.Database;
+  private readonly db: SqliteDatabase;
   private readonly stmts;
 
   constructor(path: string) {
-    this.db = new Database(path);
-    this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = FULL');
-    this.db.pragma('busy_timeout = 5000');
+    this.db = openSqlite(path, { synchronous: 'FULL', busyTimeoutMs: 5000 });
     this.db.exec(SCHEMA);
     const db = this.db;
     // Files from before sequences were dated: date them now, so they are kept a full retention period.

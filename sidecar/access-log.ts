@@ -2,8 +2,8 @@
 // built here (the fields are fixed, made by the gateway, and can hold no secret), in the process logger's
 // format, and written in batches beside its lines.
 import type { Logger } from 'pino';
-import { systemClock, type Clock } from './clock.js';
-import { lineWriter } from './logger.js';
+import { systemClock, type Clock } from '../common/clock.js';
+import { lineWriter } from '../common/logger.js';
 
 export interface AccessLogEntry {
   reqId: string;

@@ -2,29 +2,30 @@
 // reload, and the drain on shutdown. The order of the request pipeline is written down here, once.
 import type { Server } from 'node:http';
 import type { Logger } from 'pino';
+import { systemClock, type Clock } from '../common/clock.js';
+import { ConfigError } from '../common/config/config-error.js';
+import { closeServer, listen, type HostPort } from '../common/http/listen.js';
+import { createStatusServer } from '../common/http/status-server.js';
+import { flushLogger, throttledWarn, type LogLevel } from '../common/logger.js';
 import { AccessLog } from './access-log.js';
-import { systemClock, type Clock } from './clock.js';
-import { ConfigError, type LoadOptions } from './config/load-config.js';
+import { cacheInterceptor } from './cache/cache-interceptor.js';
+import type { CacheStore } from './cache/cache-store.js';
+import { type LoadOptions } from './config/load-config.js';
 import type { Config } from './config/schema.js';
 import { watchConfig, type ConfigWatcher } from './config/watch-config.js';
 import { applyServerLimits, createDataServer } from './http/data-server.js';
 import { Inflight } from './http/inflight.js';
-import { closeServer, listen, type HostPort } from './http/listen.js';
-import { createStatusServer } from './http/status-server.js';
-import { flushLogger, throttledWarn, type LogLevel } from './logger.js';
-import { SidecarMetrics } from './metrics/sidecar-metrics.js';
-import { rateLimitInterceptor } from './limits/rate-limit-interceptor.js';
-import { providerHandler } from './pipeline/provider-handler.js';
-import { TargetStates } from './resilience/target-state.js';
-import { quotaInterceptor } from './quota/quota-interceptor.js';
-import { ProviderKeyRing } from './quota/provider-keys.js';
-import type { QuotaStack } from './quota/quota-stack.js';
-import type { CacheStore } from './cache/cache-store.js';
-import { cacheInterceptor } from './cache/cache-interceptor.js';
 import { identityFromEnv } from './identity.js';
-import type { SidecarDatabase } from './storage/database.js';
+import { rateLimitInterceptor } from './limits/rate-limit-interceptor.js';
+import { SidecarMetrics } from './metrics/sidecar-metrics.js';
+import { providerHandler } from './pipeline/provider-handler.js';
 import { compose, type Interceptor } from './pipeline/types.js';
+import { ProviderKeyRing } from './quota/provider-keys.js';
+import { quotaInterceptor } from './quota/quota-interceptor.js';
+import type { QuotaStack } from './quota/quota-stack.js';
+import { TargetStates } from './resilience/target-state.js';
 import { buildRuntime, type Runtime } from './runtime.js';
+import type { SidecarDatabase } from './storage/database.js';
 import { PoolRegistry } from './upstream/pool-registry.js';
 
 /** The key names of the providers configured with `apiKeyFrom: quota`. */

@@ -1,6 +1,6 @@
 // `llmgw fake-provider`: the fake upstream on its own, until SIGTERM.
+import { createLogger } from '../../common/logger.js';
 import { startFakeProvider } from '../../sidecar/fake-provider/fake-provider.js';
-import { createLogger } from '../../sidecar/logger.js';
 import { parseHostPort, UsageError } from '../args.js';
 import { runUntilSignal } from '../lifecycle.js';
 

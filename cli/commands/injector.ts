@@ -1,8 +1,8 @@
 // `llmgw injector`: the mutating admission webhook until SIGTERM.
+import { createLogger, type LogLevel } from '../../common/logger.js';
 import { loadInjectorConfig } from '../../injector-webhook/config.js';
 import { apiNamespaceSource, inClusterOptions, noNamespaceSource } from '../../injector-webhook/namespaces.js';
 import { startInjector } from '../../injector-webhook/server.js';
-import { createLogger, type LogLevel } from '../../sidecar/logger.js';
 import { parseHostPort } from '../args.js';
 import { runUntilSignal } from '../lifecycle.js';
 

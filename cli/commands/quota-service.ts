@@ -8,10 +8,10 @@ import { AdminTokens } from '../../quota-service/auth/admin-tokens.js';
 import type { AuthenticatorOptions, AuthMode } from '../../quota-service/auth/authenticator.js';
 import type { TokenVerifier } from '../../quota-service/auth/token-verifier.js';
 import type { Logger } from 'pino';
+import { createLogger, type LogLevel } from '../../common/logger.js';
 import { parseProviderKeys } from '../../quota-service/provider-keys.js';
 import { startQuotaService } from '../../quota-service/quota-service.js';
 import { isNamespaceName, isServiceAccountName } from '../../quota-service/scopes.js';
-import { createLogger, type LogLevel } from '../../sidecar/logger.js';
 import { parseDuration, parseHostPort, UsageError } from '../args.js';
 import { runUntilSignal } from '../lifecycle.js';
 

@@ -1,6 +1,6 @@
 // `llmgw sidecar`: load and validate the config, start the sidecar, run until SIGTERM.
+import { createLogger, type LogLevel } from '../../common/logger.js';
 import { loadConfigFile } from '../../sidecar/config/load-config.js';
-import { createLogger, type LogLevel } from '../../sidecar/logger.js';
 import { startSidecar } from '../../sidecar/sidecar.js';
 import { parseHostPort } from '../args.js';
 import { runUntilSignal } from '../lifecycle.js';

@@ -3,6 +3,7 @@
 // chunk it was recorded with, else with the usage chunk added or taken out) or added up into the JSON
 // answer. Undefined when the entry cannot serve the request faithfully (a stream recorded without usage
 // for a request that needs it): the caller treats that as a miss.
+import { isObject, type Json } from '../../common/json.js';
 import { OPENAI_DONE_FRAME, openaiFrame, usageToOpenAI } from '../formats/openai.js';
 import type { Usage } from '../formats/usage.js';
 import { SseParser, type SseEvent } from '../http/sse-parser.js';
@@ -10,7 +11,6 @@ import type { GatewayRequest, GatewayResponse, ResponseMeta } from '../pipeline/
 import { anthropicResponseToStream } from '../translate/anthropic-response-to-stream.js';
 import { anthropicStreamToResponse } from '../translate/anthropic-stream-to-response.js';
 import { appWantsStreamUsage } from '../translate/exchange.js';
-import { isObject, type Json } from '../translate/json-object.js';
 import { openaiResponseToStream } from '../translate/openai-response-to-stream.js';
 import { openaiStreamToResponse } from '../translate/openai-stream-to-response.js';
 import type { CachedAnswer, EntryForm } from './cache-store.js';

@@ -5,7 +5,7 @@
 // forwarded and stored only when it ended complete. One entry serves streaming and non-streaming
 // requests alike (see answer-forms). Entries are keyed per scope (namespace/service): nothing crosses
 // tenants.
-import type { Clock } from '../clock.js';
+import type { Clock } from '../../common/clock.js';
 import type { Usage } from '../formats/usage.js';
 import type { GatewayRequest, GatewayResponse, Handler, Interceptor, ResponseMeta } from '../pipeline/types.js';
 import type { ModelRoute } from '../routing/router.js';

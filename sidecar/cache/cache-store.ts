@@ -2,7 +2,8 @@
 // bytes and entries, expired rows swept in the background, and for semantic mode a prompt vector per
 // entry, searched by cosine similarity within a partition. Every failure (a locked or full database)
 // makes the cache step aside, never the request fail: reads answer undefined, writes do nothing.
-import { columnsOf, type SidecarDatabase } from '../storage/database.js';
+import { columnsOf } from '../../common/sqlite.js';
+import { type SidecarDatabase } from '../storage/database.js';
 
 /**
  * How the answer is kept: the JSON body, or the SSE text forwarded to the app (`sse+usage`: recorded for

@@ -2,9 +2,9 @@
 // through the rest of the sidecar's pipeline (its routing, retries, rate limits and quota), as a unit
 // vector. A prompt with parts that are not text (images, documents, audio) has no text form: such a
 // request is served by the exact cache only.
+import { isObject, type Json } from '../../common/json.js';
 import type { Usage } from '../formats/usage.js';
 import type { GatewayRequest, Handler } from '../pipeline/types.js';
-import { isObject, type Json } from '../translate/json-object.js';
 
 /** The conversation as text, one line per message and part; undefined when some part is not text. */
 export function promptText(req: GatewayRequest): string | undefined {

@@ -3,19 +3,10 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { z } from 'zod';
-import { formatPath } from './config-path.js';
+import { ConfigError } from '../../common/config/config-error.js';
+import { formatPath } from '../../common/config/config-path.js';
 import { expandEnv, type EnvLookup } from './expand-env.js';
 import { configSchema, type Config } from './schema.js';
-
-export class ConfigError extends Error {
-  /** One line per problem, each `file: key.path: what is wrong`. */
-  readonly problems: string[];
-  constructor(problems: string[]) {
-    super(problems.join('\n'));
-    this.name = 'ConfigError';
-    this.problems = problems;
-  }
-}
 
 export interface LoadOptions {
   env?: EnvLookup;

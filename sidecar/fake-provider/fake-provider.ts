@@ -3,7 +3,7 @@
 // a record of what it received, controllable in-process or over HTTP under `/_fake/`.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { closeServer, listen, type HostPort } from '../http/listen.js';
+import { closeServer, listen, type HostPort } from '../../common/http/listen.js';
 import { anthropicAsk, anthropicError, anthropicEvents, anthropicMessage } from './anthropic-api.js';
 import { FaultQueue, type Fault } from './faults.js';
 import { FakeHttpError, openaiAsk, openaiChunks, openaiCompletion, openaiEmbeddings, openaiError } from './openai-api.js';

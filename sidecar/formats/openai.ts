@@ -1,5 +1,5 @@
 // OpenAI Chat Completions wire shapes the sidecar reads or writes, and their SSE framing.
-import type { Json } from '../translate/json-object.js';
+import type { Json } from '../../common/json.js';
 import { num, type Usage } from './usage.js';
 
 export interface OpenAIUsage {

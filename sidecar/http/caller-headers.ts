@@ -1,7 +1,7 @@
 // The optional caller headers of DESIGN §4: `x-llmgw-priority` (quota class) and `x-llmgw-tags`
 // (attribution labels for usage records and logs). Bad values are refused, not guessed at.
+import { invalidRequest } from '../../common/errors.js';
 import { MAX_TAG_VALUE, MAX_TAGS, TAG_KEY } from '../../proto/tags.js';
-import { invalidRequest } from '../errors.js';
 
 export const priorities = ['interactive', 'background', 'batch'] as const;
 export type Priority = (typeof priorities)[number];

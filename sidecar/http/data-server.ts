@@ -3,22 +3,22 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse, type OutgoingHttpHeaders } from 'node:http';
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { Clock } from '../../common/clock.js';
+import { asLlmgwError, GatewayError, invalidRequest, type LlmgwError } from '../../common/errors.js';
+import { ClientGoneError, readJsonBody } from '../../common/http/read-json-body.js';
+import type { Json } from '../../common/json.js';
 import type { AccessLog, AccessLogEntry } from '../access-log.js';
-import type { Clock } from '../clock.js';
-import { asLlmgwError, GatewayError, invalidRequest, type LlmgwError } from '../errors.js';
 import type { Usage } from '../formats/usage.js';
 import type { WireFormat } from '../formats/wire-format.js';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.js';
 import { CancelSignal, waitUnlessCancelled } from '../pipeline/cancel-signal.js';
 import type { Endpoint, GatewayResponse, Handler, ResponseMeta } from '../pipeline/types.js';
 import type { Runtime } from '../runtime.js';
-import type { Json } from '../translate/json-object.js';
 import { parsePriority, parseTags } from './caller-headers.js';
 import { toErrorFrame, toWireError } from './error-response.js';
 import type { Inflight } from './inflight.js';
 import { checkRequestCounts } from './json-limits.js';
 import { listModels } from './models-list.js';
-import { ClientGoneError, readJsonBody } from './read-json-body.js';
 
 export interface DataServerOptions {
   handler: Handler;

@@ -1,10 +1,11 @@
 // The one place typed errors become wire errors: the OpenAI or the Anthropic shape, as the app's path
 // speaks, for whole responses and for errors inside a stream that already started.
-import { GatewayError, ProviderError, type LlmgwError } from '../errors.js';
+import { GatewayError, type LlmgwError } from '../../common/errors.js';
+import { isObject, type Json } from '../../common/json.js';
+import { ProviderError } from '../errors.js';
 import { anthropicErrorType, anthropicFrame } from '../formats/anthropic.js';
 import { openaiFrame } from '../formats/openai.js';
 import type { WireFormat } from '../formats/wire-format.js';
-import { isObject, type Json } from '../translate/json-object.js';
 
 export interface WireError {
   status: number;

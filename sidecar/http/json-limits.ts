@@ -1,20 +1,16 @@
-// The documented bounds on a request's JSON (README, "The HTTP surface"): nesting depth, checked on the raw
-// bytes before parsing (json-scanner.ts), and the counts of messages, tools and content parts, checked on
-// the parsed body. Past any of them the app gets 400 `llmgw_invalid_request` naming the limit.
-import { invalidRequest } from '../errors.js';
-import type { Json } from '../translate/json-object.js';
+// The documented bounds on a chat request's JSON (README, "The HTTP surface"): the counts of messages,
+// tools and content parts, checked on the parsed body. Past any of them the app gets 400
+// `llmgw_invalid_request` naming the limit. The nesting depth is the body reader's own bound
+// (common/http/read-json-body.ts), checked on the raw bytes before parsing.
+import { invalidRequest } from '../../common/errors.js';
+import type { Json } from '../../common/json.js';
 
-/** Most `[`/`{` levels a request body may nest; the body itself is level 1. */
-export const MAX_JSON_DEPTH = 128;
 /** Most entries of `messages` (chat and Anthropic messages). */
 export const MAX_MESSAGES = 10_000;
 /** Most entries of `tools` (OpenAI's own cap is 128; ours is generous but bounded). */
 export const MAX_TOOLS = 1_000;
 /** Most content parts of one message's `content`, or of Anthropic's `system`. */
 export const MAX_CONTENT_PARTS = 10_000;
-
-export const tooDeep = (param: string | undefined) =>
-  invalidRequest(`request JSON is nested deeper than the limit of ${MAX_JSON_DEPTH} levels`, param);
 
 /** Throws 400 when the body has more messages, tools or content parts than the limits allow. */
 export function checkRequestCounts(body: Json): void {

@@ -1,9 +1,9 @@
 // Local per-pod limits (config `rateLimits`): requests and tokens per minute, for the pod and per model.
 // A request takes one request and its token estimate from every bucket that applies, or none of them and
 // gets 429 llmgw_rate_limited with Retry-After; when it ends its estimate is settled to what it used.
-import type { Clock } from '../clock.js';
+import type { Clock } from '../../common/clock.js';
+import { GatewayError } from '../../common/errors.js';
 import type { Config } from '../config/schema.js';
-import { GatewayError } from '../errors.js';
 import { onComplete } from '../pipeline/on-complete.js';
 import type { Interceptor } from '../pipeline/types.js';
 import { estimateTokens, usedTokens } from '../quota/estimate.js';

@@ -1,6 +1,6 @@
 // A token bucket on an injected clock: `capacity` tokens, refilled continuously at capacity per minute.
 // Taking may leave a debt (a request that used more than it reserved); refills pay it back first.
-import type { Clock } from '../clock.js';
+import type { Clock } from '../../common/clock.js';
 
 export class TokenBucket {
   private level: number;

@@ -1,5 +1,5 @@
 // The sidecar's Prometheus metrics. Labels are bounded: model names come from config, never from apps.
-import { Counter, Gauge, Histogram, Registry } from './registry.js';
+import { Counter, Gauge, Histogram, Registry } from '../../common/metrics/registry.js';
 
 export class SidecarMetrics {
   readonly registry = new Registry();

@@ -5,8 +5,9 @@
 // app, failures end the stream (see call-target). The gateway's own refusals never get here (they come
 // from the interceptors around it).
 import type { Logger } from 'pino';
-import type { Clock } from '../clock.js';
-import { GatewayError, ProviderError } from '../errors.js';
+import type { Clock } from '../../common/clock.js';
+import { GatewayError } from '../../common/errors.js';
+import { ProviderError } from '../errors.js';
 import { callTarget } from '../providers/call-target.js';
 import { hedge } from '../resilience/hedge.js';
 import { backoffMs, classify, requestedWaitMs } from '../resilience/retry-policy.js';

@@ -1,10 +1,10 @@
 // The request pipeline's shapes: a Handler answers a GatewayRequest; Interceptors wrap handlers.
 import type { IncomingHttpHeaders } from 'node:http';
+import type { Json } from '../../common/json.js';
 import type { Usage } from '../formats/usage.js';
-import type { Priority } from '../http/caller-headers.js';
 import type { WireFormat } from '../formats/wire-format.js';
+import type { Priority } from '../http/caller-headers.js';
 import type { CancelSignal } from './cancel-signal.js';
-import type { Json } from '../translate/json-object.js';
 
 /** The app-facing API a request came in on. */
 export type Endpoint = 'chat' | 'messages' | 'embeddings';

@@ -1,9 +1,10 @@
 // One attempt against one target: translate the request, send it, and turn the answer (JSON or a stream
 // primed to its first frames) into a GatewayResponse, or the failure into a typed error.
 import type { Readable } from 'node:stream';
-import type { Clock } from '../clock.js';
+import type { Clock } from '../../common/clock.js';
+import { GatewayError, LlmgwError } from '../../common/errors.js';
 import { DEFAULT_MAX_RESPONSE_BYTES } from '../config/schema.js';
-import { GatewayError, ProviderError, LlmgwError } from '../errors.js';
+import { ProviderError } from '../errors.js';
 import type { WireFormat } from '../formats/wire-format.js';
 import { SseParser, type SseEvent } from '../http/sse-parser.js';
 import { CancelSignal } from '../pipeline/cancel-signal.js';

@@ -2,13 +2,13 @@
 // over the shared keep-alive pool. Format translation is not its concern (see translate/).
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher, Pool } from 'undici';
+import { GatewayError } from '../../common/errors.js';
 import type { Config, ProviderConfig, ProviderType } from '../config/schema.js';
-import type { CancelSignal } from '../pipeline/cancel-signal.js';
 import { providerFormat, type WireFormat } from '../formats/wire-format.js';
+import type { CancelSignal } from '../pipeline/cancel-signal.js';
 import type { PoolRegistry } from '../upstream/pool-registry.js';
 import { request } from '../upstream/undici-pool.js';
 import { upstreamFailure } from '../upstream/upstream-errors.js';
-import { GatewayError } from '../errors.js';
 
 export type ProviderApi = 'chat' | 'embeddings';
 

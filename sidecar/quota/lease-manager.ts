@@ -7,10 +7,10 @@
 // credentials, requests are refused (503) whatever the policy: that is a denial, not an outage.
 import { status as grpcStatus } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
+import type { Clock } from '../../common/clock.js';
+import { GatewayError } from '../../common/errors.js';
 import type { IdentityMsg, LeaseResponse, PriorityName } from '../../proto/messages.js';
-import type { Clock } from '../clock.js';
 import type { QuotaConfig } from '../config/schema.js';
-import { GatewayError } from '../errors.js';
 import type { Priority } from '../http/caller-headers.js';
 import { TokenBucket } from '../limits/token-bucket.js';
 import { QuotaRpcError, type QuotaRpc } from './quota-client.js';

@@ -3,8 +3,8 @@
 // manager, whose answers tell the sidecar's provider keys when to fetch again. Loaded only when `quota` is configured (gRPC costs
 // start-up time).
 import type { Logger } from 'pino';
+import type { Clock } from '../../common/clock.js';
 import { logReload } from '../../common/reload-log.js';
-import type { Clock } from '../clock.js';
 import type { QuotaConfig } from '../config/schema.js';
 import { quotaIdentity } from '../identity.js';
 import type { SidecarDatabase } from '../storage/database.js';

@@ -11,9 +11,10 @@
 // transaction right after it: a write per turn, not per request, and nothing waits in memory longer than
 // that turn.
 import { randomUUID } from 'node:crypto';
+import { columnsOf } from '../../common/sqlite.js';
 import { canonical } from '../canonical-json.js';
 import type { Priority } from '../http/caller-headers.js';
-import { columnsOf, type SidecarDatabase } from '../storage/database.js';
+import { type SidecarDatabase } from '../storage/database.js';
 
 export interface UsageRecord {
   sequence: number;

@@ -3,8 +3,9 @@
 // credentials; 404: this target's model or URL), or stop (400, 422, …: the request itself is wrong, every
 // target would refuse it).
 // And how long to wait: full-jitter exponential backoff, or the provider's Retry-After / retry-after-ms.
+import { GatewayError } from '../../common/errors.js';
 import type { RetryConfig } from '../config/schema.js';
-import { GatewayError, ProviderError } from '../errors.js';
+import { ProviderError } from '../errors.js';
 
 export type FailureAction = 'retry' | 'next-target' | 'stop';
 

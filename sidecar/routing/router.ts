@@ -1,5 +1,5 @@
 // Model names apps send → their targets (provider + upstream model + weight), and the weighted pick.
-import { GatewayError } from '../errors.js';
+import { GatewayError } from '../../common/errors.js';
 import type { ModelConfig, RetryConfig, Strategy } from '../config/schema.js';
 import type { Provider } from '../providers/provider.js';
 

@@ -1,8 +1,8 @@
 // Anthropic stream → Anthropic app: forwards events as they are and reads usage from them.
+import { isObject } from '../../common/json.js';
 import { mergeAnthropicDeltaUsage, usageFromAnthropic } from '../formats/anthropic.js';
 import type { Usage } from '../formats/usage.js';
 import type { SseEvent } from '../http/sse-parser.js';
-import { isObject } from './json-object.js';
 import { parseEventData, streamErrorEvent, truncatedStream } from './stream-errors.js';
 import type { StreamTranslator } from './stream-translator.js';
 

@@ -1,8 +1,9 @@
 // An Anthropic Messages request → an OpenAI Chat Completions request (pure; throws on what cannot be
 // expressed for an OpenAI-style model rather than silently changing the request's meaning).
-import { invalidRequest } from '../errors.js';
+import { invalidRequest } from '../../common/errors.js';
+import { isObject, type Json } from '../../common/json.js';
 import { toDataUrl } from './data-url.js';
-import { asArray, asObject, asString, isObject, type Json } from './json-object.js';
+import { asArray, asObject, asString } from './json-object.js';
 
 export interface AnthropicToOpenAIOptions {
   /** Upstream model name. */

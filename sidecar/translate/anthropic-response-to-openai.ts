@@ -1,7 +1,7 @@
 // An Anthropic Messages response → an OpenAI Chat Completions response (pure).
+import { isObject, type Json } from '../../common/json.js';
 import { usageFromAnthropic } from '../formats/anthropic.js';
 import { usageToOpenAI } from '../formats/openai.js';
-import { isObject, type Json } from './json-object.js';
 import { anthropicStopToOpenAIFinish } from './map-stop-reason.js';
 
 /** `created` (seconds since the epoch) is the caller's: Anthropic does not send one. */

@@ -2,8 +2,8 @@
 // start / deltas / stop (text, tool and server-tool input as JSON, thinking with its signature,
 // citations; other blocks whole in their start event), message_delta with the stop reason and usage,
 // message_stop. Used to answer a streaming request from a stored answer.
+import { isObject, type Json } from '../../common/json.js';
 import { anthropicFrame } from '../formats/anthropic.js';
-import { isObject, type Json } from './json-object.js';
 
 export function anthropicResponseToStream(msg: Json): string[] {
   const usage = isObject(msg.usage) ? msg.usage : {};

@@ -1,9 +1,9 @@
 // Anthropic stream events → OpenAI chat.completion.chunk frames, one upstream event at a time.
+import { isObject, type Json } from '../../common/json.js';
 import { mergeAnthropicDeltaUsage, usageFromAnthropic } from '../formats/anthropic.js';
 import { OPENAI_DONE_FRAME, openaiFrame, usageToOpenAI, type OpenAIChunk } from '../formats/openai.js';
 import type { Usage } from '../formats/usage.js';
 import type { SseEvent } from '../http/sse-parser.js';
-import { isObject, type Json } from './json-object.js';
 import { anthropicStopToOpenAIFinish } from './map-stop-reason.js';
 import { parseEventData, streamErrorEvent, truncatedStream } from './stream-errors.js';
 import type { StreamTranslator } from './stream-translator.js';

@@ -2,8 +2,8 @@
 // content block from its start event and deltas (text, tool input JSON, thinking and its signature,
 // citations), message_delta's stop reason and usage. Used to answer a non-streaming request from a
 // stored stream.
+import { isObject, type Json } from '../../common/json.js';
 import type { SseEvent } from '../http/sse-parser.js';
-import { isObject, type Json } from './json-object.js';
 
 /** Undefined when the stream is not a complete message (no message_start or no message_stop), or holds an event or delta of a kind not known here. */
 export function anthropicStreamToResponse(events: readonly SseEvent[]): Json | undefined {

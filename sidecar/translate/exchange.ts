@@ -1,7 +1,8 @@
 // Picks the translation for one (app format, provider format) pair: how the request body is written for
 // the upstream, how its answer and its stream come back. Same format on both sides is a pass-through
 // that only swaps the model name (and asks for stream usage).
-import { invalidRequest } from '../errors.js';
+import { invalidRequest } from '../../common/errors.js';
+import { isObject, type Json } from '../../common/json.js';
 import { usageFromAnthropic } from '../formats/anthropic.js';
 import { usageFromOpenAI } from '../formats/openai.js';
 import { readUsage } from '../formats/read-usage.js';
@@ -9,14 +10,13 @@ import type { Usage } from '../formats/usage.js';
 import type { GatewayRequest } from '../pipeline/types.js';
 import { promptTokens } from '../quota/estimate.js';
 import type { Target } from '../routing/router.js';
+import { AnthropicPassThroughStream } from './anthropic-pass-through-stream.js';
 import { anthropicRequestToOpenAI } from './anthropic-request-to-openai.js';
 import { anthropicResponseToOpenAI } from './anthropic-response-to-openai.js';
-import { AnthropicPassThroughStream } from './anthropic-pass-through-stream.js';
 import { AnthropicToOpenAIStream } from './anthropic-stream-to-openai.js';
-import { isObject, type Json } from './json-object.js';
+import { OpenAIPassThroughStream } from './openai-pass-through-stream.js';
 import { openaiRequestToAnthropic } from './openai-request-to-anthropic.js';
 import { openaiResponseToAnthropic } from './openai-response-to-anthropic.js';
-import { OpenAIPassThroughStream } from './openai-pass-through-stream.js';
 import { OpenAIToAnthropicStream } from './openai-stream-to-anthropic.js';
 import type { StreamTranslator } from './stream-translator.js';
 

@@ -1,9 +1,6 @@
 // Narrowing helpers for request bodies that arrive as untyped JSON.
-import { invalidRequest } from '../errors.js';
-
-export type Json = Record<string, unknown>;
-
-export const isObject = (v: unknown): v is Json => v !== null && typeof v === 'object' && !Array.isArray(v);
+import { invalidRequest } from '../../common/errors.js';
+import { isObject, type Json } from '../../common/json.js';
 
 export function asObject(v: unknown, param: string): Json {
   if (!isObject(v)) throw invalidRequest(`${param} must be an object`, param);

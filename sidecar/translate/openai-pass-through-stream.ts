@@ -1,9 +1,9 @@
 // OpenAI stream → OpenAI app: forwards chunks as they are, reads usage, and strips the usage the gateway
 // asked for when the app did not.
+import { isObject } from '../../common/json.js';
 import { OPENAI_DONE_FRAME, usageFromOpenAI } from '../formats/openai.js';
 import type { Usage } from '../formats/usage.js';
 import type { SseEvent } from '../http/sse-parser.js';
-import { isObject } from './json-object.js';
 import { parseEventData, streamErrorEvent, truncatedStream } from './stream-errors.js';
 import type { StreamTranslator } from './stream-translator.js';
 

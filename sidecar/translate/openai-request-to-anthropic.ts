@@ -1,8 +1,9 @@
 // An OpenAI Chat Completions request → an Anthropic Messages request (pure; throws on what cannot be
 // expressed for Anthropic rather than silently changing the request's meaning).
-import { invalidRequest } from '../errors.js';
+import { invalidRequest } from '../../common/errors.js';
+import { isObject, type Json } from '../../common/json.js';
 import { parseBase64DataUrl } from './data-url.js';
-import { asArray, asObject, asString, isObject, type Json } from './json-object.js';
+import { asArray, asObject, asString } from './json-object.js';
 
 export interface OpenAIToAnthropicOptions {
   /** Upstream model name. */

@@ -1,7 +1,7 @@
 // An OpenAI Chat Completions response → an Anthropic Messages response (pure).
+import { isObject, type Json } from '../../common/json.js';
 import { usageToAnthropic } from '../formats/anthropic.js';
 import { usageFromOpenAI } from '../formats/openai.js';
-import { isObject, type Json } from './json-object.js';
 import { openaiFinishToAnthropicStop } from './map-stop-reason.js';
 
 export function openaiResponseToAnthropic(resp: Json): Json {

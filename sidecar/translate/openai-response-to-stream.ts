@@ -2,8 +2,8 @@
 // role chunk, its content (with its logprobs), refusal, annotations, tool calls (or the legacy function
 // call) and audio, a finishing chunk; then the usage chunk when the app asked for it, and [DONE]. Used to
 // answer a streaming request from a stored answer.
+import { isObject, type Json } from '../../common/json.js';
 import { OPENAI_DONE_FRAME, openaiFrame } from '../formats/openai.js';
-import { isObject, type Json } from './json-object.js';
 
 /** Message fields this writer knows; an answer with any other is not turned into a stream (undefined). */
 const KNOWN_MESSAGE = new Set(['role', 'content', 'refusal', 'reasoning_content', 'annotations', 'tool_calls', 'function_call', 'audio']);

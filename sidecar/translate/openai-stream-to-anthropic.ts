@@ -1,11 +1,11 @@
 // OpenAI chat.completion.chunk frames → Anthropic stream events, one upstream chunk at a time. Usage goes
 // where Anthropic readers look for it: the prompt count in message_start (exact when the upstream reported
 // it before the first content, else the sidecar's estimate), the final counts in message_delta.
+import { isObject, type Json } from '../../common/json.js';
 import { anthropicFrame, usageToAnthropic } from '../formats/anthropic.js';
 import { usageFromOpenAI } from '../formats/openai.js';
 import type { Usage } from '../formats/usage.js';
 import type { SseEvent } from '../http/sse-parser.js';
-import { isObject, type Json } from './json-object.js';
 import { openaiFinishToAnthropicStop } from './map-stop-reason.js';
 import { parseEventData, streamErrorEvent, truncatedStream } from './stream-errors.js';
 import type { StreamTranslator } from './stream-translator.js';

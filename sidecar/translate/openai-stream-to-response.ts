@@ -1,10 +1,10 @@
 // A complete OpenAI chat.completion.chunk stream → the chat.completion answer it adds up to: text and
 // refusals joined, tool calls assembled by index, logprobs concatenated, finish reasons and usage kept.
 // Used to answer a non-streaming request from a stored stream.
+import { isObject, type Json } from '../../common/json.js';
 import { usageToOpenAI } from '../formats/openai.js';
 import type { Usage } from '../formats/usage.js';
 import type { SseEvent } from '../http/sse-parser.js';
-import { isObject, type Json } from './json-object.js';
 
 interface ToolCallAcc {
   id: string;

@@ -1,8 +1,9 @@
 // Errors found inside upstream streams, as typed errors.
-import { GatewayError, ProviderError } from '../errors.js';
+import { GatewayError } from '../../common/errors.js';
+import { isObject } from '../../common/json.js';
+import { ProviderError } from '../errors.js';
 import { anthropicStatusForType } from '../formats/anthropic.js';
 import type { WireFormat } from '../formats/wire-format.js';
-import { isObject } from './json-object.js';
 
 /** The provider's event as it came: the attempt it ends (providers/call-target.ts) scrubs it of credentials. */
 export function streamErrorEvent(providerId: string, format: WireFormat, data: string): ProviderError {

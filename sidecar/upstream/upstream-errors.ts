@@ -1,5 +1,5 @@
 // undici failures → typed gateway errors (connect failures and resets are retryable, like timeouts).
-import { GatewayError } from '../errors.js';
+import { GatewayError } from '../../common/errors.js';
 
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT']);
 

@@ -1,5 +1,5 @@
 // A clock tests move by hand; wall and monotonic time move together.
-import type { Clock } from '../../sidecar/clock.js';
+import type { Clock } from '../../common/clock.js';
 
 export interface FakeClock extends Clock {
   advance(ms: number): number;

@@ -2,12 +2,12 @@
 // network: unit tests of the lease manager count calls and switch the service "off" at will.
 import { Metadata, status as grpcStatus, type ServerUnaryCall, type sendUnaryData } from '@grpc/grpc-js';
 import { pino } from 'pino';
+import type { Clock } from '../../common/clock.js';
 import { Allocator } from '../../quota-service/allocator.js';
 import { Authenticator } from '../../quota-service/auth/authenticator.js';
 import { quotaServiceHandlers } from '../../quota-service/grpc-handlers.js';
 import { QuotaMetrics } from '../../quota-service/quota-metrics.js';
 import { SqliteQuotaStore } from '../../quota-service/store.js';
-import type { Clock } from '../../sidecar/clock.js';
 import { QuotaRpcError, type QuotaRpc } from '../../sidecar/quota/quota-client.js';
 
 export interface InProcessQuota {

@@ -2,10 +2,10 @@
 // wired by a config that routes models to the fake over both wire formats.
 import { Writable } from 'node:stream';
 import { request } from 'undici';
+import { createLogger, flushLogger } from '../../common/logger.js';
 import { validateConfig } from '../../sidecar/config/load-config.js';
 import type { Config } from '../../sidecar/config/schema.js';
 import { startFakeProvider, type FakeProvider, type FakeProviderOptions } from '../../sidecar/fake-provider/fake-provider.js';
-import { createLogger, flushLogger } from '../../sidecar/logger.js';
 import { startSidecar, type Sidecar } from '../../sidecar/sidecar.js';
 
 export const UPSTREAM_KEY = 'sk-upstream-secret-0123456789';

@@ -3,7 +3,8 @@
 // other requests (their latency is measured while it is read and parsed, and printed).
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_CONTENT_PARTS, MAX_JSON_DEPTH, MAX_MESSAGES, MAX_TOOLS } from '../../sidecar/http/json-limits.js';
+import { MAX_JSON_DEPTH } from '../../common/http/read-json-body.js';
+import { MAX_CONTENT_PARTS, MAX_MESSAGES, MAX_TOOLS } from '../../sidecar/http/json-limits.js';
 import { startStack, type Stack } from '../helpers/stack.js';
 
 let stack: Stack;

@@ -6,8 +6,8 @@ import { pathToFileURL } from 'node:url';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { describe, expect, it } from 'vitest';
+import { createLogger, flushLogger } from '../../../common/logger.js';
 import { accessLine, AccessLog, type AccessLogEntry } from '../../../sidecar/access-log.js';
-import { createLogger, flushLogger } from '../../../sidecar/logger.js';
 
 function sink() {
   const writes: string[] = [];

@@ -2,7 +2,8 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ConfigError, loadConfigFile, parseConfigText } from '../../../../sidecar/config/load-config.js';
+import { ConfigError } from '../../../../common/config/config-error.js';
+import { loadConfigFile, parseConfigText } from '../../../../sidecar/config/load-config.js';
 
 const env = (vars: Record<string, string>) => (name: string) => vars[name];
 

@@ -2,13 +2,13 @@
 import { Writable } from 'node:stream';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { systemClock } from '../../../../common/clock.js';
+import { closeServer, listen } from '../../../../common/http/listen.js';
+import { createLogger, flushLogger } from '../../../../common/logger.js';
 import { AccessLog } from '../../../../sidecar/access-log.js';
-import { systemClock } from '../../../../sidecar/clock.js';
 import { validateConfig } from '../../../../sidecar/config/load-config.js';
 import { createDataServer } from '../../../../sidecar/http/data-server.js';
 import { Inflight } from '../../../../sidecar/http/inflight.js';
-import { closeServer, listen } from '../../../../sidecar/http/listen.js';
-import { createLogger, flushLogger } from '../../../../sidecar/logger.js';
 import { SidecarMetrics } from '../../../../sidecar/metrics/sidecar-metrics.js';
 import type { Handler } from '../../../../sidecar/pipeline/types.js';
 import { buildRuntime } from '../../../../sidecar/runtime.js';

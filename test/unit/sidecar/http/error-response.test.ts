@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { GatewayError, ProviderError } from '../../../../sidecar/errors.js';
+import { GatewayError } from '../../../../common/errors.js';
+import { ProviderError } from '../../../../sidecar/errors.js';
 import { toErrorFrame, toWireError } from '../../../../sidecar/http/error-response.js';
 
 describe('errors on the wire', () => {

@@ -1,10 +1,11 @@
 // The JSON bounds: the depth scanner on raw bytes, slice-by-slice parsing of large bodies (same result as
 // JSON.parse, same refusals), and the message / tool / content-part count limits.
 import { describe, expect, it } from 'vitest';
-import { GatewayError } from '../../../../sidecar/errors.js';
-import { checkRequestCounts, MAX_CONTENT_PARTS, MAX_JSON_DEPTH, MAX_MESSAGES, MAX_TOOLS } from '../../../../sidecar/http/json-limits.js';
-import { JsonScanner, SLICE_TOKENS, type ScanResult } from '../../../../sidecar/http/json-scanner.js';
-import { parseInSlices } from '../../../../sidecar/http/parse-in-slices.js';
+import { GatewayError } from '../../../../common/errors.js';
+import { JsonScanner, SLICE_TOKENS, type ScanResult } from '../../../../common/http/json-scanner.js';
+import { parseInSlices } from '../../../../common/http/parse-in-slices.js';
+import { MAX_JSON_DEPTH } from '../../../../common/http/read-json-body.js';
+import { checkRequestCounts, MAX_CONTENT_PARTS, MAX_MESSAGES, MAX_TOOLS } from '../../../../sidecar/http/json-limits.js';
 
 /** Scans `text` in chunks of `chunkSize` bytes (1 = every byte boundary). */
 function scan(text: string, chunkSize = 1 << 16): ScanResult {

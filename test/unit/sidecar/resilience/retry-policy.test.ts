@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { GatewayError, ProviderError } from '../../../../sidecar/errors.js';
+import { GatewayError } from '../../../../common/errors.js';
+import { ProviderError } from '../../../../sidecar/errors.js';
 import { backoffMs, classify, requestedWaitMs } from '../../../../sidecar/resilience/retry-policy.js';
 
 const provider = (status: number, extra: { retryAfter?: string; retryAfterMs?: string } = {}) =>

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { GatewayError } from '../../../../sidecar/errors.js';
+import { GatewayError } from '../../../../common/errors.js';
 import type { Provider } from '../../../../sidecar/providers/provider.js';
 import { pickWeighted, Router, weightedOrder, type Target } from '../../../../sidecar/routing/router.js';
 

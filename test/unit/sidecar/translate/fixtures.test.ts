@@ -3,7 +3,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { GatewayError } from '../../../../sidecar/errors.js';
+import { GatewayError } from '../../../../common/errors.js';
 import { SseParser } from '../../../../sidecar/http/sse-parser.js';
 import { anthropicRequestToOpenAI } from '../../../../sidecar/translate/anthropic-request-to-openai.js';
 import { anthropicResponseToOpenAI } from '../../../../sidecar/translate/anthropic-response-to-openai.js';

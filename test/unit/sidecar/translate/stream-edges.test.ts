@@ -1,6 +1,7 @@
 // Stream translation at its edges: usage stripping on pass-through, cut streams, error events.
 import { describe, expect, it } from 'vitest';
-import { GatewayError, ProviderError } from '../../../../sidecar/errors.js';
+import { GatewayError } from '../../../../common/errors.js';
+import { ProviderError } from '../../../../sidecar/errors.js';
 import { AnthropicPassThroughStream } from '../../../../sidecar/translate/anthropic-pass-through-stream.js';
 import { AnthropicToOpenAIStream } from '../../../../sidecar/translate/anthropic-stream-to-openai.js';
 import { OpenAIPassThroughStream } from '../../../../sidecar/translate/openai-pass-through-stream.js';

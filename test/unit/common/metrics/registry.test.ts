@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Counter, Gauge, Histogram, Registry } from '../../../../sidecar/metrics/registry.js';
+import { Counter, Gauge, Histogram, Registry } from '../../../../common/metrics/registry.js';
 
 describe('metrics registry', () => {
   it('renders counters, gauges and histograms in the Prometheus text format', () => {

@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { createLogger, throttledWarn } from '../../../sidecar/logger.js';
+import { createLogger, throttledWarn } from '../../../common/logger.js';
 
 describe('throttled warning', () => {
   it('logs the first at once, then at most one a period saying how many it left out', () => {

@@ -4,10 +4,15 @@
 // slices between turns of the event loop (parse-in-slices.ts); small ones with one JSON.parse, as before.
 import type { IncomingMessage } from 'node:http';
 import { GatewayError, invalidRequest } from '../errors.js';
-import { isObject, type Json } from '../translate/json-object.js';
-import { MAX_JSON_DEPTH, tooDeep } from './json-limits.js';
+import { isObject, type Json } from '../json.js';
 import { JsonScanner, SLICE_BYTES, SLICE_TOKENS } from './json-scanner.js';
 import { parseInSlices, SliceSyntaxError } from './parse-in-slices.js';
+
+/** Most `[`/`{` levels a request body may nest; the body itself is level 1. */
+export const MAX_JSON_DEPTH = 128;
+
+const tooDeep = (param: string | undefined) =>
+  invalidRequest(`request JSON is nested deeper than the limit of ${MAX_JSON_DEPTH} levels`, param);
 
 const jsonType = /^application\/(?:[\w.+-]+\+)?json\s*(?:;|$)/i;
 
