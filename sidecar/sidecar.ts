@@ -145,7 +145,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
       onSemantic: (result) => metrics.cacheSemantic.inc({ result }),
     }),
     rateLimitInterceptor({ config: () => runtime.config, clock }),
-    quotaInterceptor({ manager: () => quota?.manager, config: () => runtime.config }),
+    quotaInterceptor({ stack: () => quota, config: () => runtime.config }),
   ];
   // Breakers and balancing state outlive config reloads (keyed by provider and upstream model).
   const targets = new TargetStates(() => runtime.config.circuitBreaker);

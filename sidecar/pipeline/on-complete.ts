@@ -1,6 +1,7 @@
 // Runs a callback once a response is over: for JSON right after the answer is handed to the socket (so
 // settling never delays it), for streams when the last frame went out, the app left, or the stream
-// failed. Interceptors use it to settle what a request really used.
+// failed. Interceptors use it to settle what a request really used, and `watch` to read a running
+// stream's usage so far.
 import type { Usage } from '../formats/usage.js';
 import type { GatewayResponse } from './types.js';
 
@@ -13,14 +14,15 @@ export interface Outcome {
   frames: number;
 }
 
-export function onComplete(res: GatewayResponse, done: (o: Outcome) => void): GatewayResponse {
+export function onComplete(res: GatewayResponse, done: (o: Outcome) => void, watch?: (current: () => Outcome) => void): GatewayResponse {
   if (res.kind === 'json') {
     setImmediate(() => done({ usage: res.meta.usage, complete: res.status < 400, frames: 0 }));
     return res;
   }
   const inner = res.rest;
+  let frames = 1;
+  watch?.(() => ({ usage: res.meta.usage, complete: false, frames }));
   async function* rest(): AsyncGenerator<string> {
-    let frames = 1;
     let complete = false;
     try {
       for await (const f of inner) {

@@ -1,27 +1,45 @@
 // Global budgets on the request path: reserve the request's estimate from the class's lease (no RPC while
 // the lease covers it), refuse with 429 llmgw_quota_exhausted when the budget is spent, and settle to the
-// provider-reported usage when the answer or the stream ends.
+// provider-reported usage when the answer or the stream ends. The request is in the in-flight journal
+// (on disk) before it goes upstream, and a stream's usage so far is checkpointed there while it runs, so
+// a killed sidecar still reports it at its next start.
 import type { Config } from '../config/schema.js';
 import { onComplete } from '../pipeline/on-complete.js';
 import type { Interceptor } from '../pipeline/types.js';
-import { estimateTokens, usedTokens } from './estimate.js';
-import type { LeaseManager } from './lease-manager.js';
+import { estimateTokens, promptTokens, usedTokens } from './estimate.js';
+import type { QuotaStack } from './quota-stack.js';
 
-export function quotaInterceptor(opts: { manager: () => LeaseManager | undefined; config: () => Config }): Interceptor {
+export function quotaInterceptor(opts: { stack: () => QuotaStack | undefined; config: () => Config }): Interceptor {
   return (next) => async (req) => {
-    const manager = opts.manager();
+    const stack = opts.stack();
     const quota = opts.config().quota;
-    if (manager === undefined || quota === undefined) return next(req);
+    if (stack === undefined || quota === undefined) return next(req);
+    const { manager, outbox } = stack;
     const pending = manager.reserve(req.priority, estimateTokens(req, quota.defaultOutputTokens));
     const reservation = pending instanceof Promise ? await pending : pending;
+    const entry = outbox.begin(req.priority, reservation.startedAtMs, req.model, req.tags, promptTokens(req));
     let res;
     try {
+      await entry.durable;
       res = await next(req);
     } catch (err) {
       manager.settle(reservation, 0, req.model);
+      outbox.end(entry);
       throw err;
     }
     res.meta.remainingTokens = manager.remaining(req.priority);
-    return onComplete(res, (o) => manager.settle(reservation, usedTokens(req, o.usage, o.complete, o.frames), req.model, req.tags));
+    return onComplete(
+      res,
+      (o) => {
+        manager.settle(reservation, usedTokens(req, o.usage, o.complete, o.frames), req.model, req.tags);
+        outbox.end(entry);
+      },
+      (current) => {
+        entry.progress = () => {
+          const o = current();
+          return usedTokens(req, o.usage, o.complete, o.frames);
+        };
+      },
+    );
   };
 }

@@ -16,6 +16,8 @@ import { UsageOutbox } from './usage-outbox.js';
 
 export interface QuotaStack {
   manager: LeaseManager;
+  /** Unsent usage and the in-flight journal, in the sidecar's SQLite file. */
+  outbox: UsageOutbox;
   rpc: QuotaRpc;
   close(): Promise<void>;
 }
@@ -44,9 +46,16 @@ export function createQuotaStack(opts: QuotaStackOptions): QuotaStack {
     onTlsReload: logReload(logger, 'quota.tls'),
   });
   const keys = opts.keys;
+  const outbox = new UsageOutbox(opts.db);
+  if (outbox.recovered.requests > 0) {
+    logger.warn(
+      { requests: outbox.recovered.requests, tokens: outbox.recovered.tokens },
+      `settled ${outbox.recovered.requests} request(s) that were in flight when the sidecar last stopped, at their prompt plus the output checkpointed; the usage goes to the quota service`,
+    );
+  }
   const manager = new LeaseManager({
     rpc,
-    outbox: new UsageOutbox(opts.db),
+    outbox,
     identity: () => quotaIdentity(token.claims(), opts.env),
     onAnswer: (res) => keys.observe(res.providerKeysVersion),
     onRefused: () => token.invalidate(),
@@ -57,8 +66,11 @@ export function createQuotaStack(opts: QuotaStackOptions): QuotaStack {
   manager.warmUp(config.defaultPriority);
   return {
     manager,
+    outbox,
     rpc,
     async close() {
+      // Running streams' usage so far is on disk before the leases go back, in case the drain ends them.
+      outbox.checkpointNow();
       await manager.close();
       rpc.close();
     },

@@ -10,11 +10,20 @@
 // every token is still charged to the right window). Settles of one event-loop turn are written in one
 // transaction right after it: a write per turn, not per request, and nothing waits in memory longer than
 // that turn.
+//
+// The same transaction carries the in-flight journal (inflight-journal.ts): the rows of requests that
+// started this turn, the checkpoints of running streams (taken every second), and the removal of the rows
+// of requests that settled, so a request's usage is in the file from before its first upstream byte until
+// it is delivered, whenever the process dies.
 import { randomUUID } from 'node:crypto';
 import { columnsOf } from '../../common/sqlite.js';
 import { canonical } from '../canonical-json.js';
 import type { Priority } from '../http/caller-headers.js';
 import { type SidecarDatabase } from '../storage/database.js';
+import { InflightJournal, type InflightEntry } from './inflight-journal.js';
+
+/** How often running streams' usage so far is written (issue: at least once a second). */
+const CHECKPOINT_EVERY_MS = 1000;
 
 export interface UsageRecord {
   sequence: number;
@@ -50,6 +59,11 @@ export class UsageOutbox {
   private readonly restartTx: (priority: Priority) => string;
   /** Classes that started an incarnation of their own (see restart). */
   private readonly incarnations = new Map<Priority, string>();
+  private readonly journal: InflightJournal;
+  /** Runs while requests are in flight. */
+  private checkpoints: NodeJS.Timeout | undefined;
+  /** Requests a dead process left running, settled at start: how many, and their tokens. */
+  readonly recovered: { requests: number; tokens: number };
 
   constructor(private readonly db: SidecarDatabase) {
     db.exec(`
@@ -81,8 +95,10 @@ export class UsageOutbox {
       count: db.prepare('SELECT priority, COUNT(*) AS n FROM usage_outbox GROUP BY priority'),
       highest: db.prepare('SELECT MAX(sequence) AS s FROM usage_outbox WHERE priority = ?'),
     };
+    this.journal = new InflightJournal(db);
     this.writeTx = db.transaction((items: Settled[]) => {
       for (const i of items) this.write(i);
+      this.journal.write();
     });
     for (const row of this.stmts.classIncarnations.all() as { key: string; value: string }[]) {
       this.incarnations.set(row.key.slice('incarnation:'.length) as Priority, row.value);
@@ -104,6 +120,18 @@ export class UsageOutbox {
       if (sequence > kept) this.stmts.set.run(key, String(sequence));
       this.stmts.ack.run(priority, sequence);
     });
+    // Requests a killed process left running are settled now, at the prompt plus the output checkpointed.
+    this.recovered = db.transaction(() => {
+      const orphans = this.journal.takeOrphans();
+      let tokens = 0;
+      for (const o of orphans) {
+        if (o.tokens <= 0) continue;
+        tokens += o.tokens;
+        this.write({ priority: o.priority, model: o.model, second: o.startedAtMs - (o.startedAtMs % 1000), tags: o.tags, tokens: o.tokens });
+      }
+      return { requests: orphans.length, tokens };
+    })();
+    this.open.clear();
   }
 
   incarnation(priority: Priority): string {
@@ -120,16 +148,53 @@ export class UsageOutbox {
     return incarnation;
   }
 
+  /**
+   * Starts tracking a metered request that is about to go upstream; its row is on disk when the entry's
+   * `durable` resolves (after this event-loop turn, with every other request of the turn). When the
+   * request settles, `end` it in the same turn as its usage is appended: both go in one transaction.
+   */
+  begin(priority: Priority, startedAtMs: number, model: string, tags: Readonly<Record<string, string>> | undefined, promptTokens: number): InflightEntry {
+    const entry = this.journal.begin(priority, startedAtMs, model, canonicalTags(tags), promptTokens);
+    this.schedule();
+    if (this.checkpoints === undefined) {
+      this.checkpoints = setInterval(() => {
+        if (this.journal.checkpoint() > 0) this.flush();
+        if (this.journal.running === 0) {
+          clearInterval(this.checkpoints);
+          this.checkpoints = undefined;
+        }
+      }, CHECKPOINT_EVERY_MS);
+      this.checkpoints.unref();
+    }
+    return entry;
+  }
+
+  /** The request of `entry` settled: its row goes with this turn's transaction. */
+  end(entry: InflightEntry): void {
+    this.journal.end(entry);
+    this.schedule();
+  }
+
   /** Records one settled request; it is on disk once this event-loop turn ends. */
   append(priority: Priority, tokens: number, startedAtMs: number, model: string, tags?: Readonly<Record<string, string>>): void {
     const n = Math.max(0, Math.round(tokens));
     if (n === 0) return;
     const second = startedAtMs - (startedAtMs % 1000);
     this.buffer({ priority, model, second, tags: canonicalTags(tags), tokens: n });
+    this.schedule();
+  }
+
+  private schedule(): void {
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => this.flush());
     }
+  }
+
+  /** Writes what waits, running streams' usage so far included (before a shutdown). */
+  checkpointNow(): void {
+    this.journal.checkpoint();
+    this.flush();
   }
 
   /**
@@ -139,12 +204,14 @@ export class UsageOutbox {
    */
   flush(): void {
     this.scheduled = false;
-    if (this.buffered.size === 0 || !this.db.open) return;
+    if ((this.buffered.size === 0 && !this.journal.dirty) || !this.db.open) return;
     const items = [...this.buffered.values()];
     this.buffered.clear();
     try {
       this.writeTx(items);
+      this.journal.committed();
     } catch {
+      this.journal.failed();
       // The transaction rolled back, but the records and sequences it opened are still in memory: forget
       // them; the next write numbers from the file again (nextSequence) and opens new records.
       this.open.clear();

@@ -277,8 +277,9 @@ describe('global budgets end to end', () => {
     quota = await startQuotaService(db, port);
 
     // The sidecar dies once its answers are out and settled into its SQLite outbox: a settle reaches the
-    // file at the end of the event-loop turn after its answer, a moment the test gives it (the usage of
-    // requests still in flight at a SIGKILL is issue 17's durable in-flight accounting, not yet built).
+    // file at the end of the event-loop turn after its answer, a moment the test gives it. (Requests still
+    // in flight at a SIGKILL are settled at their prompt and checkpointed output, not at what the provider
+    // billed: the next test.)
     await traffic(20);
     await sleep(300);
     sidecar.proc.child.kill('SIGKILL');
@@ -296,4 +297,55 @@ describe('global budgets end to end', () => {
     quota.proc.child.kill('SIGTERM');
     expect(await quota.proc.exit).toBe(0);
   }, 90_000);
+
+  it('settles the requests a SIGKILL interrupted at their prompt and checkpointed output at the next start', async () => {
+    const quota = await startQuotaService(join(dir, 'inflight-quota.db'));
+    await budget(['set', 'namespace/demo', '--tokens', '10000000', '--window', 'day', '--quota-addr', quota.addr]);
+    let sidecar = await startSidecar('pod-i', quota.addr, 'inflight');
+    // Streams of ~40 words at 150 ms a chunk: ~6 s each, killed after ~2.5 s.
+    fake.faults.add({ match: { model: 'gpt-4o-mini' }, times: 0, chunkDelayMs: 150 });
+    const openai = new OpenAI({ baseURL: `${sidecar.url}/v1`, apiKey: 'app-key', maxRetries: 0 });
+    const texts = Array.from({ length: 20 }, (_, i) => `stream ${i} ` + 'one two three four five six seven eight nine ten '.repeat(4));
+    const chunks = texts.map(() => [] as number[]);
+    const streams = texts.map(async (text, i) => {
+      const stream = await openai.chat.completions.create({ model: 'gpt-4o-mini', max_tokens: 200, stream: true, messages: [{ role: 'user', content: text }] });
+      try {
+        for await (const _ of stream) chunks[i]!.push(Date.now());
+      } catch {
+        // the sidecar was killed
+      }
+    });
+    await sleep(2500);
+    const killedAt = Date.now();
+    sidecar.proc.child.kill('SIGKILL');
+    await sidecar.proc.exit;
+    await Promise.all(streams);
+    fake.faults.clear();
+    expect(chunks.every((c) => c.length > 2)).toBe(true);
+    expect(chunks.every((c) => c.length < 40)).toBe(true); // none had finished
+
+    sidecar = await startSidecar('pod-i', quota.addr, 'inflight');
+    const recovered = JSON.parse(await sidecar.proc.waitForLine(/in flight when the sidecar last stopped/)) as { requests: number; tokens: number };
+    expect(recovered.requests).toBe(20);
+    // The promise: every interrupted request at no less than its prompt (~4 characters a token) plus the
+    // output checkpointed, which is at least what had gone out a checkpoint period (1 s) before the kill.
+    const prompts = texts.reduce((n, t) => n + Math.ceil(t.length / 4), 0);
+    const sentBeforeLastCheckpoint = chunks.reduce((n, c) => n + c.filter((t) => t <= killedAt - 1100).length, 0);
+    expect(sentBeforeLastCheckpoint).toBeGreaterThan(20);
+    expect(recovered.tokens).toBeGreaterThanOrEqual(prompts + sentBeforeLastCheckpoint);
+    // …and no more than the requests were reserved at (prompt plus max_tokens).
+    expect(recovered.tokens).toBeLessThanOrEqual(prompts + 20 * 200);
+    expect(await settledUsage('namespace/demo/service/inflight', quota.addr, () => recovered.tokens)).toBe(recovered.tokens);
+
+    // Recovered once: a clean restart settles nothing again.
+    sidecar.proc.child.kill('SIGTERM');
+    expect(await sidecar.proc.exit).toBe(0);
+    sidecar = await startSidecar('pod-i', quota.addr, 'inflight');
+    await sleep(500);
+    expect(sidecar.proc.stdout()).not.toContain('in flight when the sidecar last stopped');
+    expect(await usage('namespace/demo/service/inflight', quota.addr)).toBe(recovered.tokens);
+    for (const p of [sidecar.proc, quota.proc]) p.child.kill('SIGTERM');
+    expect(await sidecar.proc.exit).toBe(0);
+    expect(await quota.proc.exit).toBe(0);
+  }, 60_000);
 });
