@@ -1,8 +1,12 @@
 // Usage where clients look for it, through the real sidecar: an Anthropic-format app streaming from a
 // model routed to an OpenAI upstream (which reports usage only in its last chunk) sees the prompt count
 // in message_start (the sidecar's estimate) and the exact final counts in message_delta, read both by the
-// official SDK and the way LangChain's ChatAnthropic reads them.
+// official SDK and by LangChain's ChatAnthropic; and every translation direction read by LangChain's chat
+// models, which report usage as `usage_metadata`.
 import Anthropic from '@anthropic-ai/sdk';
+import { ChatAnthropic } from '@langchain/anthropic';
+import type { AIMessageChunk } from '@langchain/core/messages';
+import { ChatOpenAI } from '@langchain/openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CACHED_MARKER } from '../../sidecar/fake-provider/reply.js';
 import type { GatewayRequest } from '../../sidecar/pipeline/types.js';
@@ -64,9 +68,9 @@ describe('Anthropic app → OpenAI upstream, streaming', () => {
     expect(final.usage.input_tokens).toBeGreaterThan(0);
   });
 
-  it('a LangChain-style reader (input from message_start, output from message_delta) sees input tokens', async () => {
+  it('a reader taking input from message_start and output from message_delta sees input tokens', async () => {
     const body = params('How many tokens did I send?');
-    // @langchain/anthropic iterates the raw events of messages.create({ stream: true }): input_tokens from
+    // As @langchain/anthropic reads the raw events of messages.create({ stream: true }): input_tokens from
     // message_start, output_tokens summed over message_start and message_delta, message_delta's input ignored.
     const events = await anthropic.messages.create({ ...body, stream: true });
     let input = 0;
@@ -98,4 +102,42 @@ describe('Anthropic app → OpenAI upstream, streaming', () => {
     expect(deltaUsage?.input_tokens).toBe(msg.usage.input_tokens);
     expect(deltaUsage?.output_tokens).toBe(msg.usage.output_tokens);
   });
+});
+
+describe('LangChain chat models, every translation direction', () => {
+  const anthropicChat = (model: string) =>
+    new ChatAnthropic({ model, anthropicApiUrl: stack.url, apiKey: APP_KEY, maxTokens: 200, maxRetries: 0 });
+  const openaiChat = (model: string) =>
+    new ChatOpenAI({ model, apiKey: APP_KEY, configuration: { baseURL: `${stack.url}/v1` }, maxTokens: 200, maxRetries: 0, streamUsage: true });
+
+  /** Streams `prompt` and merges the chunks as LangChain apps do; the merged message's usage_metadata. */
+  async function streamed(chat: ChatAnthropic | ChatOpenAI, prompt: string) {
+    let merged: AIMessageChunk | undefined;
+    for await (const chunk of await chat.stream(prompt)) merged = merged === undefined ? chunk : merged.concat(chunk);
+    return merged!.usage_metadata;
+  }
+
+  const cases = [
+    { name: 'ChatAnthropic → OpenAI upstream (translated)', chat: () => anthropicChat('gpt-4o-mini'), path: '/v1/chat/completions', extraOutput: 0 },
+    // Passed through untouched: Anthropic's message_start says output_tokens 1, which LangChain adds to
+    // message_delta's (cumulative) count, with the real API as here.
+    { name: 'ChatAnthropic → Anthropic upstream', chat: () => anthropicChat('claude-haiku'), path: '/v1/messages', extraOutput: 1 },
+    { name: 'ChatOpenAI → Anthropic upstream (translated)', chat: () => openaiChat('claude-haiku'), path: '/v1/messages', extraOutput: 0 },
+    { name: 'ChatOpenAI → OpenAI upstream', chat: () => openaiChat('gpt-4o-mini'), path: '/v1/chat/completions', extraOutput: 0 },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: streamed and invoked, the same input and output tokens`, async () => {
+      const prompt = `Count my tokens please, ${c.name}`;
+      const invoked = (await c.chat().invoke(prompt)).usage_metadata;
+      expect(stack.fake.requests.at(-1)!.path).toBe(c.path);
+      const fromStream = await streamed(c.chat(), prompt);
+      expect(stack.fake.requests.at(-1)!.path).toBe(c.path);
+      expect(invoked?.input_tokens).toBeGreaterThan(0);
+      expect(invoked?.output_tokens).toBe(`Hello from the fake provider. You said: ${prompt}`.match(/\S+\s*/g)!.length);
+      expect(fromStream?.input_tokens).toBeGreaterThan(0);
+      expect(fromStream?.input_tokens).toBe(invoked?.input_tokens);
+      expect(fromStream?.output_tokens).toBe(invoked!.output_tokens + c.extraOutput);
+      expect(fromStream?.total_tokens).toBe(fromStream!.input_tokens + fromStream!.output_tokens);
+    });
+  }
 });
