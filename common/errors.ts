@@ -16,6 +16,8 @@ export type GatewayErrorCode =
   | 'llmgw_quota_exhausted'
   | 'llmgw_quota_unavailable'
   | 'llmgw_rate_limited'
+  | 'llmgw_request_exceeds_budget'
+  | 'llmgw_request_exceeds_rate_limit'
   | 'llmgw_upstream_unavailable'
   | 'llmgw_upstream_error'
   | 'llmgw_upstream_timeout'

@@ -59,6 +59,24 @@ export interface LeaseResponse {
   ackedSequence: number;
   windowStartMs: number;
   providerKeysVersion: string;
+  /** Absent from services that predate it (and on grants). */
+  refusal?: RefusalMsg | null;
+  giveBack?: boolean;
+}
+
+export type RefusalReasonName = 'REFUSAL_REASON_UNSPECIFIED' | 'REFUSAL_WINDOW_SPENT' | 'REFUSAL_HELD_BY_LEASES' | 'REFUSAL_EXCEEDS_BUDGET';
+
+export interface RefusalMsg {
+  scope: string;
+  window: WindowEnum;
+  priority: PriorityName;
+  reason: RefusalReasonName;
+  windowEndMs: number;
+  budgetTokens: number;
+  classLimitTokens: number;
+  leftTokens: number;
+  availableTokens: number;
+  needTokens: number;
 }
 
 export interface ProviderKeysResponse {

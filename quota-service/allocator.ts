@@ -3,7 +3,9 @@
 // bounded by the error of the sidecars' estimates, never by how many sidecars there are. Grants are the
 // smaller of what is asked and a demand-weighted fair share of half of what remains (a request that
 // needs more than its share still gets its need while tokens are free), lower priority classes stop
-// above their floor, and a window rollover voids what leases held of the old window.
+// above their floor, and a window rollover voids what leases held of the old window. A need that cannot be
+// granted is refused with the budget that refused it and when it can be granted (refusal.ts); while one
+// waits for tokens other leases hold, those leases get no top-ups and are told to give back what they hold.
 //
 // Every call names its caller's `owner` (ownership.ts): leases and incarnations are the owner's alone.
 // Reports are checked before anything is applied (report-checks.ts), and usage well beyond what an
@@ -15,6 +17,7 @@ import { Coverage, type OverReport } from './coverage.js';
 import { invalidArgument, notFound, QuotaError } from './errors.js';
 import { Ownership, UNVERIFIED } from './ownership.js';
 import { readThrough } from './read-through.js';
+import { decisive, refusalOf, type Holder, type Refusal } from './refusal.js';
 import { checkedReports } from './report-checks.js';
 import { scopeProblem, scopesOf, type Identity } from './scopes.js';
 import { Teams } from './teams.js';
@@ -49,10 +52,15 @@ export interface Grant {
   refreshAfterMs: number;
   /** Least tokens left in the current windows of the matching budgets (-1 when unlimited). */
   remaining: number;
+  /** When a need was refused: after this long it can be granted (0: never by waiting, see `refusal`). */
   retryAfterMs: number;
   acked: number;
   /** Start of the newest window the lease's tokens belong to (0 when unlimited). */
   windowStartMs: number;
+  /** Why a need was refused (nothing granted). */
+  refusal?: Refusal;
+  /** Another lease waits for tokens this one holds: its sidecar should give back what it holds unspent. */
+  giveBack: boolean;
 }
 
 export interface BudgetView extends BudgetRow {
@@ -89,6 +97,10 @@ interface Lease {
   expiresAtMs: number;
   /** Budget key → start of the window `outstanding` belongs to. */
   windows: Record<string, number>;
+  /** When its sidecar was told to renew (not stored: after a restart, its expiry). */
+  renewAtMs: number;
+  /** A need refused because other leases hold tokens of these budgets: they give back, not top up, meanwhile. */
+  claim?: { keys: string[]; untilMs: number };
 }
 
 const PRIORITIES: PriorityClass[] = ['interactive', 'background', 'batch'];
@@ -100,6 +112,8 @@ const MIN_DEMAND = 1;
 const SHARE_OF_REMAINING = 0.5;
 /** Grants cover at most this fraction of the time the budget would last at the current total demand. */
 const RUNWAY_FRACTION = 0.05;
+/** A claim outlives the Retry-After its sidecar was given by this much, for the retry to arrive. */
+const CLAIM_GRACE_MS = 5000;
 const key = (scope: string, window: WindowName): string => `${scope}|${window}`;
 /** Start of the newest window the lease's grants belong to (0 before its first grant). */
 const grantedSince = (lease: { windows: Record<string, number> }): number => Math.max(0, ...Object.values(lease.windows));
@@ -144,6 +158,7 @@ export class Allocator {
         demand: row.demand,
         expiresAtMs: row.expiresAtMs,
         windows: JSON.parse(row.windows) as Record<string, number>,
+        renewAtMs: row.expiresAtMs,
       });
     }
     this.sweep();
@@ -172,6 +187,7 @@ export class Allocator {
       demand: Math.max(MIN_DEMAND, req.demand),
       expiresAtMs: now + this.ttlMs,
       windows: {},
+      renewAtMs: now,
     };
     this.index(lease);
     return this.store.transaction(() => this.grant(lease, Math.max(0, req.need), now));
@@ -297,8 +313,11 @@ export class Allocator {
     if (budgets.length === 0) {
       this.coverage.unlimited(lease.incarnation);
       lease.outstanding = 0;
+      lease.claim = undefined;
+      const refreshAfterMs = Math.floor(this.ttlMs / 3);
+      lease.renewAtMs = now + refreshAfterMs;
       this.save(lease);
-      return { leaseId: lease.id, granted: 0, leaseTokens: 0, unlimited: true, ttlMs: this.ttlMs, refreshAfterMs: Math.floor(this.ttlMs / 3), remaining: -1, retryAfterMs: 0, acked, windowStartMs: 0 };
+      return { leaseId: lease.id, granted: 0, leaseTokens: 0, unlimited: true, ttlMs: this.ttlMs, refreshAfterMs, remaining: -1, retryAfterMs: 0, acked, windowStartMs: 0, giveBack: false };
     }
     // What the lease held belongs to the windows it was granted in; a new window starts it at zero.
     const current: Record<string, number> = {};
@@ -316,7 +335,8 @@ export class Allocator {
     let grant = Infinity;
     let remaining = Infinity;
     let windowEnd = Infinity;
-    let exhaustedUntil = 0;
+    let contended = false;
+    const refusals: Refusal[] = [];
     for (const b of budgets) {
       const span = windowAt(b.window, now);
       windowEnd = Math.min(windowEnd, span.endMs);
@@ -325,42 +345,66 @@ export class Allocator {
       const floor = b.tokens * (lease.priority === 'batch' ? b.batchFloor : lease.priority === 'background' ? b.backgroundFloor : 0);
       let others = 0;
       let demand = lease.demand;
+      let claimed = false;
       const k = key(b.scope, b.window);
       for (const other of this.byScope.get(b.scope) ?? []) {
         if (other === lease) continue;
         if (other.windows[k] === span.startMs) others += other.outstanding;
         demand += other.demand;
+        if (other.claim !== undefined && other.claim.untilMs > now && other.claim.keys.includes(k)) claimed = true;
       }
       const free = left - others - lease.outstanding;
       const available = Math.max(0, free - floor);
-      const share = Math.max(0, ((left - floor) * SHARE_OF_REMAINING * lease.demand) / demand - lease.outstanding);
-      // Top the lease up to its demand over the horizon, or over a small part of the time the budget lasts
-      // at the current total demand if that is shorter: tokens idle in one pod are tokens another is refused.
-      const horizonMs = Math.min(this.horizonMs, (RUNWAY_FRACTION * 1000 * Math.max(0, left - floor)) / demand);
-      const want = Math.max(need, Math.ceil((lease.demand * horizonMs) / 1000) - lease.outstanding);
-      grant = Math.min(grant, available, Math.max(share, need), want);
-      if (left - floor < Math.max(need, 1)) exhaustedUntil = Math.max(exhaustedUntil, span.endMs);
+      if (claimed) {
+        // Another lease waits for what leases hold of this budget: what comes back is for it, not for top-ups.
+        contended = true;
+        grant = Math.min(grant, available, need);
+      } else {
+        const share = Math.max(0, ((left - floor) * SHARE_OF_REMAINING * lease.demand) / demand - lease.outstanding);
+        // Top the lease up to its demand over the horizon, or over a small part of the time the budget lasts
+        // at the current total demand if that is shorter: tokens idle in one pod are tokens another is refused.
+        const horizonMs = Math.min(this.horizonMs, (RUNWAY_FRACTION * 1000 * Math.max(0, left - floor)) / demand);
+        const want = Math.max(need, Math.ceil((lease.demand * horizonMs) / 1000) - lease.outstanding);
+        grant = Math.min(grant, available, Math.max(share, need), want);
+      }
+      if (need > available) {
+        const holders: Holder[] = [];
+        for (const other of this.byScope.get(b.scope) ?? []) if (other !== lease && other.windows[k] === span.startMs && other.outstanding > 0) holders.push(other);
+        refusals.push(refusalOf(b, { priority: lease.priority, floor, left, own: lease.outstanding, available, need, windowEndMs: span.endMs, holders, now }));
+      }
     }
     // A grant that cannot cover the waiting request would only strand tokens in this lease.
     grant = Math.floor(grant < need || !Number.isFinite(grant) ? 0 : grant);
+    let refusal: Refusal | undefined;
+    if (need > 0 && grant === 0 && refusals.length > 0) {
+      refusal = decisive(refusals);
+      // Waiting only for what other leases hold: claim it, so they give it back instead of topping up.
+      const held = refusals.every((r) => r.reason === 'held');
+      lease.claim = held ? { keys: refusals.map((r) => key(r.scope, r.window)), untilMs: refusal.retryAtMs + CLAIM_GRACE_MS } : undefined;
+    } else if (need > 0) {
+      lease.claim = undefined;
+    }
     lease.outstanding += grant;
     this.coverage.granted(lease.incarnation, grant);
-    this.save(lease);
     const ttlMs = Math.max(1, Math.min(this.ttlMs, windowEnd - now));
-    let retryAfterMs = 0;
-    if (grant === 0 && need > 0) retryAfterMs = exhaustedUntil > 0 ? exhaustedUntil - now : Math.min(1000, ttlMs);
-    return {
+    const refreshAfterMs = Math.max(1, Math.floor(Math.min(this.ttlMs / 3, windowEnd - now)));
+    lease.renewAtMs = now + refreshAfterMs;
+    this.save(lease);
+    const g: Grant = {
       leaseId: lease.id,
       granted: grant,
       leaseTokens: lease.outstanding,
       unlimited: false,
       ttlMs,
-      refreshAfterMs: Math.max(1, Math.floor(Math.min(this.ttlMs / 3, windowEnd - now))),
+      refreshAfterMs,
       remaining,
-      retryAfterMs,
+      retryAfterMs: refusal === undefined || refusal.reason === 'exceeds' ? 0 : Math.max(1, refusal.retryAtMs - now),
       acked,
       windowStartMs: grantedSince(lease),
+      giveBack: contended && lease.outstanding > 0,
     };
+    if (refusal !== undefined) g.refusal = refusal;
+    return g;
   }
 
   /** Charges checked reports (in sequence order) not seen before to every scope and window; returns the highest sequence processed. */

@@ -1,7 +1,8 @@
 // Proto enums and messages ↔ the allocator's types.
-import type { BudgetMsg, PriorityName, UsageReportMsg, WindowEnum } from '../proto/messages.js';
+import type { BudgetMsg, PriorityName, RefusalMsg, RefusalReasonName, UsageReportMsg, WindowEnum } from '../proto/messages.js';
 import type { BudgetView, PriorityClass, UsageReport } from './allocator.js';
 import { invalidArgument } from './errors.js';
+import type { Refusal } from './refusal.js';
 import type { WindowName } from './windows.js';
 
 export function priorityOf(p: PriorityName | undefined): PriorityClass {
@@ -46,5 +47,26 @@ export function budgetMsg(b: BudgetView): BudgetMsg {
     outstandingTokens: b.outstanding,
     windowStartMs: b.windowStartMs,
     windowEndMs: b.windowEndMs,
+  };
+}
+
+const REASONS: Record<Refusal['reason'], RefusalReasonName> = {
+  window: 'REFUSAL_WINDOW_SPENT',
+  held: 'REFUSAL_HELD_BY_LEASES',
+  exceeds: 'REFUSAL_EXCEEDS_BUDGET',
+};
+
+export function refusalMsg(r: Refusal): RefusalMsg {
+  return {
+    scope: r.scope,
+    window: windowEnum(r.window),
+    priority: priorityName(r.priority),
+    reason: REASONS[r.reason],
+    windowEndMs: r.windowEndMs,
+    budgetTokens: r.budgetTokens,
+    classLimitTokens: r.classLimit,
+    leftTokens: r.left,
+    availableTokens: r.available,
+    needTokens: r.need,
   };
 }

@@ -20,7 +20,7 @@ import type {
 import type { Allocator, Grant } from './allocator.js';
 import type { Access, Authenticator } from './auth/authenticator.js';
 import type { VerifiedIdentity } from './auth/token-verifier.js';
-import { budgetMsg, optionalWindowOf, priorityOf, reportsOf, windowEnum, windowOf } from './convert.js';
+import { budgetMsg, optionalWindowOf, priorityOf, refusalMsg, reportsOf, windowEnum, windowOf } from './convert.js';
 import { failedPrecondition, invalidArgument, permissionDenied, QuotaError } from './errors.js';
 import type { ProviderKeys } from './provider-keys.js';
 import { ownerOf, UNVERIFIED } from './ownership.js';
@@ -75,6 +75,8 @@ function leaseResponse(g: Grant, providerKeysVersion: string): LeaseResponse {
     ackedSequence: g.acked,
     windowStartMs: g.windowStartMs,
     providerKeysVersion,
+    refusal: g.refusal === undefined ? null : refusalMsg(g.refusal),
+    giveBack: g.giveBack,
   };
 }
 

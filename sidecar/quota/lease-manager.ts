@@ -5,15 +5,22 @@
 // request the balance cannot cover waits, once and boundedly, for a renewal. When the service is out of
 // reach, the remaining balance is spent, then the configured policy applies. When it refuses this pod's
 // credentials, requests are refused (503) whatever the policy: that is a denial, not an outage.
+//
+// When the service grants nothing, its answer says which budget refused and when the need can be granted
+// (refusal-errors.ts turns that into the app's error). The refusal is remembered for the needs it covers
+// (larger than what the service could grant) and for a second at most: smaller requests still ask, and a
+// budget an operator raised meanwhile is seen within that second. An answer saying another lease waits for
+// tokens this class holds makes it give back what it holds unspent at once.
 import { status as grpcStatus } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Clock } from '../../common/clock.js';
 import { GatewayError } from '../../common/errors.js';
-import type { IdentityMsg, LeaseResponse, PriorityName } from '../../proto/messages.js';
+import type { IdentityMsg, LeaseResponse, PriorityName, RefusalMsg } from '../../proto/messages.js';
 import type { QuotaConfig } from '../config/schema.js';
 import type { Priority } from '../http/caller-headers.js';
 import { TokenBucket } from '../limits/token-bucket.js';
 import { QuotaRpcError, type QuotaRpc } from './quota-client.js';
+import { exceedsBudget, heldByLeases, retrySeconds, unnamedRefusal, windowSpent } from './refusal-errors.js';
 import type { UsageOutbox } from './usage-outbox.js';
 
 export interface Reservation {
@@ -42,8 +49,10 @@ interface ClassLease {
   periodMs: number;
   remaining: number;
   spentSinceAnswer: number;
-  /** Monotonic ms: the service said the budget is spent until then; requests are refused without asking. */
-  exhaustedUntil: number;
+  /** The service's last refusal of a need, while it holds (see QuotaRefusal). */
+  quotaRefusal: QuotaRefusal | undefined;
+  /** The service asked this class to give back what it holds unspent: it keeps nothing at its renewals. */
+  giveBack: boolean;
   /** Monotonic ms: the service was out of reach; no request waits on it until then. */
   unreachableUntil: number;
   /** Monotonic ms: the service refused this pod's credentials (why: `refusal`); requests are refused until then. */
@@ -54,6 +63,18 @@ interface ClassLease {
   lastRefresh: number;
   demand: number;
   lastGrant: number;
+}
+
+/** A refusal of the service, remembered so that a flood of requests that cannot fit does not each ask again. */
+interface QuotaRefusal {
+  /** Monotonic ms of the answer: trusted for REFUSAL_HELD_MS after it. */
+  at: number;
+  /** Monotonic ms after which the refused need can be granted (the answer's retry_after_ms). */
+  until: number;
+  /** The most the service could grant: larger needs are refused without asking. */
+  maxNeed: number;
+  /** Which budget refused, and why (null from a service that predates it). */
+  info: RefusalMsg | null;
 }
 
 export interface LeaseManagerOptions {
@@ -80,6 +101,11 @@ const PRIORITY_NAMES: Record<Priority, PriorityName> = {
   batch: 'PRIORITY_BATCH',
 };
 const UNREACHABLE_BACKOFF_MS = 2000;
+/**
+ * How long a refusal is taken as the answer without asking again: long enough that refused requests cost
+ * the service at most one call a second per class, short enough that a budget raised meanwhile counts at once.
+ */
+const REFUSAL_HELD_MS = 1000;
 const REPORT_BATCH = 1000;
 
 export class LeaseManager {
@@ -125,7 +151,8 @@ export class LeaseManager {
     const fast = this.take(l, estimate, now, false);
     if (fast !== undefined) return fast;
     if (now < l.refusedUntil) throw this.refused(l, now);
-    if (now < l.exhaustedUntil) throw this.exhausted(l.exhaustedUntil - now);
+    const refusal = this.heldRefusal(l, estimate, now);
+    if (refusal !== undefined) throw refusal;
     if (now < l.unreachableUntil) return this.degraded(l, estimate, now);
     return this.slow(l, estimate);
   }
@@ -189,17 +216,16 @@ export class LeaseManager {
     // The one bounded wait on the request path, at most acquireTimeoutMs in all: a renewal asking for
     // this request's need (after the one already under way, which may have asked for less).
     const deadline = this.opts.clock.monotonic() + this.opts.config.acquireTimeoutMs;
-    // Renewals started by other requests may have asked for less: join them, then ask for ourselves.
     let answered = false;
+    // Just refused: what the class holds may be what makes the difference.
+    let exact = l.quotaRefusal !== undefined;
     for (let attempt = 0; attempt < 16; attempt++) {
-      const left = deadline - this.opts.clock.monotonic();
+      const asked = this.opts.clock.monotonic();
+      const left = deadline - asked;
       if (left <= 0) break;
-      const joined = l.inflight !== undefined;
-      // A balance in debt (requests that used more than they reserved) is paid back first.
-      const need = l.leaseId !== undefined && !l.unlimited && l.balance < 0 ? estimate - l.balance : estimate;
       let timer: NodeJS.Timeout | undefined;
       answered = await Promise.race([
-        this.refresh(l, need, left).then(() => true),
+        this.refresh(l, estimate, left, { exact }).then(() => true),
         new Promise<boolean>((r) => (timer = setTimeout(() => r(false), left))),
       ]);
       clearTimeout(timer);
@@ -208,12 +234,22 @@ export class LeaseManager {
       const r = this.take(l, estimate, now, false);
       if (r !== undefined) return r;
       if (now < l.refusedUntil) throw this.refused(l, now);
-      if (now < l.exhaustedUntil) throw this.exhausted(l.exhaustedUntil - now);
       if (now < l.unreachableUntil) return this.degraded(l, estimate, now);
-      // Our own ask was answered without the tokens (other pods hold them for now).
-      if (!joined) throw this.exhausted(1000);
+      // Refused what the class lacks for this request (not only a larger ask): that is the answer. Refused
+      // the whole estimate though the class holds part of it: ask for just what it lacks, whose answer says
+      // best when it can be had. Else what was granted went to other requests meanwhile: ask again.
+      const q = l.quotaRefusal;
+      if (q !== undefined && q.at >= asked) {
+        const need = this.needFor(l, estimate, now);
+        if ((exact || need >= estimate) && need > q.maxNeed) throw this.refusalError(l, q, estimate, now);
+        exact = true;
+      }
     }
-    if (answered) throw this.exhausted(1000);
+    if (answered) {
+      throw new GatewayError('llmgw_quota_exhausted', 429, `other requests of this pod took the tokens granted for this one's estimated ${estimate} within quota.acquireTimeoutMs; retry in 1 s`, {
+        retryAfterSeconds: 1,
+      });
+    }
     // The service did not answer in time: this request is served as if it were out of reach.
     return this.degraded(l, estimate, this.opts.clock.monotonic());
   }
@@ -222,14 +258,25 @@ export class LeaseManager {
     // Out of reach: first what the lease still holds, then the configured policy.
     const r = this.take(l, estimate, now, true);
     if (r !== undefined) return r;
-    const retryAfterSeconds = Math.ceil(Math.max(1, l.unreachableUntil - now) / 1000);
+    const retryAfterSeconds = retrySeconds(l.unreachableUntil - now);
     if (this.opts.config.failMode === 'failClosed') {
       throw new GatewayError('llmgw_quota_unavailable', 503, 'the quota service is out of reach and this pod has no tokens left to spend', { retryAfterSeconds });
     }
+    const cap = this.opts.config.failOpenTokensPerMinute;
+    if (estimate > cap) {
+      // No wait makes it fit the cap: it can be admitted once the service is back.
+      throw new GatewayError(
+        'llmgw_quota_unavailable',
+        503,
+        `the quota service is out of reach, and this request's estimated ${estimate} tokens are more than this pod may spend a minute without it (quota.failOpenTokensPerMinute: ${cap}); retry once the service is back, or lower max_tokens`,
+        { retryAfterSeconds },
+      );
+    }
     const got = this.failOpen.take(estimate);
     if (!got.ok) {
-      throw new GatewayError('llmgw_rate_limited', 429, 'the quota service is out of reach and this pod reached its fail-open rate', {
-        retryAfterSeconds: Math.ceil(got.retryAfterMs / 1000),
+      const s = retrySeconds(got.retryAfterMs);
+      throw new GatewayError('llmgw_rate_limited', 429, `the quota service is out of reach and this pod reached its fail-open rate (quota.failOpenTokensPerMinute: ${cap}); retry in ${s} s`, {
+        retryAfterSeconds: s,
       });
     }
     return { priority: l.priority, estimate, epoch: -1, startedAtMs: this.opts.clock.now(), unlimited: true };
@@ -241,9 +288,28 @@ export class LeaseManager {
     });
   }
 
-  private exhausted(retryAfterMs: number): GatewayError {
-    const s = Math.max(1, Math.ceil(retryAfterMs / 1000));
-    return new GatewayError('llmgw_quota_exhausted', 429, `the token budget is spent; retry in ${s} s`, { retryAfterSeconds: s });
+  /** The tokens a request of `estimate` needs granted on top of what the class holds (its debt first). */
+  private needFor(l: ClassLease, estimate: number, now: number): number {
+    if (l.balance < 0) return estimate - l.balance;
+    const held = l.leaseId !== undefined && !l.unlimited && now < l.expiresAt ? l.balance : 0;
+    return Math.max(0, estimate - held);
+  }
+
+  /** The error for a request the remembered refusal covers, if it does (else the service is asked). */
+  private heldRefusal(l: ClassLease, estimate: number, now: number): GatewayError | undefined {
+    const q = l.quotaRefusal;
+    if (q === undefined || now >= q.at + REFUSAL_HELD_MS || this.needFor(l, estimate, now) <= q.maxNeed) return undefined;
+    if (q.info?.reason === 'REFUSAL_EXCEEDS_BUDGET') return estimate > q.info.classLimitTokens ? this.refusalError(l, q, estimate, now) : undefined;
+    return now < q.until ? this.refusalError(l, q, estimate, now) : undefined;
+  }
+
+  private refusalError(l: ClassLease, q: QuotaRefusal, estimate: number, now: number): GatewayError {
+    const r = q.info;
+    if (r === null) return unnamedRefusal(l.priority, estimate, q.until - now);
+    if (estimate > r.classLimitTokens) return exceedsBudget(r, estimate);
+    // Only with what this pod's running requests reserved is it too large: they end with the window.
+    if (r.reason === 'REFUSAL_EXCEEDS_BUDGET') return windowSpent(r, estimate, r.windowEndMs - this.opts.clock.now());
+    return r.reason === 'REFUSAL_HELD_BY_LEASES' ? heldByLeases(r, estimate, q.until - now) : windowSpent(r, estimate, q.until - now);
   }
 
   private lowWater(l: ClassLease): number {
@@ -267,7 +333,8 @@ export class LeaseManager {
         periodMs: 0,
         remaining: 0,
         spentSinceAnswer: 0,
-        exhaustedUntil: 0,
+        quotaRefusal: undefined,
+        giveBack: false,
         unreachableUntil: 0,
         refusedUntil: 0,
         refusal: '',
@@ -282,18 +349,31 @@ export class LeaseManager {
     return l;
   }
 
-  /** One renewal (or acquisition) at a time per class; callers arriving meanwhile share it. */
-  private refresh(l: ClassLease, need: number, timeoutMs: number): Promise<void> {
+  /**
+   * One renewal (or acquisition) at a time per class; callers arriving meanwhile share it. `estimate`: the
+   * tokens of the request waiting for it (0: none waits); it asks for all of them, or with `exact` for what
+   * the class lacks. `givingBack`: the class's immediate give-back.
+   */
+  private refresh(l: ClassLease, estimate: number, timeoutMs: number, opts: { exact?: boolean; givingBack?: boolean } = {}): Promise<void> {
     if (l.inflight !== undefined) return l.inflight;
-    l.inflight = this.doRefresh(l, need, timeoutMs).finally(() => {
+    l.inflight = this.doRefresh(l, estimate, timeoutMs, opts.exact === true).finally(() => {
       l.inflight = undefined;
+      // Asked to give back: at once, not at the next renewal, once the request waiting has taken its share.
+      if (l.giveBack && opts.givingBack !== true && !l.unlimited && l.balance >= 1 && !this.closed) {
+        setImmediate(() => {
+          if (l.inflight === undefined) void this.refresh(l, 0, this.bgTimeoutMs, { givingBack: true });
+        });
+      }
     });
     return l.inflight;
   }
 
-  private async doRefresh(l: ClassLease, need: number, timeoutMs: number): Promise<void> {
+  private async doRefresh(l: ClassLease, estimate: number, timeoutMs: number, exact: boolean): Promise<void> {
     if (this.closed) return;
     const sentAt = this.opts.clock.monotonic();
+    // The whole estimate (a debt first) leaves what the class holds for the requests after this one; near
+    // the end of a budget, just what it lacks.
+    const need = estimate === 0 ? 0 : exact ? this.needFor(l, estimate, sentAt) : l.balance < 0 ? estimate - l.balance : estimate;
     const seconds = Math.max(1, (sentAt - l.lastRefresh) / 1000);
     l.demand = l.demand === 0 ? l.reservedSinceRefresh / seconds : 0.5 * l.demand + (0.5 * l.reservedSinceRefresh) / seconds;
     const demand = Math.max(l.demand, need / 5);
@@ -302,9 +382,10 @@ export class LeaseManager {
       if (l.leaseId !== undefined) {
         const reports = this.opts.outbox.pending(l.priority, REPORT_BATCH);
         try {
-          // Tokens beyond one renewal period of demand go back, so an idle pod holds nothing for long.
-          const keep = (demand * l.periodMs) / 1000;
-          const unused = l.unlimited ? 0 : Math.floor(Math.max(0, l.balance - keep));
+          // Tokens beyond one renewal period of demand go back, so an idle pod holds nothing for long; all of
+          // them when another lease waits for them; none while a request waits.
+          const keep = l.giveBack ? 0 : (demand * l.periodMs) / 1000;
+          const unused = l.unlimited || estimate > 0 ? 0 : Math.floor(Math.max(0, l.balance - keep));
           l.balance -= unused;
           res = await this.opts.rpc.renew({ leaseId: l.leaseId, needTokens: need, demandTokensPerSecond: demand, reports, unusedTokens: unused }, timeoutMs);
         } catch (err) {
@@ -312,12 +393,12 @@ export class LeaseManager {
           // service started verifying tokens): start a new one.
           if (!(err instanceof QuotaRpcError) || (err.code !== grpcStatus.NOT_FOUND && err.code !== grpcStatus.PERMISSION_DENIED)) throw err;
           l.leaseId = undefined;
-          res = await this.acquire(l, need, demand, timeoutMs);
+          res = await this.acquire(l, estimate, demand, timeoutMs);
         }
       } else {
-        res = await this.acquire(l, need, demand, timeoutMs);
+        res = await this.acquire(l, estimate, demand, timeoutMs);
       }
-      this.apply(l, res, need, sentAt);
+      this.apply(l, res, estimate, sentAt);
     } catch (err) {
       if (this.restartIfUnknown(l.priority, err)) {
         // The next request or tick acquires a lease for the new incarnation.
@@ -354,7 +435,7 @@ export class LeaseManager {
     return true;
   }
 
-  private async acquire(l: ClassLease, need: number, demand: number, timeoutMs: number): Promise<LeaseResponse> {
+  private async acquire(l: ClassLease, estimate: number, demand: number, timeoutMs: number): Promise<LeaseResponse> {
     // The old lease's tokens went back to the service, those of requests still running included: the
     // new lease must cover them again (its tokens are the only ones this pod holds from now on).
     const res = await this.opts.rpc.acquire(
@@ -362,7 +443,7 @@ export class LeaseManager {
         identity: this.opts.identity(),
         priority: PRIORITY_NAMES[l.priority],
         incarnation: this.opts.outbox.incarnation(l.priority),
-        needTokens: need + l.inflightTokens,
+        needTokens: estimate + l.inflightTokens,
         demandTokensPerSecond: demand,
       },
       timeoutMs,
@@ -371,7 +452,7 @@ export class LeaseManager {
     return res;
   }
 
-  private apply(l: ClassLease, res: LeaseResponse, need: number, sentAt: number): void {
+  private apply(l: ClassLease, res: LeaseResponse, estimate: number, sentAt: number): void {
     const now = this.opts.clock.monotonic();
     // What the lease held of an earlier window is void (the service starts the new one at zero too), and
     // so are that window's running requests: they are charged to their own window.
@@ -393,7 +474,12 @@ export class LeaseManager {
     l.unreachableUntil = 0;
     l.refusedUntil = 0;
     l.refusal = '';
-    l.exhaustedUntil = res.grantedTokens === 0 && need > 0 && res.retryAfterMs > 0 ? now + res.retryAfterMs : 0;
+    l.giveBack = res.giveBack === true;
+    // A refusal describes itself; a service that predates that refused when it granted nothing for a need.
+    const refused = (res.refusal ?? null) !== null || (estimate > 0 && res.grantedTokens === 0 && !res.unlimited && res.retryAfterMs > 0);
+    l.quotaRefusal = refused
+      ? { at: now, until: now + (res.retryAfterMs > 0 ? res.retryAfterMs : REFUSAL_HELD_MS), maxNeed: res.refusal?.availableTokens ?? 0, info: res.refusal ?? null }
+      : undefined;
     l.reservedSinceRefresh = 0;
     l.lastRefresh = sentAt;
     this.opts.outbox.ack(l.priority, res.ackedSequence);

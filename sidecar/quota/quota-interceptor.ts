@@ -1,6 +1,7 @@
 // Global budgets on the request path: reserve the request's estimate from the class's lease (no RPC while
-// the lease covers it), refuse with 429 llmgw_quota_exhausted when the budget is spent, and settle to the
-// provider-reported usage when the answer or the stream ends. The request is in the in-flight journal
+// the lease covers it), refuse as the lease manager decides when a budget cannot cover it (429 with an
+// honest Retry-After, or 400 when no wait can help), and settle to the provider-reported usage when the
+// answer or the stream ends. The request is in the in-flight journal
 // (on disk) before it goes upstream, and a stream's usage so far is checkpointed there while it runs, so
 // a killed sidecar still reports it at its next start.
 import type { Config } from '../config/schema.js';

@@ -312,3 +312,138 @@ describe('lease manager', () => {
     expect(used(quota)).toBe(100);
   });
 });
+
+describe('lease manager refusals', () => {
+  // One second into an hour (and a minute): window ends stay out of the way.
+  const start = (): FakeClock => fakeClock(Date.UTC(2026, 10, 23, 10, 0, 1));
+  const earlier = (q: InProcessQuota, tokens: number, at: number) => q.allocator.report({ namespace: 'demo', service: '', pod: 'earlier' }, '', 'earlier-pod', [{ sequence: 1, tokens, startedAtMs: at }]);
+
+  it('keeps serving small requests right after `budget set` when a large one was refused (the ~10 s refusal race)', async () => {
+    const clock = start();
+    const quota = inProcessQuota(clock);
+    const m = manager(quota, clock, database());
+    m.settle(await m.reserve('interactive', 25), 25, 'm'); // no budget yet: an unlimited lease
+    quota.allocator.setBudget('namespace/demo', 'minute', 500);
+    clock.advance(10_000);
+    await m.tick(); // the renewal that learns of the budget
+    // A request without max_tokens: its prompt plus the default 1024 output tokens, more than the budget.
+    await expect(m.reserve('interactive', 1074)).rejects.toThrow(GatewayError);
+    // The budget is far from spent; small requests must not be refused until the next renewal.
+    expect(quota.allocator.getBudgets('namespace/demo')[0]).toMatchObject({ tokens: 500, used: 25 });
+    for (let i = 0; i < 5; i++) {
+      clock.advance(1000);
+      m.settle(await m.reserve('interactive', 60), 12, 'm');
+    }
+  });
+
+  it('refuses a request larger than a whole budget window with 400 llmgw_request_exceeds_budget, and serves smaller ones at once', async () => {
+    const clock = start();
+    const quota = inProcessQuota(clock);
+    quota.allocator.setBudget('namespace/demo', 'minute', 500);
+    const m = manager(quota, clock, database());
+    m.settle(await m.reserve('interactive', 25), 25, 'm');
+    const err = await refusal(() => m.reserve('interactive', 1074));
+    expect(err.code).toBe('llmgw_request_exceeds_budget');
+    expect(err.status).toBe(400);
+    expect(err.retryAfterSeconds).toBeUndefined();
+    expect(err.message).toContain('estimated 1074 tokens');
+    expect(err.message).toContain('interactive requests may use of budget namespace/demo (500 tokens a minute)');
+    expect(err.message).toContain('lower max_tokens');
+    expect(err.message).toContain('llmgw budget set namespace/demo --tokens N --window minute');
+    // Asked again, the same answer, without a call.
+    const calls = { ...quota.calls };
+    expect((await refusal(() => m.reserve('interactive', 1074))).code).toBe('llmgw_request_exceeds_budget');
+    expect(quota.calls).toEqual(calls);
+    // The refusal of the large request is no refusal of small ones: 475 of 500 are left.
+    const small = await m.reserve('interactive', 60);
+    expect(small.estimate).toBe(60);
+  });
+
+  it('refuses a request larger than what is left with Retry-After to the window end, naming the budget, and admits it then', async () => {
+    const clock = start();
+    const quota = inProcessQuota(clock);
+    quota.allocator.setBudget('namespace/demo', 'hour', 1000);
+    earlier(quota, 700, clock.now());
+    const m = manager(quota, clock, database());
+    const err = await refusal(() => m.reserve('interactive', 400));
+    const end = Date.UTC(2026, 10, 23, 11, 0, 0);
+    expect(err.code).toBe('llmgw_quota_exhausted');
+    expect(err.status).toBe(429);
+    expect(err.retryAfterSeconds).toBe(Math.ceil((end - clock.now()) / 1000));
+    expect(err.message).toContain('budget namespace/demo (1000 tokens a hour) has 300 tokens left for interactive requests in this hour, fewer than this request\'s estimated 400');
+    expect(err.message).toContain('2026-11-23T11:00:00Z');
+    // What is left still serves what fits.
+    m.settle(await m.reserve('interactive', 100), 100, 'm');
+    clock.advance(err.retryAfterSeconds! * 1000);
+    expect((await m.reserve('interactive', 400)).estimate).toBe(400);
+  });
+
+  it('admits a request that what its class holds plus what is left covers, though the whole estimate is not left', async () => {
+    const clock = start();
+    const quota = inProcessQuota(clock);
+    quota.allocator.setBudget('namespace/demo', 'hour', 1000);
+    earlier(quota, 600, clock.now());
+    const m = manager(quota, clock, database());
+    m.settle(await m.reserve('interactive', 350), 50, 'm'); // holds 300 of the 400 left; 350 really are
+    const r = await m.reserve('interactive', 340);
+    expect(r.estimate).toBe(340);
+    m.settle(r, 340, 'm');
+    await m.close();
+    expect(quota.allocator.getBudgets('namespace/demo')[0]!.used).toBe(990);
+  });
+
+  it('sees a budget raised after a refusal within a second, not at the next renewal', async () => {
+    const clock = start();
+    const quota = inProcessQuota(clock);
+    quota.allocator.setBudget('namespace/demo', 'hour', 25);
+    const m = manager(quota, clock, database());
+    m.settle(await m.reserve('interactive', 25), 25, 'm');
+    await m.tick();
+    clock.advance(10_000);
+    await m.tick(); // the usage is reported: the budget is spent
+    const spent = await refusal(() => m.reserve('interactive', 12));
+    expect(spent.code).toBe('llmgw_quota_exhausted');
+    expect(spent.message).toContain('budget namespace/demo (25 tokens a hour) is spent for interactive requests in this hour');
+    quota.allocator.setBudget('namespace/demo', 'hour', 500);
+    clock.advance(1000);
+    expect((await m.reserve('interactive', 12)).estimate).toBe(12);
+  });
+
+  it('tells a pod refused for what another pod holds when that is back, and admits it then', async () => {
+    const clock = start();
+    const quota = inProcessQuota(clock);
+    quota.allocator.setBudget('namespace/demo', 'minute', 1000);
+    const pod = (name: string) =>
+      new LeaseManager({ rpc: quota.rpc, outbox: new UsageOutbox(database()), identity: () => ({ ...IDENTITY, pod: name }), config: CONFIG, clock, logger: pino({ level: 'silent' }), tickEveryMs: 60_000 });
+    const a = pod('a');
+    const b = pod('b');
+    open.push(a, b);
+    // b reserved 600 and used 10: it holds the rest, idle.
+    b.settle(await b.reserve('interactive', 600), 10, 'm');
+    const err = await refusal(() => a.reserve('interactive', 500));
+    expect(err.code).toBe('llmgw_quota_exhausted');
+    expect(err.message).toMatch(/has 1000 tokens left for interactive requests in this minute, but the leases of other pods or classes hold all but \d+ of them/);
+    expect(err.retryAfterSeconds).toBeGreaterThanOrEqual(1);
+    expect(err.retryAfterSeconds).toBeLessThanOrEqual(14); // b renews within 10 s, and gives back at once
+    clock.advance(err.retryAfterSeconds! * 1000);
+    await b.tick(); // what b's timer does by then
+    await vi.waitFor(() => expect(quota.allocator.getBudgets('namespace/demo')[0]!.outstanding).toBeLessThan(200));
+    expect((await a.reserve('interactive', 500)).estimate).toBe(500);
+  });
+
+  it('refuses a request larger than the fail-open cap while the service is out of reach with 503, and a smaller one with an honest Retry-After', async () => {
+    const clock = start();
+    const quota = inProcessQuota(clock);
+    quota.down = true;
+    const m = manager(quota, clock, database());
+    const big = await refusal(() => m.reserve('interactive', 5000));
+    expect(big.code).toBe('llmgw_quota_unavailable');
+    expect(big.message).toContain('quota.failOpenTokensPerMinute: 3000');
+    m.settle(m.reserve('interactive', 2999) as Reservation, 2999, 'm');
+    const small = await refusal(() => m.reserve('interactive', 2));
+    expect(small.code).toBe('llmgw_rate_limited');
+    expect(small.retryAfterSeconds).toBe(1); // 3000 a minute: 50 a second
+    clock.advance(1000);
+    expect((m.reserve('interactive', 2) as Reservation).estimate).toBe(2);
+  });
+});
