@@ -93,6 +93,10 @@ export async function startFakeProvider(at: HostPort, opts: FakeProviderOptions 
       if (fault?.status !== undefined) {
         throw new FakeHttpError(fault.status, fault.body ?? defaultErrorBody(fault.status, anthropic));
       }
+      if (fault?.rawBody !== undefined) {
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(fault.rawBody), ...fault.headers });
+        return void res.end(fault.rawBody);
+      }
       seq += 1;
       if (req.method === 'GET' && path === '/v1/models') return sendJson(res, 200, { object: 'list', data: MODELS.map((id) => ({ id, object: 'model', created: 1_700_000_000, owned_by: 'fake' })) });
       if (req.method !== 'POST') throw openaiError(405, `method ${req.method ?? ''} not allowed`);
@@ -152,6 +156,10 @@ export async function startFakeProvider(at: HostPort, opts: FakeProviderOptions 
     res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', ...headers });
     const delay = fault?.chunkDelayMs ?? opts.chunkDelayMs ?? 0;
     let flushed: Promise<void> = Promise.resolve();
+    // The raw frame goes out in one write with the chunk before it, as an upstream's one TCP segment would.
+    const raw = fault?.rawFrame ?? '';
+    const rawAfter = fault?.rawFrame === undefined ? -1 : (fault.rawFrameAfterChunks ?? 0);
+    if (rawAfter === 0) res.write(raw);
     for (let i = 0; i < frames.length; i++) {
       if (fault?.dropAfterChunks === i) {
         // Let what was sent reach the client first, so it sees a stream cut after i chunks.
@@ -164,7 +172,8 @@ export async function startFakeProvider(at: HostPort, opts: FakeProviderOptions 
         return;
       }
       if (res.destroyed) return;
-      flushed = new Promise((resolve) => res.write(frames[i], () => resolve()));
+      const text = rawAfter === i + 1 ? `${frames[i]}${raw}` : frames[i];
+      flushed = new Promise((resolve) => res.write(text, () => resolve()));
       if (delay > 0 && i < frames.length - 1) await sleep(delay);
     }
     res.end();

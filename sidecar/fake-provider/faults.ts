@@ -1,5 +1,5 @@
 // Fault injection for the fake provider: rules that match a path and/or model and change the next
-// answers (error statuses, delays, hangs, streams cut or failing midway).
+// answers (error statuses, delays, hangs, streams cut or failing midway, malformed answers and frames).
 
 export interface Fault {
   match?: { path?: string; model?: string };
@@ -19,6 +19,17 @@ export interface Fault {
   errorAfterChunks?: number;
   /** Streams: pause between chunks. */
   chunkDelayMs?: number;
+  /**
+   * Answer 200 with exactly this text instead of the real answer (a malformed answer: `{"x":NaN}`, a cut
+   * body, a wrong shape). Content type `application/json` unless `headers` say otherwise.
+   */
+  rawBody?: string;
+  /**
+   * Streams: send this raw text (a malformed frame, e.g. `data: {oops\n\n`) after the first
+   * `rawFrameAfterChunks` chunks (default 0: before any), in one write with the last of them, then carry on.
+   */
+  rawFrame?: string;
+  rawFrameAfterChunks?: number;
 }
 
 interface Rule {

@@ -100,12 +100,8 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
       if (read.status === 'too-large') throw tooLarge('');
       const raw = read.body;
       meta.upstreamMs = opts.clock.monotonic() - started;
-      let out;
-      try {
-        out = exchange.response(raw);
-      } catch {
-        throw new GatewayError('llmgw_upstream_error', 502, `provider ${provider.id} answered with a body that is not a JSON object`, { retryable: true });
-      }
+      // An answer that is not valid for its format throws 502 llmgw_upstream_error here (retryable).
+      const out = exchange.response(raw);
       meta.usage = out.usage;
       return { kind: 'json', status: res.status, body: out.body, meta };
     }
@@ -179,11 +175,22 @@ async function primeStream(
   const chunks = body[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   let ended = false;
   let content = false;
+  let primed = false;
+  /** A failure (an error event, a malformed one) that followed frames of the same read: thrown after them. */
+  let failed: unknown;
   const pump = (chunk: Buffer): string => {
     let out = '';
     for (const ev of parser.push(chunk)) {
       if (!content && carriesContent(ev, upstreamFormat)) content = true;
-      out += translator.event(ev);
+      try {
+        out += translator.event(ev);
+      } catch (err) {
+        // Before the first frames went out the attempt fails whole (and is retried); after, the app gets
+        // what preceded the failure, then the error event.
+        if (!primed || out === '') throw err;
+        failed = err;
+        return out;
+      }
     }
     return out;
   };
@@ -194,6 +201,7 @@ async function primeStream(
     return out + translator.end();
   };
   const next = async (): Promise<string> => {
+    if (failed !== undefined) throw failed;
     const r = await chunks.next();
     onChunk();
     if (r.done) return finish();
@@ -204,6 +212,7 @@ async function primeStream(
 
   let head = '';
   while (!content && !ended) head += await next();
+  primed = true;
   onFirstFrame();
   meta.usage = translator.usage;
 

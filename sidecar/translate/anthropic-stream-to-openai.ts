@@ -1,11 +1,12 @@
 // Anthropic stream events → OpenAI chat.completion.chunk frames, one upstream event at a time.
 import { isObject, type Json } from '../../common/json.js';
 import { mergeAnthropicDeltaUsage, usageFromAnthropic } from '../formats/anthropic.js';
+import { parseAnthropicEvent } from '../formats/answer-shape.js';
 import { OPENAI_DONE_FRAME, openaiFrame, usageToOpenAI, type OpenAIChunk } from '../formats/openai.js';
 import type { Usage } from '../formats/usage.js';
 import type { SseEvent } from '../http/sse-parser.js';
 import { anthropicStopToOpenAIFinish } from './map-stop-reason.js';
-import { parseEventData, streamErrorEvent, truncatedStream } from './stream-errors.js';
+import { streamErrorEvent, truncatedStream } from './stream-errors.js';
 import type { StreamTranslator } from './stream-translator.js';
 
 export interface AnthropicToOpenAIStreamOptions {
@@ -28,9 +29,14 @@ export class AnthropicToOpenAIStream implements StreamTranslator {
   constructor(private readonly opts: AnthropicToOpenAIStreamOptions) {}
 
   event(ev: SseEvent): string {
+    // Unnamed events are not Anthropic's: its SDKs skip them, and so does this.
+    if (ev.event === undefined) return '';
+    // A comment keeps idle-timeouts on the app side quiet; OpenAI SDKs skip comments.
+    if (ev.event === 'ping') return ': ping\n\n';
+    if (ev.event === 'error') throw streamErrorEvent(this.opts.providerId, 'anthropic', ev.data);
+    const data = parseAnthropicEvent(ev.data, this.opts.providerId);
     switch (ev.event) {
       case 'message_start': {
-        const data = parseEventData(ev.data) as Json;
         const message = isObject(data.message) ? data.message : {};
         this.id = String(message.id ?? '');
         this.model = String(message.model ?? '');
@@ -38,7 +44,6 @@ export class AnthropicToOpenAIStream implements StreamTranslator {
         return this.chunk({ role: 'assistant', content: '' }, null);
       }
       case 'content_block_start': {
-        const data = parseEventData(ev.data) as Json;
         const block = isObject(data.content_block) ? data.content_block : {};
         if (block.type === 'tool_use') {
           const index = this.toolIndex.size;
@@ -52,7 +57,6 @@ export class AnthropicToOpenAIStream implements StreamTranslator {
         return '';
       }
       case 'content_block_delta': {
-        const data = parseEventData(ev.data) as Json;
         const delta = isObject(data.delta) ? data.delta : {};
         if (delta.type === 'text_delta') return this.chunk({ content: delta.text }, null);
         if (delta.type === 'input_json_delta') {
@@ -64,7 +68,6 @@ export class AnthropicToOpenAIStream implements StreamTranslator {
         return '';
       }
       case 'message_delta': {
-        const data = parseEventData(ev.data) as Json;
         this.usage = mergeAnthropicDeltaUsage(this.usage, data.usage);
         const delta = isObject(data.delta) ? data.delta : {};
         this.finishReason = anthropicStopToOpenAIFinish(delta.stop_reason);
@@ -72,11 +75,6 @@ export class AnthropicToOpenAIStream implements StreamTranslator {
       }
       case 'message_stop':
         return this.close();
-      case 'ping':
-        // A comment keeps idle-timeouts on the app side quiet; OpenAI SDKs skip comments.
-        return ': ping\n\n';
-      case 'error':
-        throw streamErrorEvent(this.opts.providerId, 'anthropic', ev.data);
       default:
         return '';
     }

@@ -4,8 +4,8 @@
 import { invalidRequest } from '../../common/errors.js';
 import { isObject, type Json } from '../../common/json.js';
 import { usageFromAnthropic } from '../formats/anthropic.js';
+import { checkAnswerBytes, parseAnswer, type AnswerKind } from '../formats/answer-shape.js';
 import { usageFromOpenAI } from '../formats/openai.js';
-import { readUsage } from '../formats/read-usage.js';
 import type { Usage } from '../formats/usage.js';
 import type { GatewayRequest } from '../pipeline/types.js';
 import { promptTokens } from '../quota/estimate.js';
@@ -25,7 +25,10 @@ export interface Exchange {
   readonly upstreamBody: string;
   /** Headers that vary per request (the app's Anthropic version and betas on pass-through). */
   readonly upstreamHeaders: Record<string, string> | undefined;
-  /** The upstream's successful answer → the app's body and the usage it reports. */
+  /**
+   * The upstream's successful answer → the app's body and the usage it reports. Throws 502
+   * llmgw_upstream_error (retryable) when the answer is not valid for its format (formats/answer-shape.ts).
+   */
   response(raw: Buffer): { body: string | Buffer; usage: Usage | undefined };
   stream(): StreamTranslator;
 }
@@ -43,7 +46,7 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
     if (provider.format !== 'openai') {
       throw invalidRequest(`model "${req.model}" is served by an Anthropic provider, which has no embeddings API`, 'model');
     }
-    return sameFormat(JSON.stringify({ ...req.body, model: target.model }), undefined, 'openai', () => {
+    return sameFormat(JSON.stringify({ ...req.body, model: target.model }), undefined, provider.id, 'embeddings', () => {
       throw new Error('embeddings do not stream');
     });
   }
@@ -55,7 +58,7 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
     if (req.stream && provider.config.streamUsage && !appWantsUsage) {
       body.stream_options = { ...(isObject(req.body.stream_options) ? req.body.stream_options : {}), include_usage: true };
     }
-    return sameFormat(JSON.stringify(body), undefined, 'openai', () => new OpenAIPassThroughStream(provider.id, appWantsUsage));
+    return sameFormat(JSON.stringify(body), undefined, provider.id, 'chat', () => new OpenAIPassThroughStream(provider.id, appWantsUsage));
   }
 
   if (req.format === 'anthropic' && provider.format === 'anthropic') {
@@ -65,7 +68,7 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
       if (typeof v === 'string') headers[name] = v;
     }
     const body = JSON.stringify({ ...req.body, model: target.model });
-    return sameFormat(body, headers, 'anthropic', () => new AnthropicPassThroughStream(provider.id));
+    return sameFormat(body, headers, provider.id, 'message', () => new AnthropicPassThroughStream(provider.id));
   }
 
   if (req.format === 'openai') {
@@ -78,7 +81,7 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
       upstreamBody: JSON.stringify(body),
       upstreamHeaders: undefined,
       response(raw) {
-        const msg = parseJson(raw);
+        const msg = parseAnswer(raw, 'message', provider.id);
         return { body: JSON.stringify(anthropicResponseToOpenAI(msg, opts.nowSeconds())), usage: usageFromAnthropic(msg.usage) };
       },
       stream: () => new AnthropicToOpenAIStream({ providerId: provider.id, includeUsage: appWantsUsage, created: opts.nowSeconds() }),
@@ -96,7 +99,7 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
     upstreamBody: JSON.stringify(body),
     upstreamHeaders: undefined,
     response(raw) {
-      const resp = parseJson(raw);
+      const resp = parseAnswer(raw, 'chat', provider.id);
       return { body: JSON.stringify(openaiResponseToAnthropic(resp)), usage: usageFromOpenAI(resp.usage) };
     },
     stream: () => new OpenAIToAnthropicStream({ providerId: provider.id, promptTokensEstimate: promptTokens(req) }),
@@ -111,21 +114,16 @@ export function appWantsStreamUsage(req: GatewayRequest): boolean {
 function sameFormat(
   upstreamBody: string,
   upstreamHeaders: Record<string, string> | undefined,
-  format: 'openai' | 'anthropic',
+  providerId: string,
+  kind: AnswerKind,
   stream: () => StreamTranslator,
 ): Exchange {
-  const toUsage = format === 'openai' ? usageFromOpenAI : usageFromAnthropic;
+  const toUsage = kind === 'message' ? usageFromAnthropic : usageFromOpenAI;
   return {
     upstreamBody,
     upstreamHeaders,
-    // The provider's bytes go to the app untouched; only the usage is read out of them.
-    response: (raw) => ({ body: raw, usage: toUsage(readUsage(raw.toString('utf8'))) }),
+    // The provider's bytes go to the app untouched, once checked; only the usage is read out of them.
+    response: (raw) => ({ body: raw, usage: toUsage(checkAnswerBytes(raw, kind, providerId).usage) }),
     stream,
   };
-}
-
-function parseJson(raw: Buffer): Json {
-  const value: unknown = JSON.parse(raw.toString('utf8'));
-  if (!isObject(value)) throw new SyntaxError('expected a JSON object');
-  return value;
 }

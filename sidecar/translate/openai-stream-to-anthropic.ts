@@ -3,11 +3,12 @@
 // it before the first content, else the sidecar's estimate), the final counts in message_delta.
 import { isObject, type Json } from '../../common/json.js';
 import { anthropicFrame, usageToAnthropic } from '../formats/anthropic.js';
+import { parseOpenAIChunk } from '../formats/answer-shape.js';
 import { usageFromOpenAI } from '../formats/openai.js';
 import type { Usage } from '../formats/usage.js';
 import type { SseEvent } from '../http/sse-parser.js';
 import { openaiFinishToAnthropicStop } from './map-stop-reason.js';
-import { parseEventData, streamErrorEvent, truncatedStream } from './stream-errors.js';
+import { streamErrorEvent, truncatedStream } from './stream-errors.js';
 import type { StreamTranslator } from './stream-translator.js';
 
 type OpenBlock = { kind: 'text' } | { kind: 'tool'; openaiIndex: number };
@@ -37,8 +38,7 @@ export class OpenAIToAnthropicStream implements StreamTranslator {
 
   event(ev: SseEvent): string {
     if (ev.data === '[DONE]') return this.done ? '' : this.finish();
-    const chunk = parseEventData(ev.data);
-    if (!isObject(chunk)) return '';
+    const chunk = parseOpenAIChunk(ev.data, this.opts.providerId);
     if (isObject(chunk.error)) throw streamErrorEvent(this.opts.providerId, 'openai', ev.data);
     let out = '';
     this.head ??= chunk;

@@ -1,4 +1,4 @@
-// Errors found inside upstream streams, as typed errors.
+// Errors found inside upstream streams, as typed errors (malformed events: formats/answer-shape.ts).
 import { GatewayError } from '../../common/errors.js';
 import { isObject } from '../../common/json.js';
 import { ProviderError } from '../errors.js';
@@ -20,14 +20,3 @@ export function streamErrorEvent(providerId: string, format: WireFormat, data: s
 
 export const truncatedStream = (): GatewayError =>
   new GatewayError('llmgw_upstream_error', 502, 'the provider ended the stream before it completed', { retryable: true });
-
-/** Parses an upstream event's JSON; malformed data is the provider's fault, not an internal error. */
-export function parseEventData(data: string): unknown {
-  try {
-    return JSON.parse(data);
-  } catch {
-    throw new GatewayError('llmgw_upstream_error', 502, 'the provider sent a stream event that is not valid JSON', {
-      retryable: true,
-    });
-  }
-}

@@ -1,4 +1,4 @@
-// Stream translation at its edges: usage stripping on pass-through, cut streams, error events.
+// Stream translation at its edges: usage stripping on pass-through, cut streams, error events, malformed events.
 import { describe, expect, it } from 'vitest';
 import { GatewayError } from '../../../../common/errors.js';
 import { ProviderError } from '../../../../sidecar/errors.js';
@@ -6,6 +6,7 @@ import { AnthropicPassThroughStream } from '../../../../sidecar/translate/anthro
 import { AnthropicToOpenAIStream } from '../../../../sidecar/translate/anthropic-stream-to-openai.js';
 import { OpenAIPassThroughStream } from '../../../../sidecar/translate/openai-pass-through-stream.js';
 import { OpenAIToAnthropicStream } from '../../../../sidecar/translate/openai-stream-to-anthropic.js';
+import type { StreamTranslator } from '../../../../sidecar/translate/stream-translator.js';
 
 const chunk = (extra: Record<string, unknown>) =>
   JSON.stringify({ id: 'c1', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { content: 'hi' }, finish_reason: null }], ...extra });
@@ -103,5 +104,69 @@ describe('cross-format streams', () => {
     const t = new OpenAIToAnthropicStream({ providerId: 'p', promptTokensEstimate: 5 });
     t.event({ event: undefined, data: chunk({}) });
     expect(() => t.end()).toThrow(GatewayError);
+  });
+});
+
+describe('malformed upstream events', () => {
+  const openaiTranslators = (): [string, StreamTranslator][] => [
+    ['OpenAI pass-through', new OpenAIPassThroughStream('p', false)],
+    ['OpenAI pass-through, usage asked by the app', new OpenAIPassThroughStream('p', true)],
+    ['OpenAI → Anthropic', new OpenAIToAnthropicStream({ providerId: 'p', promptTokensEstimate: 5 })],
+  ];
+  const anthropicTranslators = (): [string, StreamTranslator][] => [
+    ['Anthropic pass-through', new AnthropicPassThroughStream('p')],
+    ['Anthropic → OpenAI', new AnthropicToOpenAIStream({ providerId: 'p', includeUsage: false, created: 0 })],
+  ];
+  const upstreamError = (f: () => unknown): GatewayError => {
+    try {
+      f();
+    } catch (err) {
+      expect(err).toBeInstanceOf(GatewayError);
+      return err as GatewayError;
+    }
+    throw new Error('expected the event to be refused');
+  };
+
+  it('refuses OpenAI chunks that are not JSON or lack choices, after good ones, in every translation', () => {
+    // The first one ends like the usual chunk, which the pass-through once forwarded without parsing.
+    for (const bad of ['{"id":"c1",oops,"usage":null}', '{"choices":[{"index":0,"delta":{"content":"x"}}', '[1]', '{"id":"c1","object":"chat.completion.chunk","usage":null}', '{"choices":["x"]}']) {
+      for (const [name, t] of openaiTranslators()) {
+        t.event({ event: undefined, data: chunk({ usage: null }) });
+        const e = upstreamError(() => t.event({ event: undefined, data: bad }));
+        expect(e.code, `${name}: ${bad}`).toBe('llmgw_upstream_error');
+        expect(e.retryable).toBe(true);
+      }
+    }
+  });
+
+  it('refuses Anthropic events that are not JSON, have no type, or miss their object, in both translations', () => {
+    const start = '{"type":"message_start","message":{"id":"m","model":"x","content":[],"usage":{"input_tokens":1,"output_tokens":1}}}';
+    const bad: [string, string][] = [
+      ['content_block_delta', '{"type":"content_block_delta",'],
+      ['content_block_delta', '{"index":0,"delta":{"type":"text_delta","text":"x"}}'],
+      ['content_block_start', '{"type":"content_block_start","index":0}'],
+      ['message_delta', '{"type":"message_delta","usage":{"output_tokens":2}}'],
+      ['message_stop', 'stop'],
+    ];
+    for (const [event, data] of bad) {
+      for (const [name, t] of anthropicTranslators()) {
+        t.event({ event: 'message_start', data: start });
+        expect(upstreamError(() => t.event({ event, data })).code, `${name}: ${data}`).toBe('llmgw_upstream_error');
+      }
+    }
+  });
+
+  it('leaves alone what Anthropic SDKs skip: pings and unnamed events', () => {
+    for (const [, t] of anthropicTranslators()) {
+      expect(() => t.event({ event: 'ping', data: 'not json' })).not.toThrow();
+      expect(() => t.event({ event: undefined, data: 'not json' })).not.toThrow();
+    }
+  });
+
+  it('still forwards valid chunks byte for byte: an empty choices list, a chunk without usage', () => {
+    const t = new OpenAIPassThroughStream('p', false);
+    const azureFilter = '{"choices":[],"created":0,"id":"","model":"","object":"","prompt_filter_results":[{"prompt_index":0}]}';
+    expect(t.event({ event: undefined, data: azureFilter })).toBe(`data: ${azureFilter}\n\n`);
+    expect(t.event({ event: undefined, data: chunk({}) })).toBe(`data: ${chunk({})}\n\n`);
   });
 });
