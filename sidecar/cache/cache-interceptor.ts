@@ -86,7 +86,7 @@ export function cacheInterceptor(opts: CacheInterceptorOptions): Interceptor {
     };
     if (res.kind === 'stream') return record(res, (text) => save(streamForm(req), Buffer.from(text)), cfg.maxBytes);
     if (res.status === 200) {
-      const body = typeof res.body === 'string' ? Buffer.from(res.body) : res.body;
+      const body = typeof res.body === 'string' ? Buffer.from(res.body) : Buffer.isBuffer(res.body) ? res.body : Buffer.concat(res.body);
       // Written once the answer is on its way, never before it.
       setImmediate(() => save('json', body));
     }

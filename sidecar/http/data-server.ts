@@ -180,12 +180,16 @@ function metaHeaders(h: OutgoingHttpHeaders, meta: ResponseMeta, started: number
   return h;
 }
 
-function writeJson(res: ServerResponse, status: number, body: string | Buffer, id: string, opts: DataServerOptions, extra?: OutgoingHttpHeaders): void {
+function writeJson(res: ServerResponse, status: number, body: string | Buffer | readonly Buffer[], id: string, opts: DataServerOptions, extra?: OutgoingHttpHeaders): void {
   const h = baseHeaders(id, opts);
   h['content-type'] = 'application/json';
-  h['content-length'] = Buffer.byteLength(body);
+  const whole = typeof body === 'string' || Buffer.isBuffer(body);
+  // A large translated answer comes in pieces (its texts straight from the upstream's buffer): no copy.
+  h['content-length'] = whole ? Buffer.byteLength(body) : body.reduce((n, b) => n + b.length, 0);
   res.writeHead(status, extra === undefined ? h : Object.assign(h, extra));
-  res.end(body);
+  if (whole) return void res.end(body);
+  for (const b of body) res.write(b);
+  res.end();
 }
 
 async function writeResponse(

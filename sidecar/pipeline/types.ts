@@ -48,7 +48,8 @@ export interface ResponseMeta {
 }
 
 export type GatewayResponse =
-  | { kind: 'json'; status: number; body: string | Buffer; meta: ResponseMeta }
+  /** A large translated answer is several buffers (its texts straight from the upstream's): written in order. */
+  | { kind: 'json'; status: number; body: string | Buffer | readonly Buffer[]; meta: ResponseMeta }
   | {
       kind: 'stream';
       /** The first frames, already produced: the upstream accepted the request and began answering. */

@@ -4,7 +4,7 @@
 import { invalidRequest } from '../../common/errors.js';
 import { isObject, type Json } from '../../common/json.js';
 import { usageFromAnthropic } from '../formats/anthropic.js';
-import { checkAnswerBytes, parseAnswer, type AnswerKind } from '../formats/answer-shape.js';
+import { checkAnswer, checkAnswerBytes, malformedAnswer, parseAnswer, type AnswerKind } from '../formats/answer-shape.js';
 import { usageFromOpenAI } from '../formats/openai.js';
 import type { Usage } from '../formats/usage.js';
 import type { GatewayRequest } from '../pipeline/types.js';
@@ -18,7 +18,11 @@ import { OpenAIPassThroughStream } from './openai-pass-through-stream.js';
 import { openaiRequestToAnthropic } from './openai-request-to-anthropic.js';
 import { openaiResponseToAnthropic } from './openai-response-to-anthropic.js';
 import { OpenAIToAnthropicStream } from './openai-stream-to-anthropic.js';
+import { parseSkeleton, type JsonPath } from './big-strings.js';
 import type { StreamTranslator } from './stream-translator.js';
+
+/** From this size a translated answer's long texts are carried over from the upstream's bytes (big-strings.ts). */
+const LARGE_ANSWER_BYTES = 1 << 20;
 
 export interface Exchange {
   /** JSON text to send upstream. */
@@ -29,7 +33,7 @@ export interface Exchange {
    * The upstream's successful answer → the app's body and the usage it reports. Throws 502
    * llmgw_upstream_error (retryable) when the answer is not valid for its format (formats/answer-shape.ts).
    */
-  response(raw: Buffer): { body: string | Buffer; usage: Usage | undefined };
+  response(raw: Buffer): { body: string | Buffer | readonly Buffer[]; usage: Usage | undefined };
   stream(): StreamTranslator;
 }
 
@@ -81,8 +85,8 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
       upstreamBody: JSON.stringify(body),
       upstreamHeaders: undefined,
       response(raw) {
-        const msg = parseAnswer(raw, 'message', provider.id);
-        return { body: JSON.stringify(anthropicResponseToOpenAI(msg, opts.nowSeconds())), usage: usageFromAnthropic(msg.usage) };
+        const created = opts.nowSeconds();
+        return translateAnswer(raw, 'message', provider.id, anthropicTexts, (msg) => anthropicResponseToOpenAI(msg, created), usageFromAnthropic);
       },
       stream: () => new AnthropicToOpenAIStream({ providerId: provider.id, includeUsage: appWantsUsage, created: opts.nowSeconds() }),
     };
@@ -98,12 +102,44 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
   return {
     upstreamBody: JSON.stringify(body),
     upstreamHeaders: undefined,
-    response(raw) {
-      const resp = parseAnswer(raw, 'chat', provider.id);
-      return { body: JSON.stringify(openaiResponseToAnthropic(resp)), usage: usageFromOpenAI(resp.usage) };
-    },
+    response: (raw) => translateAnswer(raw, 'chat', provider.id, openaiTexts, openaiResponseToAnthropic, usageFromOpenAI),
     stream: () => new OpenAIToAnthropicStream({ providerId: provider.id, promptTokensEstimate: promptTokens(req) }),
   };
+}
+
+/** The texts a translation only moves: an Anthropic message's text blocks. */
+const anthropicTexts = (p: JsonPath): boolean => p.length === 3 && p[0] === 'content' && p[2] === 'text';
+/** …and the first choice's content and refusal (the only choice translated). */
+const openaiTexts = (p: JsonPath): boolean =>
+  p.length === 4 && p[0] === 'choices' && p[1] === 0 && p[2] === 'message' && (p[3] === 'content' || p[3] === 'refusal');
+
+/**
+ * A translated answer. A large one is parsed without its long texts, which go to the app straight from
+ * the upstream's bytes: memory stays near the answer's size instead of several times it. When the
+ * translation did not carry a text over untouched, the answer is translated whole instead.
+ */
+function translateAnswer(
+  raw: Buffer,
+  kind: AnswerKind,
+  providerId: string,
+  texts: (p: JsonPath) => boolean,
+  translate: (answer: Json) => Json,
+  toUsage: (usage: unknown) => Usage | undefined,
+): { body: string | readonly Buffer[]; usage: Usage | undefined } {
+  if (raw.length >= LARGE_ANSWER_BYTES) {
+    let skeleton;
+    try {
+      skeleton = parseSkeleton(raw, texts);
+    } catch (err) {
+      if (!(err instanceof SyntaxError)) throw err;
+      throw malformedAnswer(providerId, 'answered with a body that is not valid JSON');
+    }
+    const answer = checkAnswer(skeleton.value, kind, providerId);
+    const body = skeleton.restore(JSON.stringify(translate(answer)));
+    if (body !== undefined) return { body, usage: toUsage(answer.usage) };
+  }
+  const answer = parseAnswer(raw, kind, providerId);
+  return { body: JSON.stringify(translate(answer)), usage: toUsage(answer.usage) };
 }
 
 /** An OpenAI app that set `stream_options.include_usage: true`: its stream ends with a usage chunk. */

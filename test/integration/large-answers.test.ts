@@ -185,6 +185,19 @@ describe('memory of large answers under a raised limit', () => {
   }
 });
 
+describe('large translated answers', () => {
+  it('carries a 30 MB text from an Anthropic answer into the OpenAI answer intact', async () => {
+    const res = await ask('raised-claude-30');
+    expect(res.statusCode).toBe(200);
+    const got = (await res.body.json()) as { object: string; choices: { message: { content: string } }[]; usage: { total_tokens: number } };
+    const sent = JSON.parse(body(30 * MB, 'anthropic').toString('utf8')) as { content: { text: string }[] };
+    expect(got.object).toBe('chat.completion');
+    expect(got.choices[0]!.message.content.length).toBe(sent.content[0]!.text.length);
+    expect(got.choices[0]!.message.content === sent.content[0]!.text).toBe(true);
+    expect(got.usage.total_tokens).toBe(18);
+  }, 30_000);
+});
+
 describe('upstream answers larger than maxResponseBytes', () => {
   it('answers a 40 MB JSON answer (Content-Length) with 502 llmgw_upstream_too_large naming the default limit, and aborts the upstream', async () => {
     const r = await askJson('json-40');
