@@ -7,11 +7,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { measureHostileBodies } from './lib/hostile-bodies.js';
 import { loadTool } from './lib/load.js';
 import { MB, measureRound, measureThroughput, type RoundResult, type Timed } from './lib/measure.js';
 import { checkSame, concurrentStreams, fetchText, normalize, streamTimings, timeToFirstAnswer, type Endpoint } from './lib/probes.js';
 import { freePort, pinned, pinningAvailable, pinSelf, rssBytes, spawnProc, startProc, type Proc } from './lib/proc.js';
-import { checks, checksTable, machine, resultsMarkdown, summarizeRounds, table, type BenchResult } from './lib/report.js';
+import { checks, checksTable, hostileTable, machine, resultsMarkdown, summarizeRounds, table, type BenchResult } from './lib/report.js';
 import { median, percentile } from './lib/stats.js';
 import {
   counterTotal,
@@ -40,12 +41,15 @@ interface Plan {
   gate: number;
   /** Rounds of the side-by-side comparisons (logging, quota: questions of a few percent or less). */
   sideBySideRounds: number;
+  /** Hostile bodies sent per shape, and how long the idle sidecar is probed before (bench/lib/hostile-bodies.ts). */
+  hostileSends: number;
+  hostileIdleMs: number;
 }
 
 const PLANS: Record<'full' | 'quick' | 'tiny', Plan> = {
-  full: { rounds: 5, c1Sec: 4, c32Sec: 5, warmSec: 2, settleSec: 30, timedStreams: 50, startups: 5, concurrent: 256, gate: 20, sideBySideRounds: 6 },
-  quick: { rounds: 3, c1Sec: 1, c32Sec: 2, warmSec: 1, settleSec: 5, timedStreams: 20, startups: 3, concurrent: 256, gate: 10, sideBySideRounds: 5 },
-  tiny: { rounds: 1, c1Sec: 1, c32Sec: 1, warmSec: 0, settleSec: 1, timedStreams: 3, startups: 1, concurrent: 32, gate: 3, sideBySideRounds: 2 },
+  full: { rounds: 5, c1Sec: 4, c32Sec: 5, warmSec: 2, settleSec: 30, timedStreams: 50, startups: 5, concurrent: 256, gate: 20, sideBySideRounds: 6, hostileSends: 3, hostileIdleMs: 2000 },
+  quick: { rounds: 3, c1Sec: 1, c32Sec: 2, warmSec: 1, settleSec: 5, timedStreams: 20, startups: 3, concurrent: 256, gate: 10, sideBySideRounds: 5, hostileSends: 2, hostileIdleMs: 1000 },
+  tiny: { rounds: 1, c1Sec: 1, c32Sec: 1, warmSec: 0, settleSec: 1, timedStreams: 3, startups: 1, concurrent: 32, gate: 3, sideBySideRounds: 2, hostileSends: 1, hostileIdleMs: 300 },
 };
 
 const PACE_MS = 10;
@@ -299,8 +303,13 @@ async function main(): Promise<void> {
     }
     if (portkeyEntry !== undefined) await startup('portkey', () => portkeySpec(portkeyEntry!, up.instant));
 
+    // Hostile bodies at the default body limit, against a sidecar of their own (the 16 MB bodies would
+    // weigh on the memory figures of the one measured above).
+    log('hostile bodies');
+    result.hostile = await measureHostileBodies(up, work, { sends: plan.hostileSends, idleMs: plan.hostileIdleMs });
+
     result.checks = checks(result);
-    process.stdout.write(`\n${table(result)}\n\n${checksTable(result.checks)}\n`);
+    process.stdout.write(`\n${table(result)}\n\n${hostileTable(result.hostile)}\n\n${checksTable(result.checks)}\n`);
     if (result.notes.length > 0) process.stdout.write(`\nnotes:\n${result.notes.map((n) => `- ${n}`).join('\n')}\n`);
     const out = args.out ?? join(import.meta.dirname, '..', '..', 'bench', 'results', `${result.date.replace(/[:.]/g, '-')}.json`);
     mkdirSync(join(out, '..'), { recursive: true });

@@ -8,7 +8,7 @@ import { createSecureContext } from 'node:tls';
 import type { Logger } from 'pino';
 import { GatewayError } from '../common/errors.js';
 import { closeServer, listen, type HostPort } from '../common/http/listen.js';
-import { ClientGoneError, readJsonBody } from '../common/http/read-json-body.js';
+import { bodyLeftUnread, ClientGoneError, readJsonBody } from '../common/http/read-json-body.js';
 import { createStatusServer } from '../common/http/status-server.js';
 import { Counter, Histogram, Registry } from '../common/metrics/registry.js';
 import { MalformedReview, review } from './admission.js';
@@ -80,15 +80,16 @@ export async function startInjector(opts: InjectorOptions): Promise<Injector> {
       res.setHeader('allow', 'POST');
       return send(res, 405, { error: 'POST an AdmissionReview to /mutate' });
     }
-    // The sidecar's reader: 415 unless JSON, 413 past the limit, 400 unless a JSON object.
+    // The sidecar's reader: 415 unless JSON, 413 past the limit, 400 unless a bounded JSON object.
     let body: unknown;
     try {
       body = await readJsonBody(req, maxBody);
     } catch (err) {
       if (err instanceof ClientGoneError) return void res.destroy();
       if (!(err instanceof GatewayError)) throw err;
-      // An unread body (too large) is not drained: the connection closes after the answer.
-      if (err.status === 413) res.setHeader('connection', 'close');
+      // A body left unread (too large, or refused midway with no declared length) is not drained: the
+      // connection closes after the answer.
+      if (bodyLeftUnread(err)) res.setHeader('connection', 'close');
       return send(res, err.status, { error: err.message });
     }
     try {

@@ -1,6 +1,7 @@
 // Turns a run's measurements into the result JSON, the DESIGN §8 checks, the printed table and RESULTS.md.
 import { cpus, release } from 'node:os';
 import { summarize, type Summary } from './stats.js';
+import { STALL_TARGET_MS, worstShape, type HostileResult } from './hostile-bodies.js';
 import type { RoundResult } from './measure.js';
 
 export interface TargetResult {
@@ -64,6 +65,8 @@ export interface BenchResult {
     /** Quota RPCs the verified service answered per 1,000 requests of its sidecar (leases, renewals, reports). */
     rpcsPerThousandRequests: number;
   };
+  /** Small requests' latency while hostile bodies are sent (bench/lib/hostile-bodies.ts). */
+  hostile?: HostileResult;
   checks: Check[];
 }
 
@@ -139,7 +142,30 @@ export function checks(r: BenchResult): Check[] {
     (v) => Math.abs(v) <= 2,
     (v) => `${v >= 0 ? '+' : ''}${f(v, 1)}% side by side; quota RPCs per 1,000 requests: ${f(q!.rpcsPerThousandRequests, 2)}`,
   );
+  const h = r.hostile;
+  const worst = h === undefined ? undefined : worstShape(h);
+  add(
+    'hostile bodies at the 16 MiB limit: latency of other requests (issue 17)',
+    `max ≤ ${STALL_TARGET_MS} ms`,
+    worst?.maxMs,
+    (v) => v <= STALL_TARGET_MS,
+    (v) => `max ${f(v, 1)} ms, p99 ${f(worst!.p99Ms, 1)} ms (${worst!.shape}); idle max ${f(h!.idle.maxMs, 1)} ms`,
+  );
   return out;
+}
+
+/** Per hostile shape: what the sidecar answered and what the small requests beside it saw. */
+export function hostileTable(h: HostileResult): string {
+  const rows: string[][] = [['hostile body (sent one after another)', 'MB', 'answers', 'answer ms', 'probes', 'p50 ms', 'p99 ms', 'max ms']];
+  rows.push(['none (idle)', '-', '-', '-', String(h.idle.probes), f(h.idle.p50Ms), f(h.idle.p99Ms), f(h.idle.maxMs)]);
+  for (const s of h.shapes) {
+    const counts = new Map<number, number>();
+    for (const status of s.statuses) counts.set(status, (counts.get(status) ?? 0) + 1);
+    // Status 0: no answer came (the sidecar closed the connection while the client was still sending).
+    const answers = [...counts].map(([status, n]) => `${status === 0 ? 'none' : status}×${n}`).join(' ');
+    rows.push([s.shape, f(s.bytes / 1e6, 1), answers, f(s.answerMs, 0), String(s.probes), f(s.p50Ms), f(s.p99Ms), f(s.maxMs)]);
+  }
+  return formatRows(rows);
 }
 
 export function table(r: BenchResult): string {
@@ -211,6 +237,7 @@ export function resultsMarkdown(r: BenchResult): string {
     '',
     floorNote(r),
     '',
+    ...(r.hostile === undefined ? [] : ['## Hostile bodies: latency of small requests meanwhile', '', markdownRows(split(hostileTable(r.hostile))), '']),
     r.notes.length > 0 ? `Notes:\n${r.notes.map((n) => `- ${n}`).join('\n')}` : '',
     '',
   ].join('\n');

@@ -5,7 +5,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../../common/clock.js';
 import { asLlmgwError, GatewayError, invalidRequest, type LlmgwError } from '../../common/errors.js';
-import { ClientGoneError, readJsonBody } from '../../common/http/read-json-body.js';
+import { bodyLeftUnread, ClientGoneError, readJsonBody } from '../../common/http/read-json-body.js';
 import type { Json } from '../../common/json.js';
 import type { AccessLog, AccessLogEntry } from '../access-log.js';
 import type { Usage } from '../formats/usage.js';
@@ -17,7 +17,7 @@ import type { Runtime } from '../runtime.js';
 import { parsePriority, parseTags } from './caller-headers.js';
 import { toErrorFrame, toWireError } from './error-response.js';
 import type { Inflight } from './inflight.js';
-import { checkRequestCounts } from './json-limits.js';
+import { entryLimitsOf } from './json-limits.js';
 import { listModels } from './models-list.js';
 
 export interface DataServerOptions {
@@ -106,7 +106,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
       return;
     }
     const runtime = opts.runtime();
-    const body = await readJsonBody(req, runtime.config.server.maxBodyBytes);
+    const body = await readJsonBody(req, runtime.config.server.maxBodyBytes, entryLimitsOf(route.endpoint));
     const model = checkBody(route.endpoint, body);
     entry.model = model;
     entry.stream = body.stream === true;
@@ -158,7 +158,6 @@ function checkBody(endpoint: Endpoint, body: Json): string {
   } else if (!Array.isArray(body.messages) || body.messages.length === 0) {
     throw invalidRequest('"messages" must be a non-empty array', 'messages');
   }
-  checkRequestCounts(body);
   return model;
 }
 
@@ -238,8 +237,9 @@ function writeError(res: ServerResponse, err: LlmgwError, format: WireFormat, id
   }
   const wire = toWireError(err, format);
   const extra: OutgoingHttpHeaders = { ...wire.headers };
-  // An unread oversized body cannot be skipped on a keep-alive connection: close it.
-  if (err.status === 413) extra.connection = 'close';
+  // A body refused before its end (too large, too deep, too many entries) cannot be skipped on a
+  // keep-alive connection: close it.
+  if (bodyLeftUnread(err)) extra.connection = 'close';
   writeJson(res, wire.status, JSON.stringify(wire.body), id, opts, extra);
 }
 

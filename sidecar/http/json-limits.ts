@@ -1,9 +1,10 @@
-// The documented bounds on a chat request's JSON (README, "The HTTP surface"): the counts of messages,
-// tools and content parts, checked on the parsed body. Past any of them the app gets 400
-// `llmgw_invalid_request` naming the limit. The nesting depth is the body reader's own bound
-// (common/http/read-json-body.ts), checked on the raw bytes before parsing.
-import { invalidRequest } from '../../common/errors.js';
-import type { Json } from '../../common/json.js';
+// The documented bounds on a request's JSON (README, "The HTTP surface") that are the sidecar's own: the
+// counts of messages, tools, content parts and embedding inputs, per endpoint. The body reader enforces
+// them on the raw bytes as they arrive (common/http/json-scanner.ts), with the depth and per-container
+// bounds of every body (common/http/read-json-body.ts); past any of them the app gets 400
+// `llmgw_invalid_request` naming the limit, before the body is parsed or even read to its end.
+import type { EntryLimits } from '../../common/http/json-scanner.js';
+import type { Endpoint } from '../pipeline/types.js';
 
 /** Most entries of `messages` (chat and Anthropic messages). */
 export const MAX_MESSAGES = 10_000;
@@ -11,29 +12,24 @@ export const MAX_MESSAGES = 10_000;
 export const MAX_TOOLS = 1_000;
 /** Most content parts of one message's `content`, or of Anthropic's `system`. */
 export const MAX_CONTENT_PARTS = 10_000;
+/** Most entries of an embeddings `input` array (OpenAI's own limit: 2,048 inputs). */
+export const MAX_EMBEDDING_INPUTS = 2_048;
 
-/** Throws 400 when the body has more messages, tools or content parts than the limits allow. */
-export function checkRequestCounts(body: Json): void {
-  const { messages, tools, system } = body;
-  if (Array.isArray(tools) && tools.length > MAX_TOOLS) {
-    throw invalidRequest(`"tools" has ${tools.length} entries; the limit is ${MAX_TOOLS}`, 'tools');
-  }
-  if (Array.isArray(system)) checkParts(system, 'system');
-  if (!Array.isArray(messages)) return;
-  if (messages.length > MAX_MESSAGES) {
-    throw invalidRequest(`"messages" has ${messages.length} entries; the limit is ${MAX_MESSAGES}`, 'messages');
-  }
-  for (let i = 0; i < messages.length; i++) {
-    const m: unknown = messages[i];
-    if (typeof m === 'object' && m !== null && !Array.isArray(m)) {
-      const content = (m as Json).content;
-      if (Array.isArray(content)) checkParts(content, `messages[${i}].content`);
-    }
-  }
-}
+const contentParts: EntryLimits = { max: MAX_CONTENT_PARTS, noun: 'content parts' };
 
-function checkParts(parts: unknown[], param: string): void {
-  if (parts.length > MAX_CONTENT_PARTS) {
-    throw invalidRequest(`"${param}" has ${parts.length} content parts; the limit is ${MAX_CONTENT_PARTS}`, param);
-  }
-}
+const CONVERSATION: EntryLimits = {
+  keys: {
+    messages: { max: MAX_MESSAGES, items: { keys: { content: contentParts } } },
+    tools: { max: MAX_TOOLS },
+    system: contentParts,
+  },
+};
+
+const LIMITS: Record<Endpoint, EntryLimits> = {
+  chat: CONVERSATION,
+  messages: CONVERSATION,
+  embeddings: { keys: { input: { max: MAX_EMBEDDING_INPUTS } } },
+};
+
+/** The named entry limits of an endpoint's request body, for readJsonBody. */
+export const entryLimitsOf = (endpoint: Endpoint): EntryLimits => LIMITS[endpoint];

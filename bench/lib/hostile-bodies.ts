@@ -1,0 +1,144 @@
+// The stall that hostile request bodies cause for the other requests of a pod (issue 17: no request may
+// stall the event loop for others by more than ~50 ms at the default 16 MiB body limit). A fresh sidecar
+// (pinned like the others) is sent bodies of each hostile shape, one after another, while small requests
+// run beside them on their own connections; their latency is compared with the same probes against the
+// idle sidecar. The probes are `GET /v1/models`, which the sidecar answers itself: a chat probe would also
+// wait for a fake upstream that shares the load core with the one parsing the hostile 16 MB, and measure
+// that instead of the sidecar's event loop.
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Pool } from 'undici';
+import type { Endpoint } from './probes.js';
+import { startProc } from './proc.js';
+import { median, percentile } from './stats.js';
+import { sidecarSpec, type Upstreams } from './targets.js';
+
+/** The most a small request may wait while a hostile body is processed (issue 17). */
+export const STALL_TARGET_MS = 50;
+/** The sidecar's default `server.maxBodyBytes`, the size every hostile body is built to. */
+export const DEFAULT_BODY_LIMIT = 16 << 20;
+
+export interface ProbeStats {
+  probes: number;
+  p50Ms: number;
+  p99Ms: number;
+  maxMs: number;
+}
+
+export interface HostileShapeResult extends ProbeStats {
+  shape: string;
+  bytes: number;
+  /** The sidecar's answer to each send (0: the connection failed before an answer). */
+  statuses: number[];
+  /** Median time from sending the body to its full answer. */
+  answerMs: number;
+}
+
+export interface HostileResult {
+  idle: ProbeStats;
+  shapes: HostileShapeResult[];
+}
+
+export interface HostilePlan {
+  /** Bodies sent per shape. */
+  sends: number;
+  /** How long the idle sidecar is probed (after as long a warm-up). */
+  idleMs: number;
+}
+
+interface Shape {
+  name: string;
+  body: Buffer;
+}
+
+const HOSTILE_MODEL = 'paced-gpt-4o-mini';
+/** Small requests in flight at once beside the hostile sends. */
+const PROBE_CONNECTIONS = 2;
+
+/** Bodies of just under `limit` bytes, each hostile in its own way; each is a well-formed JSON object. */
+export function hostileShapes(limit: number): Shape[] {
+  const room = limit - 1024;
+  const head = `{"model":"${HOSTILE_MODEL}","messages":[{"role":"user","content":"hi"}],`;
+  const fill = (unit: string, before: string, after: string): string =>
+    before + unit.repeat(Math.floor((room - Buffer.byteLength(before + after)) / Buffer.byteLength(unit))) + after;
+  const deep = Math.floor((room - head.length) / 2);
+  const message = '{"role":"user","content":"x"},';
+  const messages = fill(message, `{"model":"${HOSTILE_MODEL}","messages":[`, '{"role":"user","content":"x"}]}');
+  return [
+    { name: 'deep nesting', body: Buffer.from(`${head}"metadata":${'['.repeat(deep)}${']'.repeat(deep)}}`) },
+    { name: `flat: ${Math.floor(messages.length / message.length)} messages`, body: Buffer.from(messages) },
+    { name: 'flat: one array of numbers', body: Buffer.from(fill('0,', `${head}"metadata":{"ids":[`, '0]}}')) },
+    { name: 'one huge string (ASCII)', body: Buffer.from(fill('x', `{"model":"${HOSTILE_MODEL}","messages":[{"role":"user","content":"`, '"}]}')) },
+    { name: 'one huge string (non-ASCII)', body: Buffer.from(fill('漢', `{"model":"${HOSTILE_MODEL}","messages":[{"role":"user","content":"`, '"}]}')) },
+  ];
+}
+
+/** Starts a fresh sidecar (this build, or `distDir`'s), measures every shape against it, and stops it. */
+export async function measureHostileBodies(up: Upstreams, workDir: string, plan: HostilePlan, name = 'sidecar-hostile', distDir?: string): Promise<HostileResult> {
+  const spec = await sidecarSpec({ name, upstreams: up, logLevel: 'info', logFile: `${workDir}/${name}.log`, workDir, ...(distDir === undefined ? {} : { distDir }) });
+  const proc = await startProc(spec.spec);
+  try {
+    const ep = spec.endpoint;
+    await probeWhile(ep, () => sleep(plan.idleMs));
+    const idle = (await probeWhile(ep, () => sleep(plan.idleMs))).stats;
+    const shapes: HostileShapeResult[] = [];
+    for (const shape of hostileShapes(DEFAULT_BODY_LIMIT)) {
+      const answers: { status: number; ms: number }[] = [];
+      const { stats } = await probeWhile(ep, async () => {
+        for (let i = 0; i < plan.sends; i++) answers.push(await send(ep, shape.body));
+      });
+      shapes.push({ shape: shape.name, bytes: shape.body.length, statuses: answers.map((a) => a.status), answerMs: median(answers.map((a) => a.ms)), ...stats });
+      // Let the sidecar collect what the last body left before the next shape is measured.
+      await sleep(300);
+    }
+    return { idle, shapes };
+  } finally {
+    await proc.stop();
+  }
+}
+
+/** Runs `work` while small requests go to the sidecar back to back; their latencies meanwhile. */
+async function probeWhile(ep: Endpoint, work: () => Promise<unknown>): Promise<{ stats: ProbeStats }> {
+  const url = new URL(ep.url);
+  const pool = new Pool(url.origin, { connections: PROBE_CONNECTIONS });
+  const ms: number[] = [];
+  let done = false;
+  const loop = async (): Promise<void> => {
+    while (!done) {
+      const t0 = performance.now();
+      const res = await pool.request({ path: '/v1/models', method: 'GET', headers: ep.headers });
+      await res.body.dump();
+      if (res.statusCode !== 200) throw new Error(`a probe request got status ${res.statusCode}`);
+      ms.push(performance.now() - t0);
+    }
+  };
+  const loops = Array.from({ length: PROBE_CONNECTIONS }, loop);
+  try {
+    await work();
+  } finally {
+    done = true;
+    await Promise.all(loops);
+    await pool.close();
+  }
+  return { stats: { probes: ms.length, p50Ms: median(ms), p99Ms: percentile(ms, 99), maxMs: Math.max(...ms) } };
+}
+
+/** One hostile body on a connection of its own (a refused body closes it); status 0 if no answer came. */
+async function send(ep: Endpoint, body: Buffer): Promise<{ status: number; ms: number }> {
+  const url = new URL(ep.url);
+  const pool = new Pool(url.origin, { connections: 1 });
+  const t0 = performance.now();
+  try {
+    const res = await pool.request({ path: url.pathname, method: 'POST', headers: ep.headers, body });
+    await res.body.dump();
+    return { status: res.statusCode, ms: performance.now() - t0 };
+  } catch {
+    return { status: 0, ms: performance.now() - t0 };
+  } finally {
+    await pool.destroy();
+  }
+}
+
+/** The worst shape: the one whose probes waited longest. */
+export const worstShape = (r: HostileResult): HostileShapeResult | undefined =>
+  r.shapes.reduce<HostileShapeResult | undefined>((w, s) => (w === undefined || s.maxMs > w.maxMs ? s : w), undefined);
