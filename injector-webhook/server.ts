@@ -83,7 +83,7 @@ export async function startInjector(opts: InjectorOptions): Promise<Injector> {
     // The sidecar's reader: 415 unless JSON, 413 past the limit, 400 unless a bounded JSON object.
     let body: unknown;
     try {
-      body = await readJsonBody(req, maxBody);
+      body = (await readJsonBody(req, maxBody)).body;
     } catch (err) {
       if (err instanceof ClientGoneError) return void res.destroy();
       if (!(err instanceof GatewayError)) throw err;

@@ -45,8 +45,14 @@ const leftUnread = (err: GatewayError): GatewayError => {
   return err;
 };
 
+/** A body read and checked, and its size in bytes. */
+export interface JsonBody {
+  body: Json;
+  bytes: number;
+}
+
 /** `named`: tighter entry limits on named places of the body (e.g. `messages`), besides MAX_ENTRIES. */
-export function readJsonBody(req: IncomingMessage, maxBytes: number, named?: EntryLimits): Promise<Json> {
+export function readJsonBody(req: IncomingMessage, maxBytes: number, named?: EntryLimits): Promise<JsonBody> {
   const type = req.headers['content-type'];
   if (type === undefined || !jsonType.test(type)) {
     return Promise.reject(
@@ -96,7 +102,7 @@ export function readJsonBody(req: IncomingMessage, maxBytes: number, named?: Ent
     };
     const onEnd = (): void => {
       cleanup();
-      (scanner === undefined ? parseSmall(Buffer.concat(chunks, size), bounds) : parseLarge(chunks, size, scanner)).then(resolve, reject);
+      (scanner === undefined ? parseSmall(Buffer.concat(chunks, size), bounds) : parseLarge(chunks, size, scanner)).then((body) => resolve({ body, bytes: size }), reject);
     };
     const onGone = (): void => {
       cleanup();

@@ -106,7 +106,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
       return;
     }
     const runtime = opts.runtime();
-    const body = await readJsonBody(req, runtime.config.server.maxBodyBytes, entryLimitsOf(route.endpoint));
+    const { body, bytes } = await readJsonBody(req, runtime.config.server.maxBodyBytes, entryLimitsOf(route.endpoint));
     const model = checkBody(route.endpoint, body);
     entry.model = model;
     entry.stream = body.stream === true;
@@ -120,6 +120,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
       format: route.format,
       model,
       body,
+      bodyBytes: bytes,
       stream: entry.stream,
       headers: req.headers,
       priority,

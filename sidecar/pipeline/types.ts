@@ -17,6 +17,8 @@ export interface GatewayRequest {
   /** The model name the app asked for. */
   readonly model: string;
   readonly body: Json;
+  /** Size of the app's body as it arrived (absent: small, e.g. made in a test). */
+  readonly bodyBytes?: number;
   readonly stream: boolean;
   readonly headers: IncomingHttpHeaders;
   /** Quota class from `x-llmgw-priority`. */

@@ -66,7 +66,8 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
   let res;
   timers.phase(opts.timeouts.firstByteMs, `sent no response headers within ${opts.timeouts.firstByteMs} ms`);
   try {
-    res = await provider.send(req.endpoint === 'embeddings' ? 'embeddings' : 'chat', exchange.upstreamBody, attempt, exchange.upstreamHeaders, opts.timeouts);
+    const body = exchange.upstreamBody();
+    res = await provider.send(req.endpoint === 'embeddings' ? 'embeddings' : 'chat', typeof body === 'string' ? body : await body, attempt, exchange.upstreamHeaders, opts.timeouts);
   } catch (err) {
     done();
     throw fail(err);

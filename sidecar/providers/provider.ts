@@ -30,7 +30,7 @@ export interface Provider {
    * Posts `body` (JSON text) to the provider's `api` endpoint. `headers` add to or replace the
    * provider's own (e.g. the app's `anthropic-beta`). Network failures throw typed GatewayErrors.
    */
-  send(api: ProviderApi, body: string, signal: CancelSignal, headers?: Record<string, string>, timeouts?: { firstByteMs: number; idleMs: number }): Promise<UpstreamResponse>;
+  send(api: ProviderApi, body: string | Buffer, signal: CancelSignal, headers?: Record<string, string>, timeouts?: { firstByteMs: number; idleMs: number }): Promise<UpstreamResponse>;
 }
 
 const USER_AGENT = 'llm-gateway/0.1';
