@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { measureHostileBodies } from './lib/hostile-bodies.js';
+import { measureLargeAnswers } from './lib/large-answers.js';
 import { loadTool } from './lib/load.js';
 import { MB, measureRound, measureThroughput, type RoundResult, type Timed } from './lib/measure.js';
 import { checkSame, concurrentStreams, fetchText, normalize, streamTimings, timeToFirstAnswer, type Endpoint } from './lib/probes.js';
@@ -127,8 +128,16 @@ async function main(): Promise<void> {
     procs.push(unverifiedQuota.proc);
     // Nothing listens on this port: the sidecar finds the quota service down and fails open.
     const noQuotaService = `127.0.0.1:${await freePort()}`;
-    const quotaSidecar = (name: string, quota: Record<string, unknown>): Promise<ServerSpec> =>
-      sidecarSpec({ name, upstreams: up, logLevel: 'info', logFile: join(work, `${name}.log`), workDir: work, quota: { ...quota, failOpenTokensPerMinute: 1_000_000_000 } });
+    const quotaSidecar = (name: string, quota: Record<string, unknown>, distDir?: string): Promise<ServerSpec> =>
+      sidecarSpec({
+        name,
+        ...(distDir === undefined ? {} : { distDir }),
+        upstreams: up,
+        logLevel: 'info',
+        logFile: join(work, `${name}.log`),
+        workDir: work,
+        quota: { ...quota, failOpenTokensPerMinute: 1_000_000_000 },
+      });
     const specs: Record<string, ServerSpec> = {
       'minimal-proxy': await minimalProxySpec(up.instant),
       sidecar: await sidecarSpec({ name: 'sidecar', upstreams: up, logLevel: 'info', logFile: join(work, 'sidecar.log'), workDir: work }),
@@ -142,6 +151,9 @@ async function main(): Promise<void> {
     };
     if (args.baseline !== undefined) {
       specs.baseline = await sidecarSpec({ name: 'baseline', distDir: args.baseline, upstreams: up, logLevel: 'info', logFile: join(work, 'baseline.log'), workDir: work });
+      // The metered request path before and after: the baseline build's sidecar spending leases from the
+      // same quota service as sidecar-quota-up.
+      specs['baseline-quota-up'] = await quotaSidecar('baseline-quota-up', quotaService.sidecarQuota, args.baseline);
       result.notes.push(`baseline: the sidecar built in ${args.baseline}, same config, run beside this build`);
     }
     let portkeyEntry: string | undefined;
@@ -175,6 +187,8 @@ async function main(): Promise<void> {
     if (specs.baseline) {
       timed.push({ name: 'baseline', endpoint: specs.baseline.endpoint, body: jsonBody, pid: running.baseline!.pid });
       timed.push({ name: 'baseline-sse', endpoint: specs.baseline.endpoint, body: sseBody, pid: running.baseline!.pid });
+      timed.push({ name: 'sidecar-quota', endpoint: specs['sidecar-quota-up']!.endpoint, body: jsonBody, pid: running['sidecar-quota-up']!.pid });
+      timed.push({ name: 'baseline-quota', endpoint: specs['baseline-quota-up']!.endpoint, body: jsonBody, pid: running['baseline-quota-up']!.pid });
     }
     if (specs.portkey) timed.push({ name: 'portkey', endpoint: specs.portkey.endpoint, body: jsonBody, pid: running.portkey!.pid });
 
@@ -191,7 +205,9 @@ async function main(): Promise<void> {
         if (t.name !== 'portkey') gateFailed = true;
       }
     }
-    for (const name of ['sidecar-log-a', 'sidecar-log-b', 'sidecar-quota-up', 'sidecar-quota-unverified', 'sidecar-quota-down']) {
+    const quotaNames = ['sidecar-log-a', 'sidecar-log-b', 'sidecar-quota-up', 'sidecar-quota-unverified', 'sidecar-quota-down'];
+    if (specs['baseline-quota-up']) quotaNames.push('baseline-quota-up');
+    for (const name of quotaNames) {
       const problems = await checkSame(specs[name]!.endpoint, jsonBody, refJson, plan.gate);
       result.correctness[name] = problems.length === 0 ? 'ok' : problems.join('; ');
       if (problems.length > 0) gateFailed = true;
@@ -270,6 +286,22 @@ async function main(): Promise<void> {
       rpcsPerThousandRequests: requests > 0 ? (rpcs / requests) * 1000 : NaN,
     };
 
+    // The metered path against the previous build (its sidecar on the same quota service), side by side as
+    // above: the cost of what this build adds there (durable in-flight accounting, validated answers).
+    if (specs['baseline-quota-up']) {
+      const afterVsBefore: number[] = [];
+      for (let round = 0; round < plan.sideBySideRounds; round++) {
+        const [after, before] = round % 2 === 0 ? await sideBySide('sidecar-quota-up', 'baseline-quota-up') : (await sideBySide('baseline-quota-up', 'sidecar-quota-up')).reverse();
+        afterVsBefore.push(after! / before!);
+      }
+      const c1 = (name: string): number | undefined => result.targets[name]?.c1P50Ms.median;
+      const [after, before] = [c1('sidecar-quota'), c1('baseline-quota')];
+      result.vsBaseline = {
+        quotaThroughputPct: (median(afterVsBefore) - 1) * 100,
+        quotaC1P50AddedMs: after === undefined || before === undefined ? NaN : after - before,
+      };
+    }
+
     result.streaming = await streaming(direct, specs.sidecar!.endpoint, up.paced, plan);
 
     log(`waiting ${plan.settleSec} s after load for memory to settle`);
@@ -307,6 +339,8 @@ async function main(): Promise<void> {
     // weigh on the memory figures of the one measured above).
     log('hostile bodies');
     result.hostile = await measureHostileBodies(up, work, { sends: plan.hostileSends, idleMs: plan.hostileIdleMs });
+    log('large answers');
+    result.largeAnswers = await measureLargeAnswers(up, work);
 
     result.checks = checks(result);
     process.stdout.write(`\n${table(result)}\n\n${hostileTable(result.hostile)}\n\n${checksTable(result.checks)}\n`);

@@ -2,6 +2,7 @@
 import { cpus, release } from 'node:os';
 import { summarize, type Summary } from './stats.js';
 import { STALL_TARGET_MS, worstShape, type HostileResult } from './hostile-bodies.js';
+import { CHART_MEMORY_LIMIT_MB, type LargeAnswersResult } from './large-answers.js';
 import type { RoundResult } from './measure.js';
 
 export interface TargetResult {
@@ -67,6 +68,10 @@ export interface BenchResult {
   };
   /** Small requests' latency while hostile bodies are sent (bench/lib/hostile-bodies.ts). */
   hostile?: HostileResult;
+  /** Peak RSS while four 30 MB answers are served at once (bench/lib/large-answers.ts). */
+  largeAnswers?: LargeAnswersResult;
+  /** With --baseline: the metered path (quota up) of this build beside the previous one's. */
+  vsBaseline?: { quotaThroughputPct: number; quotaC1P50AddedMs: number };
   checks: Check[];
 }
 
@@ -151,6 +156,26 @@ export function checks(r: BenchResult): Check[] {
     (v) => v <= STALL_TARGET_MS,
     (v) => `max ${f(v, 1)} ms, p99 ${f(worst!.p99Ms, 1)} ms (${worst!.shape}); idle max ${f(h!.idle.maxMs, 1)} ms`,
   );
+  const la = r.largeAnswers;
+  const worstLarge = la === undefined ? undefined : la.cases.reduce((a, b) => (b.peakMB > a.peakMB ? b : a));
+  add(
+    'large answers: four 30 MB at once, peak RSS',
+    `≤ ${CHART_MEMORY_LIMIT_MB} MiB (chart limit)`,
+    worstLarge === undefined ? undefined : worstLarge.complete && la!.cases.every((c) => c.complete) ? worstLarge.peakMB : Infinity,
+    (v) => v <= CHART_MEMORY_LIMIT_MB,
+    (v) => (Number.isFinite(v) ? `${la!.cases.map((c) => `${c.way}: ${f(c.peakMB, 0)}`).join('; ')} MiB (idle ${f(la!.idleMB, 0)})` : 'an answer did not arrive whole'),
+  );
+  const vb = r.vsBaseline;
+  add(
+    'durable in-flight accounting and validated answers: metered throughput vs the previous build',
+    '≥ −3%',
+    vb?.quotaThroughputPct,
+    (v) => v >= -3,
+    (v) => `${v >= 0 ? '+' : ''}${f(v, 1)}% side by side`,
+  );
+  if (r.machine.loadTool === 'wrk') {
+    add('… and their added p50 at c=1', '≤ 0.05 ms', vb?.quotaC1P50AddedMs, (v) => v <= 0.05, (v) => `${f(v, 3)} ms`);
+  }
   return out;
 }
 

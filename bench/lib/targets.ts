@@ -94,6 +94,8 @@ export interface SidecarOptions {
   quota?: Record<string, unknown>;
   /** The sidecar's `cache` config; absent: no response cache. */
   cache?: Record<string, unknown>;
+  /** More providers and models, beside the two upstreams'. */
+  extra?: { providers: Record<string, unknown>; models: Record<string, unknown> };
 }
 
 /** The sidecar routes `gpt-4o-mini` to the instant upstream and `paced-gpt-4o-mini` to the paced one. */
@@ -104,10 +106,12 @@ export async function sidecarSpec(opts: SidecarOptions): Promise<ServerSpec> {
     providers: {
       instant: { type: 'openai', baseUrl: `${opts.upstreams.instant}/v1`, apiKey: 'bench' },
       paced: { type: 'openai', baseUrl: `${opts.upstreams.paced}/v1`, apiKey: 'bench' },
+      ...opts.extra?.providers,
     },
     models: {
       'gpt-4o-mini': { targets: [{ provider: 'instant', model: 'gpt-4o-mini' }] },
       'paced-gpt-4o-mini': { targets: [{ provider: 'paced', model: 'gpt-4o-mini' }] },
+      ...opts.extra?.models,
     },
     logging: { level: opts.logLevel },
     storage: { path: join(opts.workDir, `${opts.name}.db`) },
