@@ -7,14 +7,14 @@
 // One record holds the usage of every request of a class, model and set of tags (`x-llmgw-tags`) that
 // started in the same second and settled before the record was handed out for delivery, so a busy pod
 // sends a handful of records a second instead of one per request (seconds never straddle a budget window:
-// every token is still charged to the right window). Settles of one event-loop turn are written in one
-// transaction right after it: a write per turn, not per request, and nothing waits in memory longer than
-// that turn.
+// every token is still charged to the right window).
 //
-// The same transaction carries the in-flight journal (inflight-journal.ts): the rows of requests that
-// started this turn, the checkpoints of running streams (taken every second), and the removal of the rows
-// of requests that settled, so a request's usage is in the file from before its first upstream byte until
-// it is delivered, whenever the process dies.
+// The same file holds the in-flight journal (inflight-journal.ts): a metered request's row is written
+// before its first upstream byte, with the rows of every request that started in the same event-loop
+// turn, in one transaction right after that turn. Settles (the usage record, the row's removal) can wait a
+// little longer, up to SETTLE_WAIT_MS, and go in one transaction with the next turn's rows: what a settle
+// waits with is covered meanwhile by its request's row (at the prompt and the output checkpointed), so
+// nothing is lost, and a pod serving one request at a time writes once per request, not twice.
 import { randomUUID } from 'node:crypto';
 import { columnsOf } from '../../common/sqlite.js';
 import { canonical } from '../canonical-json.js';
@@ -22,6 +22,8 @@ import type { Priority } from '../http/caller-headers.js';
 import { type SidecarDatabase } from '../storage/database.js';
 import { InflightJournal, type InflightEntry } from './inflight-journal.js';
 
+/** The longest a settle waits in memory for the next write. */
+const SETTLE_WAIT_MS = 100;
 /** How often running streams' usage so far is written (issue: at least once a second). */
 const CHECKPOINT_EVERY_MS = 1000;
 
@@ -54,6 +56,7 @@ export class UsageOutbox {
   /** Settles of this turn, per class, model, second and tags, written by `flush`. */
   private readonly buffered = new Map<string, Settled>();
   private scheduled = false;
+  private settleTimer: NodeJS.Timeout | undefined;
   private retry: NodeJS.Timeout | undefined;
   private readonly writeTx: (items: Settled[]) => void;
   private readonly restartTx: (priority: Priority) => string;
@@ -169,25 +172,34 @@ export class UsageOutbox {
     return entry;
   }
 
-  /** The request of `entry` settled: its row goes with this turn's transaction. */
+  /** The request of `entry` settled: its row goes with the transaction that records its usage. */
   end(entry: InflightEntry): void {
     this.journal.end(entry);
-    this.schedule();
+    this.scheduleSettle();
   }
 
-  /** Records one settled request; it is on disk once this event-loop turn ends. */
+  /** Records one settled request; it is on disk with the next write, within SETTLE_WAIT_MS. */
   append(priority: Priority, tokens: number, startedAtMs: number, model: string, tags?: Readonly<Record<string, string>>): void {
     const n = Math.max(0, Math.round(tokens));
     if (n === 0) return;
     const second = startedAtMs - (startedAtMs % 1000);
     this.buffer({ priority, model, second, tags: canonicalTags(tags), tokens: n });
-    this.schedule();
+    this.scheduleSettle();
   }
 
+  /** A write right after this turn (new in-flight rows cannot wait). */
   private schedule(): void {
     if (!this.scheduled) {
       this.scheduled = true;
       setImmediate(() => this.flush());
+    }
+  }
+
+  /** A write within SETTLE_WAIT_MS, or sooner with the next one. */
+  private scheduleSettle(): void {
+    if (this.settleTimer === undefined && !this.scheduled) {
+      this.settleTimer = setTimeout(() => this.flush(), SETTLE_WAIT_MS);
+      this.settleTimer.unref();
     }
   }
 
@@ -198,12 +210,14 @@ export class UsageOutbox {
   }
 
   /**
-   * Writes what this turn settled (also done before anything is read or the file is closed). When the
+   * Writes what waits (also done before anything is read or the file is closed). When the
    * file cannot be written (locked by another process, disk full) the settles stay in memory and the
    * write is tried again a second later.
    */
   flush(): void {
     this.scheduled = false;
+    clearTimeout(this.settleTimer);
+    this.settleTimer = undefined;
     if ((this.buffered.size === 0 && !this.journal.dirty) || !this.db.open) return;
     const items = [...this.buffered.values()];
     this.buffered.clear();
