@@ -68,12 +68,12 @@ describe('access log', () => {
 
   it('writes the lines still waiting when the process exits', () => {
     // The built modules (npm test builds first), in a process that exits right after logging.
-    const dist = (p: string) => pathToFileURL(join(import.meta.dirname, '../../../dist/sidecar', p)).href;
+    const dist = (p: string) => pathToFileURL(join(import.meta.dirname, '../../../dist', p)).href;
     const out = join(mkdtempSync(join(tmpdir(), 'llmgw-exit-')), 'log');
     const script = `
       import { openSync } from 'node:fs';
-      import { createLogger } from '${dist('logger.js')}';
-      import { AccessLog } from '${dist('access-log.js')}';
+      import { createLogger } from '${dist('common/logger.js')}';
+      import { AccessLog } from '${dist('sidecar/access-log.js')}';
       const log = new AccessLog(createLogger('info', openSync(${JSON.stringify(out)}, 'w')), true);
       for (let i = 0; i < 3; i++) log.write({ reqId: 'r' + i, method: 'POST', path: '/x', status: 200, latencyMs: 1, stream: false });
       process.exit(0);`;
