@@ -221,7 +221,7 @@ describe('other requests while hostile bodies are processed, at the default 16 M
     shape('one 16 MB string of 3-byte characters', 404, fill('漢', '{"model":"nobody-serves-this","messages":[{"role":"user","content":"', '"}]}')),
   ];
 
-  it.each(shapes)('answers $name and keeps every other request under 200 ms meanwhile (latency printed)', async ({ name, status, body, sent }) => {
+  it.each(shapes)('answers $name without stalling every other request meanwhile (latency printed; the ~50 ms target is the bench\'s)', async ({ name, status, body, sent }) => {
     expect(body.length).toBeLessThan(LIMIT);
     const idle = await latencyDuring(() => new Promise((r) => setTimeout(r, 300)));
     const run = await latencyDuring(async () => {
@@ -236,7 +236,9 @@ describe('other requests while hostile bodies are processed, at the default 16 M
     );
     for (const a of run.result) expect(a).toMatchObject({ status, sent });
     expect(run.small.length).toBeGreaterThan(0);
-    // A loose bound for a shared, noisy machine: a stall of the event loop would show here in full.
-    expect(Math.max(...run.small)).toBeLessThan(200);
+    // A loose bound for a shared, noisy machine, over what the idle sidecar saw: a 16 MB body parsed or
+    // written in one go holds the loop 0.4-1.6 s, and that would show here in full. The ~50 ms target is
+    // measured by the bench on a pinned core.
+    expect(Math.max(...run.small)).toBeLessThan(300 + Math.max(...idle.small));
   }, 60_000);
 });
