@@ -26,6 +26,11 @@ export interface AcquireLeaseRequest {
   incarnation: string;
   needTokens: number;
   demandTokensPerSecond: number;
+  /** Absent from sidecars that predate them. */
+  requestTokens?: number;
+  reports?: UsageReportMsg[];
+  waitedRequests?: number;
+  waitedSeconds?: number;
 }
 
 export interface RenewLeaseRequest {
@@ -34,11 +39,19 @@ export interface RenewLeaseRequest {
   demandTokensPerSecond: number;
   reports: UsageReportMsg[];
   unusedTokens: number;
+  /** Absent from sidecars that predate them. */
+  requestTokens?: number;
+  inflightTokens?: number;
+  waitedRequests?: number;
+  waitedSeconds?: number;
 }
 
 export interface ReleaseLeaseRequest {
   leaseId: string;
   reports: UsageReportMsg[];
+  /** Absent from sidecars that predate them. */
+  waitedRequests?: number;
+  waitedSeconds?: number;
 }
 
 export interface ReportUsageRequest {
@@ -62,6 +75,11 @@ export interface LeaseResponse {
   /** Absent from services that predate it (and on grants). */
   refusal?: RefusalMsg | null;
   giveBack?: boolean;
+  /** Absent (or 0) from services that predate demand-sized leases. */
+  targetTokens?: number;
+  windowEndMs?: number;
+  failOpenTokens?: number;
+  failOpenNextTokens?: number;
 }
 
 export type RefusalReasonName = 'REFUSAL_REASON_UNSPECIFIED' | 'REFUSAL_WINDOW_SPENT' | 'REFUSAL_HELD_BY_LEASES' | 'REFUSAL_EXCEEDS_BUDGET';

@@ -1,11 +1,13 @@
 // Lease allocation (DESIGN §6). A lease holds tokens granted against every budget matching the pod's
 // scopes. Invariant per budget and window: consumed + outstanding grants ≤ limit, so global overspend is
-// bounded by the error of the sidecars' estimates, never by how many sidecars there are. Grants are the
-// smaller of what is asked and a demand-weighted fair share of half of what remains (a request that
-// needs more than its share still gets its need while tokens are free), lower priority classes stop
-// above their floor, and a window rollover voids what leases held of the old window. A need that cannot be
-// granted is refused with the budget that refused it and when it can be granted (refusal.ts); while one
-// waits for tokens other leases hold, those leases get no top-ups and are told to give back what they hold.
+// bounded by the error of the sidecars' estimates, never by how many sidecars there are. A lease is topped
+// up to its demand over a horizon, within a demand-weighted fair share of half of what remains
+// (lease-sizing.ts; a request that needs more than its share still gets its need while tokens are free),
+// lower priority classes stop above their floor, and a window rollover voids what leases held of the old
+// window. A need that cannot be granted is refused with the budget that refused it and when it can be
+// granted (refusal.ts); while one waits for tokens other leases of its class or a lower one hold, those
+// leases get no top-ups and are told to give back what they hold. Each answer also tells the pod what it may spend if it loses the
+// service (its fail-open allowance); what silent leases' pods may have spent that way is held back.
 //
 // Every call names its caller's `owner` (ownership.ts): leases and incarnations are the owner's alone.
 // Reports are checked before anything is applied (report-checks.ts), and usage well beyond what an
@@ -24,6 +26,7 @@ import { Teams } from './teams.js';
 import { status } from '@grpc/grpc-js';
 import type { BudgetRow, SqliteQuotaStore } from './store.js';
 import { windowAt, windowBefore, type WindowName } from './windows.js';
+import { atRisk, DEFAULT_HORIZON_MS, failOpenAllowance, fairShare, MIN_DEMAND, targetOf, weightOf } from './lease-sizing.js';
 
 export type PriorityClass = 'interactive' | 'background' | 'batch';
 
@@ -61,6 +64,15 @@ export interface Grant {
   refusal?: Refusal;
   /** Another lease waits for tokens this one holds: its sidecar should give back what it holds unspent. */
   giveBack: boolean;
+  priority: PriorityClass;
+  /** The unspent balance the lease is sized for, before the fair-share cap (0 when unlimited). */
+  targetTokens: number;
+  /** End of the earliest of the lease's budget windows (epoch ms; 0 when unlimited). */
+  windowEndMs: number;
+  /** What the pod may spend beyond the lease while the service is out of reach, until `windowEndMs`… */
+  failOpen: number;
+  /** …and in each later window the outage lasts into. */
+  failOpenNext: number;
 }
 
 export interface BudgetView extends BudgetRow {
@@ -74,7 +86,7 @@ export interface AllocatorOptions {
   clock: Clock;
   /** A lease lapses this long after its last renewal (default 30 s). */
   leaseTtlMs?: number;
-  /** Grants aim to cover this much of a lease's recent demand (default 20 s). */
+  /** Leases are topped up to this much of their recent demand (default 10 s, see lease-sizing.ts). */
   horizonMs?: number;
   /** Told when an incarnation reports well beyond what its leases covered (see COVERAGE_*). */
   onOverReport?: (flag: OverReport) => void;
@@ -94,25 +106,24 @@ interface Lease {
   incarnation: string;
   outstanding: number;
   demand: number;
+  /** The largest recent request estimate its sidecar saw (tokens). */
+  requestTokens: number;
+  /** Of `outstanding`, the estimates of requests still running, as its sidecar last said (not stored). */
+  inflight: number;
   expiresAtMs: number;
   /** Budget key → start of the window `outstanding` belongs to. */
   windows: Record<string, number>;
-  /** When its sidecar was told to renew (not stored: after a restart, its expiry). */
+  /** When its sidecar was told to renew. */
   renewAtMs: number;
+  /** Its fail-open allowance in the window of `windows`, and in later ones (see lease-sizing.ts). */
+  failOpen: number;
+  failOpenNext: number;
   /** A need refused because other leases hold tokens of these budgets: they give back, not top up, meanwhile. */
   claim?: { keys: string[]; untilMs: number };
 }
 
 const PRIORITIES: PriorityClass[] = ['interactive', 'background', 'batch'];
-const MIN_DEMAND = 1;
-/**
- * Leases together hold at most this fraction of what remains (by fair share); the rest stays free for
- * whichever sidecar runs dry first, so nearly all of a budget is usable before anyone is refused.
- */
-const SHARE_OF_REMAINING = 0.5;
-/** Grants cover at most this fraction of the time the budget would last at the current total demand. */
-const RUNWAY_FRACTION = 0.05;
-/** A claim outlives the Retry-After its sidecar was given by this much, for the retry to arrive. */
+/** A claim outlives the Retry-After its sidecar was given by this much (within its window), for the retry to arrive. */
 const CLAIM_GRACE_MS = 5000;
 const key = (scope: string, window: WindowName): string => `${scope}|${window}`;
 /** Start of the newest window the lease's grants belong to (0 before its first grant). */
@@ -140,7 +151,7 @@ export class Allocator {
   ) {
     this.clock = opts.clock;
     this.ttlMs = opts.leaseTtlMs ?? 30_000;
-    this.horizonMs = opts.horizonMs ?? 20_000;
+    this.horizonMs = opts.horizonMs ?? DEFAULT_HORIZON_MS;
     this.ownership = new Ownership(store, opts.clock);
     this.teams = new Teams(store);
     this.coverage = new Coverage(opts.onOverReport);
@@ -156,20 +167,38 @@ export class Allocator {
         incarnation: row.incarnation,
         outstanding: row.outstanding,
         demand: row.demand,
+        requestTokens: row.requestTokens,
+        inflight: 0,
         expiresAtMs: row.expiresAtMs,
         windows: JSON.parse(row.windows) as Record<string, number>,
-        renewAtMs: row.expiresAtMs,
+        // Rows from before renewal times were kept: their expiry.
+        renewAtMs: row.renewAtMs > 0 ? row.renewAtMs : row.expiresAtMs,
+        failOpen: row.failOpen,
+        failOpenNext: row.failOpenNext,
       });
     }
     this.sweep();
   }
 
-  /** `owner`: the caller's verified identity, which the incarnation and the new lease belong to from now on. */
-  acquire(req: { identity: Identity; owner: string; priority: PriorityClass; incarnation: string; need: number; demand: number }): Grant {
+  /**
+   * `owner`: the caller's verified identity, which the incarnation and the new lease belong to from now on.
+   * `reports`: usage not delivered yet (spent while the service was out of reach), charged before the grant.
+   */
+  acquire(req: {
+    identity: Identity;
+    owner: string;
+    priority: PriorityClass;
+    incarnation: string;
+    need: number;
+    demand: number;
+    requestTokens?: number;
+    reports?: UsageReport[];
+  }): Grant {
     if (req.identity.namespace === '') throw invalidArgument('identity.namespace is required');
     if (req.incarnation === '') throw invalidArgument('incarnation is required');
     const now = this.clock.now();
     this.sweep(now);
+    const reports = checkedReports(req.reports ?? [], this.ackedOf(req.incarnation), now);
     this.ownership.claim(req.incarnation, req.owner, req.identity.pod);
     // A sidecar holds one lease per incarnation: a new one replaces it (its tokens go back first).
     for (const l of this.leases.values()) if (l.incarnation === req.incarnation) this.drop(l);
@@ -185,15 +214,32 @@ export class Allocator {
       incarnation: req.incarnation,
       outstanding: 0,
       demand: Math.max(MIN_DEMAND, req.demand),
+      requestTokens: Math.max(0, req.requestTokens ?? 0),
+      inflight: 0,
       expiresAtMs: now + this.ttlMs,
       windows: {},
       renewAtMs: now,
+      failOpen: 0,
+      failOpenNext: 0,
     };
     this.index(lease);
-    return this.store.transaction(() => this.grant(lease, Math.max(0, req.need), now));
+    return this.store.transaction(() => {
+      if (reports.length > 0) this.apply(lease.scopes, lease.incarnation, reports, undefined);
+      return this.grant(lease, Math.max(0, req.need), now);
+    });
   }
 
-  renew(req: { leaseId: string; owner: string; need: number; demand: number; reports: UsageReport[]; unused: number }): Grant {
+  /** `inflight`: of what the lease holds, the estimates of the sidecar's running requests (sizing only). */
+  renew(req: {
+    leaseId: string;
+    owner: string;
+    need: number;
+    demand: number;
+    reports: UsageReport[];
+    unused: number;
+    requestTokens?: number;
+    inflight?: number;
+  }): Grant {
     const now = this.clock.now();
     this.sweep(now);
     const lease = this.owned(req.leaseId, req.owner, '; acquire a new one');
@@ -202,18 +248,20 @@ export class Allocator {
       this.apply(lease.scopes, lease.incarnation, reports, lease);
       lease.outstanding = Math.max(0, lease.outstanding - Math.max(0, req.unused));
       lease.demand = Math.max(MIN_DEMAND, req.demand);
+      lease.requestTokens = Math.max(0, req.requestTokens ?? 0);
+      lease.inflight = Math.max(0, req.inflight ?? 0);
       lease.expiresAtMs = now + this.ttlMs;
       return this.grant(lease, Math.max(0, req.need), now);
     });
   }
 
-  release(leaseId: string, owner: string, reports: UsageReport[]): number {
+  release(leaseId: string, owner: string, reports: UsageReport[]): { acked: number; priority: PriorityClass } {
     const lease = this.owned(leaseId, owner, '');
     const checked = checkedReports(reports, this.ackedOf(lease.incarnation), this.clock.now());
     return this.store.transaction(() => {
       const acked = this.apply(lease.scopes, lease.incarnation, checked, lease);
       this.drop(lease);
-      return acked;
+      return { acked, priority: lease.priority };
     });
   }
 
@@ -314,10 +362,29 @@ export class Allocator {
       this.coverage.unlimited(lease.incarnation);
       lease.outstanding = 0;
       lease.claim = undefined;
+      lease.failOpen = 0;
+      lease.failOpenNext = 0;
       const refreshAfterMs = Math.floor(this.ttlMs / 3);
       lease.renewAtMs = now + refreshAfterMs;
       this.save(lease);
-      return { leaseId: lease.id, granted: 0, leaseTokens: 0, unlimited: true, ttlMs: this.ttlMs, refreshAfterMs, remaining: -1, retryAfterMs: 0, acked, windowStartMs: 0, giveBack: false };
+      return {
+        leaseId: lease.id,
+        granted: 0,
+        leaseTokens: 0,
+        unlimited: true,
+        ttlMs: this.ttlMs,
+        refreshAfterMs,
+        remaining: -1,
+        retryAfterMs: 0,
+        acked,
+        windowStartMs: 0,
+        giveBack: false,
+        priority: lease.priority,
+        targetTokens: 0,
+        windowEndMs: 0,
+        failOpen: 0,
+        failOpenNext: 0,
+      };
     }
     // What the lease held belongs to the windows it was granted in; a new window starts it at zero.
     const current: Record<string, number> = {};
@@ -332,11 +399,16 @@ export class Allocator {
       lease.windows = current;
     }
 
+    const weight = weightOf(lease);
+    const target = targetOf(lease, this.horizonMs);
+    // What the sidecar can still spend: running requests' estimates are held, but not spendable.
+    const spendable = Math.max(0, lease.outstanding - lease.inflight);
     let grant = Infinity;
     let remaining = Infinity;
     let windowEnd = Infinity;
     let contended = false;
     const refusals: Refusal[] = [];
+    const seen: { b: BudgetRow; endMs: number; left: number; floor: number; weights: number }[] = [];
     for (const b of budgets) {
       const span = windowAt(b.window, now);
       windowEnd = Math.min(windowEnd, span.endMs);
@@ -344,14 +416,24 @@ export class Allocator {
       remaining = Math.min(remaining, left);
       const floor = b.tokens * (lease.priority === 'batch' ? b.batchFloor : lease.priority === 'background' ? b.backgroundFloor : 0);
       let others = 0;
-      let demand = lease.demand;
+      let weights = weight;
       let claimed = false;
       const k = key(b.scope, b.window);
+      // Leases of this class or a lower one give back what they hold when this one waits for it; what
+      // higher classes hold is theirs (and their claims are not this lease's to serve).
+      const holders: Holder[] = [];
+      let higher = 0;
+      const rank = PRIORITIES.indexOf(lease.priority);
       for (const other of this.byScope.get(b.scope) ?? []) {
         if (other === lease) continue;
-        if (other.windows[k] === span.startMs) others += other.outstanding;
-        demand += other.demand;
-        if (other.claim !== undefined && other.claim.untilMs > now && other.claim.keys.includes(k)) claimed = true;
+        const held = (other.windows[k] === span.startMs ? other.outstanding : 0) + atRisk(other, k, span.startMs, now);
+        others += held;
+        const otherRank = PRIORITIES.indexOf(other.priority);
+        if (otherRank < rank) higher += held;
+        else if (held > 0) holders.push({ outstanding: held, renewAtMs: other.renewAtMs, expiresAtMs: other.expiresAtMs });
+        weights += weightOf(other);
+        // A claim of this lease's class or a higher one: this lease holds what it waits for.
+        if (otherRank <= rank && other.claim !== undefined && other.claim.untilMs > now && other.claim.keys.includes(k)) claimed = true;
       }
       const free = left - others - lease.outstanding;
       const available = Math.max(0, free - floor);
@@ -360,32 +442,41 @@ export class Allocator {
         contended = true;
         grant = Math.min(grant, available, need);
       } else {
-        const share = Math.max(0, ((left - floor) * SHARE_OF_REMAINING * lease.demand) / demand - lease.outstanding);
-        // Top the lease up to its demand over the horizon, or over a small part of the time the budget lasts
-        // at the current total demand if that is shorter: tokens idle in one pod are tokens another is refused.
-        const horizonMs = Math.min(this.horizonMs, (RUNWAY_FRACTION * 1000 * Math.max(0, left - floor)) / demand);
-        const want = Math.max(need, Math.ceil((lease.demand * horizonMs) / 1000) - lease.outstanding);
+        // Top the lease up to its target from what its sidecar can spend, within its share of what remains.
+        const share = Math.max(0, fairShare(left, floor, weight, weights) - lease.outstanding);
+        const want = Math.max(need, target - spendable);
         grant = Math.min(grant, available, Math.max(share, need), want);
       }
       if (need > available) {
-        const holders: Holder[] = [];
-        for (const other of this.byScope.get(b.scope) ?? []) if (other !== lease && other.windows[k] === span.startMs && other.outstanding > 0) holders.push(other);
-        refusals.push(refusalOf(b, { priority: lease.priority, floor, left, own: lease.outstanding, available, need, windowEndMs: span.endMs, holders, now }));
+        refusals.push(refusalOf(b, { priority: lease.priority, floor, left: left - higher, own: lease.outstanding, available, need, windowEndMs: span.endMs, holders, now }));
       }
+      seen.push({ b, endMs: span.endMs, left, floor, weights });
     }
     // A grant that cannot cover the waiting request would only strand tokens in this lease.
     grant = Math.floor(grant < need || !Number.isFinite(grant) ? 0 : grant);
     let refusal: Refusal | undefined;
     if (need > 0 && grant === 0 && refusals.length > 0) {
       refusal = decisive(refusals);
-      // Waiting only for what other leases hold: claim it, so they give it back instead of topping up.
+      // Waiting only for what other leases hold: claim it, so they give it back instead of topping up (in
+      // this window only: a new one starts with nothing held).
       const held = refusals.every((r) => r.reason === 'held');
-      lease.claim = held ? { keys: refusals.map((r) => key(r.scope, r.window)), untilMs: refusal.retryAtMs + CLAIM_GRACE_MS } : undefined;
+      lease.claim = held ? { keys: refusals.map((r) => key(r.scope, r.window)), untilMs: Math.min(refusal.retryAtMs + CLAIM_GRACE_MS, windowEnd) } : undefined;
     } else if (need > 0) {
       lease.claim = undefined;
     }
     lease.outstanding += grant;
     this.coverage.granted(lease.incarnation, grant);
+    // What the pod may spend if it loses the service: what the lease lacks of its fair share (floors kept),
+    // and its share of a whole window later (budgets whose window outlasts the earliest keep the former).
+    let failOpen = Infinity;
+    let failOpenNext = Infinity;
+    for (const s of seen) {
+      const allowance = failOpenAllowance(s.left, s.floor, weight, s.weights, lease.outstanding);
+      failOpen = Math.min(failOpen, allowance);
+      failOpenNext = Math.min(failOpenNext, s.endMs === windowEnd ? failOpenAllowance(s.b.tokens, s.floor, weight, s.weights, 0) : allowance);
+    }
+    lease.failOpen = failOpen;
+    lease.failOpenNext = failOpenNext;
     const ttlMs = Math.max(1, Math.min(this.ttlMs, windowEnd - now));
     const refreshAfterMs = Math.max(1, Math.floor(Math.min(this.ttlMs / 3, windowEnd - now)));
     lease.renewAtMs = now + refreshAfterMs;
@@ -402,6 +493,11 @@ export class Allocator {
       acked,
       windowStartMs: grantedSince(lease),
       giveBack: contended && lease.outstanding > 0,
+      priority: lease.priority,
+      targetTokens: target,
+      windowEndMs: windowEnd,
+      failOpen,
+      failOpenNext,
     };
     if (refusal !== undefined) g.refusal = refusal;
     return g;
@@ -514,9 +610,13 @@ export class Allocator {
       incarnation: lease.incarnation,
       outstanding: lease.outstanding,
       demand: lease.demand,
+      requestTokens: lease.requestTokens,
       expiresAtMs: lease.expiresAtMs,
+      renewAtMs: lease.renewAtMs,
       windows: JSON.stringify(lease.windows),
       owner: lease.owner,
+      failOpen: lease.failOpen,
+      failOpenNext: lease.failOpenNext,
     });
   }
 }

@@ -77,6 +77,10 @@ function leaseResponse(g: Grant, providerKeysVersion: string): LeaseResponse {
     providerKeysVersion,
     refusal: g.refusal === undefined ? null : refusalMsg(g.refusal),
     giveBack: g.giveBack,
+    targetTokens: g.targetTokens,
+    windowEndMs: g.windowEndMs,
+    failOpenTokens: g.failOpen,
+    failOpenNextTokens: g.failOpenNext,
   };
 }
 
@@ -121,10 +125,18 @@ export interface QuotaServiceDeps {
 export function quotaServiceHandlers(d: QuotaServiceDeps): UntypedServiceImplementation {
   const { alloc, auth, metrics, logger } = d;
   const keysVersion = (): string => (d.providerKeys !== undefined && d.tls && auth.mode !== 'none' ? d.providerKeys.version : '');
-  const granted = (g: Grant, priority: string): LeaseResponse => {
-    if (g.granted > 0) metrics.grantedTokens.inc({ priority }, g.granted);
+  const granted = (g: Grant): LeaseResponse => {
+    if (g.granted > 0) metrics.grantedTokens.inc({ priority: g.priority }, g.granted);
+    metrics.grants.inc({ priority: g.priority, result: g.refusal !== undefined ? 'refused' : g.granted > 0 ? 'granted' : 'none' });
     metrics.leases.set(alloc.activeLeases);
     return leaseResponse(g, keysVersion());
+  };
+  // What the sidecars say their requests waited for this service (telemetry, not trusted for anything else).
+  const waited = (priority: string, r: { waitedRequests?: number; waitedSeconds?: number }): void => {
+    const n = Number(r.waitedRequests ?? 0);
+    if (n > 0 && Number.isFinite(n)) metrics.waitedRequests.inc({ priority }, n);
+    const s = Number(r.waitedSeconds ?? 0);
+    if (s > 0 && Number.isFinite(s)) metrics.waitedSeconds.inc({ priority }, s);
   };
   // Renew and release name only the lease: what is checked is that the caller owns it.
   const ownerOnly = async (md: Metadata): Promise<string> => {
@@ -135,19 +147,41 @@ export function quotaServiceHandlers(d: QuotaServiceDeps): UntypedServiceImpleme
     AcquireLease: unary('AcquireLease', metrics, logger, async (r: AcquireLeaseRequest, md) => {
       const caller = callerOf(await auth.workload(md), r.identity);
       const priority = priorityOf(r.priority);
-      const g = alloc.acquire({ ...caller, priority, incarnation: r.incarnation, need: r.needTokens, demand: r.demandTokensPerSecond });
-      return granted(g, priority);
+      metrics.reports.inc(undefined, r.reports?.length ?? 0);
+      const g = alloc.acquire({
+        ...caller,
+        priority,
+        incarnation: r.incarnation,
+        need: r.needTokens,
+        demand: r.demandTokensPerSecond,
+        requestTokens: r.requestTokens ?? 0,
+        reports: reportsOf(r.reports),
+      });
+      waited(g.priority, r);
+      return granted(g);
     }),
     RenewLease: unary('RenewLease', metrics, logger, async (r: RenewLeaseRequest, md) => {
       const who = await ownerOnly(md);
       metrics.reports.inc(undefined, r.reports.length);
-      const g = alloc.renew({ leaseId: r.leaseId, owner: who, need: r.needTokens, demand: r.demandTokensPerSecond, reports: reportsOf(r.reports), unused: r.unusedTokens });
-      return granted(g, 'renew');
+      const g = alloc.renew({
+        leaseId: r.leaseId,
+        owner: who,
+        need: r.needTokens,
+        demand: r.demandTokensPerSecond,
+        reports: reportsOf(r.reports),
+        unused: r.unusedTokens,
+        requestTokens: r.requestTokens ?? 0,
+        inflight: r.inflightTokens ?? 0,
+      });
+      waited(g.priority, r);
+      return granted(g);
     }),
     ReleaseLease: unary('ReleaseLease', metrics, logger, async (r: ReleaseLeaseRequest, md) => {
       const who = await ownerOnly(md);
       metrics.reports.inc(undefined, r.reports.length);
-      const acked = alloc.release(r.leaseId, who, reportsOf(r.reports));
+      const released = alloc.release(r.leaseId, who, reportsOf(r.reports));
+      waited(released.priority, r);
+      const acked = released.acked;
       metrics.leases.set(alloc.activeLeases);
       return { ackedSequence: acked };
     }),

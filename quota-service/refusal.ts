@@ -4,7 +4,8 @@
 // - more than is left of the window for the class: at the window's end;
 // - covered by what is left, but other leases hold part of it: once enough of them gave it back. A lease
 //   told `give_back` returns what it holds unspent at its next renewal (see allocator.ts), so that is its
-//   next renewal, or its expiry if it stopped renewing.
+//   next renewal, or its expiry if it stopped renewing. Only leases of the same class or a lower one are
+//   told to: what a higher class holds is not left for this one.
 import type { PriorityClass } from './allocator.js';
 import type { WindowName } from './windows.js';
 
@@ -20,7 +21,7 @@ export interface Refusal {
   budgetTokens: number;
   /** What the class may use of a whole window: the budget less its floor. */
   classLimit: number;
-  /** What the class may still use of this window, what other leases hold included. */
+  /** What the class may still use of this window, what leases of its class or lower hold included (higher classes' are theirs). */
   left: number;
   /** What the lease could be granted now. */
   available: number;

@@ -23,11 +23,18 @@ export interface LeaseRow {
   incarnation: string;
   outstanding: number;
   demand: number;
+  /** The largest recent request estimate its sidecar saw. */
+  requestTokens: number;
   expiresAtMs: number;
+  /** When its sidecar was told to renew (0 in rows from before it was kept). */
+  renewAtMs: number;
   /** JSON: budget key → start of the window the outstanding tokens belong to. */
   windows: string;
   /** The verified identity that acquired it (see Allocator). */
   owner: string;
+  /** Its pod's fail-open allowance in that window, and in later ones (see lease-sizing.ts). */
+  failOpen: number;
+  failOpenNext: number;
 }
 
 export interface TeamRow {
@@ -90,6 +97,13 @@ export class SqliteQuotaStore {
     if (!columnsOf(db, 'acked').includes('owner')) db.exec("ALTER TABLE acked ADD COLUMN owner TEXT NOT NULL DEFAULT ''");
     // Leases from before identities were verified carry no owner: they lapse, and sidecars acquire anew.
     if (!columnsOf(db, 'leases').includes('owner')) db.exec("DELETE FROM leases; ALTER TABLE leases ADD COLUMN owner TEXT NOT NULL DEFAULT ''");
+    // Leases from before demand-sized leases: no renewal time, request size or fail-open allowance kept.
+    if (!columnsOf(db, 'leases').includes('renew_at_ms')) {
+      db.exec(`ALTER TABLE leases ADD COLUMN renew_at_ms INTEGER NOT NULL DEFAULT 0;
+               ALTER TABLE leases ADD COLUMN request_tokens REAL NOT NULL DEFAULT 0;
+               ALTER TABLE leases ADD COLUMN fail_open INTEGER NOT NULL DEFAULT 0;
+               ALTER TABLE leases ADD COLUMN fail_open_next INTEGER NOT NULL DEFAULT 0;`);
+    }
     this.stmts = {
       budgets: db.prepare('SELECT scope, window, tokens, batch_floor AS batchFloor, background_floor AS backgroundFloor FROM budgets ORDER BY scope, window'),
       upsertBudget: db.prepare(
@@ -116,13 +130,17 @@ export class SqliteQuotaStore {
       history: db.prepare('SELECT start_ms AS startMs, end_ms AS endMs, used FROM consumption WHERE scope = ? AND window = ? AND start_ms <= ? ORDER BY start_ms DESC LIMIT ?'),
       pruneUsage: db.prepare('DELETE FROM consumption WHERE rowid IN (SELECT rowid FROM consumption WHERE window = ? AND end_ms < ? LIMIT ?)'),
       leases: db.prepare(
-        `SELECT id, namespace, service, team, pod, priority, incarnation, outstanding, demand, expires_at_ms AS expiresAtMs, windows, owner FROM leases`,
+        `SELECT id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens AS requestTokens,
+           expires_at_ms AS expiresAtMs, renew_at_ms AS renewAtMs, windows, owner, fail_open AS failOpen, fail_open_next AS failOpenNext FROM leases`,
       ),
       saveLease: db.prepare(
-        `INSERT INTO leases (id, namespace, service, team, pod, priority, incarnation, outstanding, demand, expires_at_ms, windows, owner)
-         VALUES (@id, @namespace, @service, @team, @pod, @priority, @incarnation, @outstanding, @demand, @expiresAtMs, @windows, @owner)
-         ON CONFLICT (id) DO UPDATE SET outstanding = excluded.outstanding, demand = excluded.demand,
-           expires_at_ms = excluded.expires_at_ms, windows = excluded.windows`,
+        `INSERT INTO leases (id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens, expires_at_ms,
+           renew_at_ms, windows, owner, fail_open, fail_open_next)
+         VALUES (@id, @namespace, @service, @team, @pod, @priority, @incarnation, @outstanding, @demand, @requestTokens, @expiresAtMs,
+           @renewAtMs, @windows, @owner, @failOpen, @failOpenNext)
+         ON CONFLICT (id) DO UPDATE SET outstanding = excluded.outstanding, demand = excluded.demand, request_tokens = excluded.request_tokens,
+           expires_at_ms = excluded.expires_at_ms, renew_at_ms = excluded.renew_at_ms, windows = excluded.windows,
+           fail_open = excluded.fail_open, fail_open_next = excluded.fail_open_next`,
       ),
       deleteLease: db.prepare('DELETE FROM leases WHERE id = ?'),
       acked: db.prepare('SELECT sequence FROM acked WHERE incarnation = ?'),

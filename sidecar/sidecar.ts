@@ -103,7 +103,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     if (old !== undefined) await old.close();
     if (config.quota === undefined) return;
     const { createQuotaStack } = await import('./quota/quota-stack.js');
-    quota = createQuotaStack({ config: config.quota, db: await database(config), env: opts.env ?? process.env, clock, logger, keys });
+    quota = createQuotaStack({ config: config.quota, db: await database(config), env: opts.env ?? process.env, clock, logger, keys, metrics: metrics.quota });
     void keys.refresh();
   };
   await syncQuota(opts.config);

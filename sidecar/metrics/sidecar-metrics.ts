@@ -1,6 +1,50 @@
 // The sidecar's Prometheus metrics. Labels are bounded: model names come from config, never from apps.
 import { Counter, Gauge, Histogram, Registry } from '../../common/metrics/registry.js';
 
+/**
+ * The global-budget leases' metrics (sidecar/quota/lease-manager.ts): what the leases hold, how often they
+ * are renewed and why, and the requests that had to wait for the quota service, so operators can see that
+ * the quota path stays off the request path.
+ */
+export class LeaseMetrics {
+  readonly leaseTokens;
+  readonly renewals;
+  readonly waits;
+  readonly waitSeconds;
+  readonly failOpenTokens;
+
+  constructor(private readonly registry: Registry) {
+    this.leaseTokens = registry.register(
+      new Gauge('llmgw_quota_lease_tokens', 'Unspent tokens the lease of each priority class holds (negative: a debt its next grant pays).', ['priority'] as const),
+    );
+    this.renewals = registry.register(
+      new Counter(
+        'llmgw_quota_lease_calls_total',
+        'AcquireLease and RenewLease calls by priority class and reason: ahead (the lease ran below half its target), due (its renewal time), request (a request waits for it), window (a new budget window started), give_back, report (usage waiting to be delivered).',
+        ['priority', 'reason'] as const,
+      ),
+    );
+    this.waits = registry.register(
+      new Counter('llmgw_quota_waits_total', 'Requests that waited for the quota service because their lease could not cover them, by priority class.', ['priority'] as const),
+    );
+    this.waitSeconds = registry.register(
+      new Histogram('llmgw_quota_wait_seconds', 'How long those requests waited.', [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], ['priority'] as const),
+    );
+    this.failOpenTokens = registry.register(
+      new Counter(
+        'llmgw_quota_fail_open_tokens_total',
+        'Tokens reserved beyond the lease while the quota service was out of reach (fail-open), by priority class.',
+        ['priority'] as const,
+      ),
+    );
+  }
+
+  /** `fn` refreshes the gauges when metrics are scraped. */
+  onCollect(fn: () => void): void {
+    this.registry.onCollect(fn);
+  }
+}
+
 export class SidecarMetrics {
   readonly registry = new Registry();
   readonly requests = this.registry.register(
@@ -31,6 +75,7 @@ export class SidecarMetrics {
   readonly configReloads = this.registry.register(
     new Counter('llmgw_config_reloads_total', 'Config file changes, by result (applied | rejected).', ['result'] as const),
   );
+  readonly quota = new LeaseMetrics(this.registry);
 
   constructor() {
     const cpu = this.registry.register(new Gauge('llmgw_process_cpu_seconds_total', 'User and system CPU time of the process, in seconds.'));

@@ -1,16 +1,26 @@
 // Spends global budgets locally (DESIGN §6). One lease per priority class; a request reserves its
 // estimate from the lease's balance with no RPC while the balance covers it, and settles to the real
-// usage when it ends (the record goes to the durable outbox, then to the service with the next renewal).
-// Renewals run in the background when due (a 2 s tick) or early when the balance runs low; only a
-// request the balance cannot cover waits, once and boundedly, for a renewal. When the service is out of
-// reach, the remaining balance is spent, then the configured policy applies. When it refuses this pod's
+// usage when it ends (the record goes to the durable outbox, then to the service with a renewal).
+// The service sizes each lease for the class's demand (an exponentially weighted rate, estimate.ts) over a
+// horizon of several renewals; the lease is renewed in the background when less than half of that target
+// is left, when due (a 2 s tick), or to deliver usage, so only a request larger than its lease can hold
+// waits, once and boundedly, for a renewal. A new budget window starts with the lease's target spendable
+// while the renewal that asks for it is under way (no request waits at a window boundary).
+//
+// When the service is out of reach, the lease's balance of its window is spent, then the configured
+// policy applies: failOpen spends at most the class's share of the budget the service last gave it (its
+// fail-open allowance, a new one per window) under the local rate cap, and the usage goes with the first
+// call once the service is back, before anything is granted. When the service refuses this pod's
 // credentials, requests are refused (503) whatever the policy: that is a denial, not an outage.
 //
 // When the service grants nothing, its answer says which budget refused and when the need can be granted
 // (refusal-errors.ts turns that into the app's error). The refusal is remembered for the needs it covers
 // (larger than what the service could grant) and for a second at most: smaller requests still ask, and a
-// budget an operator raised meanwhile is seen within that second. An answer saying another lease waits for
-// tokens this class holds makes it give back what it holds unspent at once.
+// budget an operator raised meanwhile is seen within that second; a spent window ends at the window's end
+// on the service's clock (not at a Retry-After that crossed the network), and a request refused in the
+// last moments of a window waits for the next one instead, if it starts before its deadline. An answer
+// saying another lease waits for tokens this class holds makes it give back what it holds unspent at once.
+import { setTimeout as sleep } from 'node:timers/promises';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Clock } from '../../common/clock.js';
@@ -19,8 +29,10 @@ import type { IdentityMsg, LeaseResponse, PriorityName, RefusalMsg } from '../..
 import type { QuotaConfig } from '../config/schema.js';
 import type { Priority } from '../http/caller-headers.js';
 import { TokenBucket } from '../limits/token-bucket.js';
+import type { LeaseMetrics } from '../metrics/sidecar-metrics.js';
+import { DemandRate } from './estimate.js';
 import { QuotaRpcError, type QuotaRpc } from './quota-client.js';
-import { exceedsBudget, heldByLeases, retrySeconds, unnamedRefusal, windowSpent } from './refusal-errors.js';
+import { exceedsBudget, failOpenSpent, heldByLeases, retrySeconds, unnamedRefusal, windowSpent } from './refusal-errors.js';
 import type { UsageOutbox } from './usage-outbox.js';
 
 export interface Reservation {
@@ -30,7 +42,12 @@ export interface Reservation {
   epoch: number;
   startedAtMs: number;
   unlimited: boolean;
+  /** Spent from the fail-open allowance of its epoch's window (the service out of reach). */
+  failOpen?: boolean;
 }
+
+/** Why a lease call was made (the `reason` label of llmgw_quota_lease_calls_total). */
+type CallReason = 'ahead' | 'due' | 'request' | 'window' | 'give_back' | 'report';
 
 interface ClassLease {
   priority: Priority;
@@ -39,8 +56,16 @@ interface ClassLease {
   epoch: number;
   /** Estimates of this epoch's requests still running: a replacement lease must cover them again. */
   inflightTokens: number;
-  /** Start of the budget window the balance belongs to, as the service said. */
+  /** Start of the budget window the balance belongs to, as the service said (or as it rolled over since). */
   windowStartMs: number;
+  /** End of that window (epoch ms, the service's clock; 0: the service did not say), and when that is, monotonic. */
+  windowEndMs: number;
+  windowEndAt: number;
+  windowLenMs: number;
+  /** Of the balance, what was made spendable when a new window started, before its grant arrived. */
+  provisional: number;
+  /** The window the class left when it started that one (-1: none since the last answer). */
+  rolledFrom: number;
   unlimited: boolean;
   /** Monotonic ms: the balance is void after this unless the service is out of reach. */
   expiresAt: number;
@@ -59,17 +84,31 @@ interface ClassLease {
   refusedUntil: number;
   refusal: string;
   inflight: Promise<void> | undefined;
-  reservedSinceRefresh: number;
-  lastRefresh: number;
-  demand: number;
+  demand: DemandRate;
+  /** The unspent balance the service sized the lease for (0: a service that predates that). */
+  target: number;
+  /** The balance right after the last answer: renewal starts below half of it or of the target. */
+  sizeAfterAnswer: number;
+  /** A service that predates targets: its last grant, and the demand sent with the last call. */
   lastGrant: number;
+  lastDemand: number;
+  /** Monotonic ms of the last answer. */
+  lastAnswerAt: number;
+  /** What the class may spend beyond its lease while the service is out of reach, in its window and later ones. */
+  failOpen: { left: number; next: number } | undefined;
+  /** Spent while the service was out of reach: delivered with the first call that can be made. */
+  reportSoon: boolean;
+  /** Requests that waited for the service since the last call told it, and their seconds (telemetry). */
+  waited: { requests: number; seconds: number };
+  /** The estimates of the requests waiting for the service now: a renewal asks for all of them at first. */
+  waitingTokens: number;
 }
 
 /** A refusal of the service, remembered so that a flood of requests that cannot fit does not each ask again. */
 interface QuotaRefusal {
   /** Monotonic ms of the answer: trusted for REFUSAL_HELD_MS after it. */
   at: number;
-  /** Monotonic ms after which the refused need can be granted (the answer's retry_after_ms). */
+  /** Monotonic ms after which the refused need can be granted: a spent window's end, else the call's send time plus retry_after_ms. */
   until: number;
   /** The most the service could grant: larger needs are refused without asking. */
   maxNeed: number;
@@ -93,6 +132,7 @@ export interface LeaseManagerOptions {
   backgroundTimeoutMs?: number;
   /** How often due renewals and undelivered usage are handled (default 2 s). */
   tickEveryMs?: number;
+  metrics?: LeaseMetrics;
 }
 
 const PRIORITY_NAMES: Record<Priority, PriorityName> = {
@@ -101,11 +141,24 @@ const PRIORITY_NAMES: Record<Priority, PriorityName> = {
   batch: 'PRIORITY_BATCH',
 };
 const UNREACHABLE_BACKOFF_MS = 2000;
+/** A renewal starts once the balance is below this fraction of the lease's target (or of its last size, when less). */
+const RENEW_AT = 0.5;
+/** An answer leaving more than this many times the target (the class went quiet) gives the excess back at once. */
+const GIVE_BACK_ABOVE = 2;
+/** Usage waiting in the outbox goes with a renewal at least this often (ms), even for a class that needs none. */
+const REPORT_EVERY_MS = 5000;
+/**
+ * A new window's renewal is sent within this long (ms) of its start, at random: every lease of every pod
+ * starts a window at once, and its provisional balance covers the wait, so the service gets them spread.
+ */
+const WINDOW_SPREAD_MS = 2000;
 /**
  * How long a refusal is taken as the answer without asking again: long enough that refused requests cost
  * the service at most one call a second per class, short enough that a budget raised meanwhile counts at once.
  */
 const REFUSAL_HELD_MS = 1000;
+/** A request refused because its window is spent waits for the next one if it starts within this long (and its deadline). */
+const WINDOW_WAIT_MAX_MS = 1000;
 const REPORT_BATCH = 1000;
 
 export class LeaseManager {
@@ -122,11 +175,15 @@ export class LeaseManager {
     // (after a restart, or for classes gone idle). Requests renew early on their own (see take).
     this.ticker = setInterval(() => void this.tick(), opts.tickEveryMs ?? 2000);
     this.ticker.unref();
+    opts.metrics?.onCollect(() => {
+      if (this.closed) return;
+      for (const l of this.leases.values()) if (!l.unlimited && l.leaseId !== undefined) opts.metrics!.leaseTokens.set(Math.floor(l.balance), { priority: l.priority });
+    });
   }
 
   /** Starts the default class's lease in the background so the first request need not wait. */
   warmUp(priority: Priority): void {
-    void this.refresh(this.lease(priority), 0, this.bgTimeoutMs);
+    void this.refresh(this.lease(priority), 0, this.bgTimeoutMs, { reason: 'due' });
     void this.flush();
   }
 
@@ -140,7 +197,7 @@ export class LeaseManager {
     const due = [...this.leases.values()].filter(
       (l) => (l.leaseId !== undefined || l.refusal !== '') && l.inflight === undefined && now >= l.refreshAt && now >= l.unreachableUntil && now >= l.refusedUntil,
     );
-    await Promise.all(due.map((l) => this.refresh(l, 0, this.bgTimeoutMs)));
+    await Promise.all(due.map((l) => this.refresh(l, 0, this.bgTimeoutMs, { reason: l.provisional > 0 ? 'window' : 'due' })));
     await this.flush();
   }
 
@@ -154,15 +211,26 @@ export class LeaseManager {
     const refusal = this.heldRefusal(l, estimate, now);
     if (refusal !== undefined) throw refusal;
     if (now < l.unreachableUntil) return this.degraded(l, estimate, now);
-    return this.slow(l, estimate);
+    // The request waits for the service: counted here, and told to the service with the next call.
+    this.opts.metrics?.waits.inc({ priority });
+    return this.slow(l, estimate).finally(() => {
+      const seconds = (this.opts.clock.monotonic() - now) / 1000;
+      this.opts.metrics?.waitSeconds.observe(seconds, { priority });
+      l.waited.requests += 1;
+      l.waited.seconds += seconds;
+    });
   }
 
   /** Settles a reservation to what the request used, and records the usage durably. */
   settle(r: Reservation, used: number, model: string, tags?: Readonly<Record<string, string>>): void {
     const l = this.lease(r.priority);
-    if (!r.unlimited && r.epoch === l.epoch) {
-      l.balance += r.estimate - used;
-      l.inflightTokens -= r.estimate;
+    if (r.epoch === l.epoch) {
+      if (!r.unlimited) {
+        l.balance += r.estimate - used;
+        l.inflightTokens -= r.estimate;
+      } else if (r.failOpen === true && l.failOpen !== undefined) {
+        l.failOpen.left += r.estimate - used;
+      }
     }
     l.spentSinceAnswer += used;
     if (used > 0) this.opts.outbox.append(r.priority, used, r.startedAtMs, model, tags);
@@ -184,7 +252,7 @@ export class LeaseManager {
       if (l.leaseId === undefined) return this.report(l.priority);
       const reports = this.opts.outbox.pending(l.priority, REPORT_BATCH);
       try {
-        const res = await this.opts.rpc.release({ leaseId: l.leaseId, reports }, this.bgTimeoutMs);
+        const res = await this.opts.rpc.release({ leaseId: l.leaseId, reports, waitedRequests: l.waited.requests, waitedSeconds: l.waited.seconds }, this.bgTimeoutMs);
         this.opts.outbox.ack(l.priority, res.ackedSequence);
       } catch (err) {
         // The lease lapsed on the service's side, or the numbering starts anew: the usage goes as a plain report.
@@ -198,41 +266,110 @@ export class LeaseManager {
     this.opts.outbox.flush();
   }
 
-  private take(l: ClassLease, estimate: number, now: number, ignoreExpiry: boolean): Reservation | undefined {
-    const live = ignoreExpiry || now < l.expiresAt;
-    if (!live || l.leaseId === undefined) return undefined;
+  /** `degraded`: the service is out of reach, so the lease's balance is spent past its expiry (not past its window). */
+  private take(l: ClassLease, estimate: number, now: number, degraded: boolean): Reservation | undefined {
+    if (l.leaseId === undefined) return undefined;
+    if (now >= l.windowEndAt) this.roll(l, now);
+    const live = now < l.expiresAt || (degraded && now < l.windowEndAt);
+    if (!live) return undefined;
     if (!l.unlimited && l.balance < estimate) return undefined;
     if (!l.unlimited) {
       l.balance -= estimate;
       l.inflightTokens += estimate;
     }
-    l.reservedSinceRefresh += estimate;
-    // Renew early when the balance runs low, and on time even if the timer is late (a stalled event loop).
-    if (l.inflight === undefined && (now >= l.refreshAt || (!l.unlimited && l.balance < this.lowWater(l)))) void this.refresh(l, 0, this.bgTimeoutMs);
+    l.demand.note(estimate, now);
+    // Renew ahead of need when the balance runs low, and on time even if the timer is late (a stalled event
+    // loop); the service sizes the lease from what is left unreserved, so this reservation shrinks nothing.
+    // Not while requests wait: they are about to ask, for all of them.
+    if (l.inflight === undefined && l.waitingTokens === 0 && now >= l.unreachableUntil && now >= l.refusedUntil) {
+      if (now >= l.refreshAt) void this.refresh(l, 0, this.bgTimeoutMs, { reason: l.provisional > 0 ? 'window' : 'due' });
+      else if (!l.unlimited && l.balance < this.lowWater(l)) void this.refresh(l, 0, this.bgTimeoutMs, { reason: 'ahead' });
+    }
     return { priority: l.priority, estimate, epoch: l.epoch, startedAtMs: this.opts.clock.now(), unlimited: l.unlimited };
   }
 
+  /**
+   * The lease's window ended: its balance is void, and the class's fail-open allowance is the next window's.
+   * A new window starts with nothing spent, so its target is spendable at once until the renewal that asks
+   * for it (spread over WINDOW_SPREAD_MS) is answered: the service charges what it reports to the new window,
+   * and the renewal's grant replaces this provisional balance. Not while the service is out of reach: then
+   * the allowance applies.
+   */
+  private roll(l: ClassLease, now: number): void {
+    const passed = l.windowLenMs > 0 ? Math.floor((now - l.windowEndAt) / l.windowLenMs) + 1 : 1;
+    if (l.rolledFrom < 0) l.rolledFrom = l.windowStartMs;
+    l.windowStartMs = l.windowEndMs + (passed - 1) * l.windowLenMs;
+    l.windowEndMs = l.windowStartMs + l.windowLenMs;
+    l.windowEndAt = l.windowLenMs > 0 ? l.windowEndAt + passed * l.windowLenMs : Infinity;
+    l.epoch++;
+    l.balance = 0;
+    l.inflightTokens = 0;
+    l.provisional = 0;
+    l.quotaRefusal = undefined;
+    if (l.failOpen !== undefined) l.failOpen.left = l.failOpen.next;
+    if (l.unlimited || now < l.unreachableUntil || now < l.refusedUntil || l.target === 0) return;
+    l.provisional = Math.min(l.target, l.failOpen?.next ?? l.target);
+    l.balance = l.provisional;
+    l.expiresAt = now + WINDOW_SPREAD_MS + this.bgTimeoutMs;
+    // The renewal that replaces it goes with a reservation (or the timer) after a random part of the spread;
+    // one under way was sent for the old window, and its answer asks for another (see apply).
+    l.refreshAt = now + Math.random() * WINDOW_SPREAD_MS;
+  }
+
   private async slow(l: ClassLease, estimate: number): Promise<Reservation> {
+    // Counted among the requests waiting until it is admitted: dropped at once then (not a turn later), so
+    // those still waiting ask for themselves only.
+    const waiting = { tokens: estimate };
+    l.waitingTokens += estimate;
+    const admitted = (r: Reservation): Reservation => {
+      l.waitingTokens -= waiting.tokens;
+      waiting.tokens = 0;
+      return r;
+    };
+    try {
+      return await this.waitFor(l, estimate, admitted);
+    } finally {
+      l.waitingTokens -= waiting.tokens;
+    }
+  }
+
+  private async waitFor(l: ClassLease, estimate: number, admitted: (r: Reservation) => Reservation): Promise<Reservation> {
     // The one bounded wait on the request path, at most acquireTimeoutMs in all: a renewal asking for
     // this request's need (after the one already under way, which may have asked for less).
-    const deadline = this.opts.clock.monotonic() + this.opts.config.acquireTimeoutMs;
+    let deadline = this.opts.clock.monotonic() + this.opts.config.acquireTimeoutMs;
     let answered = false;
     // Just refused: what the class holds may be what makes the difference.
     let exact = l.quotaRefusal !== undefined;
     for (let attempt = 0; attempt < 16; attempt++) {
+      // Refused because the window is spent, and it ends before the deadline: wait for the next one.
+      const until = this.windowWait(l, estimate, this.opts.clock.monotonic(), deadline);
+      if (until > 0) {
+        const q = l.quotaRefusal!;
+        await sleep(until - this.opts.clock.monotonic());
+        const now = this.opts.clock.monotonic();
+        // A clock that does not move with the timers (tests): the refusal stands.
+        if (now < until) throw this.refusalError(l, q, estimate, now);
+        const r = this.take(l, estimate, now, false);
+        if (r !== undefined) return admitted(r);
+        exact = false;
+        // The wait was for the window, not for the service: the call for the new one has its own time.
+        deadline = Math.max(deadline, now + this.opts.config.acquireTimeoutMs);
+      }
       const asked = this.opts.clock.monotonic();
       const left = deadline - asked;
       if (left <= 0) break;
       let timer: NodeJS.Timeout | undefined;
+      // The request waits at most what is left of its deadline; the call itself has the background deadline,
+      // so an impatient request does not make the service look out of reach to the whole class.
       answered = await Promise.race([
-        this.refresh(l, estimate, left, { exact }).then(() => true),
+        this.refresh(l, estimate, this.bgTimeoutMs, { exact, reason: 'request' }).then(() => true),
         new Promise<boolean>((r) => (timer = setTimeout(() => r(false), left))),
       ]);
       clearTimeout(timer);
       if (!answered) break;
       const now = this.opts.clock.monotonic();
       const r = this.take(l, estimate, now, false);
-      if (r !== undefined) return r;
+      if (r !== undefined) return admitted(r);
       if (now < l.refusedUntil) throw this.refused(l, now);
       if (now < l.unreachableUntil) return this.degraded(l, estimate, now);
       // Refused what the class lacks for this request (not only a larger ask): that is the answer. Refused
@@ -241,7 +378,10 @@ export class LeaseManager {
       const q = l.quotaRefusal;
       if (q !== undefined && q.at >= asked) {
         const need = this.needFor(l, estimate, now);
-        if ((exact || need >= estimate) && need > q.maxNeed) throw this.refusalError(l, q, estimate, now);
+        if ((exact || need >= estimate) && need > q.maxNeed) {
+          if (this.windowWait(l, estimate, now, deadline) > 0) continue;
+          throw this.refusalError(l, q, estimate, now);
+        }
         exact = true;
       }
     }
@@ -254,13 +394,28 @@ export class LeaseManager {
     return this.degraded(l, estimate, this.opts.clock.monotonic());
   }
 
+  /** When the window a held refusal says is spent for this request ends (monotonic ms), if soon and before `deadline`; else 0. */
+  private windowWait(l: ClassLease, estimate: number, now: number, deadline: number): number {
+    const q = l.quotaRefusal;
+    if (q === undefined || q.info?.reason !== 'REFUSAL_WINDOW_SPENT' || now >= q.until || now >= q.at + REFUSAL_HELD_MS) return 0;
+    if (q.until > deadline || q.until - now > WINDOW_WAIT_MAX_MS) return 0;
+    return this.needFor(l, estimate, now) > q.maxNeed ? q.until : 0;
+  }
+
   private degraded(l: ClassLease, estimate: number, now: number): Reservation {
-    // Out of reach: first what the lease still holds, then the configured policy.
+    // Out of reach: first what the lease still holds of its window, then the configured policy.
     const r = this.take(l, estimate, now, true);
     if (r !== undefined) return r;
     const retryAfterSeconds = retrySeconds(l.unreachableUntil - now);
     if (this.opts.config.failMode === 'failClosed') {
       throw new GatewayError('llmgw_quota_unavailable', 503, 'the quota service is out of reach and this pod has no tokens left to spend', { retryAfterSeconds });
+    }
+    // The class's share of the budget as the service last gave it, for the window it is in (a service that
+    // predates that: the cap alone).
+    if (now >= l.windowEndAt) this.roll(l, now);
+    const share = l.leaseId !== undefined && !l.unlimited ? l.failOpen : undefined;
+    if (share !== undefined && estimate > share.left) {
+      throw failOpenSpent(l.priority, estimate, Math.max(0, Math.floor(share.left)), l.windowEndMs, l.unreachableUntil - now);
     }
     const cap = this.opts.config.failOpenTokensPerMinute;
     if (estimate > cap) {
@@ -279,7 +434,11 @@ export class LeaseManager {
         retryAfterSeconds: s,
       });
     }
-    return { priority: l.priority, estimate, epoch: -1, startedAtMs: this.opts.clock.now(), unlimited: true };
+    if (share !== undefined) share.left -= estimate;
+    l.reportSoon = true;
+    l.demand.note(estimate, now);
+    this.opts.metrics?.failOpenTokens.inc({ priority: l.priority }, estimate);
+    return { priority: l.priority, estimate, epoch: l.epoch, startedAtMs: this.opts.clock.now(), unlimited: true, failOpen: share !== undefined };
   }
 
   private refused(l: ClassLease, now: number): GatewayError {
@@ -300,6 +459,8 @@ export class LeaseManager {
     const q = l.quotaRefusal;
     if (q === undefined || now >= q.at + REFUSAL_HELD_MS || this.needFor(l, estimate, now) <= q.maxNeed) return undefined;
     if (q.info?.reason === 'REFUSAL_EXCEEDS_BUDGET') return estimate > q.info.classLimitTokens ? this.refusalError(l, q, estimate, now) : undefined;
+    // A window that ends before the request's deadline: it waits for the next one (see slow).
+    if (q.info?.reason === 'REFUSAL_WINDOW_SPENT' && q.until - now <= Math.min(WINDOW_WAIT_MAX_MS, this.opts.config.acquireTimeoutMs)) return undefined;
     return now < q.until ? this.refusalError(l, q, estimate, now) : undefined;
   }
 
@@ -312,8 +473,11 @@ export class LeaseManager {
     return r.reason === 'REFUSAL_HELD_BY_LEASES' ? heldByLeases(r, estimate, q.until - now) : windowSpent(r, estimate, q.until - now);
   }
 
+  /** Below this balance a renewal starts ahead of need. */
   private lowWater(l: ClassLease): number {
-    return Math.max(l.lastGrant * 0.3, l.demand);
+    if (l.target > 0) return RENEW_AT * Math.min(l.target, l.sizeAfterAnswer);
+    // A service that predates targets.
+    return Math.max(l.lastGrant * 0.3, l.lastDemand);
   }
 
   private lease(priority: Priority): ClassLease {
@@ -327,6 +491,11 @@ export class LeaseManager {
         epoch: 0,
         inflightTokens: 0,
         windowStartMs: -1,
+        windowEndMs: 0,
+        windowEndAt: Infinity,
+        windowLenMs: 0,
+        provisional: 0,
+        rolledFrom: -1,
         unlimited: false,
         expiresAt: 0,
         refreshAt: 0,
@@ -339,10 +508,16 @@ export class LeaseManager {
         refusedUntil: 0,
         refusal: '',
         inflight: undefined,
-        reservedSinceRefresh: 0,
-        lastRefresh: now,
-        demand: 0,
+        demand: new DemandRate(),
+        target: 0,
+        sizeAfterAnswer: 0,
         lastGrant: 0,
+        lastDemand: 0,
+        lastAnswerAt: now,
+        failOpen: undefined,
+        reportSoon: false,
+        waited: { requests: 0, seconds: 0 },
+        waitingTokens: 0,
       };
       this.leases.set(priority, l);
     }
@@ -354,52 +529,69 @@ export class LeaseManager {
    * tokens of the request waiting for it (0: none waits); it asks for all of them, or with `exact` for what
    * the class lacks. `givingBack`: the class's immediate give-back.
    */
-  private refresh(l: ClassLease, estimate: number, timeoutMs: number, opts: { exact?: boolean; givingBack?: boolean } = {}): Promise<void> {
+  private refresh(l: ClassLease, estimate: number, timeoutMs: number, opts: { exact?: boolean; givingBack?: boolean; reason: CallReason }): Promise<void> {
     if (l.inflight !== undefined) return l.inflight;
-    l.inflight = this.doRefresh(l, estimate, timeoutMs, opts.exact === true).finally(() => {
+    l.inflight = this.doRefresh(l, estimate, timeoutMs, opts.exact === true, opts.reason).finally(() => {
       l.inflight = undefined;
-      // Asked to give back: at once, not at the next renewal, once the request waiting has taken its share.
-      if (l.giveBack && opts.givingBack !== true && !l.unlimited && l.balance >= 1 && !this.closed) {
+      // Asked to give back (or holding far more than the class needs): at once, not at the next renewal,
+      // once the request waiting has taken its share.
+      const excess = l.target > 0 && l.balance > GIVE_BACK_ABOVE * l.target;
+      if ((l.giveBack || excess) && opts.givingBack !== true && !l.unlimited && l.balance >= 1 && !this.closed) {
         setImmediate(() => {
-          if (l.inflight === undefined) void this.refresh(l, 0, this.bgTimeoutMs, { givingBack: true });
+          if (l.inflight === undefined) void this.refresh(l, 0, this.bgTimeoutMs, { givingBack: true, reason: 'give_back' });
         });
       }
     });
     return l.inflight;
   }
 
-  private async doRefresh(l: ClassLease, estimate: number, timeoutMs: number, exact: boolean): Promise<void> {
+  private async doRefresh(l: ClassLease, estimate: number, timeoutMs: number, exact: boolean, reason: CallReason): Promise<void> {
     if (this.closed) return;
     const sentAt = this.opts.clock.monotonic();
-    // The whole estimate (a debt first) leaves what the class holds for the requests after this one; near
-    // the end of a budget, just what it lacks.
-    const need = estimate === 0 ? 0 : exact ? this.needFor(l, estimate, sentAt) : l.balance < 0 ? estimate - l.balance : estimate;
-    const seconds = Math.max(1, (sentAt - l.lastRefresh) / 1000);
-    l.demand = l.demand === 0 ? l.reservedSinceRefresh / seconds : 0.5 * l.demand + (0.5 * l.reservedSinceRefresh) / seconds;
-    const demand = Math.max(l.demand, need / 5);
+    // The whole estimate (a debt first), and those of the other requests waiting meanwhile (one call for a
+    // crowd, not one each), leaves what the class holds for the requests after them; once refused, just
+    // what this one lacks.
+    const all = Math.max(estimate, l.waitingTokens);
+    const need = estimate === 0 ? 0 : exact ? this.needFor(l, estimate, sentAt) : l.balance < 0 ? all - l.balance : all;
+    const demand = l.demand.rate(sentAt);
+    const requestTokens = Math.max(l.demand.requestTokens(sentAt), estimate);
+    l.lastDemand = demand;
+    this.opts.metrics?.renewals.inc({ priority: l.priority, reason });
+    // Of a new window's provisional balance, what requests that already ended spent: their reports go with
+    // this call, which (the first of the window) the service takes as the lease's start in it, so they are
+    // charged to the window but not to the grant (see apply).
+    const spentProvisionally = l.provisional > 0 ? Math.max(0, l.provisional - l.balance - l.inflightTokens) : 0;
+    const waited = { waitedRequests: l.waited.requests, waitedSeconds: l.waited.seconds };
     try {
       let res: LeaseResponse;
       if (l.leaseId !== undefined) {
         const reports = this.opts.outbox.pending(l.priority, REPORT_BATCH);
         try {
-          // Tokens beyond one renewal period of demand go back, so an idle pod holds nothing for long; all of
-          // them when another lease waits for them; none while a request waits.
-          const keep = l.giveBack ? 0 : (demand * l.periodMs) / 1000;
-          const unused = l.unlimited || estimate > 0 ? 0 : Math.floor(Math.max(0, l.balance - keep));
+          // What is beyond the lease's target goes back, so an idle pod holds nothing for long; all of it
+          // when another lease waits for it; none while a request waits. (A service that predates targets:
+          // beyond one renewal period of demand.)
+          const keep = l.giveBack ? 0 : l.target > 0 ? l.target : (demand * l.periodMs) / 1000;
+          const unused = l.unlimited || estimate > 0 || l.provisional > 0 ? 0 : Math.floor(Math.max(0, l.balance - keep));
           l.balance -= unused;
-          res = await this.opts.rpc.renew({ leaseId: l.leaseId, needTokens: need, demandTokensPerSecond: demand, reports, unusedTokens: unused }, timeoutMs);
+          res = await this.opts.rpc.renew(
+            { leaseId: l.leaseId, needTokens: need, demandTokensPerSecond: demand, reports, unusedTokens: unused, requestTokens, inflightTokens: Math.max(0, l.inflightTokens), ...waited },
+            timeoutMs,
+          );
         } catch (err) {
           // The lease lapsed on the service's side, or belongs to an identity this pod no longer has (the
           // service started verifying tokens): start a new one.
           if (!(err instanceof QuotaRpcError) || (err.code !== grpcStatus.NOT_FOUND && err.code !== grpcStatus.PERMISSION_DENIED)) throw err;
           l.leaseId = undefined;
-          res = await this.acquire(l, estimate, demand, timeoutMs);
+          res = await this.acquire(l, estimate, demand, requestTokens, waited, timeoutMs);
         }
       } else {
-        res = await this.acquire(l, estimate, demand, timeoutMs);
+        res = await this.acquire(l, estimate, demand, requestTokens, waited, timeoutMs);
       }
-      this.apply(l, res, estimate, sentAt);
+      l.waited.requests -= waited.waitedRequests;
+      l.waited.seconds -= waited.waitedSeconds;
+      this.apply(l, res, estimate, sentAt, spentProvisionally);
     } catch (err) {
+      this.lostProvisional(l);
       if (this.restartIfUnknown(l.priority, err)) {
         // The next request or tick acquires a lease for the new incarnation.
         l.leaseId = undefined;
@@ -416,8 +608,23 @@ export class LeaseManager {
       }
       const unreachable = !(err instanceof QuotaRpcError) || err.unreachable;
       l.unreachableUntil = this.opts.clock.monotonic() + UNREACHABLE_BACKOFF_MS;
+      l.reportSoon = true;
       this.opts.logger.warn({ err: String(err), priority: l.priority, unreachable }, 'quota lease renewal failed');
     }
+  }
+
+  /**
+   * The renewal a new window's provisional balance waited for failed: what was spent of it was spent
+   * without the service, so it comes out of the class's fail-open allowance, and the rest is void.
+   */
+  private lostProvisional(l: ClassLease): void {
+    if (l.provisional === 0) return;
+    const spent = l.provisional - Math.max(0, l.balance);
+    if (l.failOpen !== undefined) l.failOpen.left -= spent;
+    l.provisional = 0;
+    l.balance = 0;
+    l.inflightTokens = 0;
+    l.epoch++;
   }
 
   /**
@@ -435,9 +642,17 @@ export class LeaseManager {
     return true;
   }
 
-  private async acquire(l: ClassLease, estimate: number, demand: number, timeoutMs: number): Promise<LeaseResponse> {
+  private async acquire(
+    l: ClassLease,
+    estimate: number,
+    demand: number,
+    requestTokens: number,
+    waited: { waitedRequests: number; waitedSeconds: number },
+    timeoutMs: number,
+  ): Promise<LeaseResponse> {
     // The old lease's tokens went back to the service, those of requests still running included: the
-    // new lease must cover them again (its tokens are the only ones this pod holds from now on).
+    // new lease must cover them again (its tokens are the only ones this pod holds from now on). Usage
+    // not delivered yet goes first, so that what is granted counts what this pod spent meanwhile.
     const res = await this.opts.rpc.acquire(
       {
         identity: this.opts.identity(),
@@ -445,23 +660,49 @@ export class LeaseManager {
         incarnation: this.opts.outbox.incarnation(l.priority),
         needTokens: estimate + l.inflightTokens,
         demandTokensPerSecond: demand,
+        requestTokens,
+        reports: this.opts.outbox.pending(l.priority, REPORT_BATCH),
+        ...waited,
       },
       timeoutMs,
     );
-    if (!res.unlimited) l.balance = -l.inflightTokens;
+    if (!res.unlimited) {
+      l.balance = -l.inflightTokens;
+      l.provisional = 0;
+    }
     return res;
   }
 
-  private apply(l: ClassLease, res: LeaseResponse, estimate: number, sentAt: number): void {
+  private apply(l: ClassLease, res: LeaseResponse, estimate: number, sentAt: number, spentProvisionally = 0): void {
     const now = this.opts.clock.monotonic();
+    const wall = this.opts.clock.now();
+    this.opts.outbox.ack(l.priority, res.ackedSequence);
+    l.unreachableUntil = 0;
+    l.refusedUntil = 0;
+    l.refusal = '';
+    l.reportSoon = false;
+    l.lastAnswerAt = now;
+    if (!res.unlimited && l.rolledFrom >= 0 && res.windowStartMs === l.rolledFrom && res.leaseId === l.leaseId) {
+      // Answered for the window this class has since left (the call crossed the boundary): its grant is
+      // void, and the new window's is asked for at once.
+      l.refreshAt = now;
+      this.opts.onAnswer?.(res);
+      return;
+    }
     // What the lease held of an earlier window is void (the service starts the new one at zero too), and
-    // so are that window's running requests: they are charged to their own window.
+    // so are that window's running requests: they are charged to their own window. A window this class
+    // already started provisionally (see roll) keeps its requests: the grant replaces the provisional
+    // balance, less what requests that ended spent of it (reported with the call, outside the grant).
     if (res.windowStartMs !== l.windowStartMs) {
       l.balance = 0;
       l.inflightTokens = 0;
       l.epoch++;
       l.windowStartMs = res.windowStartMs;
+    } else if (l.provisional > 0) {
+      l.balance -= l.provisional - spentProvisionally;
     }
+    l.provisional = 0;
+    l.rolledFrom = -1;
     l.leaseId = res.leaseId;
     l.unlimited = res.unlimited;
     l.balance += res.grantedTokens;
@@ -471,30 +712,52 @@ export class LeaseManager {
     l.periodMs = res.refreshAfterMs;
     l.remaining = res.remainingTokens;
     l.spentSinceAnswer = 0;
-    l.unreachableUntil = 0;
-    l.refusedUntil = 0;
-    l.refusal = '';
     l.giveBack = res.giveBack === true;
+    l.target = res.targetTokens ?? 0;
+    l.sizeAfterAnswer = Math.max(0, l.balance);
+    const end = res.windowEndMs ?? 0;
+    if (end > 0 && !res.unlimited) {
+      // The window's end on the service's clock, exactly: not a duration that crossed the network.
+      l.windowEndMs = end;
+      l.windowEndAt = now + (end - wall);
+      l.windowLenMs = end - res.windowStartMs;
+      l.failOpen = { left: res.failOpenTokens ?? 0, next: res.failOpenNextTokens ?? 0 };
+      // A TTL or renewal time the window's end cut short (and that, counted from the send, ends a trip too
+      // early) is that end: the tokens are good until then, and the next window starts on its own (roll).
+      const trip = now - sentAt;
+      if (l.expiresAt + trip >= l.windowEndAt) l.expiresAt = l.windowEndAt;
+      if (l.refreshAt + trip >= l.windowEndAt) l.refreshAt = l.windowEndAt;
+    } else {
+      l.windowEndMs = 0;
+      l.windowEndAt = Infinity;
+      l.windowLenMs = 0;
+      l.failOpen = undefined;
+    }
     // A refusal describes itself; a service that predates that refused when it granted nothing for a need.
-    const refused = (res.refusal ?? null) !== null || (estimate > 0 && res.grantedTokens === 0 && !res.unlimited && res.retryAfterMs > 0);
-    l.quotaRefusal = refused
-      ? { at: now, until: now + (res.retryAfterMs > 0 ? res.retryAfterMs : REFUSAL_HELD_MS), maxNeed: res.refusal?.availableTokens ?? 0, info: res.refusal ?? null }
-      : undefined;
-    l.reservedSinceRefresh = 0;
-    l.lastRefresh = sentAt;
-    this.opts.outbox.ack(l.priority, res.ackedSequence);
+    const info = res.refusal ?? null;
+    const refused = info !== null || (estimate > 0 && res.grantedTokens === 0 && !res.unlimited && res.retryAfterMs > 0);
+    // A spent window is refused until its end on the service's clock; other refusals from when the call was sent.
+    const until = info?.reason === 'REFUSAL_WINDOW_SPENT' ? now + (info.windowEndMs - wall) : res.retryAfterMs > 0 ? sentAt + res.retryAfterMs : now + REFUSAL_HELD_MS;
+    l.quotaRefusal = refused ? { at: now, until, maxNeed: info?.availableTokens ?? 0, info } : undefined;
     this.opts.onAnswer?.(res);
   }
 
-  /** Delivers outbox records: with a renewal for classes holding a lease, else as plain reports. */
+  /**
+   * Delivers outbox records: with a renewal for classes holding a lease (at once for usage spent while the
+   * service was out of reach, else at least every REPORT_EVERY_MS), else as plain reports.
+   */
   private async flush(): Promise<void> {
     if (this.closed) return;
+    const now = this.opts.clock.monotonic();
     for (const [priority, n] of this.opts.outbox.counts()) {
       if (n === 0) continue;
       const l = this.lease(priority);
       if (l.inflight !== undefined) continue;
-      if (l.leaseId !== undefined && this.opts.clock.monotonic() >= l.unreachableUntil) void this.refresh(l, 0, this.bgTimeoutMs);
-      else if (l.leaseId === undefined) await this.report(priority);
+      if (l.leaseId !== undefined) {
+        if (now >= l.unreachableUntil && (l.reportSoon || now - l.lastAnswerAt >= REPORT_EVERY_MS)) void this.refresh(l, 0, this.bgTimeoutMs, { reason: 'report' });
+      } else {
+        await this.report(priority);
+      }
     }
   }
 

@@ -7,6 +7,7 @@ import type { Clock } from '../../common/clock.js';
 import { logReload } from '../../common/reload-log.js';
 import type { QuotaConfig } from '../config/schema.js';
 import { quotaIdentity } from '../identity.js';
+import type { LeaseMetrics } from '../metrics/sidecar-metrics.js';
 import type { SidecarDatabase } from '../storage/database.js';
 import { LeaseManager } from './lease-manager.js';
 import type { ProviderKeyRing } from './provider-keys.js';
@@ -30,6 +31,8 @@ export interface QuotaStackOptions {
   logger: Logger;
   /** The sidecar's provider keys held by the quota service: this stack keeps them current. */
   keys: ProviderKeyRing;
+  /** The sidecar's lease metrics (SidecarMetrics.quota). */
+  metrics?: LeaseMetrics;
 }
 
 export function createQuotaStack(opts: QuotaStackOptions): QuotaStack {
@@ -62,6 +65,7 @@ export function createQuotaStack(opts: QuotaStackOptions): QuotaStack {
     config,
     clock: opts.clock,
     logger,
+    ...(opts.metrics === undefined ? {} : { metrics: opts.metrics }),
   });
   manager.warmUp(config.defaultPriority);
   return {

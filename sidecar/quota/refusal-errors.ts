@@ -3,7 +3,8 @@
 // llmgw_request_exceeds_budget, no Retry-After. Any other refusal is 429 llmgw_quota_exhausted with a
 // Retry-After after which the same request can be admitted: the window's end when it wants more than is
 // left, or when the tokens other leases hold are back. Every message names the budget's scope and window,
-// the priority class, the request's estimate, what is left, and the fix.
+// the priority class, the request's estimate, what is left, and the fix. While the service is out of reach,
+// a class that spent its share of the budget gets 503 llmgw_quota_unavailable (failOpenSpent).
 import { GatewayError } from '../../common/errors.js';
 import type { PriorityName, RefusalMsg, WindowEnum } from '../../proto/messages.js';
 
@@ -81,6 +82,22 @@ export function unnamedRefusal(priority: string, estimate: number, retryAfterMs:
     'llmgw_quota_exhausted',
     429,
     `the quota service refused this ${priority} request's estimated ${estimate} tokens without naming the budget (it predates refusal descriptions); retry in ${s} s`,
+    { retryAfterSeconds: s },
+  );
+}
+
+/**
+ * The quota service is out of reach and the class has spent what it may spend without it: what its lease
+ * held, then its share of the budget the service last gave it (`allowance` tokens until `windowEndMs`).
+ * Not a budget refusal (it may well have tokens left): 503, after the back-off in which the service is tried again.
+ */
+export function failOpenSpent(priority: string, estimate: number, allowance: number, windowEndMs: number, retryAfterMs: number): GatewayError {
+  const s = retrySeconds(retryAfterMs);
+  return new GatewayError(
+    'llmgw_quota_unavailable',
+    503,
+    `the quota service is out of reach, and this pod has spent what it may spend without it for ${priority} requests: its lease, then its share of ` +
+      `the budget (${allowance} tokens left until ${at(windowEndMs)}, fewer than this request's estimated ${estimate}); retry in ${s} s`,
     { retryAfterSeconds: s },
   );
 }

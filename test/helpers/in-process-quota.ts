@@ -14,6 +14,8 @@ export interface InProcessQuota {
   rpc: QuotaRpc;
   allocator: Allocator;
   store: SqliteQuotaStore;
+  /** The service's metrics, as its status port would serve them. */
+  metrics: QuotaMetrics;
   /** Calls per method name. */
   calls: Record<string, number>;
   /** While true every call fails as an unreachable service would. */
@@ -27,10 +29,12 @@ export function inProcessQuota(clock: Clock, opts: { leaseTtlMs?: number; dbPath
   const allocator = new Allocator(store, { clock, ...(opts.leaseTtlMs === undefined ? {} : { leaseTtlMs: opts.leaseTtlMs }) });
   // Nothing verified here: the lease manager's behaviour is under test, not who may call (quota-auth.test.ts).
   const auth = new Authenticator({ mode: 'none' });
-  const handlers = quotaServiceHandlers({ alloc: allocator, auth, metrics: new QuotaMetrics(), logger: pino({ level: 'silent' }), tls: false }) as Record<string, Handler>;
+  const metrics = new QuotaMetrics();
+  const handlers = quotaServiceHandlers({ alloc: allocator, auth, metrics, logger: pino({ level: 'silent' }), tls: false }) as Record<string, Handler>;
   const self: InProcessQuota = {
     allocator,
     store,
+    metrics,
     calls: {},
     down: false,
     rpc: {

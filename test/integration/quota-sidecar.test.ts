@@ -48,6 +48,17 @@ const chat = (url: string, headers: Record<string, string> = {}, max = 50) =>
 const used = (quota: QuotaService): number => quota.allocator.usage('namespace/default', 'day', 1)[0]!.used;
 
 describe('global budget in the sidecar', () => {
+  it('shows its leases on the status listener: tokens held and lease calls by class', async () => {
+    const { stack, quota } = await quotaStack();
+    quota.allocator.setBudget('namespace/default', 'day', 1_000_000);
+    for (let i = 0; i < 3; i++) expect((await (await chat(stack.url)).body.text()).length).toBeGreaterThan(0);
+    await eventually(async () => {
+      const text = await (await request(`${stack.statusUrl}/metrics`)).body.text();
+      expect(text).toMatch(/^llmgw_quota_lease_tokens\{priority="interactive"\} [1-9]/m);
+      expect(text).toMatch(/^llmgw_quota_lease_calls_total\{[^}]*priority="interactive"[^}]*\} [1-9]/m);
+    });
+  });
+
   it('reports the remaining tokens and refuses with 429 llmgw_quota_exhausted once the budget is spent', async () => {
     const { stack, quota } = await quotaStack();
     quota.allocator.setBudget('namespace/default', 'day', 300);
