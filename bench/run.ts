@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { measureHostileBodies } from './lib/hostile-bodies.js';
 import { measureLargeAnswers } from './lib/large-answers.js';
+import { latencyProxy } from './lib/latency-proxy.js';
 import { loadTool } from './lib/load.js';
 import { MB, measureRound, measureThroughput, type RoundResult, type Timed } from './lib/measure.js';
 import { checkSame, concurrentStreams, fetchText, normalize, streamTimings, timeToFirstAnswer, type Endpoint } from './lib/probes.js';
@@ -54,6 +55,8 @@ const PLANS: Record<'full' | 'quick' | 'tiny', Plan> = {
 };
 
 const PACE_MS = 10;
+/** Delay each way between the `sidecar-quota-slow` sidecar and its quota service (issue 18: "a few ms"). */
+const QUOTA_DELAY_MS = 3;
 const body = (model: string, stream: boolean): string =>
   JSON.stringify({ model, ...(stream ? { stream: true } : {}), messages: [{ role: 'user', content: 'Hello there, this is the benchmark speaking' }] });
 
@@ -110,6 +113,7 @@ async function main(): Promise<void> {
   if (!pinningAvailable()) result.notes.push('taskset not found: processes are not pinned to cores');
   if (result.machine.loadTool === 'autocannon') result.notes.push('wrk not installed: autocannon measured (latency resolution 1 ms)');
   const procs: Proc[] = [];
+  const cleanups: (() => Promise<void>)[] = [];
   try {
     log(`mode ${args.mode}; load generator ${result.machine.loadTool}; work dir ${work}`);
     const up = await startUpstreams(PACE_MS);
@@ -126,6 +130,10 @@ async function main(): Promise<void> {
     procs.push(quotaService.proc);
     const unverifiedQuota = await startQuotaService(work, 'quota-service-unverified', 'unverified');
     procs.push(unverifiedQuota.proc);
+    // The verified service again, behind QUOTA_DELAY_MS each way: a cluster's network, for issue 18's
+    // "quota on vs off" comparison.
+    const slowPath = await latencyProxy(Number(quotaService.address.split(':')[1]), QUOTA_DELAY_MS);
+    cleanups.push(() => slowPath.close());
     // Nothing listens on this port: the sidecar finds the quota service down and fails open.
     const noQuotaService = `127.0.0.1:${await freePort()}`;
     const quotaSidecar = (name: string, quota: Record<string, unknown>, distDir?: string): Promise<ServerSpec> =>
@@ -148,6 +156,7 @@ async function main(): Promise<void> {
       'sidecar-quota-up': await quotaSidecar('sidecar-quota-up', quotaService.sidecarQuota),
       'sidecar-quota-unverified': await quotaSidecar('sidecar-quota-unverified', unverifiedQuota.sidecarQuota),
       'sidecar-quota-down': await quotaSidecar('sidecar-quota-down', { address: noQuotaService }),
+      'sidecar-quota-slow': await quotaSidecar('sidecar-quota-slow', { ...quotaService.sidecarQuota, address: `127.0.0.1:${slowPath.port}` }),
     };
     if (args.baseline !== undefined) {
       specs.baseline = await sidecarSpec({ name: 'baseline', distDir: args.baseline, upstreams: up, logLevel: 'info', logFile: join(work, 'baseline.log'), workDir: work });
@@ -183,6 +192,8 @@ async function main(): Promise<void> {
       { name: 'sidecar-sse', endpoint: specs.sidecar!.endpoint, body: sseBody, pid: running.sidecar!.pid },
       // The same request every time: after the first, every answer is a cache hit.
       { name: 'sidecar-cache-hit', endpoint: specs['sidecar-cache']!.endpoint, body: jsonBody, pid: running['sidecar-cache']!.pid },
+      // Quota on, the service QUOTA_DELAY_MS away each way: its c=1 p50/p99 beside `sidecar`'s (quota off).
+      { name: 'sidecar-quota-slow', endpoint: specs['sidecar-quota-slow']!.endpoint, body: jsonBody, pid: running['sidecar-quota-slow']!.pid },
     ];
     if (specs.baseline) {
       timed.push({ name: 'baseline', endpoint: specs.baseline.endpoint, body: jsonBody, pid: running.baseline!.pid });
@@ -205,7 +216,7 @@ async function main(): Promise<void> {
         if (t.name !== 'portkey') gateFailed = true;
       }
     }
-    const quotaNames = ['sidecar-log-a', 'sidecar-log-b', 'sidecar-quota-up', 'sidecar-quota-unverified', 'sidecar-quota-down'];
+    const quotaNames = ['sidecar-log-a', 'sidecar-log-b', 'sidecar-quota-up', 'sidecar-quota-unverified', 'sidecar-quota-down', 'sidecar-quota-slow'];
     if (specs['baseline-quota-up']) quotaNames.push('baseline-quota-up');
     for (const name of quotaNames) {
       const problems = await checkSame(specs[name]!.endpoint, jsonBody, refJson, plan.gate);
@@ -259,6 +270,7 @@ async function main(): Promise<void> {
     const downVsUp: number[] = [];
     const upVsNone: number[] = [];
     const verifiedVsNot: number[] = [];
+    const slowVsNone: number[] = [];
     const rps: Record<'none' | 'up' | 'down', number[]> = { none: [], up: [], down: [] };
     const upStatus = specs['sidecar-quota-up']!.sidecar!.statusUrl;
     const [rpcsBefore, requestsBefore] = [await counterTotal(quotaService.statusUrl, 'llmgw_quota_rpcs_total'), await counterTotal(upStatus, 'llmgw_requests_total')];
@@ -269,6 +281,8 @@ async function main(): Promise<void> {
       upVsNone.push(up2 / none);
       const [up3, unverified] = await sideBySide('sidecar-quota-up', 'sidecar-quota-unverified');
       verifiedVsNot.push(up3 / unverified);
+      const [slow, none2] = await sideBySide('sidecar-quota-slow', 'sidecar');
+      slowVsNone.push(slow / none2);
       rps.up.push(up, up2, up3);
       rps.down.push(down);
       rps.none.push(none);
@@ -283,6 +297,7 @@ async function main(): Promise<void> {
       downVsUpPct: (median(downVsUp) - 1) * 100,
       upVsNoQuotaPct: (median(upVsNone) - 1) * 100,
       verifiedVsUnverifiedPct: (median(verifiedVsNot) - 1) * 100,
+      slowVsNoQuotaPct: (median(slowVsNone) - 1) * 100,
       rpcsPerThousandRequests: requests > 0 ? (rpcs / requests) * 1000 : NaN,
     };
 
@@ -358,6 +373,7 @@ async function main(): Promise<void> {
     // Sidecars first, so they can give their leases back to the quota service.
     await Promise.all(procs.filter((p) => !p.name.startsWith('quota-service')).map((p) => p.stop()));
     await Promise.all(procs.filter((p) => p.name.startsWith('quota-service')).map((p) => p.stop()));
+    for (const c of cleanups) await c();
   }
 }
 

@@ -61,6 +61,8 @@ export interface BenchResult {
     downRps: number;
     downVsUpPct: number;
     upVsNoQuotaPct: number;
+    /** Quota on with the service 3 ms away each way, side by side with quota off (issue 18). */
+    slowVsNoQuotaPct?: number;
     /** The sidecar whose quota service verifies its token, side by side with one whose service verifies nothing. */
     verifiedVsUnverifiedPct: number;
     /** Quota RPCs the verified service answered per 1,000 requests of its sidecar (leases, renewals, reports). */
@@ -146,6 +148,15 @@ export function checks(r: BenchResult): Check[] {
     q?.verifiedVsUnverifiedPct,
     (v) => Math.abs(v) <= 2,
     (v) => `${v >= 0 ? '+' : ''}${f(v, 1)}% side by side; quota RPCs per 1,000 requests: ${f(q!.rpcsPerThousandRequests, 2)}`,
+  );
+  const slow = r.targets['sidecar-quota-slow'];
+  add(
+    'quota on (service 3 ms away each way) vs off: throughput (issue 18)',
+    'within 2%',
+    q?.slowVsNoQuotaPct,
+    (v) => Math.abs(v) <= 2,
+    (v) =>
+      `${v >= 0 ? '+' : ''}${f(v, 1)}% side by side; c=1 p50 ${f(slow?.c1P50Ms.median, 3)} vs ${f(sc?.c1P50Ms.median, 3)} ms, p99 ${f(slow?.c1P99Ms.median, 3)} vs ${f(sc?.c1P99Ms.median, 3)} ms`,
   );
   const h = r.hostile;
   const worst = h === undefined ? undefined : worstShape(h);
