@@ -23,7 +23,7 @@ describe('benchmark harness (tiny mode)', () => {
       targets: Record<string, { rps: { median: number } }>;
       streaming: { concurrent: { lost: number; failed: number; expectedEvents: number }; maxEventsPerRead: { sidecar: number } };
       startupMs: Record<string, number>;
-      quota: { upRps: number; downRps: number; noQuotaRps: number; verifiedVsUnverifiedPct: number; rpcsPerThousandRequests: number };
+      quota: { upRps: number; downRps: number; noQuotaRps: number; verifiedVsUnverifiedPct: number; slowVsNoQuotaPct: number; rpcsPerThousandRequests: number };
       logging: { infoRps: number; silentRps: number };
       checks: { what: string }[];
     };
@@ -38,13 +38,15 @@ describe('benchmark harness (tiny mode)', () => {
       'sidecar-quota-up': 'ok',
       'sidecar-quota-unverified': 'ok',
       'sidecar-quota-down': 'ok',
+      'sidecar-quota-slow': 'ok',
     });
-    expect(Object.keys(r.targets)).toEqual(['direct', 'direct-sse', 'minimal-proxy', 'minimal-proxy-sse', 'sidecar', 'sidecar-sse', 'sidecar-cache-hit']);
+    expect(Object.keys(r.targets)).toEqual(['direct', 'direct-sse', 'minimal-proxy', 'minimal-proxy-sse', 'sidecar', 'sidecar-sse', 'sidecar-cache-hit', 'sidecar-quota-slow']);
     for (const t of Object.values(r.targets)) expect(t.rps.median).toBeGreaterThan(0);
     expect(r.quota.upRps).toBeGreaterThan(0);
     expect(r.quota.downRps).toBeGreaterThan(0);
     // The verified sidecar's requests were served on its lease: far fewer quota RPCs than requests.
     expect(Number.isFinite(r.quota.verifiedVsUnverifiedPct)).toBe(true);
+    expect(Number.isFinite(r.quota.slowVsNoQuotaPct)).toBe(true);
     expect(r.quota.rpcsPerThousandRequests).toBeLessThan(100);
     expect(r.logging.infoRps).toBeGreaterThan(0);
     expect(r.logging.silentRps).toBeGreaterThan(0);
