@@ -23,8 +23,8 @@ export interface LargeAnswersResult {
   cases: { way: string; peakMB: number; complete: boolean }[];
 }
 
-/** A `format` answer of exactly `size` bytes, almost all one text of 'x'. */
-function answer(size: number, format: 'openai' | 'anthropic'): Buffer {
+/** A `format` answer of exactly `size` bytes, almost all one text of 'x' (the large-answers test uses it too). */
+export function answer(size: number, format: 'openai' | 'anthropic'): Buffer {
   const [head, tail] =
     format === 'openai'
       ? ['{"id":"c","object":"chat.completion","created":1,"model":"big","choices":[{"index":0,"message":{"role":"assistant","content":"', '"},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":11,"total_tokens":18}}']

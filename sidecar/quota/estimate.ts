@@ -3,7 +3,9 @@
 // provider reports. Also what a priority class is likely to spend per second (DemandRate), for lease sizes.
 import type { GatewayRequest } from '../pipeline/types.js';
 
-const cache = new WeakMap<GatewayRequest, number>();
+const estimates = new WeakMap<GatewayRequest, number>();
+/** A request's prompt count, read at reservation, at each stream checkpoint and at settle: walked once. */
+const prompts = new WeakMap<GatewayRequest, number>();
 
 function textLength(v: unknown, depth = 0): number {
   if (typeof v === 'string') return v.length;
@@ -15,19 +17,23 @@ function textLength(v: unknown, depth = 0): number {
 }
 
 export function promptTokens(req: GatewayRequest): number {
-  const b = req.body;
-  const chars = textLength(b.messages) + textLength(b.system) + textLength(b.tools) + textLength(b.input);
-  return Math.ceil(chars / 4);
+  let n = prompts.get(req);
+  if (n === undefined) {
+    const b = req.body;
+    n = Math.ceil((textLength(b.messages) + textLength(b.system) + textLength(b.tools) + textLength(b.input)) / 4);
+    prompts.set(req, n);
+  }
+  return n;
 }
 
 export function estimateTokens(req: GatewayRequest, defaultOutputTokens: number): number {
-  let v = cache.get(req);
+  let v = estimates.get(req);
   if (v === undefined) {
     const b = req.body;
     const max = b.max_completion_tokens ?? b.max_tokens;
     const output = req.endpoint === 'embeddings' ? 0 : typeof max === 'number' && max > 0 ? max : defaultOutputTokens;
     v = Math.max(1, promptTokens(req) + output);
-    cache.set(req, v);
+    estimates.set(req, v);
   }
   return v;
 }

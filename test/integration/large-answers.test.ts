@@ -7,22 +7,11 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { answer } from '../../bench/lib/large-answers.js';
 import { APP_KEY, eventually, startStack, type Stack } from '../helpers/stack.js';
 
 const MB = 1_000_000;
 const MiB = 1024 * 1024;
-
-/** A chat completion (or an Anthropic message) whose text makes the whole JSON exactly `size` bytes. */
-function answer(size: number, format: 'openai' | 'anthropic'): Buffer {
-  const [head, tail] =
-    format === 'openai'
-      ? ['{"id":"chatcmpl-big","object":"chat.completion","created":1,"model":"big","choices":[{"index":0,"message":{"role":"assistant","content":"', '"},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":11,"total_tokens":18}}']
-      : ['{"id":"msg_big","type":"message","role":"assistant","model":"big","content":[{"type":"text","text":"', '"}],"stop_reason":"end_turn","stop_sequence":null,"usage":{"input_tokens":7,"output_tokens":11}}'];
-  const buf = Buffer.alloc(size, 'x');
-  buf.write(head, 0);
-  buf.write(tail, size - tail.length);
-  return buf;
-}
 
 interface Upstream {
   server: Server;

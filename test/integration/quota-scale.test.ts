@@ -15,7 +15,6 @@
 // service takes 20 ms here) is printed beside it: on this shared two-core machine it also counts stalls of
 // the processes (SQLite checkpoints, CPU contention), which are not waits for the quota service.
 import { mkdtempSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -23,6 +22,7 @@ import { pino } from 'pino';
 import { Pool } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { latencyProxy } from '../../bench/lib/latency-proxy.js';
 import { startQuotaService, type QuotaService } from '../../quota-service/quota-service.js';
 import { windowAt } from '../../quota-service/windows.js';
 import { startFakeProvider, type FakeProvider } from '../../sidecar/fake-provider/fake-provider.js';
@@ -52,47 +52,6 @@ interface Outcome {
   message: string;
   tokens: number;
   overheadMs: number;
-}
-
-/** A TCP proxy that delays every chunk by `delayMs` each way, and can go down (refusing connections) and up again. */
-async function latencyProxy(targetPort: number, delayMs: number) {
-  const sockets = new Set<Socket>();
-  const forward = (from: Socket, to: Socket): void => {
-    // Timers of one duration fire in the order they were set: the byte stream keeps its order.
-    from.on('data', (chunk) => setTimeout(() => to.destroyed || to.write(chunk), delayMs));
-  };
-  const server = (): Server =>
-    createServer((client) => {
-      const upstream = connect(targetPort, '127.0.0.1');
-      for (const s of [client, upstream]) {
-        sockets.add(s);
-        s.on('error', () => undefined);
-        s.on('close', () => {
-          sockets.delete(s);
-          client.destroy();
-          upstream.destroy();
-        });
-      }
-      forward(client, upstream);
-      forward(upstream, client);
-    });
-  let current = server();
-  await new Promise<void>((r) => current.listen(0, '127.0.0.1', r));
-  const port = (current.address() as { port: number }).port;
-  return {
-    port,
-    async down(): Promise<void> {
-      await new Promise<void>((r) => {
-        current.close(() => r());
-        for (const s of sockets) s.destroy();
-      });
-    },
-    async up(): Promise<void> {
-      current = server();
-      await new Promise<void>((r) => current.listen(port, '127.0.0.1', r));
-    },
-    close: () => new Promise<void>((r) => current.close(() => r())),
-  };
 }
 
 function prng(seed: number): () => number {
