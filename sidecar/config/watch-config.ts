@@ -33,7 +33,11 @@ export function watchConfig(opts: ConfigWatcherOptions): ConfigWatcher {
     parseConfigText(text, basename(opts.path), opts).then(opts.onReload, opts.onInvalid);
   };
 
-  let watcher: FSWatcher | undefined = watch(dirname(opts.path), { persistent: false }, () => {
+  // Only the file's own events and a ConfigMap's `..data` swap count: other files in the folder (a SQLite
+  // file or a log kept beside the config) would otherwise postpone a reload for as long as they are written.
+  const name = basename(opts.path);
+  let watcher: FSWatcher | undefined = watch(dirname(opts.path), { persistent: false }, (_event, file) => {
+    if (file !== null && file !== name && !file.startsWith('..')) return;
     if (timer !== undefined) clearTimeout(timer);
     timer = setTimeout(check, debounceMs);
     timer.unref();
