@@ -1,5 +1,7 @@
 // The floor for any Node proxy: node:http in, one undici keep-alive Pool out, bodies piped both ways,
-// nothing else. Usage: node minimal-proxy.js PORT UPSTREAM_ORIGIN
+// nothing else. It keeps `content-length` both ways, as an honest proxy does: re-chunking a body whose
+// length is known costs a chunked encoder on each side and makes the floor slower than it is.
+// Usage: node minimal-proxy.js PORT UPSTREAM_ORIGIN
 import { createServer } from 'node:http';
 import { pipeline } from 'node:stream/promises';
 import { Pool } from 'undici';
@@ -8,16 +10,23 @@ const [port = '0', upstream = 'http://127.0.0.1:9000'] = process.argv.slice(2);
 const pool = new Pool(upstream, { connections: 128 });
 
 const server = createServer((req, res) => {
+  const headers: Record<string, string> = { 'content-type': req.headers['content-type'] ?? 'application/json', authorization: 'Bearer bench' };
+  const length = req.headers['content-length'];
+  if (length !== undefined) headers['content-length'] = length;
   pool
     .request({
       path: req.url ?? '/',
       method: (req.method ?? 'GET') as 'GET' | 'POST',
-      headers: { 'content-type': req.headers['content-type'] ?? 'application/json', authorization: 'Bearer bench' },
+      headers,
       body: req.method === 'GET' ? null : req,
     })
     .then(async (up) => {
+      const out: Record<string, string> = {};
       const type = up.headers['content-type'];
-      res.writeHead(up.statusCode, typeof type === 'string' ? { 'content-type': type } : {});
+      if (typeof type === 'string') out['content-type'] = type;
+      const size = up.headers['content-length'];
+      if (typeof size === 'string') out['content-length'] = size;
+      res.writeHead(up.statusCode, out);
       await pipeline(up.body, res);
     })
     .catch(() => {

@@ -114,11 +114,14 @@ export async function sidecarSpec(opts: SidecarOptions): Promise<ServerSpec> {
       ...opts.extra?.models,
     },
     logging: { level: opts.logLevel },
-    storage: { path: join(opts.workDir, `${opts.name}.db`) },
+    // As in a pod: the data in a folder of its own, apart from the config's (which the sidecar watches).
+    storage: { path: join(opts.workDir, `${opts.name}-data`, 'llmgw.db') },
     ...(opts.quota === undefined ? {} : { quota: opts.quota }),
     ...(opts.cache === undefined ? {} : { cache: opts.cache }),
   };
-  const configPath = join(opts.workDir, `${opts.name}.json`);
+  const configDir = join(opts.workDir, `${opts.name}-config`);
+  mkdirSync(configDir, { recursive: true });
+  const configPath = join(configDir, 'config.json');
   writeFileSync(configPath, JSON.stringify(config, null, 2));
   const exe = opts.distDir === undefined ? cli : executableIn(opts.distDir);
   return {
