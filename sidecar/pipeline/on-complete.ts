@@ -16,7 +16,7 @@ export interface Outcome {
 
 export function onComplete(res: GatewayResponse, done: (o: Outcome) => void, watch?: (current: () => Outcome) => void): GatewayResponse {
   if (res.kind === 'json') {
-    setImmediate(() => done({ usage: res.meta.usage, complete: res.status < 400, frames: 0 }));
+    afterThisTurn(() => done({ usage: res.meta.usage, complete: res.status < 400, frames: 0 }));
     return res;
   }
   const inner = res.rest;
@@ -35,4 +35,25 @@ export function onComplete(res: GatewayResponse, done: (o: Outcome) => void, wat
     }
   }
   return { ...res, rest: rest() };
+}
+
+/** Callbacks for the end of this event-loop turn: one setImmediate for all of a busy turn's answers. */
+let queued: (() => void)[] = [];
+function afterThisTurn(fn: () => void): void {
+  if (queued.push(fn) === 1) setImmediate(runQueued);
+}
+
+function runQueued(): void {
+  const fns = queued;
+  queued = [];
+  for (const fn of fns) {
+    try {
+      fn();
+    } catch (err) {
+      // As an error thrown by its own setImmediate would be: uncaught, without costing the others their turn.
+      queueMicrotask(() => {
+        throw err;
+      });
+    }
+  }
 }

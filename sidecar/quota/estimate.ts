@@ -12,7 +12,7 @@ function textLength(v: unknown, depth = 0): number {
   if (depth > 8 || v === null || typeof v !== 'object') return 0;
   let n = 0;
   if (Array.isArray(v)) for (const x of v) n += textLength(x, depth + 1);
-  else for (const [k, x] of Object.entries(v)) if (k !== 'type' && k !== 'role') n += textLength(x, depth + 1);
+  else for (const k in v) if (k !== 'type' && k !== 'role') n += textLength((v as Record<string, unknown>)[k], depth + 1);
   return n;
 }
 

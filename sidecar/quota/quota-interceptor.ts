@@ -1,9 +1,9 @@
 // Global budgets on the request path: reserve the request's estimate from the class's lease (no RPC while
 // the lease covers it), refuse as the lease manager decides when a budget cannot cover it (429 with an
 // honest Retry-After, or 400 when no wait can help), and settle to the provider-reported usage when the
-// answer or the stream ends. The request is in the in-flight journal
-// (on disk) before it goes upstream, and a stream's usage so far is checkpointed there while it runs, so
-// a killed sidecar still reports it at its next start.
+// answer or the stream ends. The request is in the in-flight log (on disk) before it goes upstream, and a
+// stream's usage so far is checkpointed there while it runs, so a killed sidecar still reports it at its
+// next start.
 import type { Config } from '../config/schema.js';
 import { onComplete } from '../pipeline/on-complete.js';
 import type { Interceptor } from '../pipeline/types.js';
@@ -19,22 +19,18 @@ export function quotaInterceptor(opts: { stack: () => QuotaStack | undefined; co
     const pending = manager.reserve(req.priority, estimateTokens(req, quota.defaultOutputTokens));
     const reservation = pending instanceof Promise ? await pending : pending;
     const entry = outbox.begin(req.priority, reservation.startedAtMs, req.model, req.tags, promptTokens(req));
+    if (entry.durable !== undefined) await entry.durable;
     let res;
     try {
-      await entry.durable;
       res = await next(req);
     } catch (err) {
-      manager.settle(reservation, 0, req.model);
-      outbox.end(entry);
+      manager.settle(reservation, 0, req.model, undefined, entry);
       throw err;
     }
     res.meta.remainingTokens = manager.remaining(req.priority);
     return onComplete(
       res,
-      (o) => {
-        manager.settle(reservation, usedTokens(req, o.usage, o.complete, o.frames), req.model, req.tags);
-        outbox.end(entry);
-      },
+      (o) => manager.settle(reservation, usedTokens(req, o.usage, o.complete, o.frames), req.model, req.tags, entry),
       (current) => {
         entry.progress = () => {
           const o = current();

@@ -50,11 +50,15 @@ export function createQuotaStack(opts: QuotaStackOptions): QuotaStack {
   });
   const keys = opts.keys;
   const outbox = new UsageOutbox(opts.db);
-  if (outbox.recovered.requests > 0) {
+  const { recovered } = outbox;
+  if (recovered.requests > 0) {
     logger.warn(
-      { requests: outbox.recovered.requests, tokens: outbox.recovered.tokens },
-      `settled ${outbox.recovered.requests} request(s) that were in flight when the sidecar last stopped, at their prompt plus the output checkpointed; the usage goes to the quota service`,
+      { requests: recovered.requests, tokens: recovered.tokens },
+      `settled ${recovered.requests} request(s) that were in flight when the sidecar last stopped, at their prompt plus the output checkpointed; the usage goes to the quota service`,
     );
+  }
+  if (recovered.settledTokens > 0) {
+    logger.info({ tokens: recovered.settledTokens }, 'recorded the usage of requests that had settled just before the sidecar last stopped');
   }
   const manager = new LeaseManager({
     rpc,
@@ -76,6 +80,7 @@ export function createQuotaStack(opts: QuotaStackOptions): QuotaStack {
       // Running streams' usage so far is on disk before the leases go back, in case the drain ends them.
       outbox.checkpointNow();
       await manager.close();
+      outbox.close();
       rpc.close();
     },
   };

@@ -9,21 +9,25 @@
 // sends a handful of records a second instead of one per request (seconds never straddle a budget window:
 // every token is still charged to the right window).
 //
-// The same file holds the in-flight journal (inflight-journal.ts): a metered request's row is written
-// before its first upstream byte, with the rows of every request that started in the same event-loop
-// turn, in one transaction right after that turn. Settles (the usage record, the row's removal) can wait a
-// little longer, up to SETTLE_WAIT_MS, and go in one transaction with the next turn's rows: what a settle
-// waits with is covered meanwhile by its request's row (at the prompt and the output checkpointed), so
-// nothing is lost, and a pod serving one request at a time writes once per request, not twice.
+// Beside the file, an append-only log (inflight-log.ts) makes what is in memory durable: a metered
+// request's line is written before its first upstream byte, and its settle is one more line, written with
+// the next request's or within SETTLE_WAIT_MS. Settled usage moves from memory into the SQLite file (the
+// records above) at most TRANSFER_EVERY_MS later, or at once when records are read for delivery, in one
+// transaction that also starts a new log; until then the log covers it. So a request costs one small
+// `write`, not a SQLite transaction, and a killed process loses nothing.
 import { randomUUID } from 'node:crypto';
 import { columnsOf } from '../../common/sqlite.js';
 import { canonical } from '../canonical-json.js';
 import type { Priority } from '../http/caller-headers.js';
 import { type SidecarDatabase } from '../storage/database.js';
-import { InflightJournal, type InflightEntry } from './inflight-journal.js';
+import { InflightLog, type InflightEntry, type Rotation, type Settled } from './inflight-log.js';
 
-/** The longest a settle waits in memory for the next write. */
+/** The longest a settle's line waits in memory for the next write to the log. */
 const SETTLE_WAIT_MS = 100;
+/** The longest settled usage waits in the log before it moves into the SQLite file. */
+const TRANSFER_EVERY_MS = 1000;
+/** A log this large moves into the SQLite file (and starts anew) even with nothing settled. */
+const ROTATE_BYTES = 4 * 1024 * 1024;
 /** How often running streams' usage so far is written (issue: at least once a second). */
 const CHECKPOINT_EVERY_MS = 1000;
 
@@ -36,15 +40,6 @@ export interface UsageRecord {
   tags: Record<string, string>;
 }
 
-/** What settles to one record: the class, model, second and tags (as canonical JSON, '' for none). */
-interface Settled {
-  priority: Priority;
-  model: string;
-  second: number;
-  tags: string;
-  tokens: number;
-}
-
 export class UsageOutbox {
   readonly id: string;
   private readonly stmts;
@@ -53,20 +48,22 @@ export class UsageOutbox {
   private readonly next = new Map<Priority, number>();
   /** Records still taking usage, per class, model and tags: not yet handed out for delivery. */
   private readonly open = new Map<string, { sequence: number; second: number }>();
-  /** Settles of this turn, per class, model, second and tags, written by `flush`. */
+  /** Settled usage not in the SQLite file yet (it is in the log), per class, model, second and tags. */
   private readonly buffered = new Map<string, Settled>();
-  private scheduled = false;
-  private settleTimer: NodeJS.Timeout | undefined;
-  private retry: NodeJS.Timeout | undefined;
-  private readonly writeTx: (items: Settled[]) => void;
+  private lineTimer: NodeJS.Timeout | undefined;
+  private transferTimer: NodeJS.Timeout | undefined;
+  private readonly writeTx: (items: Settled[], rotation: Rotation | undefined) => void;
   private readonly restartTx: (priority: Priority) => string;
   /** Classes that started an incarnation of their own (see restart). */
   private readonly incarnations = new Map<Priority, string>();
-  private readonly journal: InflightJournal;
+  private readonly log: InflightLog;
   /** Runs while requests are in flight. */
   private checkpoints: NodeJS.Timeout | undefined;
-  /** Requests a dead process left running, settled at start: how many, and their tokens. */
-  readonly recovered: { requests: number; tokens: number };
+  /**
+   * What a dead process left, recorded at start: the requests it left running (how many, their tokens),
+   * and the tokens of requests that had settled but were not in the SQLite file yet.
+   */
+  readonly recovered: { requests: number; tokens: number; settledTokens: number };
 
   constructor(private readonly db: SidecarDatabase) {
     db.exec(`
@@ -98,10 +95,10 @@ export class UsageOutbox {
       count: db.prepare('SELECT priority, COUNT(*) AS n FROM usage_outbox GROUP BY priority'),
       highest: db.prepare('SELECT MAX(sequence) AS s FROM usage_outbox WHERE priority = ?'),
     };
-    this.journal = new InflightJournal(db);
-    this.writeTx = db.transaction((items: Settled[]) => {
+    this.log = new InflightLog(db);
+    this.writeTx = db.transaction((items: Settled[], rotation: Rotation | undefined) => {
       for (const i of items) this.write(i);
-      this.journal.write();
+      if (rotation !== undefined) this.log.commitRotation(rotation);
     });
     for (const row of this.stmts.classIncarnations.all() as { key: string; value: string }[]) {
       this.incarnations.set(row.key.slice('incarnation:'.length) as Priority, row.value);
@@ -123,17 +120,26 @@ export class UsageOutbox {
       if (sequence > kept) this.stmts.set.run(key, String(sequence));
       this.stmts.ack.run(priority, sequence);
     });
-    // Requests a killed process left running are settled now, at the prompt plus the output checkpointed.
+    // What a killed process's log held: its settles as they were, and the requests it left running at the
+    // prompt plus the output checkpointed.
     this.recovered = db.transaction(() => {
-      const orphans = this.journal.takeOrphans();
+      const { orphans, settled } = this.log.takeLeftovers();
       let tokens = 0;
       for (const o of orphans) {
         if (o.tokens <= 0) continue;
         tokens += o.tokens;
-        this.write({ priority: o.priority, model: o.model, second: o.startedAtMs - (o.startedAtMs % 1000), tags: o.tags, tokens: o.tokens });
+        this.write(o);
       }
-      return { requests: orphans.length, tokens };
+      let settledTokens = 0;
+      for (const s of settled) {
+        if (s.tokens <= 0) continue;
+        settledTokens += s.tokens;
+        this.write(s);
+      }
+      return { requests: orphans.length, tokens, settledTokens };
     })();
+    this.log.removeLeftovers();
+    this.log.start();
     this.open.clear();
   }
 
@@ -152,17 +158,15 @@ export class UsageOutbox {
   }
 
   /**
-   * Starts tracking a metered request that is about to go upstream; its row is on disk when the entry's
-   * `durable` resolves (after this event-loop turn, with every other request of the turn). When the
-   * request settles, `end` it in the same turn as its usage is appended: both go in one transaction.
+   * Starts tracking a metered request that is about to go upstream: its line is on disk when this returns.
+   * When the request settles, `append` its usage with the entry (one line), or `end` it if it used nothing.
    */
   begin(priority: Priority, startedAtMs: number, model: string, tags: Readonly<Record<string, string>> | undefined, promptTokens: number): InflightEntry {
-    const entry = this.journal.begin(priority, startedAtMs, model, canonicalTags(tags), promptTokens);
-    this.schedule();
+    const entry = this.log.begin(priority, startedAtMs, model, canonicalTags(tags), promptTokens);
     if (this.checkpoints === undefined) {
       this.checkpoints = setInterval(() => {
-        if (this.journal.checkpoint() > 0) this.flush();
-        if (this.journal.running === 0) {
+        if (this.log.checkpoint() > 0) this.log.writeWaiting();
+        if (this.log.running === 0) {
           clearInterval(this.checkpoints);
           this.checkpoints = undefined;
         }
@@ -172,73 +176,91 @@ export class UsageOutbox {
     return entry;
   }
 
-  /** The request of `entry` settled: its row goes with the transaction that records its usage. */
+  /** The request of `entry` ended with nothing to record. */
   end(entry: InflightEntry): void {
-    this.journal.end(entry);
-    this.scheduleSettle();
+    this.log.end(entry);
+    this.scheduleLines();
   }
 
-  /** Records one settled request; it is on disk with the next write, within SETTLE_WAIT_MS. */
-  append(priority: Priority, tokens: number, startedAtMs: number, model: string, tags?: Readonly<Record<string, string>>): void {
+  /**
+   * Records settled usage (and ends `entry`, the request's, in the same line): on disk with the next write
+   * to the log, within SETTLE_WAIT_MS.
+   */
+  append(priority: Priority, tokens: number, startedAtMs: number, model: string, tags?: Readonly<Record<string, string>>, entry?: InflightEntry): void {
     const n = Math.max(0, Math.round(tokens));
-    if (n === 0) return;
-    const second = startedAtMs - (startedAtMs % 1000);
-    this.buffer({ priority, model, second, tags: canonicalTags(tags), tokens: n });
-    this.scheduleSettle();
-  }
-
-  /** A write right after this turn (new in-flight rows cannot wait). */
-  private schedule(): void {
-    if (!this.scheduled) {
-      this.scheduled = true;
-      setImmediate(() => this.flush());
+    if (n === 0) {
+      if (entry !== undefined) this.end(entry);
+      return;
+    }
+    const s: Settled = { priority, model, second: startedAtMs - (startedAtMs % 1000), tags: entry?.tags ?? canonicalTags(tags), tokens: n };
+    this.log.settle(entry, s);
+    this.buffer(s);
+    this.scheduleLines();
+    if (this.transferTimer === undefined) {
+      this.transferTimer = setTimeout(() => this.flush(), TRANSFER_EVERY_MS);
+      this.transferTimer.unref();
     }
   }
 
-  /** A write within SETTLE_WAIT_MS, or sooner with the next one. */
-  private scheduleSettle(): void {
-    if (this.settleTimer === undefined && !this.scheduled) {
-      this.settleTimer = setTimeout(() => this.flush(), SETTLE_WAIT_MS);
-      this.settleTimer.unref();
+  /** The lines that wait go to the log within SETTLE_WAIT_MS, or sooner with the next request's. */
+  private scheduleLines(): void {
+    if (this.lineTimer === undefined) {
+      this.lineTimer = setTimeout(() => {
+        this.lineTimer = undefined;
+        this.log.writeWaiting();
+      }, SETTLE_WAIT_MS);
+      this.lineTimer.unref();
     }
   }
 
   /** Writes what waits, running streams' usage so far included (before a shutdown). */
   checkpointNow(): void {
-    this.journal.checkpoint();
+    this.log.checkpoint();
     this.flush();
   }
 
   /**
-   * Writes what waits (also done before anything is read or the file is closed). When the
-   * file cannot be written (locked by another process, disk full) the settles stay in memory and the
-   * write is tried again a second later.
+   * Moves settled usage from memory (and the log) into the SQLite file, starting a new log; done before
+   * anything is read or the file is closed, and within TRANSFER_EVERY_MS of a settle. When the file
+   * cannot be written (locked by another process, disk full) the usage stays in memory and in the log, and
+   * the move is tried again a second later.
    */
   flush(): void {
-    this.scheduled = false;
-    clearTimeout(this.settleTimer);
-    this.settleTimer = undefined;
-    if ((this.buffered.size === 0 && !this.journal.dirty) || !this.db.open) return;
+    clearTimeout(this.transferTimer);
+    this.transferTimer = undefined;
+    if (!this.db.open) return;
+    if (this.buffered.size === 0 && this.log.size < ROTATE_BYTES) {
+      this.log.writeWaiting();
+      return;
+    }
     const items = [...this.buffered.values()];
-    this.buffered.clear();
+    let rotation: Rotation | undefined;
     try {
-      this.writeTx(items);
-      this.journal.committed();
+      rotation = this.log.prepareRotation();
+      try {
+        this.writeTx(items, rotation);
+      } catch (err) {
+        if (rotation !== undefined) this.log.abandonRotation(rotation);
+        throw err;
+      }
     } catch {
-      this.journal.failed();
       // The transaction rolled back, but the records and sequences it opened are still in memory: forget
       // them; the next write numbers from the file again (nextSequence) and opens new records.
       this.open.clear();
       this.next.clear();
-      for (const i of items) this.buffer(i);
-      if (this.retry === undefined) {
-        this.retry = setTimeout(() => {
-          this.retry = undefined;
-          this.flush();
-        }, 1000);
-        this.retry.unref();
-      }
+      this.log.writeWaiting();
+      this.transferTimer = setTimeout(() => this.flush(), 1000);
+      this.transferTimer.unref();
+      return;
     }
+    this.buffered.clear();
+    if (rotation !== undefined) this.log.finishRotation(rotation);
+  }
+
+  /** Moves what waits into the file and, when nothing runs any more, removes this outbox's log. */
+  close(): void {
+    this.checkpointNow();
+    if (this.buffered.size === 0) this.log.retire();
   }
 
   private buffer(s: Settled): void {

@@ -1,14 +1,15 @@
 // The usage outbox when its file cannot be written: settles stay in memory and reach the file later,
-// with the sequences they would have had. And its in-flight journal: a running request's row is on disk
-// before it goes upstream, goes with its settle in one transaction, and a dead process's rows are settled
-// at the next start.
+// with the sequences they would have had. And its in-flight log: a running request's line is on disk
+// before it goes upstream, its settle's line covers the usage until it moves into the SQLite file, and
+// what a killed process left (taken here as a copy of the files at that moment) is recorded once at the
+// next start.
 import Database from 'better-sqlite3';
-import { mkdtempSync } from 'node:fs';
+import { appendFileSync, copyFileSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UsageOutbox } from '../../../../sidecar/quota/usage-outbox.js';
-import { openDatabase, type SidecarDatabase } from '../../../../sidecar/storage/database.js';
+import { openDatabase } from '../../../../sidecar/storage/database.js';
 
 describe('usage outbox', () => {
   it('keeps what it could not write while another process holds the lock, and writes it afterwards', () => {
@@ -62,84 +63,140 @@ describe('usage outbox', () => {
     ]);
   });
 
-  describe('in-flight journal', () => {
-    const rows = (db: SidecarDatabase): { id: number; tokens: number }[] =>
-      db.prepare('SELECT id, tokens FROM quota_inflight ORDER BY id').all() as { id: number; tokens: number }[];
+  describe('in-flight log', () => {
+    const fresh = (): string => join(mkdtempSync(join(tmpdir(), 'llmgw-inflight-')), 'llmgw.db');
+    const logsOf = (path: string): string[] => readdirSync(dirname(path)).filter((n) => n.startsWith(`${basename(path)}-inflight-`));
+    /** The files as a kill -9 at this moment leaves them, in another folder (so no live outbox owns them). */
+    const killedCopy = (path: string): string => {
+      const copy = fresh();
+      for (const name of readdirSync(dirname(path))) {
+        if (name.endsWith('-shm')) continue; // rebuilt from the write-ahead log, as after a crash
+        copyFileSync(join(dirname(path), name), join(dirname(copy), name.replace(basename(path), basename(copy))));
+      }
+      return copy;
+    };
 
-    it('writes a request\'s row before its durable promise resolves, and removes it with its settled usage', async () => {
-      const db = openDatabase(':memory:');
-      const outbox = new UsageOutbox(db);
-      const a = outbox.begin('interactive', 1_000, 'm', { team: 'x' }, 40);
-      const b = outbox.begin('batch', 1_200, 'm', undefined, 7);
-      expect(rows(db)).toEqual([]);
-      await Promise.all([a.durable, b.durable]);
-      expect(rows(db)).toEqual([{ id: a.id, tokens: 40 }, { id: b.id, tokens: 7 }]);
-
-      outbox.append('interactive', 55, 1_000, 'm', { team: 'x' });
-      outbox.end(a);
-      outbox.flush();
-      expect(rows(db)).toEqual([{ id: b.id, tokens: 7 }]);
-      expect(outbox.pending('interactive')).toMatchObject([{ tokens: 55, tags: { team: 'x' } }]);
+    it('has the line of a turn\'s first request on disk when begin returns, and later ones when durable resolves', async () => {
+      const path = fresh();
+      const outbox = new UsageOutbox(openDatabase(path));
+      const first = outbox.begin('interactive', 61_200, 'm', { team: 'x' }, 40);
+      expect(first.durable).toBeUndefined();
+      expect(new UsageOutbox(openDatabase(killedCopy(path))).recovered).toEqual({ requests: 1, tokens: 40, settledTokens: 0 });
+      const second = outbox.begin('batch', 62_500, 'm', undefined, 7);
+      expect(second.durable).toBeInstanceOf(Promise);
+      expect(new UsageOutbox(openDatabase(killedCopy(path))).recovered).toEqual({ requests: 1, tokens: 40, settledTokens: 0 });
+      await second.durable;
+      // A kill now: both are settled at their prompt, once.
+      const copy = killedCopy(path);
+      const after = new UsageOutbox(openDatabase(copy));
+      expect(after.recovered).toEqual({ requests: 2, tokens: 47, settledTokens: 0 });
+      expect(after.pending('interactive')).toEqual([{ sequence: 1, tokens: 40, startedAtMs: 61_000, model: 'm', tags: { team: 'x' } }]);
+      expect(after.pending('batch')).toMatchObject([{ tokens: 7, startedAtMs: 62_000 }]);
+      // The replayed log is gone; only the new outbox's own remains.
+      expect(logsOf(copy)).toHaveLength(1);
+      expect(new UsageOutbox(openDatabase(copy)).recovered).toEqual({ requests: 0, tokens: 0, settledTokens: 0 });
     });
 
-    it('never writes the row of a request that settled in the turn it began', () => {
-      const db = openDatabase(':memory:');
-      const outbox = new UsageOutbox(db);
+    it('covers a settle by its line until the usage moves into the file, and never counts it twice', async () => {
+      const path = fresh();
+      const outbox = new UsageOutbox(openDatabase(path));
       const a = outbox.begin('interactive', 1_000, 'm', undefined, 40);
-      outbox.end(a);
-      outbox.flush();
-      expect(rows(db)).toEqual([]);
+      outbox.append('interactive', 55, 1_000, 'm', undefined, a);
+      await new Promise((r) => setImmediate(r)); // the next turn: the next request's line goes at once
+      outbox.begin('interactive', 1_100, 'm', undefined, 9); // and the settle's line with it
+      let after = new UsageOutbox(openDatabase(killedCopy(path)));
+      expect(after.recovered).toEqual({ requests: 1, tokens: 9, settledTokens: 55 });
+      expect(after.pending('interactive')).toMatchObject([{ tokens: 64 }]);
+
+      outbox.flush(); // moves the 55 into the file and starts a new log with the running request
+      expect(logsOf(path)).toHaveLength(1);
+      after = new UsageOutbox(openDatabase(killedCopy(path)));
+      expect(after.recovered).toEqual({ requests: 1, tokens: 9, settledTokens: 0 });
+      expect(after.pending('interactive')).toMatchObject([{ sequence: 1, tokens: 55 }, { sequence: 2, tokens: 9 }]); // from the file, and from the log
+      expect(outbox.pending('interactive')).toMatchObject([{ sequence: 1, tokens: 55 }]);
     });
 
-    it('checkpoints a running stream\'s usage so far, never lowering it', async () => {
-      const db = openDatabase(':memory:');
-      const outbox = new UsageOutbox(db);
+    it('writes a settle\'s line within 100 ms when no other request comes', async () => {
+      const path = fresh();
+      const outbox = new UsageOutbox(openDatabase(path));
       const a = outbox.begin('interactive', 1_000, 'm', undefined, 40);
-      await a.durable;
+      outbox.append('interactive', 55, 1_000, 'm', undefined, a);
+      expect(new UsageOutbox(openDatabase(killedCopy(path))).recovered).toEqual({ requests: 1, tokens: 40, settledTokens: 0 });
+      await new Promise((r) => setTimeout(r, 150));
+      expect(new UsageOutbox(openDatabase(killedCopy(path))).recovered).toEqual({ requests: 0, tokens: 0, settledTokens: 55 });
+    });
+
+    it('checkpoints a running stream\'s usage so far, never lowering it', () => {
+      const path = fresh();
+      const outbox = new UsageOutbox(openDatabase(path));
+      const a = outbox.begin('interactive', 1_000, 'm', undefined, 40);
       let used = 52;
       a.progress = () => used;
       outbox.checkpointNow();
-      expect(rows(db)).toEqual([{ id: a.id, tokens: 52 }]);
+      expect(new UsageOutbox(openDatabase(killedCopy(path))).recovered).toMatchObject({ requests: 1, tokens: 52 });
       used = 45;
       outbox.checkpointNow();
-      expect(rows(db)).toEqual([{ id: a.id, tokens: 52 }]);
+      expect(new UsageOutbox(openDatabase(killedCopy(path))).recovered).toMatchObject({ requests: 1, tokens: 52 });
+      // Carried into each new log.
+      outbox.append('batch', 3, 1_000, 'm');
+      outbox.flush();
+      expect(new UsageOutbox(openDatabase(killedCopy(path))).recovered).toMatchObject({ requests: 1, tokens: 52 });
     });
 
-    it('settles the rows another process left at their tokens, once, and leaves this process\'s own alone', async () => {
-      const path = join(mkdtempSync(join(tmpdir(), 'llmgw-inflight-')), 'llmgw.db');
+    it('leaves the log of another outbox of this process alone', () => {
+      const path = fresh();
       const first = new UsageOutbox(openDatabase(path));
       const mine = first.begin('interactive', 1_500, 'm', undefined, 30);
-      await mine.durable;
-      const db = openDatabase(path);
-      db.prepare('INSERT INTO quota_inflight (process, id, priority, started_at_ms, model, tags, tokens) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
-        'dead', 1, 'interactive', 61_000, 'gpt', '{"team":"x"}', 120,
-      );
-      db.prepare('INSERT INTO quota_inflight (process, id, priority, started_at_ms, model, tags, tokens) VALUES (?, ?, ?, ?, ?, ?, ?)').run(
-        'dead', 2, 'batch', 62_500, 'gpt', '', 80,
-      );
-
       // A second outbox on the file, as after a change of the quota settings in this process.
-      const second = new UsageOutbox(db);
-      expect(second.recovered).toEqual({ requests: 2, tokens: 200 });
-      expect(second.pending('interactive')).toEqual([{ sequence: 1, tokens: 120, startedAtMs: 61_000, model: 'gpt', tags: { team: 'x' } }]);
-      expect(second.pending('batch')).toEqual([{ sequence: 1, tokens: 80, startedAtMs: 62_000, model: 'gpt', tags: {} }]);
-      expect(rows(db)).toEqual([{ id: mine.id, tokens: 30 }]);
-      expect(new UsageOutbox(db).recovered).toEqual({ requests: 0, tokens: 0 });
+      const second = new UsageOutbox(openDatabase(path));
+      expect(second.recovered).toEqual({ requests: 0, tokens: 0, settledTokens: 0 });
+      expect(logsOf(path)).toHaveLength(2);
+      first.append('interactive', 33, 1_500, 'm', undefined, mine);
+      expect(first.pending('interactive')).toMatchObject([{ tokens: 33 }]);
+      // Closed with nothing running, an outbox removes its log.
+      first.close();
+      second.close();
+      expect(logsOf(path)).toEqual([]);
     });
 
-    it('lets requests go on while another process holds the file\'s lock, and writes their rows afterwards', async () => {
-      const path = join(mkdtempSync(join(tmpdir(), 'llmgw-inflight-')), 'llmgw.db');
-      const db = openDatabase(path);
+    it('ignores a torn last line and damaged lines, and removes logs no outbox names', () => {
+      const path = fresh();
+      const outbox = new UsageOutbox(openDatabase(path));
+      outbox.begin('interactive', 1_000, 'm', undefined, 40);
+      const copy = killedCopy(path);
+      const [log] = logsOf(copy);
+      appendFileSync(join(dirname(copy), log!), '["b",999,"interactive",1000,"m","",1]\n[1,2]\n{}\n["b",1000,"interactive",1000,"m","",5');
+      writeFileSync(`${copy}-inflight-left-by-a-rotation-that-never-committed`, '["s",0,"interactive",1000,"m","",777]\n');
+      const after = new UsageOutbox(openDatabase(copy));
+      expect(after.recovered).toEqual({ requests: 2, tokens: 41, settledTokens: 0 });
+      expect(logsOf(copy)).toHaveLength(1);
+    });
+
+    it('settles the rows a build with an in-flight table left, and drops the table', () => {
+      const db = openDatabase(':memory:');
+      db.exec(`CREATE TABLE quota_inflight (process TEXT NOT NULL, id INTEGER NOT NULL, priority TEXT NOT NULL, started_at_ms INTEGER NOT NULL,
+        model TEXT NOT NULL, tags TEXT NOT NULL, tokens INTEGER NOT NULL, PRIMARY KEY (process, id));
+        INSERT INTO quota_inflight VALUES ('dead', 1, 'interactive', 61000, 'gpt', '{"team":"x"}', 120), ('dead', 2, 'batch', 62500, 'gpt', '', 80);`);
       const outbox = new UsageOutbox(db);
+      expect(outbox.recovered).toEqual({ requests: 2, tokens: 200, settledTokens: 0 });
+      expect(outbox.pending('interactive')).toEqual([{ sequence: 1, tokens: 120, startedAtMs: 61_000, model: 'gpt', tags: { team: 'x' } }]);
+      expect(outbox.pending('batch')).toEqual([{ sequence: 1, tokens: 80, startedAtMs: 62_000, model: 'gpt', tags: {} }]);
+      expect(db.prepare("SELECT name FROM sqlite_master WHERE name = 'quota_inflight'").all()).toEqual([]);
+    });
+
+    it('lets requests go on while another process holds the file\'s lock, and moves their usage afterwards', () => {
+      const path = fresh();
+      const outbox = new UsageOutbox(openDatabase(path));
       const other = new Database(path);
       other.exec('BEGIN IMMEDIATE');
       const a = outbox.begin('interactive', 1_000, 'm', undefined, 40);
-      await a.durable;
-      expect(rows(db)).toEqual([]);
+      outbox.append('interactive', 50, 1_000, 'm', undefined, a);
+      expect(() => outbox.flush()).not.toThrow();
+      expect(logsOf(path)).toHaveLength(1); // the rotation that could not commit left nothing behind
       other.exec('ROLLBACK');
       other.close();
-      outbox.flush();
-      expect(rows(db)).toEqual([{ id: a.id, tokens: 40 }]);
+      expect(new UsageOutbox(openDatabase(killedCopy(path))).recovered).toEqual({ requests: 0, tokens: 0, settledTokens: 50 });
+      expect(outbox.pending('interactive')).toMatchObject([{ sequence: 1, tokens: 50 }]);
     });
   });
 });
