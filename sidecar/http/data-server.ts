@@ -18,7 +18,7 @@ import { parsePriority, parseTags } from './caller-headers.js';
 import { toErrorFrame, toWireError } from './error-response.js';
 import type { Inflight } from './inflight.js';
 import { entryLimitsOf } from './json-limits.js';
-import { listModels } from './models-list.js';
+import { describeModel, listModels } from './models-list.js';
 
 export interface DataServerOptions {
   handler: Handler;
@@ -37,7 +37,7 @@ export interface DataServerOptions {
 
 interface Route {
   method: 'GET' | 'POST';
-  endpoint: Endpoint | 'models';
+  endpoint: Endpoint | 'models' | 'model';
   format: WireFormat;
 }
 
@@ -47,6 +47,10 @@ const ROUTES: Record<string, Route> = {
   '/v1/embeddings': { method: 'POST', endpoint: 'embeddings', format: 'openai' },
   '/v1/models': { method: 'GET', endpoint: 'models', format: 'openai' },
 };
+
+/** `/v1/models/{id}`: one model (its id may hold slashes, percent-encoded or not). */
+const MODEL_PREFIX = '/v1/models/';
+const MODEL_ROUTE: Route = { method: 'GET', endpoint: 'model', format: 'openai' };
 
 const requestIdPattern = /^[\w.:-]{1,128}$/;
 
@@ -82,9 +86,14 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
-  const route = ROUTES[path];
-  // Unknown paths answer in the shape of whichever SDK seems to be asking.
-  const format: WireFormat = route?.format ?? (req.headers['anthropic-version'] === undefined ? 'openai' : 'anthropic');
+  const route = ROUTES[path] ?? (path.startsWith(MODEL_PREFIX) && path.length > MODEL_PREFIX.length ? MODEL_ROUTE : undefined);
+  // Unknown paths and the model routes (both SDKs call them) answer in the shape of whichever SDK seems to be asking.
+  const format: WireFormat =
+    route !== undefined && route.endpoint !== 'models' && route.endpoint !== 'model'
+      ? route.format
+      : req.headers['anthropic-version'] === undefined
+        ? 'openai'
+        : 'anthropic';
   const entry: AccessLogEntry = { reqId: id, method: req.method ?? '', path, status: 0, latencyMs: 0, stream: false };
   const aborter = new CancelSignal();
   res.once('close', () => {
@@ -103,6 +112,18 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
     if (route.endpoint === 'models') {
       writeJson(res, 200, JSON.stringify(listModels(opts.runtime().router.modelNames, req, opts.startedAtSeconds)), id, opts);
       entry.status = 200;
+      return;
+    }
+    if (route.endpoint === 'model') {
+      const names = opts.runtime().router.modelNames;
+      const name = modelIdOf(path);
+      const model = name === undefined ? undefined : describeModel(names, name, req, opts.startedAtSeconds);
+      if (model === undefined) {
+        throw new GatewayError('llmgw_unknown_model', 404, `model "${name ?? path.slice(MODEL_PREFIX.length)}" is not routed by this gateway; known models: ${names.join(', ')}`, { param: 'model' });
+      }
+      writeJson(res, 200, JSON.stringify(model), id, opts);
+      entry.status = 200;
+      entry.model = name;
       return;
     }
     const runtime = opts.runtime();
@@ -144,6 +165,15 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
     opts.metrics.inflight.dec();
     opts.inflight.dec();
     finishEntry(entry, meta, started, opts);
+  }
+}
+
+/** The model id of a `/v1/models/{id}` path, percent-decoded; undefined when the encoding is broken. */
+function modelIdOf(path: string): string | undefined {
+  try {
+    return decodeURIComponent(path.slice(MODEL_PREFIX.length));
+  } catch {
+    return undefined;
   }
 }
 
@@ -280,7 +310,7 @@ function finishEntry(entry: AccessLogEntry, meta: ResponseMeta | undefined, star
   }
   // Only configured names become label values, so apps cannot blow up the series count.
   const known = entry.model !== undefined && opts.runtime().router.has(entry.model);
-  const endpoint = entry.path in ROUTES ? entry.path : 'other';
+  const endpoint = entry.path in ROUTES ? entry.path : entry.path.startsWith(MODEL_PREFIX) ? `${MODEL_PREFIX}{id}` : 'other';
   opts.metrics.requests.inc({ endpoint, model: known ? entry.model! : '', status: String(entry.status) });
   opts.metrics.duration.observe(entry.latencyMs / 1000, { endpoint });
   opts.accessLog.write(entry);

@@ -218,4 +218,11 @@ describe('Anthropic SDK → Anthropic upstream', () => {
     expect(page.data.map((m) => m.id)).toContain('claude-haiku');
     expect(page.data[0]!.type).toBe('model');
   });
+
+  it('describes one model in the Anthropic shape, and refuses an unknown one with an Anthropic 404', async () => {
+    expect(await anthropic.models.retrieve('claude-haiku')).toMatchObject({ type: 'model', id: 'claude-haiku', display_name: 'claude-haiku' });
+    const err = await anthropic.models.retrieve('no-such-model').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(Anthropic.NotFoundError);
+    expect((err as InstanceType<typeof Anthropic.NotFoundError>).error).toMatchObject({ type: 'error', error: { type: 'not_found_error' } });
+  });
 });

@@ -129,4 +129,11 @@ describe('OpenAI SDK → OpenAI upstream', () => {
     const page = await client.models.list();
     expect(page.data.map((m) => m.id)).toEqual(['gpt-4o-mini', 'claude-haiku', 'llama', 'embed', 'claude-embed', 'gone-model']);
   });
+
+  it('describes one routed model, and answers 404 in OpenAI\'s shape for a name it does not route', async () => {
+    expect(await client.models.retrieve('claude-haiku')).toMatchObject({ id: 'claude-haiku', object: 'model', owned_by: 'llm-gateway' });
+    const err = await client.models.retrieve('gpt-5-unknown').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((err as InstanceType<typeof OpenAI.NotFoundError>).error).toMatchObject({ code: 'llmgw_unknown_model', param: 'model' });
+  });
 });
