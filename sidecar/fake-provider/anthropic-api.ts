@@ -1,7 +1,7 @@
 // The fake provider's Anthropic side: request checks as strict as the Messages API's for what the
 // gateway sends, and answers, stream events and error bodies in Anthropic's exact shapes.
 import { FakeHttpError } from './openai-api.js';
-import { argumentPieces, isObj, type Ask, type Counts, type Json, type Plan } from './reply.js';
+import { argumentPieces, countTokens, isObj, planReply, type Ask, type Counts, type Json, type Plan } from './reply.js';
 
 export function anthropicError(status: number, type: string, message: string): FakeHttpError {
   return new FakeHttpError(status, { type: 'error', error: { type, message }, request_id: 'req_fake' });
@@ -104,6 +104,17 @@ export function anthropicAsk(body: Json, version: string): Ask {
   const toolMode: Ask['toolMode'] = tc.type === 'none' ? 'none' : tc.type === 'any' ? 'required' : tc.type === 'tool' ? { name: String(tc.name) } : 'auto';
   const stop = Array.isArray(body.stop_sequences) ? body.stop_sequences.map(String) : [];
   return { promptText, lastUserText, toolResult, tools: toolSpecs, toolMode, maxTokens: body.max_tokens, stop };
+}
+
+/**
+ * `POST /v1/messages/count_tokens`: the prompt tokens of the Messages request this body describes, checked
+ * the same way. Like Anthropic's, the count ignores prompt caching: it is `input_tokens` plus
+ * `cache_read_input_tokens` of the matching answer.
+ */
+export function anthropicCountTokens(body: Json, version: string): Json {
+  // The count takes no max_tokens, which the Messages checks require and the prompt does not depend on.
+  const ask = anthropicAsk({ ...body, max_tokens: 1 }, version);
+  return { input_tokens: countTokens(ask, planReply(ask)).promptTokens };
 }
 
 export interface AnthropicIds {

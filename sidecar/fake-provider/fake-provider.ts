@@ -1,13 +1,14 @@
-// `llmgw fake-provider`: a deterministic upstream speaking OpenAI (`/v1/chat/completions`,
-// `/v1/embeddings`, `/v1/models`) and Anthropic (`/v1/messages`) faithfully, with fault injection and
-// a record of what it received, controllable in-process or over HTTP under `/_fake/`.
+// `llmgw fake-provider`: a deterministic upstream speaking OpenAI (`/v1/chat/completions`, `/v1/responses`,
+// `/v1/embeddings`, `/v1/models`) and Anthropic (`/v1/messages`, `/v1/messages/count_tokens`) faithfully,
+// with fault injection and a record of what it received, controllable in-process or over HTTP under `/_fake/`.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { closeServer, listen, type HostPort } from '../../common/http/listen.js';
-import { anthropicAsk, anthropicError, anthropicEvents, anthropicMessage } from './anthropic-api.js';
+import { anthropicAsk, anthropicCountTokens, anthropicError, anthropicEvents, anthropicMessage } from './anthropic-api.js';
 import { FaultQueue, type Fault } from './faults.js';
 import { FakeHttpError, openaiAsk, openaiChunks, openaiCompletion, openaiEmbeddings, openaiError } from './openai-api.js';
 import { countTokens, isObj, planReply, type Json } from './reply.js';
+import { answerResponses, responseObject, responsesAsk, responsesBilled, responsesErrorFrames, responsesEvents, responsesIds } from './responses-api.js';
 
 export interface FakeProviderOptions {
   /** When set, requests must carry it (`Authorization: Bearer` or `x-api-key`). */
@@ -44,6 +45,7 @@ export interface FakeProvider {
   close(): Promise<void>;
 }
 
+const ANTHROPIC_PATHS = new Set(['/v1/messages', '/v1/messages/count_tokens']);
 const MODELS = ['gpt-4o-mini', 'gpt-4o', 'text-embedding-3-small', 'claude-haiku-4-5', 'claude-sonnet-4-5'];
 
 export async function startFakeProvider(at: HostPort, opts: FakeProviderOptions = {}): Promise<FakeProvider> {
@@ -65,6 +67,8 @@ export async function startFakeProvider(at: HostPort, opts: FakeProviderOptions 
     });
     handle(req, res).catch((err: unknown) => {
       if (res.headersSent) res.destroy();
+      // A body that is not JSON is refused before the request is recorded, outside handle's own catch.
+      else if (err instanceof FakeHttpError) sendJson(res, err.status, err.body);
       else sendJson(res, 500, { error: { message: String(err), type: 'server_error', param: null, code: null } });
     });
   });
@@ -78,12 +82,12 @@ export async function startFakeProvider(at: HostPort, opts: FakeProviderOptions 
       try {
         body = JSON.parse(raw.toString('utf8')) as Json;
       } catch {
-        throw path === '/v1/messages' ? anthropicError(400, 'invalid_request_error', 'invalid JSON body') : openaiError(400, 'We could not parse the JSON body of your request.');
+        throw ANTHROPIC_PATHS.has(path) ? anthropicError(400, 'invalid_request_error', 'invalid JSON body') : openaiError(400, 'We could not parse the JSON body of your request.');
       }
     }
     requests.push({ method: req.method ?? '', path, headers: req.headers, body });
     if (requests.length > recordLimit) requests.shift();
-    const anthropic = path === '/v1/messages';
+    const anthropic = ANTHROPIC_PATHS.has(path);
     let fault: Fault | undefined;
     try {
       checkAuth(req, anthropic);
@@ -106,6 +110,8 @@ export async function startFakeProvider(at: HostPort, opts: FakeProviderOptions 
         return sendJson(res, 200, answer);
       }
       if (path === '/v1/chat/completions') return await chat(body, res, fault);
+      if (path === '/v1/responses') return await responses(body, res, fault);
+      if (path === '/v1/messages/count_tokens') return countMessageTokens(req, body, res);
       if (anthropic) return await messages(req, body, res, fault);
       throw openaiError(404, `Unknown request URL: POST ${path}.`, null, 'unknown_url');
     } catch (err) {
@@ -136,6 +142,25 @@ export async function startFakeProvider(at: HostPort, opts: FakeProviderOptions 
     const includeUsage = isObj(body.stream_options) && body.stream_options.include_usage === true;
     const error = `data: ${JSON.stringify({ error: { message: 'The server had an error while processing your request.', type: 'server_error', param: null, code: null } })}\n\n`;
     await stream(res, openaiChunks(model, plan, counts, ids, includeUsage), fault, error, { 'x-request-id': `req_fake${seq}` });
+  }
+
+  async function responses(body: Json, res: ServerResponse, fault: Fault | undefined): Promise<void> {
+    const model = String(body.model);
+    if (model.startsWith('missing-')) throw openaiError(404, `The model \`${model}\` does not exist or you do not have access to it.`, null, 'model_not_found');
+    const ask = responsesAsk(body);
+    const answer = answerResponses(ask);
+    billed.set(res, responsesBilled(answer));
+    const ids = responsesIds(seq, Math.floor(Date.now() / 1000));
+    const headers = { 'x-request-id': `req_fake${seq}` };
+    if (body.stream !== true) return sendJson(res, 200, responseObject(ask, answer, ids), headers);
+    const error = responsesErrorFrames(ask, answer, ids, fault?.errorAfterChunks ?? 0);
+    await stream(res, responsesEvents(ask, answer, ids), fault, error, headers);
+  }
+
+  function countMessageTokens(req: IncomingMessage, body: Json, res: ServerResponse): void {
+    const model = String(body.model);
+    if (model.startsWith('missing-')) throw anthropicError(404, 'not_found_error', `model: ${model}`);
+    sendJson(res, 200, anthropicCountTokens(body, String(req.headers['anthropic-version'] ?? '')), { 'request-id': `req_fake${seq}` });
   }
 
   async function messages(req: IncomingMessage, body: Json, res: ServerResponse, fault: Fault | undefined): Promise<void> {

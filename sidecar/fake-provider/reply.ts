@@ -69,7 +69,8 @@ export function countTokens(ask: Ask, plan: Plan): Counts {
   return { promptTokens, completionTokens, cachedTokens };
 }
 
-function argsFromSchema(schema: Json): Json {
+/** A value for every property of a JSON schema: the first enum value, 1, true, [], nested objects, else 'fake'. */
+export function argsFromSchema(schema: Json): Json {
   const out: Json = {};
   const props = (schema.properties ?? {}) as Record<string, Json>;
   for (const [name, p] of Object.entries(props)) out[name] = valueFor(p);
