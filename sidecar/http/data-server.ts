@@ -147,6 +147,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
       priority,
       tags,
       signal: aborter,
+      estimates: {},
     });
     meta = response.meta;
     entry.status = response.kind === 'json' ? response.status : 200;

@@ -27,6 +27,8 @@ export interface GatewayRequest {
   readonly tags: Readonly<Record<string, string>> | undefined;
   /** Aborts when the app disconnects; every upstream call listens to it. */
   readonly signal: CancelSignal;
+  /** Token estimates, filled the first time they are asked for (quota/estimate.ts); absent: not kept. */
+  readonly estimates?: { prompt?: number; total?: number };
 }
 
 /** What the access log, metrics and response headers learn about how a request was served. */

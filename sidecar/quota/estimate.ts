@@ -3,10 +3,6 @@
 // provider reports. Also what a priority class is likely to spend per second (DemandRate), for lease sizes.
 import type { GatewayRequest } from '../pipeline/types.js';
 
-const estimates = new WeakMap<GatewayRequest, number>();
-/** A request's prompt count, read at reservation, at each stream checkpoint and at settle: walked once. */
-const prompts = new WeakMap<GatewayRequest, number>();
-
 function textLength(v: unknown, depth = 0): number {
   if (typeof v === 'string') return v.length;
   if (depth > 8 || v === null || typeof v !== 'object') return 0;
@@ -16,25 +12,24 @@ function textLength(v: unknown, depth = 0): number {
   return n;
 }
 
+/** A request's prompt count, read at reservation, at each stream checkpoint and at settle: walked once. */
 export function promptTokens(req: GatewayRequest): number {
-  let n = prompts.get(req);
-  if (n === undefined) {
-    const b = req.body;
-    n = Math.ceil((textLength(b.messages) + textLength(b.system) + textLength(b.tools) + textLength(b.input)) / 4);
-    prompts.set(req, n);
-  }
+  const memo = req.estimates;
+  if (memo?.prompt !== undefined) return memo.prompt;
+  const b = req.body;
+  const n = Math.ceil((textLength(b.messages) + textLength(b.system) + textLength(b.tools) + textLength(b.input)) / 4);
+  if (memo !== undefined) memo.prompt = n;
   return n;
 }
 
 export function estimateTokens(req: GatewayRequest, defaultOutputTokens: number): number {
-  let v = estimates.get(req);
-  if (v === undefined) {
-    const b = req.body;
-    const max = b.max_completion_tokens ?? b.max_tokens;
-    const output = req.endpoint === 'embeddings' ? 0 : typeof max === 'number' && max > 0 ? max : defaultOutputTokens;
-    v = Math.max(1, promptTokens(req) + output);
-    estimates.set(req, v);
-  }
+  const memo = req.estimates;
+  if (memo?.total !== undefined) return memo.total;
+  const b = req.body;
+  const max = b.max_completion_tokens ?? b.max_tokens;
+  const output = req.endpoint === 'embeddings' ? 0 : typeof max === 'number' && max > 0 ? max : defaultOutputTokens;
+  const v = Math.max(1, promptTokens(req) + output);
+  if (memo !== undefined) memo.total = v;
   return v;
 }
 
