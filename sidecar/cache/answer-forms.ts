@@ -27,6 +27,9 @@ export function entryUsage(e: CachedAnswer): Usage | undefined {
 
 export function serveEntry(e: CachedAnswer, req: GatewayRequest, meta: ResponseMeta): GatewayResponse | undefined {
   if (!req.stream && e.form === 'json') return { kind: 'json', status: 200, body: e.body, meta };
+  // A Responses answer is served in the form it was recorded in only (no conversion between its JSON and
+  // its events is built): the other form is a miss.
+  if (req.endpoint === 'responses') return req.stream && e.form !== 'json' ? stream(e.body.toString('utf8').split(/(?<=\n\n)/), meta) : undefined;
   const wantsUsage = appWantsStreamUsage(req);
   if (req.stream && e.form !== 'json' && (req.format === 'anthropic' || (e.form === 'sse+usage') === wantsUsage)) {
     return stream(e.body.toString('utf8').split(/(?<=\n\n)/), meta);

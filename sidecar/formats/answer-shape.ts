@@ -7,8 +7,8 @@ import { GatewayError } from '../../common/errors.js';
 import { isObject, type Json } from '../../common/json.js';
 import { scanJsonObject, type MemberValue } from './json-scan.js';
 
-/** A non-streaming answer: a chat completion, an embeddings list (OpenAI), or a message (Anthropic). */
-export type AnswerKind = 'chat' | 'embeddings' | 'message';
+/** A non-streaming answer: a chat completion, an embeddings list, a Response (OpenAI), or a message (Anthropic). */
+export type AnswerKind = 'chat' | 'embeddings' | 'response' | 'message';
 
 interface Shape {
   /** What the answer should have been, for messages. */
@@ -22,6 +22,7 @@ interface Shape {
 const SHAPES: Record<AnswerKind, Shape> = {
   chat: { what: 'a chat completion', array: 'choices' },
   embeddings: { what: 'an embeddings list', array: 'data' },
+  response: { what: 'a response', array: 'output' },
   message: { what: 'a message', array: 'content', type: 'message' },
 };
 
@@ -30,6 +31,7 @@ const bytes = (s: string): Uint8Array => Buffer.from(s, 'utf8');
 const SCAN_KEYS: Record<AnswerKind, Uint8Array[]> = {
   chat: [bytes('choices'), bytes('usage')],
   embeddings: [bytes('data'), bytes('usage')],
+  response: [bytes('output'), bytes('usage')],
   message: [bytes('content'), bytes('usage'), bytes('type')],
 };
 
@@ -107,6 +109,33 @@ export function parseAnthropicEvent(data: string, providerId: string): Json {
     throw malformedAnswer(providerId, 'sent a stream event that is not an object with a "type"');
   }
   const member = EVENT_MEMBER.get(event.type);
+  if (member !== undefined && !isObject(event[member])) {
+    throw malformedAnswer(providerId, `sent a ${event.type} event without its "${member}" object`);
+  }
+  return event;
+}
+
+/** The object each Responses event type must carry. */
+const RESPONSES_EVENT_MEMBER = new Map([
+  ['response.created', 'response'],
+  ['response.in_progress', 'response'],
+  ['response.completed', 'response'],
+  ['response.incomplete', 'response'],
+  ['response.failed', 'response'],
+  ['response.output_item.added', 'item'],
+  ['response.output_item.done', 'item'],
+]);
+
+/**
+ * An OpenAI Responses stream event's data: an object with a string `type`, and for the types that have
+ * one, its object (the lifecycle events' `response`, the output item events' `item`).
+ */
+export function parseResponsesEvent(data: string, providerId: string): Json {
+  const event = parseEvent(data, providerId);
+  if (!isObject(event) || typeof event.type !== 'string') {
+    throw malformedAnswer(providerId, 'sent a stream event that is not an object with a "type"');
+  }
+  const member = RESPONSES_EVENT_MEMBER.get(event.type);
   if (member !== undefined && !isObject(event[member])) {
     throw malformedAnswer(providerId, `sent a ${event.type} event without its "${member}" object`);
   }

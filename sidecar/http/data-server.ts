@@ -45,6 +45,7 @@ const ROUTES: Record<string, Route> = {
   '/v1/chat/completions': { method: 'POST', endpoint: 'chat', format: 'openai' },
   '/v1/messages': { method: 'POST', endpoint: 'messages', format: 'anthropic' },
   '/v1/embeddings': { method: 'POST', endpoint: 'embeddings', format: 'openai' },
+  '/v1/responses': { method: 'POST', endpoint: 'responses', format: 'openai' },
   '/v1/models': { method: 'GET', endpoint: 'models', format: 'openai' },
 };
 
@@ -187,6 +188,14 @@ function checkBody(endpoint: Endpoint, body: Json): string {
   if (endpoint === 'embeddings') {
     if (body.input === undefined || body.input === null) throw invalidRequest('"input" is required', 'input');
     if (body.stream === true) throw invalidRequest('embeddings cannot be streamed', 'stream');
+  } else if (endpoint === 'responses') {
+    // A follow-up of a stored response may send no input of its own.
+    const input = body.input;
+    if (input === undefined || input === null) {
+      if (typeof body.previous_response_id !== 'string') throw invalidRequest('"input" is required', 'input');
+    } else if (typeof input !== 'string' && !Array.isArray(input)) {
+      throw invalidRequest('"input" must be a string or an array of input items', 'input');
+    }
   } else if (!Array.isArray(body.messages) || body.messages.length === 0) {
     throw invalidRequest('"messages" must be a non-empty array', 'messages');
   }

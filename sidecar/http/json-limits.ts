@@ -25,9 +25,18 @@ const CONVERSATION: EntryLimits = {
   },
 };
 
+/** A Responses request: its `input` items count as messages. */
+const RESPONSES: EntryLimits = {
+  keys: {
+    input: { max: MAX_MESSAGES, noun: 'input items', items: { keys: { content: contentParts } } },
+    tools: { max: MAX_TOOLS },
+  },
+};
+
 const LIMITS: Record<Endpoint, EntryLimits> = {
   chat: CONVERSATION,
   messages: CONVERSATION,
+  responses: RESPONSES,
   embeddings: { keys: { input: { max: MAX_EMBEDDING_INPUTS } } },
 };
 

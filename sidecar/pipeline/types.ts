@@ -6,8 +6,8 @@ import type { WireFormat } from '../formats/wire-format.js';
 import type { Priority } from '../http/caller-headers.js';
 import type { CancelSignal } from './cancel-signal.js';
 
-/** The app-facing API a request came in on. */
-export type Endpoint = 'chat' | 'messages' | 'embeddings';
+/** The app-facing API a request came in on (`responses`: OpenAI's Responses API). */
+export type Endpoint = 'chat' | 'messages' | 'embeddings' | 'responses';
 
 export interface GatewayRequest {
   readonly id: string;

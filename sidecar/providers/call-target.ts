@@ -67,7 +67,7 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
   timers.phase(opts.timeouts.firstByteMs, `sent no response headers within ${opts.timeouts.firstByteMs} ms`);
   try {
     const body = exchange.upstreamBody();
-    res = await provider.send(req.endpoint === 'embeddings' ? 'embeddings' : 'chat', typeof body === 'string' ? body : await body, attempt, exchange.upstreamHeaders, opts.timeouts);
+    res = await provider.send(exchange.api, typeof body === 'string' ? body : await body, attempt, exchange.upstreamHeaders, opts.timeouts);
   } catch (err) {
     done();
     throw fail(err);
@@ -126,6 +126,9 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
   }
 }
 
+/** Responses stream events that carry no content yet (held back, like chat's role chunk, until content comes). */
+const RESPONSES_LIFECYCLE = new Set(['response.created', 'response.in_progress', 'response.queued', 'response.content_part.added', 'response.reasoning_summary_part.added']);
+
 function parseMaybeJson(raw: Buffer): unknown {
   const text = raw.toString('utf8');
   try {
@@ -138,6 +141,8 @@ function parseMaybeJson(raw: Buffer): unknown {
 /** Whether an upstream event carries the answer itself (text, a tool call, its end), not only its lifecycle. */
 export function carriesContent(ev: SseEvent, format: WireFormat): boolean {
   if (format === 'anthropic') return ev.event === 'content_block_delta' || ev.event === 'message_delta' || ev.event === 'message_stop';
+  // A Responses stream names its events: everything but the lifecycle and the empty item or part openers.
+  if (ev.event?.startsWith('response.') === true) return !RESPONSES_LIFECYCLE.has(ev.event);
   if (ev.data === '[DONE]') return true;
   try {
     const chunk = JSON.parse(ev.data) as { choices?: { delta?: Record<string, unknown>; finish_reason?: unknown }[] };

@@ -10,7 +10,8 @@ import type { PoolRegistry } from '../upstream/pool-registry.js';
 import { request } from '../upstream/undici-pool.js';
 import { upstreamFailure } from '../upstream/upstream-errors.js';
 
-export type ProviderApi = 'chat' | 'embeddings';
+/** The upstream API a request goes to: the format's chat API (Chat Completions or Messages), embeddings, or OpenAI's Responses. */
+export type ProviderApi = 'chat' | 'embeddings' | 'responses';
 
 export interface UpstreamResponse {
   status: number;
@@ -45,8 +46,8 @@ export function createProvider(id: string, cfg: ProviderConfig, upstream: Config
   const format = providerFormat(cfg.type);
   const paths: Record<ProviderApi, string> =
     format === 'anthropic'
-      ? { chat: `${basePath}/v1/messages`, embeddings: '' }
-      : { chat: `${basePath}/chat/completions`, embeddings: `${basePath}/embeddings` };
+      ? { chat: `${basePath}/v1/messages`, embeddings: '', responses: '' }
+      : { chat: `${basePath}/chat/completions`, embeddings: `${basePath}/embeddings`, responses: `${basePath}/responses` };
 
   const baseHeaders: Record<string, string> = { 'content-type': 'application/json', 'user-agent': USER_AGENT };
   if (format === 'anthropic') baseHeaders['anthropic-version'] = cfg.anthropicVersion;

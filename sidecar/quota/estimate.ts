@@ -1,5 +1,5 @@
 // The tokens a request will likely use, before it goes upstream: its prompt text at ~4 characters a
-// token, plus its max_tokens (or a configured default). Estimates are reserved, then settled to what the
+// token, plus its max_tokens / max_output_tokens (or a configured default). Estimates are reserved, then settled to what the
 // provider reports. Also what a priority class is likely to spend per second (DemandRate), for lease sizes.
 import type { GatewayRequest } from '../pipeline/types.js';
 
@@ -17,7 +17,7 @@ export function promptTokens(req: GatewayRequest): number {
   const memo = req.estimates;
   if (memo?.prompt !== undefined) return memo.prompt;
   const b = req.body;
-  const n = Math.ceil((textLength(b.messages) + textLength(b.system) + textLength(b.tools) + textLength(b.input)) / 4);
+  const n = Math.ceil((textLength(b.messages) + textLength(b.system) + textLength(b.tools) + textLength(b.input) + textLength(b.instructions)) / 4);
   if (memo !== undefined) memo.prompt = n;
   return n;
 }
@@ -26,7 +26,7 @@ export function estimateTokens(req: GatewayRequest, defaultOutputTokens: number)
   const memo = req.estimates;
   if (memo?.total !== undefined) return memo.total;
   const b = req.body;
-  const max = b.max_completion_tokens ?? b.max_tokens;
+  const max = b.max_completion_tokens ?? b.max_tokens ?? b.max_output_tokens;
   const output = req.endpoint === 'embeddings' ? 0 : typeof max === 'number' && max > 0 ? max : defaultOutputTokens;
   const v = Math.max(1, promptTokens(req) + output);
   if (memo !== undefined) memo.total = v;

@@ -7,6 +7,8 @@ import { isObject, type Json } from '../../common/json.js';
 import { usageFromAnthropic } from '../formats/anthropic.js';
 import { checkAnswer, checkAnswerBytes, malformedAnswer, parseAnswer, type AnswerKind } from '../formats/answer-shape.js';
 import { usageFromOpenAI } from '../formats/openai.js';
+import { usageFromResponses } from '../formats/openai-responses.js';
+import type { ProviderApi } from '../providers/provider.js';
 import type { Usage } from '../formats/usage.js';
 import type { GatewayRequest } from '../pipeline/types.js';
 import { promptTokens } from '../quota/estimate.js';
@@ -19,6 +21,7 @@ import { OpenAIPassThroughStream } from './openai-pass-through-stream.js';
 import { openaiRequestToAnthropic } from './openai-request-to-anthropic.js';
 import { openaiResponseToAnthropic } from './openai-response-to-anthropic.js';
 import { OpenAIToAnthropicStream } from './openai-stream-to-anthropic.js';
+import { ResponsesPassThroughStream } from './responses-pass-through-stream.js';
 import { parseSkeleton, type JsonPath } from './big-strings.js';
 import type { StreamTranslator } from './stream-translator.js';
 
@@ -28,6 +31,8 @@ const LARGE_REQUEST_BYTES = 1 << 20;
 const LARGE_ANSWER_BYTES = 1 << 20;
 
 export interface Exchange {
+  /** The upstream API the request goes to. */
+  readonly api: ProviderApi;
   /** The body to send upstream: its JSON text, or for a large request that text made between turns of the event loop. */
   upstreamBody(): string | Promise<Buffer>;
   /** Headers that vary per request (the app's Anthropic version and betas on pass-through). */
@@ -53,9 +58,20 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
     if (provider.format !== 'openai') {
       throw invalidRequest(`model "${req.model}" is served by an Anthropic provider, which has no embeddings API`, 'model');
     }
-    return sameFormat(upstream(req, { ...req.body, model: target.model }), undefined, provider.id, 'embeddings', () => {
+    return sameFormat('embeddings', upstream(req, { ...req.body, model: target.model }), undefined, provider.id, 'embeddings', () => {
       throw new Error('embeddings do not stream');
     });
+  }
+
+  if (req.endpoint === 'responses') {
+    // Pass-through to OpenAI itself; other providers need the Responses API translated, not built yet.
+    if (provider.type !== 'openai') {
+      throw invalidRequest(
+        `model "${req.model}" is served by provider ${provider.id} (${provider.type}); this gateway passes the Responses API through to "openai" providers only so far`,
+        'model',
+      );
+    }
+    return sameFormat('responses', upstream(req, { ...req.body, model: target.model }), undefined, provider.id, 'response', () => new ResponsesPassThroughStream(provider.id));
   }
 
   const appWantsUsage = appWantsStreamUsage(req);
@@ -65,7 +81,7 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
     if (req.stream && provider.config.streamUsage && !appWantsUsage) {
       body.stream_options = { ...(isObject(req.body.stream_options) ? req.body.stream_options : {}), include_usage: true };
     }
-    return sameFormat(upstream(req, body), undefined, provider.id, 'chat', () => new OpenAIPassThroughStream(provider.id, appWantsUsage));
+    return sameFormat('chat', upstream(req, body), undefined, provider.id, 'chat', () => new OpenAIPassThroughStream(provider.id, appWantsUsage));
   }
 
   if (req.format === 'anthropic' && provider.format === 'anthropic') {
@@ -74,7 +90,7 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
       const v = req.headers[name];
       if (typeof v === 'string') headers[name] = v;
     }
-    return sameFormat(upstream(req, { ...req.body, model: target.model }), headers, provider.id, 'message', () => new AnthropicPassThroughStream(provider.id));
+    return sameFormat('chat', upstream(req, { ...req.body, model: target.model }), headers, provider.id, 'message', () => new AnthropicPassThroughStream(provider.id));
   }
 
   if (req.format === 'openai') {
@@ -84,6 +100,7 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
       defaultMaxTokens: opts.defaultMaxTokens,
     });
     return {
+      api: 'chat',
       upstreamBody: upstream(req, body),
       upstreamHeaders: undefined,
       response(raw) {
@@ -102,6 +119,7 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
     allowTopK: provider.type === 'openai-compatible',
   });
   return {
+    api: 'chat',
     upstreamBody: upstream(req, body),
     upstreamHeaders: undefined,
     response: (raw) => translateAnswer(raw, 'chat', provider.id, openaiTexts, openaiResponseToAnthropic, usageFromOpenAI),
@@ -160,14 +178,16 @@ function upstream(req: GatewayRequest, body: Json): () => string | Promise<Buffe
 }
 
 function sameFormat(
+  api: ProviderApi,
   upstreamBody: () => string | Promise<Buffer>,
   upstreamHeaders: Record<string, string> | undefined,
   providerId: string,
   kind: AnswerKind,
   stream: () => StreamTranslator,
 ): Exchange {
-  const toUsage = kind === 'message' ? usageFromAnthropic : usageFromOpenAI;
+  const toUsage = kind === 'message' ? usageFromAnthropic : kind === 'response' ? usageFromResponses : usageFromOpenAI;
   return {
+    api,
     upstreamBody,
     upstreamHeaders,
     // The provider's bytes go to the app untouched, once checked; only the usage is read out of them.

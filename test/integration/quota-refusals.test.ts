@@ -153,6 +153,25 @@ describe('truthful refusals of global budgets', () => {
     expect((await chat(client, { max: 400, priority: 'interactive' })).usage!.total_tokens).toBeGreaterThan(0);
   });
 
+  it('meters a Responses request like a chat: estimated from input, instructions and max_output_tokens, settled to its usage', async () => {
+    const clock = jumpingClock();
+    const dir = mkdtempSync(join(tmpdir(), 'llmgw-refusals-'));
+    const quota = await quotaService(clock, dir);
+    quota.allocator.setBudget('namespace/default', 'minute', 500);
+    const client = await sidecar(clock, dir, { quota });
+    // "Hello there" and "Be brief." (20 characters, 5 tokens), plus quota.defaultOutputTokens (1024).
+    const never = await refusal(client.responses.create({ model: 'gpt-4o-mini', instructions: 'Be brief.', input: 'Hello there' }));
+    expect(never.status).toBe(400);
+    expect(never.code).toBe('llmgw_request_exceeds_budget');
+    expect(never.message).toContain("this request's estimated 1029 tokens");
+    const first = await client.responses.create({ model: 'gpt-4o-mini', instructions: 'Be brief.', input: 'Hello there', max_output_tokens: 50 }).withResponse();
+    const used = first.data.usage!.input_tokens + first.data.usage!.output_tokens;
+    const before = Number(first.response.headers.get('x-ratelimit-remaining-tokens'));
+    await sleep(50); // the first one settles after its answer went out
+    const second = await client.responses.create({ model: 'gpt-4o-mini', input: 'Hello there', max_output_tokens: 50 }).withResponse();
+    expect(Number(second.response.headers.get('x-ratelimit-remaining-tokens'))).toBe(before - used);
+  });
+
   it('refuses a request larger than what is left of the window with Retry-After to its end, serves what fits meanwhile, and admits it after', async () => {
     const clock = jumpingClock();
     const dir = mkdtempSync(join(tmpdir(), 'llmgw-refusals-'));
