@@ -1,4 +1,4 @@
-// OpenAI Responses API wire shapes the sidecar reads or writes: usage, and the error event of its streams.
+// OpenAI Responses API wire shapes the sidecar reads: usage.
 import type { Json } from '../../common/json.js';
 import { num, type Usage } from './usage.js';
 
@@ -15,19 +15,3 @@ export function usageFromResponses(u: unknown): Usage | undefined {
   };
 }
 
-/**
- * The frame that ends a Responses stream with an error: the API's `error` event (type, code, message,
- * param, sequence_number), which also carries the `error` object the official SDK raises as an APIError.
- */
-export function responsesErrorFrame(body: Json, sequenceNumber: number): string {
-  const error = (body.error ?? {}) as Json;
-  const event = {
-    type: 'error',
-    code: typeof error.code === 'string' ? error.code : typeof error.type === 'string' ? error.type : 'server_error',
-    message: typeof error.message === 'string' ? error.message : 'the stream failed',
-    param: typeof error.param === 'string' ? error.param : null,
-    sequence_number: sequenceNumber,
-    error,
-  };
-  return `event: error\ndata: ${JSON.stringify(event)}\n\n`;
-}
