@@ -22,6 +22,9 @@ import { openaiRequestToAnthropic } from './openai-request-to-anthropic.js';
 import { openaiResponseToAnthropic } from './openai-response-to-anthropic.js';
 import { OpenAIToAnthropicStream } from './openai-stream-to-anthropic.js';
 import { ResponsesPassThroughStream } from './responses-pass-through-stream.js';
+import { chatResponseToResponses, responsesEcho } from './chat-response-to-responses.js';
+import { chained, ChatToResponsesStream } from './chat-stream-to-responses.js';
+import { responsesRequestToChat } from './responses-request-to-chat.js';
 import { parseSkeleton, type JsonPath } from './big-strings.js';
 import type { StreamTranslator } from './stream-translator.js';
 
@@ -63,16 +66,7 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
     });
   }
 
-  if (req.endpoint === 'responses') {
-    // Pass-through to OpenAI itself; other providers need the Responses API translated, not built yet.
-    if (provider.type !== 'openai') {
-      throw invalidRequest(
-        `model "${req.model}" is served by provider ${provider.id} (${provider.type}); this gateway passes the Responses API through to "openai" providers only so far`,
-        'model',
-      );
-    }
-    return sameFormat('responses', upstream(req, { ...req.body, model: target.model }), undefined, provider.id, 'response', () => new ResponsesPassThroughStream(provider.id));
-  }
+  if (req.endpoint === 'responses') return responsesExchange(req, target, opts);
 
   const appWantsUsage = appWantsStreamUsage(req);
 
@@ -124,6 +118,49 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
     upstreamHeaders: undefined,
     response: (raw) => translateAnswer(raw, 'chat', provider.id, openaiTexts, openaiResponseToAnthropic, usageFromOpenAI),
     stream: () => new OpenAIToAnthropicStream({ providerId: provider.id, promptTokensEstimate: promptTokens(req) }),
+  };
+}
+
+/**
+ * A Responses request: passed through to OpenAI itself; for a Chat Completions provider translated to Chat
+ * Completions and back; for Anthropic translated to Chat Completions and on to Messages, and back the same
+ * way (one translation of each kind to keep right, at the cost of what Chat Completions cannot carry).
+ */
+function responsesExchange(req: GatewayRequest, target: Target, opts: ExchangeOptions): Exchange {
+  const provider = target.provider;
+  if (provider.type === 'openai') {
+    return sameFormat('responses', upstream(req, { ...req.body, model: target.model }), undefined, provider.id, 'response', () => new ResponsesPassThroughStream(provider.id));
+  }
+  const anthropic = provider.format === 'anthropic';
+  const chat = responsesRequestToChat(req.body, {
+    model: target.model,
+    maxTokensField: 'max_tokens',
+    streamUsage: anthropic || provider.config.streamUsage,
+    target: anthropic ? 'an Anthropic model' : 'a Chat Completions provider',
+  });
+  const echo = responsesEcho(req.body);
+  if (!anthropic) {
+    return {
+      api: 'chat',
+      upstreamBody: upstream(req, chat),
+      upstreamHeaders: undefined,
+      response: (raw) => translateAnswer(raw, 'chat', provider.id, openaiTexts, (answer) => chatResponseToResponses(answer, echo), usageFromOpenAI),
+      stream: () => new ChatToResponsesStream({ providerId: provider.id, echo, created: opts.nowSeconds() }),
+    };
+  }
+  const body = openaiRequestToAnthropic(chat, { model: target.model, defaultMaxTokens: opts.defaultMaxTokens });
+  return {
+    api: 'chat',
+    upstreamBody: upstream(req, body),
+    upstreamHeaders: undefined,
+    response(raw) {
+      const created = opts.nowSeconds();
+      return translateAnswer(raw, 'message', provider.id, anthropicTexts, (msg) => chatResponseToResponses(anthropicResponseToOpenAI(msg, created), echo), usageFromAnthropic);
+    },
+    stream: () => {
+      const created = opts.nowSeconds();
+      return chained(new AnthropicToOpenAIStream({ providerId: provider.id, includeUsage: true, created }), new ChatToResponsesStream({ providerId: provider.id, echo, created }));
+    },
   };
 }
 

@@ -1,7 +1,8 @@
-// The OpenAI Responses API through the real sidecar with the official SDK, passed through to an OpenAI
-// provider (the fake provider speaking Responses): the model swapped and nothing else touched, usage read
-// into the access log, streams checked and forwarded, failures retried before the first content and
-// raised by the SDK after it, the response cache, and the refusals of what is not built yet.
+// The OpenAI Responses API through the real sidecar with the official SDK: passed through to an OpenAI
+// provider (the fake provider speaking Responses) with the model swapped and nothing else touched, usage
+// read into the access log, streams checked and forwarded, failures retried before the first content and
+// raised by the SDK after it, the response cache; and translated for a Chat Completions provider and for
+// an Anthropic one, streams and tools included, with 400s naming what cannot be translated.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -148,14 +149,95 @@ describe('Responses API → OpenAI provider (pass-through)', () => {
     expect(stack.fake.requests.length).toBe(2);
   });
 
-  it('refuses what it does not serve yet, and malformed input, with a 400 naming the parameter', async () => {
-    const translated = await client.responses.create({ model: 'claude-haiku', input: 'hi' }).catch((e: unknown) => e);
-    expect(translated).toBeInstanceOf(OpenAI.BadRequestError);
-    expect((translated as InstanceType<typeof OpenAI.APIError>).error).toMatchObject({ code: 'llmgw_invalid_request', param: 'model' });
+  it('refuses malformed input with a 400 naming the parameter', async () => {
     const bad = await client.responses.create({ model: 'gpt-4o-mini', input: 42 as unknown as string }).catch((e: unknown) => e);
     expect((bad as InstanceType<typeof OpenAI.APIError>).error).toMatchObject({ code: 'llmgw_invalid_request', param: 'input' });
     const none = await client.responses.create({ model: 'gpt-4o-mini' } as OpenAI.Responses.ResponseCreateParamsNonStreaming).catch((e: unknown) => e);
     expect((none as InstanceType<typeof OpenAI.APIError>).error).toMatchObject({ code: 'llmgw_invalid_request', param: 'input' });
+    expect(stack.fake.requests.length).toBe(0);
+  });
+});
+
+describe.each([
+  { model: 'llama', upstreamPath: '/v1/chat/completions', kind: 'a Chat Completions provider' },
+  { model: 'claude-haiku', upstreamPath: '/v1/messages', kind: 'an Anthropic provider' },
+])('Responses API → $kind (translated)', ({ model, upstreamPath }) => {
+  it('answers a Response with the provider\'s text and usage, from a request translated to its API', async () => {
+    const { data, response } = await client.responses.create({ model, instructions: 'Be brief.', input: 'Hi there', max_output_tokens: 100, temperature: 0.5 }).withResponse();
+    expect(data.object).toBe('response');
+    expect(data.status).toBe('completed');
+    expect(data.output_text).toBe('Hello from the fake provider. You said: Hi there');
+    expect(data.output).toHaveLength(1);
+    expect(data.instructions).toBe('Be brief.');
+    expect(data.usage!.total_tokens).toBe(data.usage!.input_tokens + data.usage!.output_tokens);
+    expect(data.usage!.output_tokens).toBe(9);
+    expect(response.headers.get('x-llmgw-model')).toBe(model === 'llama' ? 'llama-3.1-8b' : 'claude-haiku-4-5');
+    const upstream = stack.fake.requests[0]!;
+    expect(upstream.path).toBe(upstreamPath);
+    const body = upstream.body as Record<string, unknown>;
+    if (model === 'llama') {
+      expect(body).toEqual({ model: 'llama-3.1-8b', messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi there' }], max_tokens: 100, temperature: 0.5 });
+    } else {
+      expect(body).toEqual({ model: 'claude-haiku-4-5', system: 'Be brief.', messages: [{ role: 'user', content: 'Hi there' }], max_tokens: 100, temperature: 0.5 });
+    }
+    await eventually(() => expect(accessLines(stack).at(-1)).toMatchObject({ path: '/v1/responses', model, tokensOut: 9 }));
+  });
+
+  it('streams the response.* events, numbered, that the SDK accumulates into the same answer', async () => {
+    const events: OpenAI.Responses.ResponseStreamEvent[] = [];
+    const stream = await client.responses.create({ model, input: 'Stream please', stream: true });
+    for await (const e of stream) events.push(e);
+    expect(events.map((e) => e.type)).toEqual([
+      'response.created',
+      'response.in_progress',
+      'response.output_item.added',
+      'response.content_part.added',
+      ...Array(9).fill('response.output_text.delta'),
+      'response.output_text.done',
+      'response.content_part.done',
+      'response.output_item.done',
+      'response.completed',
+    ]);
+    expect(events.map((e) => e.sequence_number)).toEqual(events.map((_, i) => i));
+    const completed = events.at(-1) as OpenAI.Responses.ResponseCompletedEvent;
+    expect(completed.response.usage!.output_tokens).toBe(9);
+    await eventually(() => expect(accessLines(stack).at(-1)).toMatchObject({ stream: true, cache: 'MISS', tokensOut: 9 }));
+    const final = await client.responses.stream({ model, input: 'Stream again' }).finalResponse();
+    expect(final.output_text).toBe('Hello from the fake provider. You said: Stream again');
+    expect(final.usage!.output_tokens).toBe(9);
+  });
+
+  it('runs a function tool loop, streamed and not', async () => {
+    const ask = 'What is the get_weather in Paris?';
+    const first = await client.responses.create({ model, input: ask, tools: [weather], tool_choice: 'auto' });
+    const call = first.output.find((o): o is OpenAI.Responses.ResponseFunctionToolCall => o.type === 'function_call');
+    expect(call).toMatchObject({ name: 'get_weather', arguments: '{"city":"fake"}', status: 'completed' });
+    const streamed = await client.responses.stream({ model, input: ask, tools: [weather] }).finalResponse();
+    expect(streamed.output.find((o) => o.type === 'function_call')).toMatchObject({ name: 'get_weather', arguments: '{"city":"fake"}' });
+    const second = await client.responses.create({
+      model,
+      tools: [weather],
+      input: [{ role: 'user', content: ask }, call!, { type: 'function_call_output', call_id: call!.call_id, output: '{"temp":21}' }],
+    });
+    expect(second.output_text).toBe('The tool returned: {"temp":21}');
+  });
+
+  it('reports a cut answer as incomplete for max_output_tokens', async () => {
+    const res = await client.responses.create({ model, input: 'one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen', max_output_tokens: 16 });
+    expect(res.status).toBe('incomplete');
+    expect(res.incomplete_details).toEqual({ reason: 'max_output_tokens' });
+  });
+
+  it('refuses with 400 naming the parameter what the provider\'s API cannot express', async () => {
+    const refused = async (body: Record<string, unknown>): Promise<unknown> => {
+      const err = await client.responses.create({ model, input: 'hi', ...body } as OpenAI.Responses.ResponseCreateParamsNonStreaming).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(OpenAI.BadRequestError);
+      return (err as InstanceType<typeof OpenAI.APIError>).error;
+    };
+    expect(await refused({ tools: [{ type: 'web_search' }] })).toMatchObject({ code: 'llmgw_invalid_request', param: 'tools[0].type' });
+    expect(await refused({ reasoning: { effort: 'low', summary: 'auto' } })).toMatchObject({ param: 'reasoning.summary' });
+    expect(await refused({ previous_response_id: 'resp_123' })).toMatchObject({ param: 'previous_response_id' });
+    expect(await refused({ input: [{ type: 'item_reference', id: 'msg_1' }] })).toMatchObject({ param: 'input[0].type' });
     expect(stack.fake.requests.length).toBe(0);
   });
 });
