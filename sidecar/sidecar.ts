@@ -23,6 +23,8 @@ import { compose, type Interceptor } from './pipeline/types.js';
 import { ProviderKeyRing } from './quota/provider-keys.js';
 import { quotaInterceptor } from './quota/quota-interceptor.js';
 import type { QuotaStack } from './quota/quota-stack.js';
+import type { ResponseStore } from './responses/response-store.js';
+import { responsesStateInterceptor } from './responses/state-interceptor.js';
 import { TargetStates } from './resilience/target-state.js';
 import { buildRuntime, type Runtime } from './runtime.js';
 import type { SidecarDatabase } from './storage/database.js';
@@ -130,13 +132,31 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     metrics.cacheEntries.set(cache.size.entries);
     metrics.cacheBytes.set(cache.size.bytes);
   });
+  // Responses kept for previous_response_id and GET /v1/responses/{id}: the file is opened on first use.
+  let responseStore: Promise<ResponseStore | undefined> | undefined;
+  const warnStoreFailed = throttledWarn(logger, clock, 'the Responses store failed; the request went on without it');
+  const responses = (): Promise<ResponseStore | undefined> =>
+    (responseStore ??= (async () => {
+      const { ResponseStore } = await import('./responses/response-store.js');
+      try {
+        return new ResponseStore(await database(runtime.config), (err) => warnStoreFailed({ err }));
+      } catch (err) {
+        logger.warn({ err, path: runtime.config.storage.path }, 'could not open the Responses store; follow-ups by previous_response_id go to the provider');
+        return undefined;
+      }
+    })());
   // Expired entries go in the background, never on the request path.
-  const sweeper = setInterval(() => cache?.sweep(clock.now()), 60_000);
+  const sweeper = setInterval(() => {
+    cache?.sweep(clock.now());
+    if (responseStore !== undefined) void responseStore.then((s) => s?.sweep(clock.now()));
+  }, 60_000);
   sweeper.unref();
   const identity = identityFromEnv(opts.env ?? process.env);
 
-  // Outermost first: a cache hit spends neither rate limit nor quota.
+  // Outermost first: a follow-up is expanded to its conversation before anything else looks at it; a cache
+  // hit spends neither rate limit nor quota.
   const interceptors: Interceptor[] = [
+    responsesStateInterceptor({ store: responses, scope: `${identity.namespace}/${identity.service}`, clock, config: () => runtime.config }),
     cacheInterceptor({
       store: () => (runtime.config.cache === undefined ? undefined : cache),
       runtime: () => runtime,

@@ -256,6 +256,16 @@ export const configSchema = z
         models: z._default(z.record(z.string().check(z.minLength(1)), cacheModelSchema), {}),
       }),
     ),
+    /** Responses the sidecar keeps for `previous_response_id` follow-ups and `GET /v1/responses/{id}`. */
+    responses: z.prefault(
+      z.strictObject({
+        /** How long a stored response is kept (OpenAI keeps them 30 days). */
+        storeTtlSeconds: z._default(positiveInt(), 30 * 24 * 3600),
+        /** Oldest responses go once the store holds more than this many bytes. */
+        storeMaxBytes: z._default(positiveInt(), 64 * MiB),
+      }),
+      {},
+    ),
     /** Absent: no global quota. */
     quota: z.optional(quotaSchema),
     /** Per-pod token buckets; absent: no local limits. */

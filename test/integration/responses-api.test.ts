@@ -241,3 +241,48 @@ describe.each([
     expect(stack.fake.requests.length).toBe(0);
   });
 });
+
+describe('Responses API conversation state kept by the sidecar', () => {
+  it('answers a follow-up by previous_response_id on a provider without the Responses API, with the whole conversation', async () => {
+    const first = await client.responses.create({ model: 'llama', instructions: 'Be brief.', input: 'My name is Ada' });
+    const second = await client.responses.create({ model: 'llama', previous_response_id: first.id, input: 'What is my name?' });
+    expect(second.output_text).toBe('Hello from the fake provider. You said: What is my name?');
+    const upstream = stack.fake.requests[1]!.body as { messages: unknown[] };
+    // Instructions are not carried over (as with OpenAI); the earlier turn and its answer are.
+    expect(upstream.messages).toEqual([
+      { role: 'user', content: 'My name is Ada' },
+      { role: 'assistant', content: 'Hello from the fake provider. You said: My name is Ada' },
+      { role: 'user', content: 'What is my name?' },
+    ]);
+  });
+
+  it('carries a conversation across providers, streamed answers and tool calls included', async () => {
+    const ask = 'What is the get_weather in Paris?';
+    const streamed = await client.responses.stream({ model: 'claude-haiku', input: ask, tools: [weather] }).finalResponse();
+    const call = streamed.output.find((o): o is OpenAI.Responses.ResponseFunctionToolCall => o.type === 'function_call')!;
+    const followUp = await client.responses.create({
+      model: 'gpt-4o-mini',
+      previous_response_id: streamed.id,
+      tools: [weather],
+      input: [{ type: 'function_call_output', call_id: call.call_id, output: '{"temp":21}' }],
+    });
+    expect(followUp.output_text).toBe('The tool returned: {"temp":21}');
+    // The OpenAI provider got the conversation, not an id it never issued.
+    const upstream = stack.fake.requests.at(-1)!.body as Record<string, unknown>;
+    expect(upstream.previous_response_id).toBeUndefined();
+    expect(upstream.input).toEqual([
+      { role: 'user', content: ask },
+      { type: 'function_call', call_id: call.call_id, name: 'get_weather', arguments: '{"city":"fake"}' },
+      { type: 'function_call_output', call_id: call.call_id, output: '{"temp":21}' },
+    ]);
+  });
+
+  it('keeps nothing for store: false, and leaves an id it does not know to the provider', async () => {
+    const unstored = await client.responses.create({ model: 'llama', input: 'forget me', store: false });
+    const translated = await client.responses.create({ model: 'llama', previous_response_id: unstored.id, input: 'again' }).catch((e: unknown) => e);
+    expect((translated as InstanceType<typeof OpenAI.APIError>).error).toMatchObject({ code: 'llmgw_invalid_request', param: 'previous_response_id' });
+    const passed = await client.responses.create({ model: 'gpt-4o-mini', previous_response_id: 'resp_unknown', input: 'again' }).catch((e: unknown) => e);
+    expect((passed as InstanceType<typeof OpenAI.APIError>).status).toBe(400);
+    expect((stack.fake.requests.at(-1)!.body as Record<string, unknown>).previous_response_id).toBe('resp_unknown');
+  });
+});
