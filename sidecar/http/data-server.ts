@@ -1,4 +1,4 @@
-// The app-facing listener: routes the four endpoints, reads and checks the body, runs the pipeline,
+// The app-facing listener: routes the endpoints, reads and checks the body, runs the pipeline,
 // writes JSON or SSE back, and logs each request once. Every failure reaches the app in its format.
 import { createServer, type IncomingMessage, type Server, type ServerResponse, type OutgoingHttpHeaders } from 'node:http';
 import { randomUUID } from 'node:crypto';
@@ -15,6 +15,7 @@ import { CancelSignal, waitUnlessCancelled } from '../pipeline/cancel-signal.js'
 import type { Endpoint, GatewayResponse, Handler, ResponseMeta } from '../pipeline/types.js';
 import type { Runtime } from '../runtime.js';
 import { parsePriority, parseTags } from './caller-headers.js';
+import { countInputTokens } from './count-tokens.js';
 import { toErrorFrame, toWireError } from './error-response.js';
 import type { Inflight } from './inflight.js';
 import { entryLimitsOf } from './json-limits.js';
@@ -37,13 +38,14 @@ export interface DataServerOptions {
 
 interface Route {
   method: 'GET' | 'POST';
-  endpoint: Endpoint | 'models' | 'model';
+  endpoint: Endpoint | 'models' | 'model' | 'count_tokens';
   format: WireFormat;
 }
 
 const ROUTES: Record<string, Route> = {
   '/v1/chat/completions': { method: 'POST', endpoint: 'chat', format: 'openai' },
   '/v1/messages': { method: 'POST', endpoint: 'messages', format: 'anthropic' },
+  '/v1/messages/count_tokens': { method: 'POST', endpoint: 'count_tokens', format: 'anthropic' },
   '/v1/embeddings': { method: 'POST', endpoint: 'embeddings', format: 'openai' },
   '/v1/responses': { method: 'POST', endpoint: 'responses', format: 'openai' },
   '/v1/models': { method: 'GET', endpoint: 'models', format: 'openai' },
@@ -128,17 +130,19 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
       return;
     }
     const runtime = opts.runtime();
-    const { body, bytes } = await readJsonBody(req, runtime.config.server.maxBodyBytes, entryLimitsOf(route.endpoint));
-    const model = checkBody(route.endpoint, body);
+    // A token count's body is a Messages request, bounded and checked as one.
+    const endpoint = route.endpoint === 'count_tokens' ? 'messages' : route.endpoint;
+    const { body, bytes } = await readJsonBody(req, runtime.config.server.maxBodyBytes, entryLimitsOf(endpoint));
+    const model = checkBody(endpoint, body);
     entry.model = model;
-    entry.stream = body.stream === true;
+    entry.stream = route.endpoint !== 'count_tokens' && body.stream === true;
     const priority = parsePriority(req.headers['x-llmgw-priority'], runtime.config.quota?.defaultPriority ?? 'interactive');
     const tags = parseTags(req.headers['x-llmgw-tags']);
     entry.priority = priority;
     if (tags !== undefined) entry.tags = tags;
-    const response = await opts.handler({
+    const gatewayRequest = {
       id,
-      endpoint: route.endpoint,
+      endpoint,
       format: route.format,
       model,
       body,
@@ -149,7 +153,19 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
       tags,
       signal: aborter,
       estimates: {},
-    });
+    };
+    if (route.endpoint === 'count_tokens') {
+      // Spends no tokens: not through the pipeline, so no quota, rate limit or cache.
+      const count = await countInputTokens(gatewayRequest, { runtime, clock: opts.clock });
+      entry.status = count.status;
+      entry.provider = count.provider;
+      entry.upstreamModel = count.upstreamModel;
+      if (count.upstreamMs !== undefined) entry.upstreamMs = round(count.upstreamMs);
+      const headers = { 'x-llmgw-token-count': count.method, 'x-llmgw-provider': count.provider, 'x-llmgw-model': count.upstreamModel };
+      writeJson(res, count.status, count.body, id, opts, headers);
+      return;
+    }
+    const response = await opts.handler(gatewayRequest);
     meta = response.meta;
     entry.status = response.kind === 'json' ? response.status : 200;
     await writeResponse(res, response, id, started, format, aborter, opts, entry);

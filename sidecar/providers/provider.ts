@@ -10,8 +10,11 @@ import type { PoolRegistry } from '../upstream/pool-registry.js';
 import { request } from '../upstream/undici-pool.js';
 import { upstreamFailure } from '../upstream/upstream-errors.js';
 
-/** The upstream API a request goes to: the format's chat API (Chat Completions or Messages), embeddings, or OpenAI's Responses. */
-export type ProviderApi = 'chat' | 'embeddings' | 'responses';
+/**
+ * The upstream API a request goes to: the format's chat API (Chat Completions or Messages), embeddings,
+ * OpenAI's Responses, or Anthropic's token counting (`/v1/messages/count_tokens`).
+ */
+export type ProviderApi = 'chat' | 'embeddings' | 'responses' | 'count_tokens';
 
 export interface UpstreamResponse {
   status: number;
@@ -46,8 +49,8 @@ export function createProvider(id: string, cfg: ProviderConfig, upstream: Config
   const format = providerFormat(cfg.type);
   const paths: Record<ProviderApi, string> =
     format === 'anthropic'
-      ? { chat: `${basePath}/v1/messages`, embeddings: '', responses: '' }
-      : { chat: `${basePath}/chat/completions`, embeddings: `${basePath}/embeddings`, responses: `${basePath}/responses` };
+      ? { chat: `${basePath}/v1/messages`, embeddings: '', responses: '', count_tokens: `${basePath}/v1/messages/count_tokens` }
+      : { chat: `${basePath}/chat/completions`, embeddings: `${basePath}/embeddings`, responses: `${basePath}/responses`, count_tokens: '' };
 
   const baseHeaders: Record<string, string> = { 'content-type': 'application/json', 'user-agent': USER_AGENT };
   if (format === 'anthropic') baseHeaders['anthropic-version'] = cfg.anthropicVersion;

@@ -259,7 +259,7 @@ describe('Responses API conversation state kept by the sidecar', () => {
   it('carries a conversation across providers, streamed answers and tool calls included', async () => {
     const ask = 'What is the get_weather in Paris?';
     const streamed = await client.responses.stream({ model: 'claude-haiku', input: ask, tools: [weather] }).finalResponse();
-    const call = streamed.output.find((o): o is OpenAI.Responses.ResponseFunctionToolCall => o.type === 'function_call')!;
+    const call = streamed.output.find((o) => o.type === 'function_call') as OpenAI.Responses.ResponseFunctionToolCall;
     const followUp = await client.responses.create({
       model: 'gpt-4o-mini',
       previous_response_id: streamed.id,
