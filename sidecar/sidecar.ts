@@ -152,11 +152,12 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   }, 60_000);
   sweeper.unref();
   const identity = identityFromEnv(opts.env ?? process.env);
+  const responsesScope = `${identity.namespace}/${identity.service}`;
 
   // Outermost first: a follow-up is expanded to its conversation before anything else looks at it; a cache
   // hit spends neither rate limit nor quota.
   const interceptors: Interceptor[] = [
-    responsesStateInterceptor({ store: responses, scope: `${identity.namespace}/${identity.service}`, clock, config: () => runtime.config }),
+    responsesStateInterceptor({ store: responses, scope: responsesScope, clock, config: () => runtime.config }),
     cacheInterceptor({
       store: () => (runtime.config.cache === undefined ? undefined : cache),
       runtime: () => runtime,
@@ -181,6 +182,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     logger,
     draining: () => draining,
     startedAtSeconds: Math.floor(clock.now() / 1000),
+    storedResponses: { store: responses, scope: responsesScope, clock },
   });
   // Providers whose key comes from the quota service cannot be called before it arrived: not ready until then.
   const keysReady = (): boolean => keys.ready;

@@ -15,6 +15,7 @@ import { CancelSignal, waitUnlessCancelled } from '../pipeline/cancel-signal.js'
 import type { Endpoint, GatewayResponse, Handler, ResponseMeta } from '../pipeline/types.js';
 import type { Runtime } from '../runtime.js';
 import { parsePriority, parseTags } from './caller-headers.js';
+import { storedResponse, type StoredResponsesOptions } from '../responses/stored-responses.js';
 import { countInputTokens } from './count-tokens.js';
 import { toErrorFrame, toWireError } from './error-response.js';
 import type { Inflight } from './inflight.js';
@@ -34,11 +35,13 @@ export interface DataServerOptions {
   draining: () => boolean;
   /** Seconds since the epoch the sidecar started (the `created` of listed models). */
   startedAtSeconds: number;
+  /** Responses the sidecar stored, for GET and DELETE /v1/responses/{id}; absent: none are. */
+  storedResponses?: StoredResponsesOptions;
 }
 
 interface Route {
   method: 'GET' | 'POST';
-  endpoint: Endpoint | 'models' | 'model' | 'count_tokens';
+  endpoint: Endpoint | 'models' | 'model' | 'count_tokens' | 'stored_response';
   format: WireFormat;
 }
 
@@ -54,6 +57,18 @@ const ROUTES: Record<string, Route> = {
 /** `/v1/models/{id}`: one model (its id may hold slashes, percent-encoded or not). */
 const MODEL_PREFIX = '/v1/models/';
 const MODEL_ROUTE: Route = { method: 'GET', endpoint: 'model', format: 'openai' };
+/** `/v1/responses/{id}`: a stored response, read (GET) or deleted (DELETE). */
+const STORED_PREFIX = '/v1/responses/';
+const STORED_ROUTE: Route = { method: 'GET', endpoint: 'stored_response', format: 'openai' };
+
+/** The route of a path: a fixed one, or one of the routes with an id in the path. */
+function routeOf(path: string): Route | undefined {
+  const fixed = ROUTES[path];
+  if (fixed !== undefined) return fixed;
+  if (path.startsWith(MODEL_PREFIX) && path.length > MODEL_PREFIX.length) return MODEL_ROUTE;
+  if (path.startsWith(STORED_PREFIX) && path.length > STORED_PREFIX.length) return STORED_ROUTE;
+  return undefined;
+}
 
 const requestIdPattern = /^[\w.:-]{1,128}$/;
 
@@ -89,7 +104,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
   const url = req.url ?? '/';
   const q = url.indexOf('?');
   const path = q === -1 ? url : url.slice(0, q);
-  const route = ROUTES[path] ?? (path.startsWith(MODEL_PREFIX) && path.length > MODEL_PREFIX.length ? MODEL_ROUTE : undefined);
+  const route = routeOf(path);
   // Unknown paths and the model routes (both SDKs call them) answer in the shape of whichever SDK seems to be asking.
   const format: WireFormat =
     route !== undefined && route.endpoint !== 'models' && route.endpoint !== 'model'
@@ -108,9 +123,19 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
 
   try {
     if (route === undefined) throw new GatewayError('llmgw_not_found', 404, `no route for ${path}`);
-    if (req.method !== route.method) {
-      res.setHeader('allow', route.method);
-      throw new GatewayError('llmgw_method_not_allowed', 405, `${path} accepts ${route.method} only`);
+    const deleting = route === STORED_ROUTE && req.method === 'DELETE';
+    if (req.method !== route.method && !deleting) {
+      const allowed = route === STORED_ROUTE ? 'GET, DELETE' : route.method;
+      res.setHeader('allow', allowed);
+      throw new GatewayError('llmgw_method_not_allowed', 405, `${path} accepts ${allowed} only`);
+    }
+    if (route.endpoint === 'stored_response') {
+      const stored = opts.storedResponses;
+      const responseId = idOf(path, STORED_PREFIX);
+      if (stored === undefined || responseId === undefined) throw new GatewayError('llmgw_not_found', 404, `no stored response at ${path}`);
+      writeJson(res, 200, await storedResponse(deleting ? 'DELETE' : 'GET', responseId, stored), id, opts);
+      entry.status = 200;
+      return;
     }
     if (route.endpoint === 'models') {
       writeJson(res, 200, JSON.stringify(listModels(opts.runtime().router.modelNames, req, opts.startedAtSeconds)), id, opts);
@@ -119,7 +144,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
     }
     if (route.endpoint === 'model') {
       const names = opts.runtime().router.modelNames;
-      const name = modelIdOf(path);
+      const name = idOf(path, MODEL_PREFIX);
       const model = name === undefined ? undefined : describeModel(names, name, req, opts.startedAtSeconds);
       if (model === undefined) {
         throw new GatewayError('llmgw_unknown_model', 404, `model "${name ?? path.slice(MODEL_PREFIX.length)}" is not routed by this gateway; known models: ${names.join(', ')}`, { param: 'model' });
@@ -186,10 +211,10 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
   }
 }
 
-/** The model id of a `/v1/models/{id}` path, percent-decoded; undefined when the encoding is broken. */
-function modelIdOf(path: string): string | undefined {
+/** The id after `prefix` in a path, percent-decoded; undefined when the encoding is broken. */
+function idOf(path: string, prefix: string): string | undefined {
   try {
-    return decodeURIComponent(path.slice(MODEL_PREFIX.length));
+    return decodeURIComponent(path.slice(prefix.length));
   } catch {
     return undefined;
   }
@@ -336,7 +361,8 @@ function finishEntry(entry: AccessLogEntry, meta: ResponseMeta | undefined, star
   }
   // Only configured names become label values, so apps cannot blow up the series count.
   const known = entry.model !== undefined && opts.runtime().router.has(entry.model);
-  const endpoint = entry.path in ROUTES ? entry.path : entry.path.startsWith(MODEL_PREFIX) ? `${MODEL_PREFIX}{id}` : 'other';
+  const endpoint =
+    entry.path in ROUTES ? entry.path : entry.path.startsWith(MODEL_PREFIX) ? `${MODEL_PREFIX}{id}` : entry.path.startsWith(STORED_PREFIX) ? `${STORED_PREFIX}{id}` : 'other';
   opts.metrics.requests.inc({ endpoint, model: known ? entry.model! : '', status: String(entry.status) });
   opts.metrics.duration.observe(entry.latencyMs / 1000, { endpoint });
   opts.accessLog.write(entry);

@@ -277,6 +277,24 @@ describe('Responses API conversation state kept by the sidecar', () => {
     ]);
   });
 
+  it('answers GET and DELETE /v1/responses/{id} for what it stored (responses.retrieve and responses.delete)', async () => {
+    const made = await client.responses.create({ model: 'claude-haiku', input: 'Remember this' });
+    const got = await client.responses.retrieve(made.id);
+    expect(got).toEqual(made);
+    await client.responses.delete(made.id);
+    const gone = await client.responses.retrieve(made.id).catch((e: unknown) => e);
+    expect(gone).toBeInstanceOf(OpenAI.NotFoundError);
+    expect((gone as InstanceType<typeof OpenAI.APIError>).error).toMatchObject({ code: 'llmgw_not_found' });
+    // Deleted: a follow-up by its id is the provider's to answer (a translated route refuses it).
+    const followUp = await client.responses.create({ model: 'llama', previous_response_id: made.id, input: 'again' }).catch((e: unknown) => e);
+    expect((followUp as InstanceType<typeof OpenAI.APIError>).error).toMatchObject({ param: 'previous_response_id' });
+    const unstored = await client.responses.create({ model: 'llama', input: 'not kept', store: false });
+    expect(await client.responses.retrieve(unstored.id).catch((e: unknown) => (e as InstanceType<typeof OpenAI.APIError>).status)).toBe(404);
+    const post = await fetch(`${stack.url}/v1/responses/${made.id}`, { method: 'PUT' });
+    expect(post.status).toBe(405);
+    expect(post.headers.get('allow')).toBe('GET, DELETE');
+  });
+
   it('keeps nothing for store: false, and leaves an id it does not know to the provider', async () => {
     const unstored = await client.responses.create({ model: 'llama', input: 'forget me', store: false });
     const translated = await client.responses.create({ model: 'llama', previous_response_id: unstored.id, input: 'again' }).catch((e: unknown) => e);
