@@ -98,12 +98,14 @@ export function chatResponseToResponses(chat: Json, echo: Json): Json {
   const content: Json[] = [];
   if (typeof message.content === 'string' && message.content !== '') content.push(outputText(message.content));
   if (typeof message.refusal === 'string' && message.refusal !== '') content.push({ type: 'refusal', refusal: message.refusal });
-  if (content.length > 0) output.push({ type: 'message', id: ids.message, status: 'completed', role: 'assistant', content });
+  // A message cut short (max tokens, a content filter) is an incomplete item, as OpenAI marks it.
+  const itemStatus = responseStatus(choice?.finish_reason).status;
+  if (content.length > 0) output.push({ type: 'message', id: ids.message, status: itemStatus, role: 'assistant', content });
   if (Array.isArray(message.tool_calls)) {
     for (const c of message.tool_calls) {
       if (!isObject(c) || !isObject(c.function)) continue;
       const callId = String(c.id ?? '');
-      output.push({ type: 'function_call', id: `fc_${callId}`, call_id: callId, name: String(c.function.name ?? ''), arguments: String(c.function.arguments ?? ''), status: 'completed' });
+      output.push({ type: 'function_call', id: `fc_${callId}`, call_id: callId, name: String(c.function.name ?? ''), arguments: String(c.function.arguments ?? ''), status: itemStatus });
     }
   }
   const created = typeof chat.created === 'number' ? chat.created : Math.floor(Date.now() / 1000);

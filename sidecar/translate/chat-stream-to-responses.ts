@@ -8,7 +8,7 @@ import { parseOpenAIChunk } from '../formats/answer-shape.js';
 import { usageFromOpenAI } from '../formats/openai.js';
 import type { Usage } from '../formats/usage.js';
 import { SseParser, type SseEvent } from '../http/sse-parser.js';
-import { outputText, reasoningOf, responseIds, responseObject, responsesUsage, type ResponseIds } from './chat-response-to-responses.js';
+import { outputText, reasoningOf, responseIds, responseObject, responseStatus, responsesUsage, type ResponseIds } from './chat-response-to-responses.js';
 import { streamErrorEvent, truncatedStream } from './stream-errors.js';
 import type { StreamTranslator } from './stream-translator.js';
 
@@ -21,7 +21,7 @@ export interface ChatToResponsesOptions {
 }
 
 interface OpenItem {
-  kind: 'reasoning' | 'message' | 'function_call';
+  kind: 'reasoning' | 'message' | 'refusal' | 'function_call';
   index: number;
   id: string;
   text: string;
@@ -41,6 +41,8 @@ export class ChatToResponsesStream implements StreamTranslator {
   private current: OpenItem | undefined;
   /** Function calls by their chat index (closed at the finish). */
   private readonly calls = new Map<number, OpenItem>();
+  /** Item ids handed out per base id. */
+  private readonly used = new Map<string, number>();
   private finish: unknown;
   private chatUsage: unknown;
   private completed = false;
@@ -62,6 +64,7 @@ export class ChatToResponsesStream implements StreamTranslator {
     const reasoning = reasoningOf(delta);
     if (typeof reasoning === 'string' && reasoning !== '') out += this.text('reasoning', reasoning);
     if (typeof delta.content === 'string' && delta.content !== '') out += this.text('message', delta.content);
+    if (typeof delta.refusal === 'string' && delta.refusal !== '') out += this.text('refusal', delta.refusal);
     if (Array.isArray(delta.tool_calls)) for (const c of delta.tool_calls) if (isObject(c)) out += this.toolCall(c);
     if (typeof choice.finish_reason === 'string') {
       this.finish = choice.finish_reason;
@@ -96,26 +99,40 @@ export class ChatToResponsesStream implements StreamTranslator {
     return this.emit('response.created', { response }) + this.emit('response.in_progress', { response });
   }
 
-  /** Text of the reasoning or the message item, opening it (and closing the other) when needed. */
-  private text(kind: 'reasoning' | 'message', delta: string): string {
+  /** Text of a reasoning, message or refusal item, opening it (and closing the one before) when needed. */
+  private text(kind: 'reasoning' | 'message' | 'refusal', delta: string): string {
     let out = '';
     if (this.current?.kind !== kind) {
       out += this.closeCurrent();
       const index = this.output.length;
       this.output.push({});
-      const id = kind === 'message' ? this.ids!.message : `${this.ids!.reasoning}_${index}`;
+      const id = this.itemId(kind === 'reasoning' ? this.ids!.reasoning : this.ids!.message);
       this.current = { kind, index, id, text: '' };
-      if (kind === 'message') {
-        out += this.emit('response.output_item.added', { output_index: index, item: { type: 'message', id, status: 'in_progress', role: 'assistant', content: [] } });
-        out += this.emit('response.content_part.added', { item_id: id, output_index: index, content_index: 0, part: outputText('') });
-      } else {
+      if (kind === 'reasoning') {
         out += this.emit('response.output_item.added', { output_index: index, item: { type: 'reasoning', id, summary: [], content: [] } });
+      } else {
+        out += this.emit('response.output_item.added', { output_index: index, item: { type: 'message', id, status: 'in_progress', role: 'assistant', content: [] } });
+        out += this.emit('response.content_part.added', { item_id: id, output_index: index, content_index: 0, part: kind === 'message' ? outputText('') : { type: 'refusal', refusal: '' } });
       }
     }
     const item = this.current!;
     item.text += delta;
     const at = { item_id: item.id, output_index: item.index, content_index: 0 };
-    return out + (kind === 'message' ? this.emit('response.output_text.delta', { ...at, delta, logprobs: [] }) : this.emit('response.reasoning_text.delta', { ...at, delta }));
+    if (kind === 'message') return out + this.emit('response.output_text.delta', { ...at, delta, logprobs: [] });
+    if (kind === 'refusal') return out + this.emit('response.refusal.delta', { ...at, delta });
+    return out + this.emit('response.reasoning_text.delta', { ...at, delta });
+  }
+
+  /** An item id: the answer's own for the first item of its kind, numbered for the next ones. */
+  private itemId(base: string): string {
+    const n = this.used.get(base) ?? 0;
+    this.used.set(base, n + 1);
+    return n === 0 ? base : `${base}_${n}`;
+  }
+
+  /** The status of an item closed now: incomplete when the answer was cut short while it was open. */
+  private itemStatus(): 'completed' | 'incomplete' {
+    return this.finish === undefined ? 'completed' : responseStatus(this.finish).status;
   }
 
   private closeCurrent(): string {
@@ -123,15 +140,15 @@ export class ChatToResponsesStream implements StreamTranslator {
     if (item === undefined) return '';
     this.current = undefined;
     const at = { item_id: item.id, output_index: item.index, content_index: 0 };
-    if (item.kind === 'message') {
-      const part = outputText(item.text);
-      const done: Json = { type: 'message', id: item.id, status: 'completed', role: 'assistant', content: [part] };
+    if (item.kind === 'message' || item.kind === 'refusal') {
+      const refusal = item.kind === 'refusal';
+      const part = refusal ? { type: 'refusal', refusal: item.text } : outputText(item.text);
+      const done: Json = { type: 'message', id: item.id, status: this.itemStatus(), role: 'assistant', content: [part] };
       this.output[item.index] = done;
-      return (
-        this.emit('response.output_text.done', { ...at, text: item.text, logprobs: [] }) +
-        this.emit('response.content_part.done', { ...at, part }) +
-        this.emit('response.output_item.done', { output_index: item.index, item: done })
-      );
+      const textDone = refusal
+        ? this.emit('response.refusal.done', { ...at, refusal: item.text })
+        : this.emit('response.output_text.done', { ...at, text: item.text, logprobs: [] });
+      return textDone + this.emit('response.content_part.done', { ...at, part }) + this.emit('response.output_item.done', { output_index: item.index, item: done });
     }
     const done: Json = { type: 'reasoning', id: item.id, summary: [], content: [{ type: 'reasoning_text', text: item.text }] };
     this.output[item.index] = done;
@@ -163,7 +180,7 @@ export class ChatToResponsesStream implements StreamTranslator {
   }
 
   private closeCall(call: OpenItem): string {
-    const done: Json = { type: 'function_call', id: call.id, call_id: call.callId, name: call.name, arguments: call.text, status: 'completed' };
+    const done: Json = { type: 'function_call', id: call.id, call_id: call.callId, name: call.name, arguments: call.text, status: this.itemStatus() };
     this.output[call.index] = done;
     return (
       this.emit('response.function_call_arguments.done', { item_id: call.id, output_index: call.index, name: call.name, arguments: call.text }) +

@@ -137,6 +137,7 @@ function responsesExchange(req: GatewayRequest, target: Target, opts: ExchangeOp
     maxTokensField: 'max_tokens',
     streamUsage: anthropic || provider.config.streamUsage,
     target: anthropic ? 'an Anthropic model' : 'a Chat Completions provider',
+    anthropic,
   });
   const echo = responsesEcho(req.body);
   if (!anthropic) {

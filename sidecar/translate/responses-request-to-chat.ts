@@ -15,6 +15,11 @@ export interface ResponsesToChatOptions {
   streamUsage: boolean;
   /** What the translation is for, in refusals ("an Anthropic model", "a Chat Completions provider"). */
   target: string;
+  /**
+   * The Chat request goes on to Anthropic (openai-request-to-anthropic.ts): what Messages cannot take is
+   * refused here already, so the refusal names the Responses parameter, not an intermediate Chat one.
+   */
+  anthropic: boolean;
 }
 
 /**
@@ -34,7 +39,7 @@ export function responsesRequestToChat(body: Json, opts: ResponsesToChatOptions)
   }
   const input = body.input;
   if (typeof input === 'string') messages.push({ role: 'user', content: input });
-  else if (input !== undefined && input !== null) convertItems(asArray(input, 'input'), messages, unsupported);
+  else if (input !== undefined && input !== null) convertItems(asArray(input, 'input'), messages, unsupported, opts.anthropic);
   out.messages = messages;
 
   for (const [key, value] of Object.entries(body)) {
@@ -62,7 +67,7 @@ export function responsesRequestToChat(body: Json, opts: ResponsesToChatOptions)
         }
         break;
       case 'text':
-        applyTextFormat(asObject(value, 'text'), out, unsupported);
+        applyTextFormat(asObject(value, 'text'), out, unsupported, opts.anthropic);
         break;
       case 'reasoning': {
         const r = asObject(value, 'reasoning');
@@ -89,7 +94,7 @@ export function responsesRequestToChat(body: Json, opts: ResponsesToChatOptions)
 type Refuse = (param: string, what: string) => Error;
 
 /** Input items → chat messages: consecutive function calls become one assistant turn with tool_calls. */
-function convertItems(items: unknown[], messages: Json[], unsupported: Refuse): void {
+function convertItems(items: unknown[], messages: Json[], unsupported: Refuse, anthropic: boolean): void {
   items.forEach((raw, i) => {
     const param = `input[${i}]`;
     const item = asObject(raw, param);
@@ -99,15 +104,20 @@ function convertItems(items: unknown[], messages: Json[], unsupported: Refuse): 
         const role = item.role;
         if (role === 'assistant') {
           messages.push({ role: 'assistant', content: assistantText(item.content, `${param}.content`) });
-        } else if (role === 'user' || role === 'system' || role === 'developer') {
-          messages.push({ role, content: userContent(item.content, `${param}.content`, unsupported) });
+        } else if (role === 'system' || role === 'developer') {
+          // `system`: what every Chat Completions server knows (developer is OpenAI's newer name for it).
+          messages.push({ role: 'system', content: systemContent(item.content, `${param}.content`) });
+        } else if (role === 'user') {
+          messages.push({ role, content: userContent(item.content, `${param}.content`, unsupported, anthropic) });
         } else {
           throw invalidRequest(`${param}.role must be user, assistant, system or developer`, `${param}.role`);
         }
         break;
       }
       case 'function_call': {
-        const call = { id: asString(item.call_id, `${param}.call_id`), type: 'function', function: { name: asString(item.name, `${param}.name`), arguments: asString(item.arguments, `${param}.arguments`) } };
+        const args = asString(item.arguments, `${param}.arguments`);
+        if (anthropic && !encodesObject(args)) throw invalidRequest(`${param}.arguments must be a JSON object for an Anthropic model`, `${param}.arguments`);
+        const call = { id: asString(item.call_id, `${param}.call_id`), type: 'function', function: { name: asString(item.name, `${param}.name`), arguments: args } };
         // A text reply and the calls that follow it in the same turn are one assistant message.
         const last = messages.at(-1);
         if (last?.role === 'assistant') {
@@ -145,7 +155,28 @@ function assistantText(content: unknown, param: string): string {
     .join('');
 }
 
-function userContent(content: unknown, param: string, unsupported: Refuse): string | Json[] {
+/** A system or developer message: text only (Chat Completions takes nothing else there). */
+function systemContent(content: unknown, param: string): string {
+  if (typeof content === 'string') return content;
+  return asArray(content, param)
+    .map((p, j) => {
+      const part = asObject(p, `${param}[${j}]`);
+      if (part.type !== 'input_text') throw invalidRequest(`${param}[${j}]: a system or developer message can hold text only`, `${param}[${j}].type`);
+      return asString(part.text, `${param}[${j}].text`);
+    })
+    .join('\n');
+}
+
+function encodesObject(text: string): boolean {
+  if (text === '') return true;
+  try {
+    return isObject(JSON.parse(text));
+  } catch {
+    return false;
+  }
+}
+
+function userContent(content: unknown, param: string, unsupported: Refuse, anthropic: boolean): string | Json[] {
   if (typeof content === 'string') return content;
   return asArray(content, param).map((p, j) => {
     const at = `${param}[${j}]`;
@@ -161,7 +192,13 @@ function userContent(content: unknown, param: string, unsupported: Refuse): stri
         return { type: 'image_url', image_url: image };
       }
       case 'input_file': {
-        if (typeof part.file_data !== 'string') throw unsupported(`${at}.file_id`, 'a file by file_id or file_url (send file_data)');
+        if (typeof part.file_data !== 'string') {
+          const by = typeof part.file_url === 'string' ? 'file_url' : 'file_id';
+          throw unsupported(`${at}.${by}`, `a file by ${by} (send file_data)`);
+        }
+        if (anthropic && !/^data:application\/pdf;base64,/i.test(part.file_data)) {
+          throw unsupported(`${at}.file_data`, 'a file other than a PDF sent inline');
+        }
         const file: Json = { file_data: part.file_data };
         if (typeof part.filename === 'string') file.filename = part.filename;
         return { type: 'file', file };
@@ -182,7 +219,7 @@ function toolOutput(output: unknown, param: string): string | Json[] {
   });
 }
 
-function applyTextFormat(text: Json, out: Json, unsupported: Refuse): void {
+function applyTextFormat(text: Json, out: Json, unsupported: Refuse, anthropic: boolean): void {
   if (text.verbosity !== undefined && text.verbosity !== null) out.verbosity = text.verbosity;
   if (text.format === undefined || text.format === null) return;
   const format = asObject(text.format, 'text.format');
@@ -190,6 +227,7 @@ function applyTextFormat(text: Json, out: Json, unsupported: Refuse): void {
     case 'text':
       return;
     case 'json_object':
+      if (anthropic) throw unsupported('text.format.type', 'text.format "json_object" (send json_schema)');
       out.response_format = { type: 'json_object' };
       return;
     case 'json_schema': {

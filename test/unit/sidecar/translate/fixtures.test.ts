@@ -114,8 +114,8 @@ function runResponsesStreamCase(c: Case, translator: StreamTranslator, slice: nu
 }
 
 /** The options exchange.ts translates a Responses request with, for a Chat Completions provider and for Anthropic. */
-const responsesToChat = { model: 'Qwen/Qwen3-32B', maxTokensField: 'max_tokens', streamUsage: true, target: 'a Chat Completions provider' } as const;
-const responsesToAnthropic = { model: 'claude-sonnet-4-5', maxTokensField: 'max_tokens', streamUsage: true, target: 'an Anthropic model' } as const;
+const responsesToChat = { model: 'Qwen/Qwen3-32B', maxTokensField: 'max_tokens', streamUsage: true, target: 'a Chat Completions provider', anthropic: false } as const;
+const responsesToAnthropic = { model: 'claude-sonnet-4-5', maxTokensField: 'max_tokens', streamUsage: true, target: 'an Anthropic model', anthropic: true } as const;
 
 const dirs = {
   o2aRequest: cases('openai-to-anthropic/request'),
