@@ -16,8 +16,12 @@ export interface AccessLogEntry {
   status: number;
   latencyMs: number;
   upstreamMs?: number;
+  /** All prompt tokens (cache reads and writes included), and the output. */
   tokensIn?: number;
   tokensOut?: number;
+  /** Of tokensIn: read from the provider's prompt cache, and written to it (present when not 0). */
+  cachedTokensIn?: number;
+  cacheWriteTokensIn?: number;
   stream: boolean;
   priority?: string;
   tags?: Record<string, string>;

@@ -26,6 +26,7 @@ export function buildRuntime(config: Config, pools: PoolRegistry, quotaKey?: Quo
       timeouts: m.timeouts,
       hedgeAfterMs: m.hedgeAfterMs,
       contextFallbacks: m.contextFallbacks,
+      promptCache: m.promptCache,
       retry: { ...config.retry, ...Object.fromEntries(Object.entries(m.retry ?? {}).filter(([, v]) => v !== undefined)) },
     });
   }

@@ -120,6 +120,11 @@ const modelSchema = z.strictObject({
   hedgeAfterMs: z.optional(positiveInt()),
   /** How requests are spread over the targets. */
   strategy: z._default(z.enum(strategies), 'weighted'),
+  /**
+   * `auto`: requests translated for an Anthropic target get prompt-cache breakpoints (the system prompt, the
+   * tools, the conversation so far), which OpenAI-format apps cannot set themselves; `off`: none are added.
+   */
+  promptCache: z._default(z.enum(['auto', 'off']), 'off'),
   /** Overrides of the global `retry` settings for this model. */
   retry: z.optional(z.strictObject(retryFields)),
 });

@@ -351,6 +351,8 @@ function finishEntry(entry: AccessLogEntry, meta: ResponseMeta | undefined, star
     if (meta.usage !== undefined) {
       entry.tokensIn = meta.usage.inputTokens;
       entry.tokensOut = meta.usage.outputTokens;
+      if (meta.usage.cachedInputTokens > 0) entry.cachedTokensIn = meta.usage.cachedInputTokens;
+      if (meta.usage.cacheWriteTokens > 0) entry.cacheWriteTokensIn = meta.usage.cacheWriteTokens;
       countTokens(opts.metrics.tokens, entry.model, meta.usage);
     }
     if (meta.embedding !== undefined) {

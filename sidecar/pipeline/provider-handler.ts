@@ -68,6 +68,7 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
     const callOptions = (route: ModelRoute, target: Target) => ({
       clock: opts.clock,
       defaultMaxTokens: route.defaultMaxTokens ?? runtime.config.translation.defaultMaxTokens,
+      promptCache: route.promptCache,
       timeouts: timeoutsFor(route, target, runtime),
     });
     for (let r = 0; r < chain.length; r++) {

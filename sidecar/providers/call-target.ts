@@ -24,6 +24,8 @@ const ERROR_BODY_BYTES = 1 << 20;
 export interface CallOptions {
   clock: Clock;
   defaultMaxTokens: number;
+  /** Prompt-cache breakpoints added when translating for Anthropic (absent: off). */
+  promptCache?: 'auto' | 'off';
   /** To response headers and between body chunks (undici's own timers), and for the whole attempt. */
   timeouts: { firstByteMs: number; idleMs: number; totalMs: number | undefined };
 }
@@ -32,6 +34,7 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
   const { provider } = target;
   const exchange = createExchange(req, target, {
     defaultMaxTokens: opts.defaultMaxTokens,
+    promptCache: opts.promptCache === 'auto',
     nowSeconds: () => Math.floor(opts.clock.now() / 1000),
   });
   const meta: ResponseMeta = { provider: provider.id, upstreamModel: target.model, attempts: 1, cache: 'BYPASS' };

@@ -29,6 +29,8 @@ export interface ModelRoute {
   timeouts: ModelConfig['timeouts'];
   hedgeAfterMs: number | undefined;
   contextFallbacks: readonly string[];
+  /** Prompt-cache breakpoints added when translating for Anthropic. */
+  promptCache: 'auto' | 'off';
 }
 
 export class Router {

@@ -25,6 +25,7 @@ import { ResponsesPassThroughStream } from './responses-pass-through-stream.js';
 import { chatResponseToResponses, responsesEcho } from './chat-response-to-responses.js';
 import { chained, ChatToResponsesStream } from './chat-stream-to-responses.js';
 import { responsesRequestToChat } from './responses-request-to-chat.js';
+import { addCacheBreakpoints } from './prompt-cache.js';
 import { parseSkeleton, type JsonPath } from './big-strings.js';
 import type { StreamTranslator } from './stream-translator.js';
 
@@ -53,6 +54,8 @@ export interface ExchangeOptions {
   defaultMaxTokens: number;
   /** Seconds since the epoch, for the `created` field Anthropic answers lack. */
   nowSeconds: () => number;
+  /** Add prompt-cache breakpoints to requests translated for Anthropic (prompt-cache.ts). */
+  promptCache?: boolean;
 }
 
 export function createExchange(req: GatewayRequest, target: Target, opts: ExchangeOptions): Exchange {
@@ -93,6 +96,7 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
       model: target.model,
       defaultMaxTokens: opts.defaultMaxTokens,
     });
+    if (opts.promptCache === true) addCacheBreakpoints(body);
     return {
       api: 'chat',
       upstreamBody: upstream(req, body),
@@ -150,6 +154,7 @@ function responsesExchange(req: GatewayRequest, target: Target, opts: ExchangeOp
     };
   }
   const body = openaiRequestToAnthropic(chat, { model: target.model, defaultMaxTokens: opts.defaultMaxTokens });
+  if (opts.promptCache === true) addCacheBreakpoints(body);
   return {
     api: 'chat',
     upstreamBody: upstream(req, body),

@@ -75,7 +75,7 @@ describe('circuit breaker', () => {
 
 describe('balancing strategies', () => {
   const target = (id: string, weight = 1): Target => ({ provider: { id } as Provider, model: `m-${id}`, weight });
-  const route = (strategy: ModelRoute['strategy'], targets: Target[]): ModelRoute => ({ name: 'm', targets, fallbacks: [], defaultMaxTokens: undefined, strategy, timeouts: undefined, hedgeAfterMs: undefined, contextFallbacks: [], retry: { attempts: 0, budgetMs: 1, baseDelayMs: 1, maxDelayMs: 1, maxRetryAfterMs: 1 } });
+  const route = (strategy: ModelRoute['strategy'], targets: Target[]): ModelRoute => ({ name: 'm', targets, fallbacks: [], defaultMaxTokens: undefined, strategy, timeouts: undefined, hedgeAfterMs: undefined, contextFallbacks: [], promptCache: 'off', retry: { attempts: 0, budgetMs: 1, baseDelayMs: 1, maxDelayMs: 1, maxRetryAfterMs: 1 } });
   const ids = (ts: Target[]) => ts.map((t) => t.provider.id);
 
   it('round-robin rotates through the targets of weight > 0', () => {

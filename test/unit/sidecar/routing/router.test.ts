@@ -26,7 +26,7 @@ describe('routing', () => {
   });
 
   it('answers an unknown model with 404 llmgw_unknown_model listing the known ones', () => {
-    const router = new Router(new Map([['gpt-4o', { name: 'gpt-4o', targets: [t('x', 1)], fallbacks: [], defaultMaxTokens: undefined, strategy: 'weighted', timeouts: undefined, hedgeAfterMs: undefined, contextFallbacks: [], retry: { attempts: 2, budgetMs: 30_000, baseDelayMs: 200, maxDelayMs: 5_000, maxRetryAfterMs: 30_000 } }]]));
+    const router = new Router(new Map([['gpt-4o', { name: 'gpt-4o', targets: [t('x', 1)], fallbacks: [], defaultMaxTokens: undefined, strategy: 'weighted', timeouts: undefined, hedgeAfterMs: undefined, contextFallbacks: [], promptCache: 'off', retry: { attempts: 2, budgetMs: 30_000, baseDelayMs: 200, maxDelayMs: 5_000, maxRetryAfterMs: 30_000 } }]]));
     expect(router.resolve('gpt-4o').name).toBe('gpt-4o');
     try {
       router.resolve('gpt-5');
