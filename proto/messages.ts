@@ -11,7 +11,15 @@ export interface IdentityMsg {
   pod: string;
 }
 
-export interface UsageReportMsg {
+/** Tokens by kind (absent from sidecars that predate them). */
+export interface TokenKindsMsg {
+  inputTokens?: number;
+  outputTokens?: number;
+  cachedInputTokens?: number;
+  cacheWriteTokens?: number;
+}
+
+export interface UsageReportMsg extends TokenKindsMsg {
   sequence: number;
   tokens: number;
   startedAtMs: number;
@@ -135,7 +143,7 @@ export interface TagUsageMsg {
   usedTokens: number;
 }
 
-export interface WindowUsageMsg {
+export interface WindowUsageMsg extends TokenKindsMsg {
   windowStartMs: number;
   windowEndMs: number;
   usedTokens: number;

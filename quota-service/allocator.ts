@@ -15,6 +15,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../common/clock.js';
 import { MAX_TAG_VALUE, MAX_TAGS, TAG_KEY } from '../proto/tags.js';
+import { addKinds, noKinds, type TokenKinds } from '../proto/token-kinds.js';
 import { Coverage, type OverReport } from './coverage.js';
 import { invalidArgument, notFound, QuotaError } from './errors.js';
 import { Ownership, UNVERIFIED } from './ownership.js';
@@ -33,6 +34,8 @@ export type PriorityClass = 'interactive' | 'background' | 'batch';
 export interface UsageReport {
   sequence: number;
   tokens: number;
+  /** The tokens by kind (all 0 from sidecars that predate them, or when unknown). */
+  kinds?: TokenKinds;
   startedAtMs: number;
   /** Attribution labels of the requests the report adds up (`x-llmgw-tags`). */
   tags?: Record<string, string>;
@@ -43,6 +46,8 @@ export interface WindowUsage {
   startMs: number;
   endMs: number;
   used: number;
+  /** `used` by kind, as the reports gave them. */
+  kinds: TokenKinds;
   byTag?: { value: string; used: number }[];
 }
 
@@ -349,7 +354,7 @@ export class Allocator {
     const now = this.clock.now();
     return Array.from({ length: Math.max(1, Math.min(n, 1000)) }, (_, i) => {
       const span = windowBefore(window, now, i);
-      const w: WindowUsage = { startMs: span.startMs, endMs: span.endMs, used: this.usedIn(scope, window, span.startMs) };
+      const w: WindowUsage = { startMs: span.startMs, endMs: span.endMs, used: this.usedIn(scope, window, span.startMs), kinds: this.store.kinds(scope, window, span.startMs) };
       if (byTag !== undefined) w.byTag = this.store.taggedUsage(scope, window, span.startMs, byTag);
       return w;
     });
@@ -519,8 +524,9 @@ export class Allocator {
           const span = windowAt(w, r.startedAtMs);
           const k = `${scope}|${w}|${span.startMs}`;
           let sum = sums.get(k);
-          if (sum === undefined) sums.set(k, (sum = { scope, window: w, startMs: span.startMs, endMs: span.endMs, tokens: 0, byTag: new Map() }));
+          if (sum === undefined) sums.set(k, (sum = { scope, window: w, startMs: span.startMs, endMs: span.endMs, tokens: 0, kinds: noKinds(), byTag: new Map() }));
           sum.tokens += tokens;
+          if (r.kinds !== undefined) addKinds(sum.kinds, r.kinds);
           for (const tag of tags) {
             const t = sum.byTag.get(tag.pair);
             if (t === undefined) sum.byTag.set(tag.pair, { key: tag.key, value: tag.value, tokens });
@@ -533,7 +539,7 @@ export class Allocator {
       acked = r.sequence;
     }
     for (const [k, s] of sums) {
-      this.store.addUsage(s.scope, s.window, s.startMs, s.endMs, s.tokens);
+      this.store.addUsage(s.scope, s.window, s.startMs, s.endMs, s.tokens, s.kinds);
       for (const t of s.byTag.values()) this.store.addTaggedUsage(s.scope, s.window, s.startMs, s.endMs, t, t.tokens);
       const cached = this.used.get(k);
       if (cached !== undefined) this.used.set(k, cached + s.tokens);
@@ -630,6 +636,7 @@ interface WindowSum {
   startMs: number;
   endMs: number;
   tokens: number;
+  kinds: TokenKinds;
   /** By `key=value`. */
   byTag: Map<string, { key: string; value: string; tokens: number }>;
 }

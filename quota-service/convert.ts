@@ -1,4 +1,5 @@
 // Proto enums and messages ↔ the allocator's types.
+import { kindsFromMsg } from '../proto/token-kinds.js';
 import type { BudgetMsg, PriorityName, RefusalMsg, RefusalReasonName, UsageReportMsg, WindowEnum } from '../proto/messages.js';
 import type { BudgetView, PriorityClass, UsageReport } from './allocator.js';
 import { invalidArgument } from './errors.js';
@@ -34,7 +35,7 @@ export function windowEnum(w: WindowName): WindowEnum {
 }
 
 export function reportsOf(reports: UsageReportMsg[] | undefined): UsageReport[] {
-  return (reports ?? []).map((r) => ({ sequence: Number(r.sequence), tokens: Number(r.tokens), startedAtMs: Number(r.startedAtMs), tags: r.tags ?? {} }));
+  return (reports ?? []).map((r) => ({ sequence: Number(r.sequence), tokens: Number(r.tokens), kinds: kindsFromMsg(r), startedAtMs: Number(r.startedAtMs), tags: r.tags ?? {} }));
 }
 
 export function budgetMsg(b: BudgetView): BudgetMsg {

@@ -1,6 +1,7 @@
 // The gRPC face of the allocator: QuotaService for sidecars, QuotaAdmin for operators. Every call is
 // authenticated first (auth/authenticator.ts); the identity a lease is charged to comes from the verified
 // token, never from the message. Typed errors become gRPC statuses here, and only here.
+import { kindsToMsg } from '../proto/token-kinds.js';
 import { status as grpcStatus, type Metadata, type ServerUnaryCall, type sendUnaryData, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type {
@@ -232,6 +233,7 @@ export function quotaAdminHandlers(alloc: Allocator, auth: Authenticator, metric
           windowStartMs: w.startMs,
           windowEndMs: w.endMs,
           usedTokens: w.used,
+          ...kindsToMsg(w.kinds),
           byTag: (w.byTag ?? []).map((t) => ({ value: t.value, usedTokens: t.used })),
         })),
       };

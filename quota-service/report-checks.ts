@@ -29,6 +29,12 @@ export function checkedReports(reports: readonly UsageReport[], acked: number, n
     if (!Number.isSafeInteger(r.sequence) || r.sequence < 1) throw invalidArgument(`report sequence ${r.sequence} is not a positive integer`);
     if (!(r.tokens >= 0 && r.tokens <= MAX_REPORT_TOKENS)) throw invalidArgument(`report ${r.sequence}: tokens must be from 0 to ${MAX_REPORT_TOKENS}, got ${r.tokens}`);
     if (!Number.isFinite(r.startedAtMs)) throw invalidArgument(`report ${r.sequence}: started_at_ms is not a time`);
+    if (r.kinds !== undefined) {
+      for (const [kind, n] of Object.entries(r.kinds)) {
+        if (!(n >= 0 && n <= MAX_REPORT_TOKENS)) throw invalidArgument(`report ${r.sequence}: ${kind} tokens must be from 0 to ${MAX_REPORT_TOKENS}, got ${n}`);
+      }
+      if (r.kinds.cachedInput + r.kinds.cacheWrite > r.kinds.input) throw invalidArgument(`report ${r.sequence}: cached input and cache write tokens are part of input tokens, and exceed them`);
+    }
     if (r.sequence > acked + MAX_SEQUENCE_GAP) {
       throw new QuotaError(status.OUT_OF_RANGE, `report sequence ${r.sequence} jumps more than ${MAX_SEQUENCE_GAP} past ${acked}, the last one processed for this incarnation`);
     }

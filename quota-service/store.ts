@@ -3,6 +3,7 @@
 // outstanding leases, the highest report sequence processed per sidecar incarnation (and when, and which
 // verified identity owns it), and the operators' mapping of namespaces to teams.
 import { columnsOf, openSqlite, type SqliteDatabase } from '../common/sqlite.js';
+import { noKinds, type TokenKinds } from '../proto/token-kinds.js';
 import type { WindowName } from './windows.js';
 
 export interface BudgetRow {
@@ -94,6 +95,13 @@ export class SqliteQuotaStore {
     }
     db.exec('CREATE INDEX IF NOT EXISTS acked_seen ON acked (seen_ms)');
     // Files from before identities were verified: their incarnations are claimed by the next verified caller.
+    // Consumption by kind of token: windows from before it was kept say 0.
+    if (!columnsOf(db, 'consumption').includes('input')) {
+      db.exec(`ALTER TABLE consumption ADD COLUMN input INTEGER NOT NULL DEFAULT 0;
+               ALTER TABLE consumption ADD COLUMN output INTEGER NOT NULL DEFAULT 0;
+               ALTER TABLE consumption ADD COLUMN cached_input INTEGER NOT NULL DEFAULT 0;
+               ALTER TABLE consumption ADD COLUMN cache_write INTEGER NOT NULL DEFAULT 0;`);
+    }
     if (!columnsOf(db, 'acked').includes('owner')) db.exec("ALTER TABLE acked ADD COLUMN owner TEXT NOT NULL DEFAULT ''");
     // Leases from before identities were verified carry no owner: they lapse, and sidecars acquire anew.
     if (!columnsOf(db, 'leases').includes('owner')) db.exec("DELETE FROM leases; ALTER TABLE leases ADD COLUMN owner TEXT NOT NULL DEFAULT ''");
@@ -114,9 +122,11 @@ export class SqliteQuotaStore {
       deleteScope: db.prepare('DELETE FROM budgets WHERE scope = ?'),
       used: db.prepare('SELECT used FROM consumption WHERE scope = ? AND window = ? AND start_ms = ?'),
       addUsage: db.prepare(
-        `INSERT INTO consumption (scope, window, start_ms, end_ms, used) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (scope, window, start_ms) DO UPDATE SET used = used + excluded.used`,
+        `INSERT INTO consumption (scope, window, start_ms, end_ms, used, input, output, cached_input, cache_write) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (scope, window, start_ms) DO UPDATE SET used = used + excluded.used, input = input + excluded.input,
+         output = output + excluded.output, cached_input = cached_input + excluded.cached_input, cache_write = cache_write + excluded.cache_write`,
       ),
+      kinds: db.prepare('SELECT input, output, cached_input AS cachedInput, cache_write AS cacheWrite FROM consumption WHERE scope = ? AND window = ? AND start_ms = ?'),
       addTaggedUsage: db.prepare(
         `INSERT INTO tagged_consumption (scope, window, start_ms, end_ms, tag_key, tag_value, used) VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (scope, window, start_ms, tag_key, tag_value) DO UPDATE SET used = used + excluded.used`,
@@ -180,8 +190,13 @@ export class SqliteQuotaStore {
     return row?.used ?? 0;
   }
 
-  addUsage(scope: string, window: WindowName, startMs: number, endMs: number, tokens: number): void {
-    this.stmts.addUsage.run(scope, window, startMs, endMs, tokens);
+  addUsage(scope: string, window: WindowName, startMs: number, endMs: number, tokens: number, kinds: TokenKinds = noKinds()): void {
+    this.stmts.addUsage.run(scope, window, startMs, endMs, tokens, kinds.input, kinds.output, kinds.cachedInput, kinds.cacheWrite);
+  }
+
+  /** A window's consumption by kind of token. */
+  kinds(scope: string, window: WindowName, startMs: number): TokenKinds {
+    return (this.stmts.kinds.get(scope, window, startMs) as TokenKinds | undefined) ?? noKinds();
   }
 
   addTaggedUsage(scope: string, window: WindowName, startMs: number, endMs: number, tag: { key: string; value: string }, tokens: number): void {

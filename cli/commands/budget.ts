@@ -117,13 +117,24 @@ export async function budgetUsage(scope: string, o: AdminFlags & { window: strin
       windowStart: iso(w.windowStartMs),
       windowEnd: iso(w.windowEndMs),
       used: w.usedTokens,
+      // By kind, as the sidecars reported them (0 for usage from builds that did not).
+      input: Number(w.inputTokens ?? 0),
+      output: Number(w.outputTokens ?? 0),
+      cachedInput: Number(w.cachedInputTokens ?? 0),
+      cacheWrite: Number(w.cacheWriteTokens ?? 0),
       ...(byTag === undefined ? {} : { byTag: w.byTag.map((t) => ({ value: t.value, used: t.usedTokens })), untagged: untagged(w) }),
     }));
     process.stdout.write(`${JSON.stringify({ scope: u.scope, window: win(u.window), ...(byTag === undefined ? {} : { tag: byTag }), windows }, null, 2)}\n`);
     return;
   }
   if (byTag === undefined) {
-    process.stdout.write(table([['WINDOW START (UTC)', 'WINDOW END (UTC)', 'USED'], ...u.windows.map((w) => [iso(w.windowStartMs), iso(w.windowEndMs), String(w.usedTokens)])]));
+    const kind = (n: number | undefined): string => String(Number(n ?? 0));
+    process.stdout.write(
+      table([
+        ['WINDOW START (UTC)', 'WINDOW END (UTC)', 'USED', 'INPUT', 'CACHED INPUT', 'CACHE WRITE', 'OUTPUT'],
+        ...u.windows.map((w) => [iso(w.windowStartMs), iso(w.windowEndMs), String(w.usedTokens), kind(w.inputTokens), kind(w.cachedInputTokens), kind(w.cacheWriteTokens), kind(w.outputTokens)]),
+      ]),
+    );
     return;
   }
   // One row per window with its total, then one per value of the tag (and what carried no such tag).

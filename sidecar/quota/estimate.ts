@@ -1,6 +1,8 @@
 // The tokens a request will likely use, before it goes upstream: its prompt text at ~4 characters a
 // token, plus its max_tokens / max_output_tokens (or a configured default). Estimates are reserved, then settled to what the
 // provider reports. Also what a priority class is likely to spend per second (DemandRate), for lease sizes.
+import type { TokenKinds } from '../../proto/token-kinds.js';
+import type { Usage } from '../formats/usage.js';
 import type { GatewayRequest } from '../pipeline/types.js';
 
 function textLength(v: unknown, depth = 0): number {
@@ -38,6 +40,12 @@ export function usedTokens(req: GatewayRequest, usage: { inputTokens: number; ou
   if (usage !== undefined && complete) return usage.inputTokens + usage.outputTokens;
   const input = usage !== undefined && usage.inputTokens > 0 ? usage.inputTokens : promptTokens(req);
   return input + Math.max(usage?.outputTokens ?? 0, frames);
+}
+
+/** The tokens by kind, when the provider's usage accounts for all that was used (else unknown: none). */
+export function kindsOf(usage: Usage | undefined, used: number): TokenKinds | undefined {
+  if (usage === undefined || usage.inputTokens + usage.outputTokens !== used) return undefined;
+  return { input: usage.inputTokens, output: usage.outputTokens, cachedInput: usage.cachedInputTokens, cacheWrite: usage.cacheWriteTokens };
 }
 
 /** Time constant of a class's demand estimate (ms): about how far back its rate looks. */

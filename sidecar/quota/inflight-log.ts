@@ -22,6 +22,7 @@
 import { randomUUID } from 'node:crypto';
 import { closeSync, openSync, readdirSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import { noKinds, type TokenKinds } from '../../proto/token-kinds.js';
 import type { Priority } from '../http/caller-headers.js';
 import type { SidecarDatabase } from '../storage/database.js';
 
@@ -54,6 +55,8 @@ export interface Settled {
   second: number;
   tags: string;
   tokens: number;
+  /** The tokens by kind (all 0 when unknown). */
+  kinds: TokenKinds;
 }
 
 /** A new log being started (see `prepareRotation`). */
@@ -74,8 +77,8 @@ export interface Leftovers {
 type Line =
   | ['b', number, Priority, number, string, string, number] // begin: id, class, started, model, tags, tokens
   | ['c', number, number] // checkpoint: id, tokens so far
-  | ['s', number, number] // settle of a request the log tracks: id, tokens
-  | ['s', 0, Priority, number, string, string, number] // settle of usage no request line covers: class, second, model, tags, tokens
+  | ['s', number, number, number, number, number, number] // settle of a request the log tracks: id, tokens, input, output, cached input, cache write
+  | ['s', 0, Priority, number, string, string, number, number, number, number, number] // settle of usage no request line covers: class, second, model, tags, tokens, and by kind
   | ['e', number]; // end with nothing to record: id
 
 const META_PREFIX = 'inflight:';
@@ -194,8 +197,10 @@ export class InflightLog {
   /** The request settled, recording `s`: one line, written with the next write. */
   settle(entry: InflightEntry | undefined, s: Settled): void {
     if (this.file === undefined) return;
-    if (entry !== undefined && this.live.delete(entry.id)) this.waiting += `["s",${entry.id},${s.tokens}]\n`;
-    else this.waiting += `${JSON.stringify(['s', 0, s.priority, s.second, s.model, s.tags, s.tokens])}\n`;
+    const k = s.kinds;
+    const kinds = `${k.input},${k.output},${k.cachedInput},${k.cacheWrite}`;
+    if (entry !== undefined && this.live.delete(entry.id)) this.waiting += `["s",${entry.id},${s.tokens},${kinds}]\n`;
+    else this.waiting += `${JSON.stringify(['s', 0, s.priority, s.second, s.model, s.tags, s.tokens]).slice(0, -1)},${kinds}]\n`;
   }
 
   /** The request ended with nothing to record. */
@@ -333,7 +338,7 @@ export class InflightLog {
       tags: string;
       tokens: number;
     }[];
-    for (const r of rows) out.orphans.push({ priority: r.priority, model: r.model, second: secondOf(r.startedAtMs), tags: r.tags, tokens: r.tokens });
+    for (const r of rows) out.orphans.push({ priority: r.priority, model: r.model, second: secondOf(r.startedAtMs), tags: r.tags, tokens: r.tokens, kinds: noKinds() });
     this.db.exec('DROP TABLE quota_inflight');
   }
 }
@@ -370,7 +375,7 @@ function replay(text: string, out: Leftovers): void {
     if (!wellFormed(line)) continue;
     switch (line[0]) {
       case 'b':
-        running.set(line[1], { priority: line[2], second: secondOf(line[3]), model: line[4], tags: line[5], tokens: line[6] });
+        running.set(line[1], { priority: line[2], second: secondOf(line[3]), model: line[4], tags: line[5], tokens: line[6], kinds: noKinds() });
         break;
       case 'c': {
         const r = running.get(line[1]);
@@ -378,12 +383,13 @@ function replay(text: string, out: Leftovers): void {
         break;
       }
       case 's':
-        if (line.length === 3) {
+        if (line[1] !== 0) {
           const r = running.get(line[1]);
           running.delete(line[1]);
-          if (r !== undefined) out.settled.push({ ...r, tokens: line[2] });
+          if (r !== undefined) out.settled.push({ ...r, tokens: line[2] as number, kinds: kindsAt(line, 3) });
         } else {
-          out.settled.push({ priority: line[2], second: line[3], model: line[4], tags: line[5], tokens: line[6] });
+          const l = line as unknown[];
+          out.settled.push({ priority: l[2] as Priority, second: l[3] as number, model: l[4] as string, tags: l[5] as string, tokens: l[6] as number, kinds: kindsAt(l, 7) });
         }
         break;
       case 'e':
@@ -395,7 +401,12 @@ function replay(text: string, out: Leftovers): void {
 }
 
 // The type of each element, the first (the line's kind) included.
-const SHAPES: Record<string, string[]> = { b: ['snsnssn'], c: ['snn'], s: ['snn', 'snsnssn'], e: ['sn'] };
+const SHAPES: Record<string, string[]> = { b: ['snsnssn'], c: ['snn'], s: ['snnnnnn', 'snsnssnnnnn'], e: ['sn'] };
+
+/** The four kinds of token of a settle line, from position `at`. */
+function kindsAt(line: readonly unknown[], at: number): TokenKinds {
+  return { input: line[at] as number, output: line[at + 1] as number, cachedInput: line[at + 2] as number, cacheWrite: line[at + 3] as number };
+}
 
 /** A line this build writes (a damaged file must not stop the sidecar from starting). */
 function wellFormed(line: unknown): line is Line {

@@ -33,6 +33,7 @@ import type { LeaseMetrics } from '../metrics/sidecar-metrics.js';
 import { DemandRate } from './estimate.js';
 import { QuotaRpcError, type QuotaRpc } from './quota-client.js';
 import { exceedsBudget, failOpenSpent, heldByLeases, retrySeconds, unnamedRefusal, windowSpent } from './refusal-errors.js';
+import type { TokenKinds } from '../../proto/token-kinds.js';
 import type { InflightEntry } from './inflight-log.js';
 import type { UsageOutbox } from './usage-outbox.js';
 
@@ -223,7 +224,7 @@ export class LeaseManager {
   }
 
   /** Settles `r` at what the request used and records the usage durably; `entry`, its in-flight log entry, ends with that record. */
-  settle(r: Reservation, used: number, model: string, tags?: Readonly<Record<string, string>>, entry?: InflightEntry): void {
+  settle(r: Reservation, used: number, model: string, tags?: Readonly<Record<string, string>>, entry?: InflightEntry, kinds?: TokenKinds): void {
     const l = this.lease(r.priority);
     if (r.epoch === l.epoch) {
       if (!r.unlimited) {
@@ -234,7 +235,7 @@ export class LeaseManager {
       }
     }
     l.spentSinceAnswer += used;
-    this.opts.outbox.append(r.priority, used, r.startedAtMs, model, tags, entry);
+    this.opts.outbox.append(r.priority, used, r.startedAtMs, model, tags, entry, kinds);
   }
 
   /** Tokens left in the budget as last known, minus what this pod spent since (undefined: unlimited). */

@@ -7,7 +7,7 @@
 import type { Config } from '../config/schema.js';
 import { onComplete } from '../pipeline/on-complete.js';
 import type { Interceptor } from '../pipeline/types.js';
-import { estimateTokens, promptTokens, usedTokens } from './estimate.js';
+import { estimateTokens, kindsOf, promptTokens, usedTokens } from './estimate.js';
 import type { QuotaStack } from './quota-stack.js';
 
 export function quotaInterceptor(opts: { stack: () => QuotaStack | undefined; config: () => Config }): Interceptor {
@@ -30,7 +30,10 @@ export function quotaInterceptor(opts: { stack: () => QuotaStack | undefined; co
     res.meta.remainingTokens = manager.remaining(req.priority);
     return onComplete(
       res,
-      (o) => manager.settle(reservation, usedTokens(req, o.usage, o.complete, o.frames), req.model, req.tags, entry),
+      (o) => {
+        const used = usedTokens(req, o.usage, o.complete, o.frames);
+        manager.settle(reservation, used, req.model, req.tags, entry, kindsOf(o.usage, used));
+      },
       (current) => {
         entry.progress = () => {
           const o = current();

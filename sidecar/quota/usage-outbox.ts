@@ -17,6 +17,7 @@
 // `write`, not a SQLite transaction, and a killed process loses nothing.
 import { randomUUID } from 'node:crypto';
 import { columnsOf } from '../../common/sqlite.js';
+import { addKinds, noKinds, type TokenKinds } from '../../proto/token-kinds.js';
 import { canonical } from '../canonical-json.js';
 import type { Priority } from '../http/caller-headers.js';
 import { type SidecarDatabase } from '../storage/database.js';
@@ -34,6 +35,11 @@ const CHECKPOINT_EVERY_MS = 1000;
 export interface UsageRecord {
   sequence: number;
   tokens: number;
+  /** The tokens by kind (0 when unknown), as the quota protocol names them. */
+  inputTokens: number;
+  outputTokens: number;
+  cachedInputTokens: number;
+  cacheWriteTokens: number;
   startedAtMs: number;
   model: string;
   /** The requests' attribution labels; empty when they carried none. */
@@ -74,6 +80,13 @@ export class UsageOutbox {
       );`);
     // A file from a build that kept no tags: its records keep their usage and carry none.
     if (!columnsOf(db, 'usage_outbox').includes('tags')) db.exec("ALTER TABLE usage_outbox ADD COLUMN tags TEXT NOT NULL DEFAULT ''");
+    // …nor tokens by kind: its records report them as unknown (0).
+    if (!columnsOf(db, 'usage_outbox').includes('input')) {
+      db.exec(`ALTER TABLE usage_outbox ADD COLUMN input INTEGER NOT NULL DEFAULT 0;
+               ALTER TABLE usage_outbox ADD COLUMN output INTEGER NOT NULL DEFAULT 0;
+               ALTER TABLE usage_outbox ADD COLUMN cached_input INTEGER NOT NULL DEFAULT 0;
+               ALTER TABLE usage_outbox ADD COLUMN cache_write INTEGER NOT NULL DEFAULT 0;`);
+    }
     const get = db.prepare('SELECT value FROM quota_meta WHERE key = ?');
     const set = db.prepare('INSERT INTO quota_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
     let id = (get.get('incarnation') as { value: string } | undefined)?.value;
@@ -85,9 +98,16 @@ export class UsageOutbox {
     this.stmts = {
       get,
       set,
-      insert: db.prepare('INSERT INTO usage_outbox (priority, sequence, tokens, started_at_ms, model, tags) VALUES (?, ?, ?, ?, ?, ?)'),
-      add: db.prepare('UPDATE usage_outbox SET tokens = tokens + ? WHERE priority = ? AND sequence = ?'),
-      pending: db.prepare('SELECT sequence, tokens, started_at_ms AS startedAtMs, model, tags FROM usage_outbox WHERE priority = ? ORDER BY sequence LIMIT ?'),
+      insert: db.prepare(
+        'INSERT INTO usage_outbox (priority, sequence, tokens, started_at_ms, model, tags, input, output, cached_input, cache_write) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
+      add: db.prepare(
+        'UPDATE usage_outbox SET tokens = tokens + ?, input = input + ?, output = output + ?, cached_input = cached_input + ?, cache_write = cache_write + ? WHERE priority = ? AND sequence = ?',
+      ),
+      pending: db.prepare(
+        `SELECT sequence, tokens, started_at_ms AS startedAtMs, model, tags, input AS inputTokens, output AS outputTokens, cached_input AS cachedInputTokens,
+         cache_write AS cacheWriteTokens FROM usage_outbox WHERE priority = ? ORDER BY sequence LIMIT ?`,
+      ),
       sequences: db.prepare('SELECT sequence FROM usage_outbox WHERE priority = ? ORDER BY sequence'),
       renumber: db.prepare('UPDATE usage_outbox SET sequence = ? WHERE priority = ? AND sequence = ?'),
       classIncarnations: db.prepare("SELECT key, value FROM quota_meta WHERE key LIKE 'incarnation:%'"),
@@ -186,13 +206,21 @@ export class UsageOutbox {
    * Records settled usage (and ends `entry`, the request's, in the same line): on disk with the next write
    * to the log, within SETTLE_WAIT_MS.
    */
-  append(priority: Priority, tokens: number, startedAtMs: number, model: string, tags?: Readonly<Record<string, string>>, entry?: InflightEntry): void {
+  append(
+    priority: Priority,
+    tokens: number,
+    startedAtMs: number,
+    model: string,
+    tags?: Readonly<Record<string, string>>,
+    entry?: InflightEntry,
+    kinds: TokenKinds = noKinds(),
+  ): void {
     const n = Math.max(0, Math.round(tokens));
     if (n === 0) {
       if (entry !== undefined) this.end(entry);
       return;
     }
-    const s: Settled = { priority, model, second: startedAtMs - (startedAtMs % 1000), tags: entry?.tags ?? canonicalTags(tags), tokens: n };
+    const s: Settled = { priority, model, second: startedAtMs - (startedAtMs % 1000), tags: entry?.tags ?? canonicalTags(tags), tokens: n, kinds: roundKinds(kinds) };
     this.log.settle(entry, s);
     this.buffer(s);
     this.scheduleLines();
@@ -266,19 +294,23 @@ export class UsageOutbox {
   private buffer(s: Settled): void {
     const key = `${s.priority}|${s.second}|${s.model}\n${s.tags}`;
     const b = this.buffered.get(key);
-    if (b !== undefined) b.tokens += s.tokens;
-    else this.buffered.set(key, { ...s });
+    if (b !== undefined) {
+      b.tokens += s.tokens;
+      addKinds(b.kinds, s.kinds);
+    } else {
+      this.buffered.set(key, { ...s, kinds: { ...s.kinds } });
+    }
   }
 
   private write(s: Settled): void {
     const key = `${s.priority}|${s.model}\n${s.tags}`;
     const open = this.open.get(key);
     if (open !== undefined && open.second === s.second) {
-      this.stmts.add.run(s.tokens, s.priority, open.sequence);
+      this.stmts.add.run(s.tokens, s.kinds.input, s.kinds.output, s.kinds.cachedInput, s.kinds.cacheWrite, s.priority, open.sequence);
       return;
     }
     const sequence = this.nextSequence(s.priority);
-    this.stmts.insert.run(s.priority, sequence, s.tokens, s.second, s.model, s.tags);
+    this.stmts.insert.run(s.priority, sequence, s.tokens, s.second, s.model, s.tags, s.kinds.input, s.kinds.output, s.kinds.cachedInput, s.kinds.cacheWrite);
     this.open.set(key, { sequence, second: s.second });
   }
 
@@ -321,4 +353,9 @@ export class UsageOutbox {
 /** Tags as canonical JSON, so one set of tags always groups into one record; '' for none. */
 function canonicalTags(tags: Readonly<Record<string, string>> | undefined): string {
   return tags === undefined || Object.keys(tags).length === 0 ? '' : canonical(tags);
+}
+
+function roundKinds(k: TokenKinds): TokenKinds {
+  const r = (n: number): number => Math.max(0, Math.round(n));
+  return { input: r(k.input), output: r(k.output), cachedInput: r(k.cachedInput), cacheWrite: r(k.cacheWrite) };
 }

@@ -191,7 +191,14 @@ describe('usage reports are bound to their owner', () => {
     const ok = await call<{ ackedSequence: number }>('ReportUsage', { identity: empty, incarnation: 'charlie-inc', reports: [{ sequence: 1, tokens: 30, startedAtMs: now() }] }, token);
     expect(ok.ackedSequence).toBe(1);
     expect(await used('namespace/charlie')).toBe(30);
-    for (const bad of [{ sequence: 2, tokens: 60_000_000, startedAtMs: now() }, { sequence: 2, tokens: -5, startedAtMs: now() }, { sequence: 0, tokens: 5, startedAtMs: now() }]) {
+    for (const bad of [
+      { sequence: 2, tokens: 60_000_000, startedAtMs: now() },
+      { sequence: 2, tokens: -5, startedAtMs: now() },
+      { sequence: 0, tokens: 5, startedAtMs: now() },
+      // Tokens by kind are bounded too, and the cached and cache-write parts cannot exceed the input.
+      { sequence: 2, tokens: 5, startedAtMs: now(), inputTokens: 60_000_000 },
+      { sequence: 2, tokens: 5, startedAtMs: now(), inputTokens: 5, cachedInputTokens: 4, cacheWriteTokens: 4 },
+    ]) {
       expect((await refusal(call('ReportUsage', { identity: empty, incarnation: 'charlie-inc', reports: [bad] }, token))).code).toBe(grpcStatus.INVALID_ARGUMENT);
     }
     expect(await used('namespace/charlie')).toBe(30);

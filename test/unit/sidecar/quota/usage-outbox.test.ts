@@ -11,6 +11,9 @@ import { describe, expect, it } from 'vitest';
 import { UsageOutbox } from '../../../../sidecar/quota/usage-outbox.js';
 import { openDatabase } from '../../../../sidecar/storage/database.js';
 
+/** Tokens by kind of a record whose settles did not know them. */
+const UNKNOWN_KINDS = { inputTokens: 0, outputTokens: 0, cachedInputTokens: 0, cacheWriteTokens: 0 };
+
 describe('usage outbox', () => {
   it('keeps what it could not write while another process holds the lock, and writes it afterwards', () => {
     const path = join(mkdtempSync(join(tmpdir(), 'llmgw-outbox-')), 'llmgw.db');
@@ -43,10 +46,29 @@ describe('usage outbox', () => {
     outbox.append('interactive', 3, 1_400, 'm');
     outbox.append('interactive', 2, 1_500, 'm', {});
     expect(outbox.pending('interactive')).toEqual([
-      { sequence: 1, tokens: 15, startedAtMs: 1_000, model: 'm', tags: { feature: 'search', team: 'core' } },
-      { sequence: 2, tokens: 7, startedAtMs: 1_000, model: 'm', tags: { feature: 'chat' } },
-      { sequence: 3, tokens: 5, startedAtMs: 1_000, model: 'm', tags: {} },
+      { sequence: 1, tokens: 15, startedAtMs: 1_000, model: 'm', tags: { feature: 'search', team: 'core' }, ...UNKNOWN_KINDS },
+      { sequence: 2, tokens: 7, startedAtMs: 1_000, model: 'm', tags: { feature: 'chat' }, ...UNKNOWN_KINDS },
+      { sequence: 3, tokens: 5, startedAtMs: 1_000, model: 'm', tags: {}, ...UNKNOWN_KINDS },
     ]);
+  });
+
+  it('adds up tokens by kind per record, and carries them through a kill in the settle line', async () => {
+    const path = join(mkdtempSync(join(tmpdir(), 'llmgw-outbox-')), 'llmgw.db');
+    const outbox = new UsageOutbox(openDatabase(path));
+    outbox.append('interactive', 100, 1_000, 'm', undefined, undefined, { input: 80, output: 20, cachedInput: 40, cacheWrite: 10 });
+    const a = outbox.begin('interactive', 1_200, 'm', undefined, 30);
+    outbox.append('interactive', 50, 1_200, 'm', undefined, a, { input: 30, output: 20, cachedInput: 0, cacheWrite: 30 });
+    await new Promise((r) => setTimeout(r, 150)); // the settle lines are on disk
+    // As a kill -9 leaves the files (a copy in another folder): the log is replayed with the kinds.
+    const dir = mkdtempSync(join(tmpdir(), 'llmgw-outbox-'));
+    for (const name of readdirSync(dirname(path))) {
+      if (!name.endsWith('-shm')) copyFileSync(join(dirname(path), name), join(dir, name));
+    }
+    const after = new UsageOutbox(openDatabase(join(dir, 'llmgw.db')));
+    expect(after.pending('interactive')).toEqual([
+      { sequence: 1, tokens: 150, startedAtMs: 1_000, model: 'm', tags: {}, inputTokens: 110, outputTokens: 40, cachedInputTokens: 40, cacheWriteTokens: 40 },
+    ]);
+    expect(outbox.pending('interactive')).toEqual(after.pending('interactive'));
   });
 
   it('adds the tags column to a file from a build without it, keeping its records', () => {
@@ -58,8 +80,8 @@ describe('usage outbox', () => {
     const outbox = new UsageOutbox(db);
     outbox.append('batch', 1, 9_000, 'new', { feature: 'x' });
     expect(outbox.pending('batch')).toEqual([
-      { sequence: 4, tokens: 99, startedAtMs: 5000, model: 'old', tags: {} },
-      { sequence: 5, tokens: 1, startedAtMs: 9_000, model: 'new', tags: { feature: 'x' } },
+      { sequence: 4, tokens: 99, startedAtMs: 5000, model: 'old', tags: {}, ...UNKNOWN_KINDS },
+      { sequence: 5, tokens: 1, startedAtMs: 9_000, model: 'new', tags: { feature: 'x' }, ...UNKNOWN_KINDS },
     ]);
   });
 
@@ -90,7 +112,7 @@ describe('usage outbox', () => {
       const copy = killedCopy(path);
       const after = new UsageOutbox(openDatabase(copy));
       expect(after.recovered).toEqual({ requests: 2, tokens: 47, settledTokens: 0 });
-      expect(after.pending('interactive')).toEqual([{ sequence: 1, tokens: 40, startedAtMs: 61_000, model: 'm', tags: { team: 'x' } }]);
+      expect(after.pending('interactive')).toEqual([{ sequence: 1, tokens: 40, startedAtMs: 61_000, model: 'm', tags: { team: 'x' }, ...UNKNOWN_KINDS }]);
       expect(after.pending('batch')).toMatchObject([{ tokens: 7, startedAtMs: 62_000 }]);
       // The replayed log is gone; only the new outbox's own remains.
       expect(logsOf(copy)).toHaveLength(1);
@@ -179,8 +201,8 @@ describe('usage outbox', () => {
         INSERT INTO quota_inflight VALUES ('dead', 1, 'interactive', 61000, 'gpt', '{"team":"x"}', 120), ('dead', 2, 'batch', 62500, 'gpt', '', 80);`);
       const outbox = new UsageOutbox(db);
       expect(outbox.recovered).toEqual({ requests: 2, tokens: 200, settledTokens: 0 });
-      expect(outbox.pending('interactive')).toEqual([{ sequence: 1, tokens: 120, startedAtMs: 61_000, model: 'gpt', tags: { team: 'x' } }]);
-      expect(outbox.pending('batch')).toEqual([{ sequence: 1, tokens: 80, startedAtMs: 62_000, model: 'gpt', tags: {} }]);
+      expect(outbox.pending('interactive')).toEqual([{ sequence: 1, tokens: 120, startedAtMs: 61_000, model: 'gpt', tags: { team: 'x' }, ...UNKNOWN_KINDS }]);
+      expect(outbox.pending('batch')).toEqual([{ sequence: 1, tokens: 80, startedAtMs: 62_000, model: 'gpt', tags: {}, ...UNKNOWN_KINDS }]);
       expect(db.prepare("SELECT name FROM sqlite_master WHERE name = 'quota_inflight'").all()).toEqual([]);
     });
 
