@@ -1,7 +1,7 @@
 // The fake provider's Anthropic side: request checks as strict as the Messages API's for what the
 // gateway sends, and answers, stream events and error bodies in Anthropic's exact shapes.
 import { FakeHttpError } from './openai-api.js';
-import { argumentPieces, countTokens, isObj, planReply, type Ask, type Counts, type Json, type Plan } from './reply.js';
+import { argumentPieces, countTokens, isObj, planReply, REDACTED_THINKING_DATA, thinkingSignature, type Ask, type Counts, type Json, type Plan } from './reply.js';
 
 export function anthropicError(status: number, type: string, message: string): FakeHttpError {
   return new FakeHttpError(status, { type: 'error', error: { type, message }, request_id: 'req_fake' });
@@ -31,12 +31,58 @@ function checkBlock(b: Json, at: string): void {
   }
 }
 
+const THINKING_DOCS = 'Please consult our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking';
+
+/** Whether the request turns thinking on, checked with the parameters Anthropic refuses beside it. */
+function thinkingOn(body: Json): boolean {
+  const t = body.thinking;
+  if (t === undefined || (isObj(t) && t.type === 'disabled')) return false;
+  if (!isObj(t) || (t.type !== 'enabled' && t.type !== 'adaptive')) throw invalid("thinking: Input tag does not match the expected tags: 'enabled', 'disabled', 'adaptive'");
+  if (t.type === 'enabled') {
+    const budget = t.budget_tokens;
+    if (typeof budget !== 'number' || !Number.isInteger(budget) || budget < 1024) throw invalid('thinking.enabled.budget_tokens: Input should be greater than or equal to 1024');
+    if (budget >= Number(body.max_tokens)) throw invalid(`\`max_tokens\` must be greater than \`thinking.budget_tokens\`. ${THINKING_DOCS}#max-tokens-and-context-window-size`);
+  }
+  if (body.temperature !== undefined && body.temperature !== 1) throw invalid(`\`temperature\` may only be set to 1 when thinking is enabled. ${THINKING_DOCS}#feature-compatibility`);
+  if (body.top_k !== undefined) throw invalid(`\`top_k\` must be unset when thinking is enabled. ${THINKING_DOCS}#feature-compatibility`);
+  if (typeof body.top_p === 'number' && body.top_p < 0.95) throw invalid(`\`top_p\` must be greater than or equal to 0.95 or unset when thinking is enabled. ${THINKING_DOCS}#feature-compatibility`);
+  const tc = body.tool_choice;
+  if (isObj(tc) && (tc.type === 'any' || tc.type === 'tool')) throw invalid('Thinking may not be enabled when tool_choice forces tool use.');
+  return true;
+}
+
+/** A thinking block that comes back must be the fake's own, unchanged (Anthropic checks its signature). */
+function checkThinkingBlock(b: Json, at: string, role: unknown): void {
+  if (role !== 'assistant') throw invalid(`${at}: thinking blocks are only allowed in assistant messages`);
+  if (b.type === 'thinking' && (typeof b.thinking !== 'string' || b.signature !== thinkingSignature(b.thinking))) {
+    throw invalid(`${at}: Invalid \`signature\` in \`thinking\` block`);
+  }
+  if (b.type === 'redacted_thinking' && b.data !== REDACTED_THINKING_DATA) throw invalid(`${at}: Invalid \`data\` in \`redacted_thinking\` block`);
+}
+
+/**
+ * With thinking on, the assistant turn that opened the current tool loop (the first after the last user
+ * turn that is not only tool results) must start with its thinking block, as Anthropic requires.
+ */
+function checkThinkingKept(messages: Json[]): void {
+  const lastAsk = messages.findLastIndex((m) => m.role === 'user' && blocksOf(m.content, 'messages').some((b) => b.type !== 'tool_result'));
+  const opener = messages[lastAsk + 1];
+  if (opener?.role !== 'assistant') return;
+  const loop = messages.slice(lastAsk + 1).some((m) => m.role === 'assistant' && blocksOf(m.content, 'messages').some((b) => b.type === 'tool_use'));
+  const first = blocksOf(opener.content, 'messages')[0];
+  if (!loop || first?.type === 'thinking' || first?.type === 'redacted_thinking') return;
+  throw invalid(
+    `messages.${lastAsk + 1}.content.0.type: Expected \`thinking\` or \`redacted_thinking\`, but found \`${String(first?.type)}\`. When \`thinking\` is enabled, a final \`assistant\` message must start with a thinking block (preceeding the lastmost set of \`tool_use\` and \`tool_result\` blocks). We recommend you include thinking blocks from previous turns. To avoid this requirement, disable \`thinking\`. ${THINKING_DOCS}`,
+  );
+}
+
 /** Checks a Messages request the way Anthropic does and reduces it to an Ask. Throws FakeHttpError. */
 export function anthropicAsk(body: Json, version: string): Ask {
   if (typeof body.model !== 'string') throw invalid('model: Field required');
   if (typeof body.max_tokens !== 'number' || !Number.isInteger(body.max_tokens) || body.max_tokens < 1) {
     throw invalid('max_tokens: Field required');
   }
+  const thinking = thinkingOn(body);
   if (typeof body.temperature === 'number' && (body.temperature < 0 || body.temperature > 1)) {
     throw invalid('temperature: range: 0 <= temperature <= 1');
   }
@@ -64,6 +110,7 @@ export function anthropicAsk(body: Json, version: string): Ask {
     let text = '';
     blocks.forEach((b, j) => {
       checkBlock(b, `${at}.content.${j}`);
+      if (b.type === 'thinking' || b.type === 'redacted_thinking') checkThinkingBlock(b, `${at}.content.${j}`, m.role);
       if (b.type === 'text') text += String(b.text);
       if (b.type === 'tool_result') {
         if (m.role !== 'user') throw invalid(`${at}.content.${j}: tool_result blocks are only allowed in user messages`);
@@ -91,6 +138,7 @@ export function anthropicAsk(body: Json, version: string): Ask {
       toolResult = undefined;
     }
   });
+  if (thinking) checkThinkingKept(body.messages as Json[]);
   const tools = Array.isArray(body.tools) ? body.tools : [];
   if (body.tool_choice !== undefined && tools.length === 0 && !(isObj(body.tool_choice) && body.tool_choice.type === 'none')) {
     throw invalid('tool_choice: tool_choice may only be specified while providing tools.');
@@ -103,7 +151,7 @@ export function anthropicAsk(body: Json, version: string): Ask {
   const tc = isObj(body.tool_choice) ? body.tool_choice : {};
   const toolMode: Ask['toolMode'] = tc.type === 'none' ? 'none' : tc.type === 'any' ? 'required' : tc.type === 'tool' ? { name: String(tc.name) } : 'auto';
   const stop = Array.isArray(body.stop_sequences) ? body.stop_sequences.map(String) : [];
-  return { promptText, lastUserText, toolResult, tools: toolSpecs, toolMode, maxTokens: body.max_tokens, stop };
+  return { promptText, lastUserText, toolResult, tools: toolSpecs, toolMode, maxTokens: body.max_tokens, stop, ...(thinking ? { thinking } : {}) };
 }
 
 /**
@@ -112,8 +160,9 @@ export function anthropicAsk(body: Json, version: string): Ask {
  * `cache_read_input_tokens` of the matching answer.
  */
 export function anthropicCountTokens(body: Json, version: string): Json {
-  // The count takes no max_tokens, which the Messages checks require and the prompt does not depend on.
-  const ask = anthropicAsk({ ...body, max_tokens: 1 }, version);
+  // The count takes no max_tokens, which the Messages checks require (above any thinking budget) and the
+  // prompt does not depend on.
+  const ask = anthropicAsk({ ...body, max_tokens: Number.MAX_SAFE_INTEGER }, version);
   return { input_tokens: countTokens(ask, planReply(ask)).promptTokens };
 }
 
@@ -133,8 +182,17 @@ function usage(c: Counts, outputTokens: number): Json {
   };
 }
 
+/** The thinking blocks an answer starts with (none without thinking). */
+function thinkingBlocks(plan: Plan): Json[] {
+  const t = plan.thinking;
+  if (t === undefined) return [];
+  const blocks: Json[] = t.redacted === undefined ? [] : [{ type: 'redacted_thinking', data: t.redacted }];
+  return [...blocks, { type: 'thinking', thinking: t.text, signature: t.signature }];
+}
+
 export function anthropicMessage(model: string, plan: Plan, counts: Counts, ids: AnthropicIds): Json {
-  const content = plan.kind === 'text' ? [{ type: 'text', text: plan.words.join('') }] : [{ type: 'tool_use', id: ids.callId, name: plan.name, input: plan.args }];
+  const answer = plan.kind === 'text' ? { type: 'text', text: plan.words.join('') } : { type: 'tool_use', id: ids.callId, name: plan.name, input: plan.args };
+  const content = [...thinkingBlocks(plan), answer];
   return {
     id: ids.id,
     type: 'message',
@@ -153,16 +211,28 @@ const frame = (type: string, data: Json): string => `event: ${type}\ndata: ${JSO
 export function anthropicEvents(model: string, plan: Plan, counts: Counts, ids: AnthropicIds): string[] {
   const message = { id: ids.id, type: 'message', role: 'assistant', model, content: [], stop_reason: null, stop_sequence: null, usage: usage(counts, 1) };
   const frames = [frame('message_start', { message })];
-  if (plan.kind === 'text') {
-    frames.push(frame('content_block_start', { index: 0, content_block: { type: 'text', text: '' } }));
-    frames.push(frame('ping', {}));
-    for (const w of plan.words) frames.push(frame('content_block_delta', { index: 0, delta: { type: 'text_delta', text: w } }));
-  } else {
-    frames.push(frame('content_block_start', { index: 0, content_block: { type: 'tool_use', id: ids.callId, name: plan.name, input: {} } }));
-    frames.push(frame('ping', {}));
-    for (const piece of argumentPieces(plan.args)) frames.push(frame('content_block_delta', { index: 0, delta: { type: 'input_json_delta', partial_json: piece } }));
+  let index = 0;
+  for (const block of thinkingBlocks(plan)) {
+    if (block.type === 'redacted_thinking') {
+      frames.push(frame('content_block_start', { index, content_block: block }));
+    } else {
+      frames.push(frame('content_block_start', { index, content_block: { type: 'thinking', thinking: '', signature: '' } }));
+      for (const w of String(block.thinking).match(/\S+\s*/g) ?? []) frames.push(frame('content_block_delta', { index, delta: { type: 'thinking_delta', thinking: w } }));
+      frames.push(frame('content_block_delta', { index, delta: { type: 'signature_delta', signature: block.signature } }));
+    }
+    frames.push(frame('content_block_stop', { index }));
+    index += 1;
   }
-  frames.push(frame('content_block_stop', { index: 0 }));
+  if (plan.kind === 'text') {
+    frames.push(frame('content_block_start', { index, content_block: { type: 'text', text: '' } }));
+    frames.push(frame('ping', {}));
+    for (const w of plan.words) frames.push(frame('content_block_delta', { index, delta: { type: 'text_delta', text: w } }));
+  } else {
+    frames.push(frame('content_block_start', { index, content_block: { type: 'tool_use', id: ids.callId, name: plan.name, input: {} } }));
+    frames.push(frame('ping', {}));
+    for (const piece of argumentPieces(plan.args)) frames.push(frame('content_block_delta', { index, delta: { type: 'input_json_delta', partial_json: piece } }));
+  }
+  frames.push(frame('content_block_stop', { index }));
   const stopSequence = plan.kind === 'text' ? plan.stopSequence : null;
   frames.push(frame('message_delta', { delta: { stop_reason: stopReason(plan), stop_sequence: stopSequence }, usage: { output_tokens: counts.completionTokens } }));
   frames.push(frame('message_stop', {}));

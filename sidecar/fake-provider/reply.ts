@@ -1,6 +1,7 @@
 // What the fake provider answers, decided the same way for both wire formats and fully deterministic:
 // a text echo, or a call of a tool the prompt names (or the one tool_choice forces), with arguments
-// filled in from the tool's JSON schema.
+// filled in from the tool's JSON schema; with Anthropic's thinking on, a signed thinking block before it.
+import { createHash } from 'node:crypto';
 
 export type Json = Record<string, unknown>;
 
@@ -17,11 +18,22 @@ export interface Ask {
   toolMode: 'auto' | 'none' | 'required' | { name: string };
   maxTokens: number | undefined;
   stop: string[];
+  /** Anthropic `thinking` is on: the answer starts with thinking. */
+  thinking?: boolean;
 }
 
-export type Plan =
+/** What the fake thinks before answering: a thinking block, after a redacted one when the prompt asks. */
+export interface FakeThinking {
+  text: string;
+  signature: string;
+  /** `data` of a redacted_thinking block before it. */
+  redacted?: string;
+}
+
+export type Plan = (
   | { kind: 'text'; words: string[]; finish: 'stop' | 'length' | 'stop_sequence'; stopSequence: string | null }
-  | { kind: 'tool'; name: string; args: Json };
+  | { kind: 'tool'; name: string; args: Json }
+) & { thinking?: FakeThinking };
 
 export interface Counts {
   promptTokens: number;
@@ -31,8 +43,24 @@ export interface Counts {
 
 /** Put in a prompt, makes the fake report half the prompt as read from its prompt cache. */
 export const CACHED_MARKER = '[fake:cached]';
+/** Put in a prompt with thinking on, makes the fake's answer start with a redacted_thinking block. */
+export const REDACTED_THINKING_MARKER = '[fake:redacted-thinking]';
+
+/** The signature of the fake's thinking text, checked when a thinking block comes back (as Anthropic does). */
+export const thinkingSignature = (text: string): string => createHash('sha256').update(`fake-thinking\n${text}`).digest('base64');
+/** The data of the fake's redacted thinking: anything else coming back is refused. */
+export const REDACTED_THINKING_DATA = Buffer.from('fake-redacted-thinking').toString('base64');
 
 export function planReply(ask: Ask): Plan {
+  const plan = planAnswer(ask);
+  if (ask.thinking !== true) return plan;
+  const text = `Thinking about "${(ask.toolResult ?? ask.lastUserText).slice(0, 80)}" before answering.`;
+  const thinking: FakeThinking = { text, signature: thinkingSignature(text) };
+  if (ask.promptText.includes(REDACTED_THINKING_MARKER)) thinking.redacted = REDACTED_THINKING_DATA;
+  return { ...plan, thinking };
+}
+
+function planAnswer(ask: Ask): Plan {
   if (ask.toolResult === undefined && ask.tools.length > 0 && ask.toolMode !== 'none') {
     const tool =
       typeof ask.toolMode === 'object'
@@ -64,7 +92,9 @@ export function planReply(ask: Ask): Plan {
 
 export function countTokens(ask: Ask, plan: Plan): Counts {
   const promptTokens = Math.max(1, Math.ceil(ask.promptText.length / 4));
-  const completionTokens = plan.kind === 'text' ? plan.words.length : Math.ceil(JSON.stringify(plan.args).length / 4) + 1;
+  const answerTokens = plan.kind === 'text' ? plan.words.length : Math.ceil(JSON.stringify(plan.args).length / 4) + 1;
+  // Anthropic counts thinking in output_tokens and does not report it apart.
+  const completionTokens = answerTokens + (plan.thinking === undefined ? 0 : Math.ceil(plan.thinking.text.length / 4));
   const cachedTokens = ask.promptText.includes(CACHED_MARKER) ? Math.floor(promptTokens / 2) : 0;
   return { promptTokens, completionTokens, cachedTokens };
 }

@@ -16,7 +16,12 @@ export interface AnthropicToOpenAIOptions {
   allowTopK: boolean;
 }
 
-/** Anthropic parameters with no OpenAI equivalent that do not change what a correct answer is; dropped. */
+/**
+ * Anthropic parameters with no OpenAI equivalent that do not change what a correct answer is; dropped.
+ * `thinking` among them: mapping its budget to reasoning_effort would make OpenAI refuse apps (Claude Code)
+ * that send it by default to a model without reasoning (gpt-4o); `output_config.effort`, an explicit ask,
+ * is mapped (README, "Reasoning and thinking").
+ */
 const INERT = new Set(['thinking', 'service_tier', 'cache_control', 'inference_geo', 'speed', 'diagnostics']);
 
 export function anthropicRequestToOpenAI(body: Json, opts: AnthropicToOpenAIOptions): Json {
@@ -203,6 +208,8 @@ function applyOutputConfig(config: Json, out: Json): void {
     };
   }
   if (typeof config.effort === 'string') {
+    // The same names as OpenAI's up to high (thinking-budget.ts has the other way); past it, high is the
+    // most every OpenAI reasoning model takes.
     out.reasoning_effort = config.effort === 'xhigh' || config.effort === 'max' ? 'high' : config.effort;
   }
 }

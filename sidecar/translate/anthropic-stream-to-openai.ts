@@ -1,4 +1,6 @@
-// Anthropic stream events → OpenAI chat.completion.chunk frames, one upstream event at a time.
+// Anthropic stream events → OpenAI chat.completion.chunk frames, one upstream event at a time. Thinking in
+// LiteLLM's fields: its text as `delta.reasoning_content` as it comes, then at the block's end the whole
+// block, signed, as one `delta.thinking_blocks: [block]` (a redacted block only that).
 import { isObject, type Json } from '../../common/json.js';
 import { mergeAnthropicDeltaUsage, usageFromAnthropic } from '../formats/anthropic.js';
 import { parseAnthropicEvent } from '../formats/answer-shape.js';
@@ -8,6 +10,10 @@ import type { SseEvent } from '../http/sse-parser.js';
 import { anthropicStopToOpenAIFinish } from './map-stop-reason.js';
 import { streamErrorEvent, truncatedStream } from './stream-errors.js';
 import type { StreamTranslator } from './stream-translator.js';
+import { thinkingBlockOf } from './thinking-blocks.js';
+
+/** A thinking or redacted thinking block still streaming: what its content_block_stop hands on. */
+type OpenThinking = { type: 'thinking'; thinking: string; signature: string } | { type: 'redacted_thinking'; data: unknown };
 
 export interface AnthropicToOpenAIStreamOptions {
   providerId: string;
@@ -23,6 +29,8 @@ export class AnthropicToOpenAIStream implements StreamTranslator {
   private model = '';
   /** Anthropic content block index → OpenAI tool_calls index. */
   private readonly toolIndex = new Map<number, number>();
+  /** Anthropic content block index → the thinking block being assembled there. */
+  private readonly thinking = new Map<number, OpenThinking>();
   private finishReason: string | undefined;
   private done = false;
 
@@ -54,6 +62,13 @@ export class AnthropicToOpenAIStream implements StreamTranslator {
         if (block.type === 'text' && typeof block.text === 'string' && block.text !== '') {
           return this.chunk({ content: block.text }, null);
         }
+        if (block.type === 'redacted_thinking') this.thinking.set(Number(data.index), { type: 'redacted_thinking', data: block.data });
+        if (block.type === 'thinking') {
+          const text = typeof block.thinking === 'string' ? block.thinking : '';
+          const signature = typeof block.signature === 'string' ? block.signature : '';
+          this.thinking.set(Number(data.index), { type: 'thinking', thinking: text, signature });
+          if (text !== '') return this.chunk({ reasoning_content: text }, null);
+        }
         return '';
       }
       case 'content_block_delta': {
@@ -64,8 +79,22 @@ export class AnthropicToOpenAIStream implements StreamTranslator {
           if (index === undefined || delta.partial_json === '') return '';
           return this.chunk({ tool_calls: [{ index, function: { arguments: delta.partial_json } }] }, null);
         }
-        // thinking, signature and citation deltas have no Chat Completions counterpart.
+        const open = this.thinking.get(Number(data.index));
+        if (open?.type === 'thinking' && delta.type === 'thinking_delta' && typeof delta.thinking === 'string') {
+          open.thinking += delta.thinking;
+          return delta.thinking === '' ? '' : this.chunk({ reasoning_content: delta.thinking }, null);
+        }
+        if (open?.type === 'thinking' && delta.type === 'signature_delta' && typeof delta.signature === 'string') {
+          open.signature += delta.signature;
+        }
+        // Citation deltas have no Chat Completions counterpart.
         return '';
+      }
+      case 'content_block_stop': {
+        const index = Number(data.index);
+        const block = thinkingBlockOf(this.thinking.get(index));
+        this.thinking.delete(index);
+        return block === undefined ? '' : this.chunk({ thinking_blocks: [block] }, null);
       }
       case 'message_delta': {
         this.usage = mergeAnthropicDeltaUsage(this.usage, data.usage);

@@ -3,6 +3,7 @@
 // are shared with the stream translation (chat-stream-to-responses.ts), which builds the same Response.
 import { isObject, type Json } from '../../common/json.js';
 import { num } from '../formats/usage.js';
+import { encodeThinking, thinkingBlocksOf, type ThinkingBlock } from './thinking-blocks.js';
 
 /** What a Response echoes of the request that made it (as OpenAI's does), taken once per request. */
 export function responsesEcho(body: Json): Json {
@@ -86,15 +87,27 @@ export function responseObject(ids: ResponseIds, createdAt: number, model: unkno
 /** Reasoning text some Chat Completions servers return beside the answer (DeepSeek, vLLM: reasoning_content; others: reasoning). */
 export const reasoningOf = (m: Json): unknown => m.reasoning_content ?? m.reasoning;
 
+/**
+ * A reasoning item: its text as `reasoning_text` content, and Anthropic's thinking blocks (a Chat answer's
+ * `thinking_blocks`) in `encrypted_content`, which the app sends back with the item as it would OpenAI's.
+ * Written whether or not the request `include`s it: a Responses app cannot otherwise hand them back, and
+ * Anthropic refuses a tool loop with thinking without them.
+ */
+export function reasoningItem(id: string, text: string, blocks: readonly ThinkingBlock[]): Json {
+  const item: Json = { type: 'reasoning', id, summary: [], content: text === '' ? [] : [{ type: 'reasoning_text', text }] };
+  if (blocks.length > 0) item.encrypted_content = encodeThinking(blocks);
+  return item;
+}
+
 export function chatResponseToResponses(chat: Json, echo: Json): Json {
   const ids = responseIds(chat.id);
   const choice = (Array.isArray(chat.choices) ? chat.choices[0] : undefined) as Json | undefined;
   const message = isObject(choice?.message) ? choice.message : {};
   const output: Json[] = [];
   const reasoning = reasoningOf(message);
-  if (typeof reasoning === 'string' && reasoning !== '') {
-    output.push({ type: 'reasoning', id: ids.reasoning, summary: [], content: [{ type: 'reasoning_text', text: reasoning }] });
-  }
+  const text = typeof reasoning === 'string' ? reasoning : '';
+  const blocks = thinkingBlocksOf(message.thinking_blocks);
+  if (text !== '' || blocks.length > 0) output.push(reasoningItem(ids.reasoning, text, blocks));
   const content: Json[] = [];
   if (typeof message.content === 'string' && message.content !== '') content.push(outputText(message.content));
   if (typeof message.refusal === 'string' && message.refusal !== '') content.push({ type: 'refusal', refusal: message.refusal });

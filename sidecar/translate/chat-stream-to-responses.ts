@@ -2,15 +2,17 @@
 // `response.in_progress`, then per output item (reasoning text, the message, each function call) its
 // added / delta / done events, then `response.completed` (or `response.incomplete`) carrying the whole
 // Response with usage, every event numbered by `sequence_number`. Also fed an Anthropic stream through the
-// Messages → Chat translation (see `chained`).
+// Messages → Chat translation (see `chained`): its `thinking_blocks` deltas go into the reasoning item's
+// `encrypted_content` (chat-response-to-responses.ts `reasoningItem`), on its output_item.done.
 import { isObject, type Json } from '../../common/json.js';
 import { parseOpenAIChunk } from '../formats/answer-shape.js';
 import { usageFromOpenAI } from '../formats/openai.js';
 import type { Usage } from '../formats/usage.js';
 import { SseParser, type SseEvent } from '../http/sse-parser.js';
-import { outputText, reasoningOf, responseIds, responseObject, responseStatus, responsesUsage, type ResponseIds } from './chat-response-to-responses.js';
+import { outputText, reasoningItem, reasoningOf, responseIds, responseObject, responseStatus, responsesUsage, type ResponseIds } from './chat-response-to-responses.js';
 import { streamErrorEvent, truncatedStream } from './stream-errors.js';
 import type { StreamTranslator } from './stream-translator.js';
+import { thinkingBlocksOf, type ThinkingBlock } from './thinking-blocks.js';
 
 export interface ChatToResponsesOptions {
   providerId: string;
@@ -28,6 +30,8 @@ interface OpenItem {
   /** function_call: its call id and name. */
   callId?: string;
   name?: string;
+  /** reasoning: Anthropic's thinking blocks, for its encrypted_content. */
+  blocks?: ThinkingBlock[];
 }
 
 export class ChatToResponsesStream implements StreamTranslator {
@@ -63,6 +67,8 @@ export class ChatToResponsesStream implements StreamTranslator {
     const delta = isObject(choice.delta) ? choice.delta : {};
     const reasoning = reasoningOf(delta);
     if (typeof reasoning === 'string' && reasoning !== '') out += this.text('reasoning', reasoning);
+    const blocks = thinkingBlocksOf(delta.thinking_blocks);
+    if (blocks.length > 0) out += this.thinkingBlocks(blocks);
     if (typeof delta.content === 'string' && delta.content !== '') out += this.text('message', delta.content);
     if (typeof delta.refusal === 'string' && delta.refusal !== '') out += this.text('refusal', delta.refusal);
     if (Array.isArray(delta.tool_calls)) for (const c of delta.tool_calls) if (isObject(c)) out += this.toolCall(c);
@@ -99,22 +105,34 @@ export class ChatToResponsesStream implements StreamTranslator {
     return this.emit('response.created', { response }) + this.emit('response.in_progress', { response });
   }
 
+  /** Opens a reasoning, message or refusal item (closing the one before) unless it is the one open. */
+  private open(kind: 'reasoning' | 'message' | 'refusal'): string {
+    if (this.current?.kind === kind) return '';
+    let out = this.closeCurrent();
+    const index = this.output.length;
+    this.output.push({});
+    const id = this.itemId(kind === 'reasoning' ? this.ids!.reasoning : this.ids!.message);
+    this.current = { kind, index, id, text: '' };
+    if (kind === 'reasoning') {
+      out += this.emit('response.output_item.added', { output_index: index, item: { type: 'reasoning', id, summary: [], content: [] } });
+    } else {
+      out += this.emit('response.output_item.added', { output_index: index, item: { type: 'message', id, status: 'in_progress', role: 'assistant', content: [] } });
+      out += this.emit('response.content_part.added', { item_id: id, output_index: index, content_index: 0, part: kind === 'message' ? outputText('') : { type: 'refusal', refusal: '' } });
+    }
+    return out;
+  }
+
+  /** Whole thinking blocks (each sent once, at its end) join the reasoning item, opening one when needed. */
+  private thinkingBlocks(blocks: ThinkingBlock[]): string {
+    const out = this.open('reasoning');
+    const item = this.current!;
+    item.blocks = [...(item.blocks ?? []), ...blocks];
+    return out;
+  }
+
   /** Text of a reasoning, message or refusal item, opening it (and closing the one before) when needed. */
   private text(kind: 'reasoning' | 'message' | 'refusal', delta: string): string {
-    let out = '';
-    if (this.current?.kind !== kind) {
-      out += this.closeCurrent();
-      const index = this.output.length;
-      this.output.push({});
-      const id = this.itemId(kind === 'reasoning' ? this.ids!.reasoning : this.ids!.message);
-      this.current = { kind, index, id, text: '' };
-      if (kind === 'reasoning') {
-        out += this.emit('response.output_item.added', { output_index: index, item: { type: 'reasoning', id, summary: [], content: [] } });
-      } else {
-        out += this.emit('response.output_item.added', { output_index: index, item: { type: 'message', id, status: 'in_progress', role: 'assistant', content: [] } });
-        out += this.emit('response.content_part.added', { item_id: id, output_index: index, content_index: 0, part: kind === 'message' ? outputText('') : { type: 'refusal', refusal: '' } });
-      }
-    }
+    const out = this.open(kind);
     const item = this.current!;
     item.text += delta;
     const at = { item_id: item.id, output_index: item.index, content_index: 0 };
@@ -150,9 +168,11 @@ export class ChatToResponsesStream implements StreamTranslator {
         : this.emit('response.output_text.done', { ...at, text: item.text, logprobs: [] });
       return textDone + this.emit('response.content_part.done', { ...at, part }) + this.emit('response.output_item.done', { output_index: item.index, item: done });
     }
-    const done: Json = { type: 'reasoning', id: item.id, summary: [], content: [{ type: 'reasoning_text', text: item.text }] };
+    const done = reasoningItem(item.id, item.text, item.blocks ?? []);
     this.output[item.index] = done;
-    return this.emit('response.reasoning_text.done', { ...at, text: item.text }) + this.emit('response.output_item.done', { output_index: item.index, item: done });
+    // A reasoning item of redacted thinking only has no text part to close.
+    const textDone = item.text === '' ? '' : this.emit('response.reasoning_text.done', { ...at, text: item.text });
+    return textDone + this.emit('response.output_item.done', { output_index: item.index, item: done });
   }
 
   /** One tool-call delta: the call's item opens with its id and name, then takes argument pieces. */

@@ -4,26 +4,34 @@ import { invalidRequest } from '../../common/errors.js';
 import { isObject, type Json } from '../../common/json.js';
 import { parseBase64DataUrl } from './data-url.js';
 import { asArray, asObject, asString } from './json-object.js';
+import { parseThinkingBlocks } from './thinking-blocks.js';
+import { anthropicThinking, refuseWithThinking } from './thinking-budget.js';
 
 export interface OpenAIToAnthropicOptions {
   /** Upstream model name. */
   model: string;
-  /** `max_tokens` when the app sent neither `max_tokens` nor `max_completion_tokens`. */
+  /**
+   * `max_tokens` when the app sent neither `max_tokens` nor `max_completion_tokens` (plus the thinking
+   * budget when `reasoning_effort` turns thinking on: thinking-budget.ts).
+   */
   defaultMaxTokens: number;
 }
 
 /** Parameters with no Anthropic equivalent that do not change what a correct answer is; dropped. */
 const INERT = new Set([
   'seed', 'store', 'metadata', 'service_tier', 'prompt_cache_key', 'safety_identifier', 'stream_options',
-  'frequency_penalty', 'presence_penalty', 'logit_bias', 'verbosity', 'reasoning_effort', 'top_logprobs',
+  'frequency_penalty', 'presence_penalty', 'logit_bias', 'verbosity', 'top_logprobs',
 ]);
 
 export function openaiRequestToAnthropic(body: Json, opts: OpenAIToAnthropicOptions): Json {
   const out: Json = { model: opts.model };
-  const { system, messages } = convertMessages(asArray(body.messages, 'messages'));
+  const thinking = anthropicThinking(body, opts.defaultMaxTokens);
+  // Earlier turns' thinking goes back only while thinking is on: without it Anthropic has no use for it.
+  const { system, messages } = convertMessages(asArray(body.messages, 'messages'), thinking.on !== undefined);
   if (system.length > 0) out.system = system.length === 1 ? system[0]!.text : system;
   out.messages = messages;
-  out.max_tokens = body.max_completion_tokens ?? body.max_tokens ?? opts.defaultMaxTokens;
+  out.max_tokens = thinking.maxTokens;
+  if (thinking.thinking !== undefined) out.thinking = thinking.thinking;
 
   for (const [key, value] of Object.entries(body)) {
     if (value === undefined || value === null) continue;
@@ -35,6 +43,8 @@ export function openaiRequestToAnthropic(body: Json, opts: OpenAIToAnthropicOpti
       case 'tools':
       case 'tool_choice':
       case 'parallel_tool_calls':
+      case 'reasoning_effort':
+      case 'thinking':
         break;
       case 'temperature':
       case 'top_p':
@@ -64,6 +74,7 @@ export function openaiRequestToAnthropic(body: Json, opts: OpenAIToAnthropicOpti
     }
   }
   applyTools(body, out);
+  if (thinking.on !== undefined) refuseWithThinking(out, thinking.on);
   return out;
 }
 
@@ -75,7 +86,7 @@ interface TextBlock {
   text: string;
 }
 
-function convertMessages(input: unknown[]): { system: TextBlock[]; messages: { role: string; content: unknown }[] } {
+function convertMessages(input: unknown[], withThinking: boolean): { system: TextBlock[]; messages: { role: string; content: unknown }[] } {
   const system: TextBlock[] = [];
   const messages: { role: 'user' | 'assistant'; content: Json[] }[] = [];
   const append = (role: 'user' | 'assistant', blocks: Json[]): void => {
@@ -97,7 +108,7 @@ function convertMessages(input: unknown[]): { system: TextBlock[]; messages: { r
         append('user', userContent(m.content, `${param}.content`));
         break;
       case 'assistant': {
-        const blocks = assistantContent(m, param);
+        const blocks = assistantContent(m, param, withThinking);
         if (blocks.length > 0) append('assistant', blocks);
         break;
       }
@@ -160,8 +171,16 @@ function contentPart(part: Json, param: string): Json {
   }
 }
 
-function assistantContent(m: Json, param: string): Json[] {
+/**
+ * An assistant turn's blocks: its `thinking_blocks` first (LiteLLM's field for the thinking an Anthropic
+ * answer carried, which Anthropic wants back before that turn's tool_use), then text, then tool calls.
+ * Its `reasoning_content` is the same thinking as text, which Anthropic cannot take back; not sent.
+ */
+function assistantContent(m: Json, param: string, withThinking: boolean): Json[] {
   const blocks: Json[] = [];
+  if (withThinking && m.thinking_blocks !== undefined && m.thinking_blocks !== null) {
+    blocks.push(...parseThinkingBlocks(m.thinking_blocks, `${param}.thinking_blocks`));
+  }
   if (typeof m.content === 'string') {
     if (m.content !== '') blocks.push({ type: 'text', text: m.content });
   } else if (Array.isArray(m.content)) {

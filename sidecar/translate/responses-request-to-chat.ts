@@ -5,6 +5,8 @@
 import { invalidRequest } from '../../common/errors.js';
 import { isObject, type Json } from '../../common/json.js';
 import { asArray, asObject, asString } from './json-object.js';
+import { decodeThinking, type ThinkingBlock } from './thinking-blocks.js';
+import { effortBudget } from './thinking-budget.js';
 
 export interface ResponsesToChatOptions {
   /** Upstream model name. */
@@ -25,8 +27,9 @@ export interface ResponsesToChatOptions {
 /**
  * Parameters that do not change what a correct answer is, or that only concern OpenAI's own storage and
  * presentation: not sent. `store`: nothing is stored by the provider (a follow-up by previous_response_id
- * is refused instead). `include`: extra output (encrypted reasoning, logprobs) a translated answer cannot
- * carry. `truncation: disabled` is the behaviour anyway.
+ * is refused instead). `include`: extra output (logprobs) a translated answer cannot carry; the encrypted
+ * reasoning of Anthropic's thinking is written whether asked or not (chat-response-to-responses.ts
+ * `reasoningItem`). `truncation: disabled` is the behaviour anyway.
  */
 const INERT = new Set(['store', 'include', 'metadata', 'service_tier', 'safety_identifier', 'prompt_cache_key', 'prompt_cache_retention', 'stream_options', 'top_logprobs', 'max_tool_calls']);
 
@@ -72,6 +75,9 @@ export function responsesRequestToChat(body: Json, opts: ResponsesToChatOptions)
       case 'reasoning': {
         const r = asObject(value, 'reasoning');
         if (r.summary !== undefined && r.summary !== null) throw unsupported('reasoning.summary', 'reasoning summaries');
+        if (r.effort === undefined || r.effort === null) break;
+        // Checked here too, so a refusal names the Responses parameters (thinking-budget.ts has the table).
+        if (opts.anthropic) effortBudget(r.effort, body.max_output_tokens, { effort: 'reasoning.effort', cap: 'max_output_tokens' });
         if (typeof r.effort === 'string') out.reasoning_effort = r.effort;
         break;
       }
@@ -93,17 +99,32 @@ export function responsesRequestToChat(body: Json, opts: ResponsesToChatOptions)
 
 type Refuse = (param: string, what: string) => Error;
 
-/** Input items → chat messages: consecutive function calls become one assistant turn with tool_calls. */
+/**
+ * Input items → chat messages: consecutive function calls become one assistant turn with tool_calls. A
+ * reasoning item the sidecar wrote for Anthropic (its encrypted_content) gives the next assistant turn its
+ * `thinking_blocks`, which openai-request-to-anthropic.ts sends back first in that turn.
+ */
 function convertItems(items: unknown[], messages: Json[], unsupported: Refuse, anthropic: boolean): void {
+  let thinking: ThinkingBlock[] = [];
+  /** The assistant message an item just went into takes the thinking that preceded it. */
+  const takeThinking = (m: Json): void => {
+    if (thinking.length === 0) return;
+    m.thinking_blocks = [...((m.thinking_blocks as ThinkingBlock[] | undefined) ?? []), ...thinking];
+    thinking = [];
+  };
   items.forEach((raw, i) => {
     const param = `input[${i}]`;
     const item = asObject(raw, param);
     const type = item.type ?? 'message';
+    // Thinking belongs to the assistant turn right after it; anything else in between ends that turn.
+    if (type !== 'reasoning' && type !== 'function_call' && !(type === 'message' && item.role === 'assistant')) thinking = [];
     switch (type) {
       case 'message': {
         const role = item.role;
         if (role === 'assistant') {
-          messages.push({ role: 'assistant', content: assistantText(item.content, `${param}.content`) });
+          const m: Json = { role: 'assistant', content: assistantText(item.content, `${param}.content`) };
+          takeThinking(m);
+          messages.push(m);
         } else if (role === 'system' || role === 'developer') {
           // `system`: what every Chat Completions server knows (developer is OpenAI's newer name for it).
           messages.push({ role: 'system', content: systemContent(item.content, `${param}.content`) });
@@ -123,18 +144,25 @@ function convertItems(items: unknown[], messages: Json[], unsupported: Refuse, a
         if (last?.role === 'assistant') {
           last.tool_calls = [...((last.tool_calls as Json[] | undefined) ?? []), call];
           if (last.content === '') last.content = null;
+          takeThinking(last);
         } else {
-          messages.push({ role: 'assistant', content: null, tool_calls: [call] });
+          const m: Json = { role: 'assistant', content: null, tool_calls: [call] };
+          takeThinking(m);
+          messages.push(m);
         }
         break;
       }
       case 'function_call_output':
         messages.push({ role: 'tool', tool_call_id: asString(item.call_id, `${param}.call_id`), content: toolOutput(item.output, `${param}.output`) });
         break;
-      case 'reasoning':
-        // The model's own earlier reasoning: Chat Completions has no field for it, and the provider could
-        // not read another provider's (often encrypted) reasoning anyway. Not sent.
+      case 'reasoning': {
+        // The model's own earlier reasoning. Anthropic's thinking blocks, which the sidecar wrote into
+        // encrypted_content, go back to it; anything else (OpenAI's encrypted reasoning, plain text) no
+        // other provider can read: not sent.
+        const blocks = anthropic ? decodeThinking(item.encrypted_content, `${param}.encrypted_content`) : undefined;
+        if (blocks !== undefined) thinking.push(...blocks);
         break;
+      }
       case 'item_reference':
         throw unsupported(`${param}.type`, 'an item reference (items stored by the provider)');
       default:
