@@ -175,8 +175,8 @@ const stopReason = (plan: Plan): string => (plan.kind === 'tool' ? 'tool_use' : 
 
 function usage(c: Counts, outputTokens: number): Json {
   return {
-    input_tokens: c.promptTokens - c.cachedTokens,
-    cache_creation_input_tokens: 0,
+    input_tokens: c.promptTokens - c.cachedTokens - c.cacheWriteTokens,
+    cache_creation_input_tokens: c.cacheWriteTokens,
     cache_read_input_tokens: c.cachedTokens,
     output_tokens: outputTokens,
   };

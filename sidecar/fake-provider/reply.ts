@@ -39,10 +39,14 @@ export interface Counts {
   promptTokens: number;
   completionTokens: number;
   cachedTokens: number;
+  /** Prompt tokens written to the prompt cache (Anthropic reports them; OpenAI does not). */
+  cacheWriteTokens: number;
 }
 
 /** Put in a prompt, makes the fake report half the prompt as read from its prompt cache. */
 export const CACHED_MARKER = '[fake:cached]';
+/** Put in a prompt, makes the fake (Anthropic) report a quarter of the prompt as written to its prompt cache. */
+export const CACHE_WRITE_MARKER = '[fake:cache-write]';
 /** Put in a prompt with thinking on, makes the fake's answer start with a redacted_thinking block. */
 export const REDACTED_THINKING_MARKER = '[fake:redacted-thinking]';
 
@@ -96,7 +100,8 @@ export function countTokens(ask: Ask, plan: Plan): Counts {
   // Anthropic counts thinking in output_tokens and does not report it apart.
   const completionTokens = answerTokens + (plan.thinking === undefined ? 0 : Math.ceil(plan.thinking.text.length / 4));
   const cachedTokens = ask.promptText.includes(CACHED_MARKER) ? Math.floor(promptTokens / 2) : 0;
-  return { promptTokens, completionTokens, cachedTokens };
+  const cacheWriteTokens = ask.promptText.includes(CACHE_WRITE_MARKER) ? Math.floor(promptTokens / 4) : 0;
+  return { promptTokens, completionTokens, cachedTokens, cacheWriteTokens };
 }
 
 /** A value for every property of a JSON schema: the first enum value, 1, true, [], nested objects, else 'fake'. */

@@ -2,7 +2,8 @@
 // an Anthropic target when the model asks for it (`promptCache: auto`), an Anthropic app's own
 // `cache_control` passes through untouched, and the cache reads a provider reports reach the app in its
 // format (Chat, Responses, Messages; streams included) and the access log. The fake provider reports half
-// of a prompt containing [fake:cached] as read from its cache.
+// of a prompt containing [fake:cached] as read from its cache, and (Anthropic) a quarter of one containing
+// [fake:cache-write] as written to it.
 import Anthropic from '@anthropic-ai/sdk';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -97,5 +98,31 @@ describe('prompt caching', () => {
     expect(upstreamBody()).toEqual({ ...request, model: 'claude-haiku-4-5' });
     expect(res.usage.cache_read_input_tokens).toBeGreaterThan(0);
     await eventually(() => expect(accessLines(stack).at(-1)).toMatchObject({ cachedTokensIn: res.usage.cache_read_input_tokens }));
+  });
+
+  it('reports cache writes in the app\'s format and the access log', async () => {
+    const content = 'A system prompt worth caching [fake:cache-write] then the question';
+    const message = await anthropic.messages.create({ model: 'claude-haiku', max_tokens: 50, messages: [{ role: 'user', content }] });
+    const written = Math.floor(Math.ceil(content.length / 4) / 4);
+    expect(message.usage.cache_creation_input_tokens).toBe(written);
+    expect(message.usage.input_tokens).toBe(Math.ceil(content.length / 4) - written);
+    await eventually(() => expect(accessLines(stack).at(-1)).toMatchObject({ tokensIn: Math.ceil(content.length / 4), cacheWriteTokensIn: written }));
+    const chat = await openai.chat.completions.create({ model: 'claude-cached', messages: [{ role: 'user', content }] });
+    expect(chat.usage!.prompt_tokens).toBe(Math.ceil(content.length / 4));
+    expect((chat.usage!.prompt_tokens_details as Record<string, unknown>).cache_write_tokens).toBe(written);
+  });
+
+  it('takes an Anthropic app\'s cache_control requests on every kind of provider', async () => {
+    for (const model of ['claude-haiku', 'gpt-4o-mini', 'llama']) {
+      const res = await anthropic.messages.create({
+        model,
+        max_tokens: 50,
+        system: [{ type: 'text', text: 'Shared context', cache_control: { type: 'ephemeral' } }],
+        messages: [{ role: 'user', content: [{ type: 'text', text: 'Hi', cache_control: { type: 'ephemeral' } }] }],
+      });
+      expect(res.content[0]).toMatchObject({ type: 'text', text: 'Hello from the fake provider. You said: Hi' });
+      // OpenAI-format providers cache prompts by themselves: the markers have nothing to say to them.
+      if (model !== 'claude-haiku') expect(JSON.stringify(upstreamBody())).not.toContain('cache_control');
+    }
   });
 });

@@ -1,6 +1,6 @@
 // Usage by kind of token reaches the quota service (issue 19, part 3): the real sidecar, fake provider and
 // quota service over gRPC; the fake reports half of a prompt with [fake:cached] as read from its prompt
-// cache. The service keeps input, output, cached input and cache writes beside the tokens it charges.
+// cache, and a quarter of one with [fake:cache-write] as written to it. The service keeps input, output, cached input and cache writes beside the tokens it charges.
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -28,18 +28,20 @@ it('carries input, output, cached input and cache-write tokens from the provider
     const anthropic = new Anthropic({ baseURL: url, apiKey: APP_KEY, maxRetries: 0 });
 
     const chat = await openai.chat.completions.create({ model: 'claude-haiku', messages: [{ role: 'user', content: 'A long shared context [fake:cached] and then a question' }] });
-    const message = await anthropic.messages.create({ model: 'claude-haiku', max_tokens: 50, messages: [{ role: 'user', content: 'Hello [fake:cached] there' }] });
+    const message = await anthropic.messages.create({ model: 'claude-haiku', max_tokens: 50, messages: [{ role: 'user', content: 'Hello [fake:cached] there, and [fake:cache-write] this too' }] });
     const response = await openai.responses.create({ model: 'gpt-4o-mini', input: 'Plain question' });
     // The sidecar's drain gives its leases back with their last usage.
     await sidecar.stop();
 
-    const input = chat.usage!.prompt_tokens + message.usage.input_tokens + message.usage.cache_read_input_tokens! + response.usage!.input_tokens;
+    const written = message.usage.cache_creation_input_tokens!;
+    expect(written).toBeGreaterThan(0);
+    const input = chat.usage!.prompt_tokens + message.usage.input_tokens + message.usage.cache_read_input_tokens! + written + response.usage!.input_tokens;
     const output = chat.usage!.completion_tokens + message.usage.output_tokens + response.usage!.output_tokens;
     const cached = chat.usage!.prompt_tokens_details!.cached_tokens! + message.usage.cache_read_input_tokens!;
     expect(cached).toBeGreaterThan(0);
     const [day] = quota.allocator.usage('namespace/default', 'day', 1);
     expect(day!.used).toBe(input + output);
-    expect(day!.kinds).toEqual({ input, output, cachedInput: cached, cacheWrite: 0 });
+    expect(day!.kinds).toEqual({ input, output, cachedInput: cached, cacheWrite: written });
   } finally {
     await fake.close();
     await quota.stop();

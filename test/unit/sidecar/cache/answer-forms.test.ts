@@ -17,7 +17,7 @@ import { openaiStreamToResponse } from '../../../../sidecar/translate/openai-str
 import { sseFrames } from '../../../helpers/sse-frames.js';
 
 const events = (frames: string[]) => new SseParser().push(frames.join(''));
-const counts = { promptTokens: 11, completionTokens: 7, cachedTokens: 3 };
+const counts = { promptTokens: 11, completionTokens: 7, cachedTokens: 3, cacheWriteTokens: 0 };
 const plans: Record<string, Plan> = {
   text: { kind: 'text', words: ['Hello', ' there', ', friend.'], finish: 'stop', stopSequence: null },
   tool: { kind: 'tool', name: 'get_weather', args: { city: 'Paris', days: [1, 2], metric: true } },
