@@ -104,15 +104,7 @@ const EVENT_MEMBER = new Map([
  * events SDKs parse: named ones other than `ping` and `error`.
  */
 export function parseAnthropicEvent(data: string, providerId: string): Json {
-  const event = parseEvent(data, providerId);
-  if (!isObject(event) || typeof event.type !== 'string') {
-    throw malformedAnswer(providerId, 'sent a stream event that is not an object with a "type"');
-  }
-  const member = EVENT_MEMBER.get(event.type);
-  if (member !== undefined && !isObject(event[member])) {
-    throw malformedAnswer(providerId, `sent a ${event.type} event without its "${member}" object`);
-  }
-  return event;
+  return parseTypedEvent(data, providerId, EVENT_MEMBER);
 }
 
 /** The object each Responses event type must carry. */
@@ -131,11 +123,16 @@ const RESPONSES_EVENT_MEMBER = new Map([
  * one, its object (the lifecycle events' `response`, the output item events' `item`).
  */
 export function parseResponsesEvent(data: string, providerId: string): Json {
+  return parseTypedEvent(data, providerId, RESPONSES_EVENT_MEMBER);
+}
+
+/** An event object with a string `type`, and the object `members` says that type carries. */
+function parseTypedEvent(data: string, providerId: string, members: ReadonlyMap<string, string>): Json {
   const event = parseEvent(data, providerId);
   if (!isObject(event) || typeof event.type !== 'string') {
     throw malformedAnswer(providerId, 'sent a stream event that is not an object with a "type"');
   }
-  const member = RESPONSES_EVENT_MEMBER.get(event.type);
+  const member = members.get(event.type);
   if (member !== undefined && !isObject(event[member])) {
     throw malformedAnswer(providerId, `sent a ${event.type} event without its "${member}" object`);
   }

@@ -107,7 +107,6 @@ export class InflightLog {
 
   constructor(private readonly db: SidecarDatabase) {
     this.stmts = {
-      get: db.prepare('SELECT value FROM quota_meta WHERE key = ?'),
       set: db.prepare('INSERT INTO quota_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value'),
       drop: db.prepare('DELETE FROM quota_meta WHERE key = ?'),
       logs: db.prepare(`SELECT key, value FROM quota_meta WHERE key LIKE '${META_PREFIX}%'`),
@@ -213,10 +212,6 @@ export class InflightLog {
     return this.live.size;
   }
 
-  /** Whether lines wait for a write. */
-  get dirty(): boolean {
-    return this.waiting !== '';
-  }
 
   /** Bytes written to the current file since it started. */
   get size(): number {

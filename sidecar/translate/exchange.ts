@@ -92,11 +92,7 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
 
   if (req.format === 'openai') {
     // OpenAI app → Anthropic provider.
-    const body = openaiRequestToAnthropic(req.body, {
-      model: target.model,
-      defaultMaxTokens: opts.defaultMaxTokens,
-    });
-    if (opts.promptCache === true) addCacheBreakpoints(body);
+    const body = chatToAnthropic(req.body, target, opts);
     return {
       api: 'chat',
       upstreamBody: upstream(req, body),
@@ -153,8 +149,7 @@ function responsesExchange(req: GatewayRequest, target: Target, opts: ExchangeOp
       stream: () => new ChatToResponsesStream({ providerId: provider.id, echo, created: opts.nowSeconds() }),
     };
   }
-  const body = openaiRequestToAnthropic(chat, { model: target.model, defaultMaxTokens: opts.defaultMaxTokens });
-  if (opts.promptCache === true) addCacheBreakpoints(body);
+  const body = chatToAnthropic(chat, target, opts);
   return {
     api: 'chat',
     upstreamBody: upstream(req, body),
@@ -168,6 +163,13 @@ function responsesExchange(req: GatewayRequest, target: Target, opts: ExchangeOp
       return chained(new AnthropicToOpenAIStream({ providerId: provider.id, includeUsage: true, created }), new ChatToResponsesStream({ providerId: provider.id, echo, created }));
     },
   };
+}
+
+/** A Chat Completions request as the Messages request for an Anthropic target, with its prompt-cache breakpoints. */
+function chatToAnthropic(chat: Json, target: Target, opts: ExchangeOptions): Json {
+  const body = openaiRequestToAnthropic(chat, { model: target.model, defaultMaxTokens: opts.defaultMaxTokens });
+  if (opts.promptCache === true) addCacheBreakpoints(body);
+  return body;
 }
 
 /** The texts a translation only moves: an Anthropic message's text blocks. */

@@ -18,6 +18,9 @@ beforeAll(async () => {
     config: (raw) => {
       const models = raw.models as Record<string, unknown>;
       models.smart = { targets: [{ provider: 'openai', model: 'gpt-4o' }] };
+      // A Responses request falls back, and is hedged, across providers of different APIs.
+      models['with-fallback'] = { targets: [{ provider: 'openai', model: 'gpt-4o' }], fallbacks: ['claude-haiku'], retry: { attempts: 0 } };
+      models.hedged = { hedgeAfterMs: 100, strategy: 'round-robin', targets: [{ provider: 'openai', model: 'gpt-4o-mini' }, { provider: 'vllm', model: 'llama-3.1-8b' }] };
       return { ...raw, cache: { ttlSeconds: 60 }, storage: { path: join(mkdtempSync(join(tmpdir(), 'llmgw-responses-')), 'llmgw.db') } };
     },
   });
@@ -104,6 +107,24 @@ describe('Responses API → OpenAI provider (pass-through)', () => {
     const { data, response } = await client.responses.create({ model: 'gpt-4o-mini', input: 'again', stream: false }).withResponse();
     expect(data.output_text).toContain('again');
     expect(response.headers.get('x-llmgw-attempts')).toBe('2');
+  });
+
+  it('falls back to another provider (translated for it) when the first fails, and hedges across providers', async () => {
+    stack.fake.faults.add({ match: { path: '/v1/responses' }, status: 503 });
+    const { data, response } = await client.responses.create({ model: 'with-fallback', input: 'fall back' }).withResponse();
+    expect(data.output_text).toBe('Hello from the fake provider. You said: fall back');
+    expect(response.headers.get('x-llmgw-provider')).toBe('claude');
+    expect(stack.fake.requests.map((r) => r.path)).toEqual(['/v1/responses', '/v1/messages']);
+
+    // Round robin: of two requests one goes to the slow OpenAI target first, and is hedged to the other.
+    stack.fake.requests.length = 0;
+    stack.fake.faults.add({ match: { path: '/v1/responses' }, delayMs: 2000, times: 0 });
+    for (let i = 0; i < 2; i++) {
+      const hedged = await client.responses.create({ model: 'hedged', input: `race ${i}` }, { timeout: 1500 }).withResponse();
+      expect(hedged.data.output_text).toBe(`Hello from the fake provider. You said: race ${i}`);
+      expect(hedged.response.headers.get('x-llmgw-provider')).toBe('vllm');
+    }
+    expect(stack.fake.requests.map((r) => r.path)).toContain('/v1/responses');
   });
 
   it('ends a stream that fails after its first content with an error the SDK raises', async () => {
