@@ -15,7 +15,7 @@ export function responsesEcho(body: Json): Json {
     max_tool_calls: null,
     parallel_tool_calls: body.parallel_tool_calls ?? true,
     previous_response_id: null,
-    reasoning: { effort: reasoning.effort ?? null, summary: null },
+    reasoning: { effort: reasoning.effort ?? null, summary: reasoning.summary ?? null },
     // Nothing was stored by the provider: a follow-up by previous_response_id would not find it.
     store: false,
     temperature: body.temperature ?? 1,
@@ -87,14 +87,20 @@ export function responseObject(ids: ResponseIds, createdAt: number, model: unkno
 /** Reasoning text some Chat Completions servers return beside the answer (DeepSeek, vLLM: reasoning_content; others: reasoning). */
 export const reasoningOf = (m: Json): unknown => m.reasoning_content ?? m.reasoning;
 
+/** Whether the request asked for reasoning summaries (`reasoning.summary`): the reasoning text is given as one. */
+export const wantsSummary = (echo: Json): boolean => isObject(echo.reasoning) && typeof echo.reasoning.summary === 'string';
+
 /**
- * A reasoning item: its text as `reasoning_text` content, and Anthropic's thinking blocks (a Chat answer's
+ * A reasoning item: its text as `reasoning_text` content, or as its summary when the request asked for one
+ * (what a Chat Completions server or Anthropic returns of its reasoning is all there is to summarize it by;
+ * Claude's thinking is itself a summary), and Anthropic's thinking blocks (a Chat answer's
  * `thinking_blocks`) in `encrypted_content`, which the app sends back with the item as it would OpenAI's.
  * Written whether or not the request `include`s it: a Responses app cannot otherwise hand them back, and
  * Anthropic refuses a tool loop with thinking without them.
  */
-export function reasoningItem(id: string, text: string, blocks: readonly ThinkingBlock[]): Json {
-  const item: Json = { type: 'reasoning', id, summary: [], content: text === '' ? [] : [{ type: 'reasoning_text', text }] };
+export function reasoningItem(id: string, text: string, blocks: readonly ThinkingBlock[], summary = false): Json {
+  const parts = text === '' ? [] : [{ type: summary ? 'summary_text' : 'reasoning_text', text }];
+  const item: Json = { type: 'reasoning', id, summary: summary ? parts : [], content: summary ? [] : parts };
   if (blocks.length > 0) item.encrypted_content = encodeThinking(blocks);
   return item;
 }
@@ -107,7 +113,7 @@ export function chatResponseToResponses(chat: Json, echo: Json): Json {
   const reasoning = reasoningOf(message);
   const text = typeof reasoning === 'string' ? reasoning : '';
   const blocks = thinkingBlocksOf(message.thinking_blocks);
-  if (text !== '' || blocks.length > 0) output.push(reasoningItem(ids.reasoning, text, blocks));
+  if (text !== '' || blocks.length > 0) output.push(reasoningItem(ids.reasoning, text, blocks, wantsSummary(echo)));
   const content: Json[] = [];
   if (typeof message.content === 'string' && message.content !== '') content.push(outputText(message.content));
   if (typeof message.refusal === 'string' && message.refusal !== '') content.push({ type: 'refusal', refusal: message.refusal });

@@ -9,7 +9,7 @@ import { parseOpenAIChunk } from '../formats/answer-shape.js';
 import { usageFromOpenAI } from '../formats/openai.js';
 import type { Usage } from '../formats/usage.js';
 import { SseParser, type SseEvent } from '../http/sse-parser.js';
-import { outputText, reasoningItem, reasoningOf, responseIds, responseObject, responseStatus, responsesUsage, type ResponseIds } from './chat-response-to-responses.js';
+import { outputText, reasoningItem, reasoningOf, wantsSummary, responseIds, responseObject, responseStatus, responsesUsage, type ResponseIds } from './chat-response-to-responses.js';
 import { streamErrorEvent, truncatedStream } from './stream-errors.js';
 import type { StreamTranslator } from './stream-translator.js';
 import { thinkingBlocksOf, type ThinkingBlock } from './thinking-blocks.js';
@@ -51,7 +51,12 @@ export class ChatToResponsesStream implements StreamTranslator {
   private chatUsage: unknown;
   private completed = false;
 
-  constructor(private readonly opts: ChatToResponsesOptions) {}
+  /** The request asked for reasoning summaries: the reasoning text streams as one. */
+  private readonly summary: boolean;
+
+  constructor(private readonly opts: ChatToResponsesOptions) {
+    this.summary = wantsSummary(opts.echo);
+  }
 
   event(ev: SseEvent): string {
     if (ev.data === '[DONE]') return this.complete();
@@ -115,6 +120,7 @@ export class ChatToResponsesStream implements StreamTranslator {
     this.current = { kind, index, id, text: '' };
     if (kind === 'reasoning') {
       out += this.emit('response.output_item.added', { output_index: index, item: { type: 'reasoning', id, summary: [], content: [] } });
+      if (this.summary) out += this.emit('response.reasoning_summary_part.added', { item_id: id, output_index: index, summary_index: 0, part: { type: 'summary_text', text: '' } });
     } else {
       out += this.emit('response.output_item.added', { output_index: index, item: { type: 'message', id, status: 'in_progress', role: 'assistant', content: [] } });
       out += this.emit('response.content_part.added', { item_id: id, output_index: index, content_index: 0, part: kind === 'message' ? outputText('') : { type: 'refusal', refusal: '' } });
@@ -138,6 +144,7 @@ export class ChatToResponsesStream implements StreamTranslator {
     const at = { item_id: item.id, output_index: item.index, content_index: 0 };
     if (kind === 'message') return out + this.emit('response.output_text.delta', { ...at, delta, logprobs: [] });
     if (kind === 'refusal') return out + this.emit('response.refusal.delta', { ...at, delta });
+    if (this.summary) return out + this.emit('response.reasoning_summary_text.delta', { item_id: item.id, output_index: item.index, summary_index: 0, delta });
     return out + this.emit('response.reasoning_text.delta', { ...at, delta });
   }
 
@@ -168,10 +175,18 @@ export class ChatToResponsesStream implements StreamTranslator {
         : this.emit('response.output_text.done', { ...at, text: item.text, logprobs: [] });
       return textDone + this.emit('response.content_part.done', { ...at, part }) + this.emit('response.output_item.done', { output_index: item.index, item: done });
     }
-    const done = reasoningItem(item.id, item.text, item.blocks ?? []);
+    const done = reasoningItem(item.id, item.text, item.blocks ?? [], this.summary);
     this.output[item.index] = done;
-    // A reasoning item of redacted thinking only has no text part to close.
-    const textDone = item.text === '' ? '' : this.emit('response.reasoning_text.done', { ...at, text: item.text });
+    let textDone = '';
+    if (this.summary) {
+      const summaryAt = { item_id: item.id, output_index: item.index, summary_index: 0 };
+      textDone =
+        this.emit('response.reasoning_summary_text.done', { ...summaryAt, text: item.text }) +
+        this.emit('response.reasoning_summary_part.done', { ...summaryAt, part: { type: 'summary_text', text: item.text } });
+    } else if (item.text !== '') {
+      // A reasoning item of redacted thinking only has no text part to close.
+      textDone = this.emit('response.reasoning_text.done', { ...at, text: item.text });
+    }
     return textDone + this.emit('response.output_item.done', { output_index: item.index, item: done });
   }
 

@@ -74,7 +74,10 @@ export function responsesRequestToChat(body: Json, opts: ResponsesToChatOptions)
         break;
       case 'reasoning': {
         const r = asObject(value, 'reasoning');
-        if (r.summary !== undefined && r.summary !== null) throw unsupported('reasoning.summary', 'reasoning summaries');
+        // A summary is asked for by the answer's shape only (the reasoning text is given as the summary).
+        if (r.summary !== undefined && r.summary !== null && !['auto', 'concise', 'detailed'].includes(r.summary as string)) {
+          throw invalidRequest('reasoning.summary must be auto, concise or detailed', 'reasoning.summary');
+        }
         if (r.effort === undefined || r.effort === null) break;
         // Checked here too, so a refusal names the Responses parameters (thinking-budget.ts has the table).
         if (opts.anthropic) effortBudget(r.effort, body.max_output_tokens, { effort: 'reasoning.effort', cap: 'max_output_tokens' });

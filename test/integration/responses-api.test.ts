@@ -256,10 +256,35 @@ describe.each([
       return (err as InstanceType<typeof OpenAI.APIError>).error;
     };
     expect(await refused({ tools: [{ type: 'web_search' }] })).toMatchObject({ code: 'llmgw_invalid_request', param: 'tools[0].type' });
-    expect(await refused({ reasoning: { effort: 'low', summary: 'auto' } })).toMatchObject({ param: 'reasoning.summary' });
+    expect(await refused({ reasoning: { effort: 'low', summary: 'verbose' } })).toMatchObject({ param: 'reasoning.summary' });
     expect(await refused({ previous_response_id: 'resp_123' })).toMatchObject({ param: 'previous_response_id' });
     expect(await refused({ input: [{ type: 'item_reference', id: 'msg_1' }] })).toMatchObject({ param: 'input[0].type' });
     expect(stack.fake.requests.length).toBe(0);
+  });
+});
+
+describe('Responses API reasoning summaries on Anthropic (what Codex asks for)', () => {
+  it('gives Claude\'s thinking as the reasoning summary, streamed and not', async () => {
+    const ask = { model: 'claude-haiku', input: 'Think first', reasoning: { effort: 'low' as const, summary: 'auto' as const } };
+    const res = await client.responses.create(ask);
+    const item = res.output.find((o): o is OpenAI.Responses.ResponseReasoningItem => o.type === 'reasoning')!;
+    expect(item.summary).toHaveLength(1);
+    expect(item.summary[0]!.type).toBe('summary_text');
+    expect(item.summary[0]!.text.length).toBeGreaterThan(0);
+    expect(res.reasoning).toMatchObject({ effort: 'low', summary: 'auto' });
+    expect((stack.fake.requests.at(-1)!.body as Record<string, unknown>).thinking).toEqual({ type: 'enabled', budget_tokens: 1024 });
+
+    const events: string[] = [];
+    let summary = '';
+    const stream = await client.responses.create({ ...ask, input: 'Think while streaming', stream: true });
+    for await (const e of stream) {
+      events.push(e.type);
+      if (e.type === 'response.reasoning_summary_text.delta') summary += e.delta;
+    }
+    expect(events).toContain('response.reasoning_summary_part.added');
+    expect(events).toContain('response.reasoning_summary_part.done');
+    expect(summary.length).toBeGreaterThan(0);
+    expect(events).not.toContain('response.reasoning_text.delta');
   });
 });
 
