@@ -11,6 +11,10 @@ import { accessLines, APP_KEY, eventually, startStack, UPSTREAM_KEY, type Stack 
 
 type Json = Record<string, unknown>;
 
+// The AI SDK logs its compatibility warnings (an alias it does not know) to the console: the tests check
+// behaviour, and the test output stays free of warnings.
+(globalThis as { AI_SDK_LOG_WARNINGS?: boolean }).AI_SDK_LOG_WARNINGS = false;
+
 let stack: Stack;
 let openai: ReturnType<typeof createOpenAI>;
 let anthropic: ReturnType<typeof createAnthropic>;

@@ -73,11 +73,24 @@ async function startUpstream(): Promise<Upstream> {
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, closed, served };
 }
 
+/** Resolves when `res` takes more or is gone, leaving no listener behind (a stream waits many times). */
+function drainedOrClosed(res: ServerResponse): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      res.off('drain', done);
+      res.off('close', done);
+      resolve();
+    };
+    res.once('drain', done);
+    res.once('close', done);
+  });
+}
+
 async function sse(res: ServerResponse, size: number): Promise<void> {
   res.writeHead(200, { 'content-type': 'text/event-stream' });
   const frame = Buffer.from(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'big', choices: [{ index: 0, delta: { content: 'y'.repeat(64 * 1024) }, finish_reason: null }] })}\n\n`);
   for (let sent = 0; sent < size && !res.destroyed; sent += frame.length) {
-    if (!res.write(frame)) await new Promise((resolve) => res.once('drain', resolve).once('close', resolve));
+    if (!res.write(frame)) await drainedOrClosed(res);
   }
   if (res.destroyed) return;
   res.write(`data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'big', choices: [{ index: 0, delta: {}, finish_reason: 'stop' }] })}\n\ndata: [DONE]\n\n`);
