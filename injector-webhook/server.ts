@@ -109,8 +109,8 @@ export async function startInjector(opts: InjectorOptions): Promise<Injector> {
 
   const statusServer = createStatusServer({ registry, ready: () => ready });
   let ready = false;
-  const address = await listen(server, opts.listen);
-  const statusAddress = await listen(statusServer, opts.statusListen);
+  const address = await listen(server, opts.listen, '--listen');
+  const statusAddress = await listen(statusServer, opts.statusListen, '--status-listen');
   ready = true;
   opts.logger.info({ listen: address, statusListen: statusAddress }, 'injector started');
   return {

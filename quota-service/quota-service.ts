@@ -4,7 +4,7 @@
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../common/clock.js';
-import { closeServer, listen, type HostPort } from '../common/http/listen.js';
+import { closeServer, listen, listenError, type HostPort } from '../common/http/listen.js';
 import { createStatusServer } from '../common/http/status-server.js';
 import { logReload } from '../common/reload-log.js';
 import { serverTlsCredentials } from '../common/tls/grpc-credentials.js';
@@ -29,6 +29,8 @@ export interface QuotaServiceOptions {
   auth: AuthenticatorOptions;
   /** gRPC over TLS (files re-read when they change); with clientCaFile, client certificates are required. */
   tls?: { certFile: string; keyFile: string; clientCaFile?: string; refreshMs?: number };
+  /** The command-line flags that set the listeners, named when an address cannot be had (default --listen, --status-listen). */
+  listenFlags?: { listen?: string; statusListen?: string };
   /** Provider keys held centrally (--provider-keys), re-read on change. */
   providerKeysFile?: string;
 }
@@ -82,9 +84,11 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
   try {
     port = await new Promise<number>((resolve, reject) => {
       const host = opts.listen.host.includes(':') ? `[${opts.listen.host}]` : opts.listen.host;
-      server.bindAsync(`${host}:${opts.listen.port}`, tls?.credentials ?? ServerCredentials.createInsecure(), (err, p) => (err ? reject(err) : resolve(p)));
+      server.bindAsync(`${host}:${opts.listen.port}`, tls?.credentials ?? ServerCredentials.createInsecure(), (err, p) =>
+        err ? reject(listenError(err, opts.listen, opts.listenFlags?.listen ?? '--listen')) : resolve(p),
+      );
     });
-    statusAddress = await listen(statusServer, opts.statusListen);
+    statusAddress = await listen(statusServer, opts.statusListen, opts.listenFlags?.statusListen ?? '--status-listen');
   } catch (err) {
     server.forceShutdown();
     closeAll();

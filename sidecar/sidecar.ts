@@ -43,6 +43,8 @@ export interface SidecarOptions {
   configPath?: string;
   listen: HostPort;
   statusListen: HostPort;
+  /** The command-line flags that set the listeners, named when an address cannot be had (default --listen, --status-listen). */
+  listenFlags?: { listen?: string; statusListen?: string };
   logger: Logger;
   /** A `--log-level` flag wins over `logging.level` in the config, across reloads too. */
   logLevelOverride?: LogLevel;
@@ -219,8 +221,8 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   let address: HostPort;
   let statusAddress: HostPort;
   try {
-    address = await listen(dataServer, opts.listen);
-    statusAddress = await listen(statusServer, opts.statusListen);
+    address = await listen(dataServer, opts.listen, opts.listenFlags?.listen ?? '--listen');
+    statusAddress = await listen(statusServer, opts.statusListen, opts.listenFlags?.statusListen ?? '--status-listen');
   } catch (err) {
     watcher?.close();
     await closeServer(dataServer);

@@ -76,6 +76,7 @@ export async function runDev(o: { listen: string; statusListen: string; quotaLis
   adminToken(adminTokenFile);
   const quota = await startQuotaService({
     listen: quotaListen,
+    listenFlags: { listen: '--quota-listen' },
     statusListen: { host: '127.0.0.1', port: 0 },
     dbPath: resolve(o.stateDir, 'quota.db'),
     logger: logger.child({ component: 'quota-service' }),

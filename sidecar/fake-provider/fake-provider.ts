@@ -227,7 +227,7 @@ export async function startFakeProvider(at: HostPort, opts: FakeProviderOptions 
     }
   }
 
-  const address = await listen(server, at);
+  const address = await listen(server, at, '--listen');
   return {
     address,
     url: `http://${address.host}:${address.port}`,

@@ -44,6 +44,30 @@ describe('llmgw exit codes', () => {
     expect(r.stderr).toContain('providers.o.apiKey: environment variable LLMGW_TEST_UNSET_KEY is not set');
   });
 
+  it('exits 1 naming the flag to change when a listener\'s address is taken, for every command that listens', async () => {
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    const busy = `127.0.0.1:${(holder.address() as { port: number }).port}`;
+    try {
+      const config = writeConfig('ok.yaml', stringify(stackConfig(fake.url)));
+      const cases: [string[], string][] = [
+        [['sidecar', '--config', config, '--listen', busy, '--status-listen', '127.0.0.1:0'], '--listen'],
+        [['sidecar', '--config', config, '--listen', '127.0.0.1:0', '--status-listen', busy], '--status-listen'],
+        [['quota-service', '--listen', busy, '--status-listen', '127.0.0.1:0', '--db', join(dir, 'q1.db'), '--auth', 'none'], '--listen'],
+        [['quota-service', '--listen', '127.0.0.1:0', '--status-listen', busy, '--db', join(dir, 'q2.db'), '--auth', 'none'], '--status-listen'],
+        [['dev', '--quota-listen', busy, '--listen', '127.0.0.1:0', '--status-listen', '127.0.0.1:0', '--state-dir', join(dir, 'dev-busy')], '--quota-listen'],
+        [['fake-provider', '--listen', busy], '--listen'],
+      ];
+      for (const [args, flag] of cases) {
+        const r = await runCli(args, envWithoutKeys());
+        expect(r.code, args.join(' ')).toBe(1);
+        expect(r.stderr).toContain(`llmgw: ${busy} is already in use by another process; choose another with ${flag} HOST:PORT`);
+      }
+    } finally {
+      holder.close();
+    }
+  }, 60_000);
+
   it('exits 2 on a bad flag value or an unknown option, and 0 on --help', async () => {
     const path = writeConfig('ok.yaml', stackConfig(fake.url));
     const bad = await runCli(['sidecar', '--config', path, '--listen', 'nowhere']);
