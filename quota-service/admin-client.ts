@@ -46,7 +46,7 @@ export class QuotaAdminClient {
       this.client[method]!(req, this.metadata, { deadline: Date.now() + this.timeoutMs }, (err: ServiceError | null, res: Res) => {
         if (err === null) resolve(res);
         else if (err.code === grpcStatus.UNAVAILABLE || err.code === grpcStatus.DEADLINE_EXCEEDED) {
-          reject(new AdminCallError(err.code, `cannot reach the quota service at ${this.address} (${grpcStatus[err.code]}: ${err.details})`));
+          reject(new AdminCallError(err.code, unreachable(this.address, err, this.timeoutMs)));
         } else reject(new AdminCallError(err.code, err.details || err.message));
       });
     });
@@ -89,4 +89,20 @@ export class QuotaAdminClient {
     this.client.close();
     this.closeTls();
   }
+}
+
+/** Why the service could not be reached, in words, and what to do about it. */
+function unreachable(address: string, err: ServiceError, timeoutMs: number): string {
+  const d = err.details ?? '';
+  const why =
+    err.code === grpcStatus.DEADLINE_EXCEEDED
+      ? `no answer within ${timeoutMs / 1000} s`
+      : /ECONNREFUSED/.test(d)
+        ? 'nothing listens there'
+        : /ENOTFOUND|EAI_AGAIN|Name resolution failed|DNS resolution failed/i.test(d)
+          ? 'the name does not resolve'
+          : /certificate|handshake|SSL|TLS/i.test(d)
+            ? `the TLS handshake failed (${d.split('\n')[0]})`
+            : d.replace(/\s*Resolution note:\s*$/, '') || 'UNAVAILABLE';
+  return `cannot reach the quota service at ${address}: ${why}; start it (llmgw quota-service, or llmgw dev), or point the command at it with --quota-addr HOST:PORT or $LLMGW_QUOTA_ADDR`;
 }

@@ -68,6 +68,19 @@ describe('llmgw exit codes', () => {
     }
   }, 60_000);
 
+  it('says why the quota service cannot be reached, and which flag or variable points at it', async () => {
+    const holder = createServer();
+    await new Promise<void>((r) => holder.listen(0, '127.0.0.1', r));
+    const port = (holder.address() as { port: number }).port;
+    await new Promise<void>((r) => holder.close(() => r())); // a port where nothing listens now
+    const fix = 'start it (llmgw quota-service, or llmgw dev), or point the command at it with --quota-addr HOST:PORT or $LLMGW_QUOTA_ADDR';
+    const refused = await runCli(['budget', 'list', '--quota-addr', `127.0.0.1:${port}`], envWithoutKeys());
+    expect(refused.code).toBe(1);
+    expect(refused.stderr.trim()).toBe(`llmgw: cannot reach the quota service at 127.0.0.1:${port}: nothing listens there; ${fix}`);
+    const unknown = await runCli(['budget', 'list'], { ...envWithoutKeys(), LLMGW_QUOTA_ADDR: 'nosuchhost.invalid:50051' });
+    expect(unknown.stderr.trim()).toBe(`llmgw: cannot reach the quota service at nosuchhost.invalid:50051: the name does not resolve; ${fix}`);
+  }, 30_000);
+
   it('exits 2 on a bad flag value or an unknown option, and 0 on --help', async () => {
     const path = writeConfig('ok.yaml', stackConfig(fake.url));
     const bad = await runCli(['sidecar', '--config', path, '--listen', 'nowhere']);
