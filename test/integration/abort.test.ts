@@ -4,6 +4,7 @@ import { connect, type AddressInfo, type Socket } from 'node:net';
 import OpenAI from 'openai';
 import Anthropic from '@anthropic-ai/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { drainedOrClosed } from '../helpers/drained.js';
 import { accessLines, APP_KEY, eventually, scrapeMetrics, startStack, type Stack } from '../helpers/stack.js';
 
 let stack: Stack;
@@ -70,7 +71,7 @@ describe('client aborts', () => {
           `data: ${JSON.stringify({ id: 'c', object: 'chat.completion.chunk', created: 1, model: 'big', choices: [{ index: 0, delta, finish_reason: finish }] })}\n\n`;
         res.write(chunk({ role: 'assistant', content: '' }, null));
         for (let i = 0; i < CHUNKS && !res.destroyed; i++) {
-          if (!res.write(chunk({ content: piece }, null))) await new Promise((r) => res.once('drain', r).once('close', r));
+          if (!res.write(chunk({ content: piece }, null))) await drainedOrClosed(res);
         }
         if (!res.destroyed) res.end(`${chunk({}, 'stop')}data: [DONE]\n\n`);
       });

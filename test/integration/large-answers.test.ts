@@ -7,6 +7,7 @@ import { createServer, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { request } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { drainedOrClosed } from '../helpers/drained.js';
 import { answer } from '../../bench/lib/large-answers.js';
 import { APP_KEY, eventually, startStack, type Stack } from '../helpers/stack.js';
 
@@ -71,19 +72,6 @@ async function startUpstream(): Promise<Upstream> {
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, closed, served };
-}
-
-/** Resolves when `res` takes more or is gone, leaving no listener behind (a stream waits many times). */
-function drainedOrClosed(res: ServerResponse): Promise<void> {
-  return new Promise((resolve) => {
-    const done = (): void => {
-      res.off('drain', done);
-      res.off('close', done);
-      resolve();
-    };
-    res.once('drain', done);
-    res.once('close', done);
-  });
 }
 
 async function sse(res: ServerResponse, size: number): Promise<void> {
