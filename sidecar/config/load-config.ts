@@ -23,7 +23,9 @@ export async function loadConfigFile(path: string, opts: LoadOptions = {}): Prom
   try {
     text = readFileSync(path, 'utf8');
   } catch (err) {
-    throw new ConfigError([`${path}: cannot read config file: ${(err as NodeJS.ErrnoException).code ?? String(err)}`]);
+    const code = (err as NodeJS.ErrnoException).code ?? String(err);
+    const hint = code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR' ? '; give the sidecar its config file with --config FILE, or try `llmgw dev` for a local setup that needs none' : '';
+    throw new ConfigError([`${path}: cannot read config file: ${code}${hint}`]);
   }
   return parseConfigText(text, basename(path), opts);
 }

@@ -1,5 +1,6 @@
 // The sidecar's configuration schema (DESIGN §5): the one definition of every key, its default and its type.
 import * as z from 'zod/mini';
+import { didYouMean } from '../../common/config/did-you-mean.js';
 
 const MiB = 1024 * 1024;
 
@@ -294,15 +295,15 @@ export const configSchema = z
       ctx.addIssue({ code: 'custom', path: ['quota', 'tls'], message: 'certFile and keyFile go together' });
     }
     for (const name of Object.keys(cfg.rateLimits?.models ?? {})) {
-      if (!(name in cfg.models)) ctx.addIssue({ code: 'custom', path: ['rateLimits', 'models', name], message: `unknown model "${name}"` });
+      if (!(name in cfg.models)) ctx.addIssue({ code: 'custom', path: ['rateLimits', 'models', name], message: `unknown model "${name}"${didYouMean(name, Object.keys(cfg.models))}` });
     }
     for (const [name, c] of Object.entries(cfg.cache?.models ?? {})) {
-      if (!(name in cfg.models)) ctx.addIssue({ code: 'custom', path: ['cache', 'models', name], message: `unknown model "${name}"` });
+      if (!(name in cfg.models)) ctx.addIssue({ code: 'custom', path: ['cache', 'models', name], message: `unknown model "${name}"${didYouMean(name, Object.keys(cfg.models))}` });
       const embeddingModel = c.semantic?.embeddingModel;
       if (embeddingModel === undefined) continue;
       const path = ['cache', 'models', name, 'semantic', 'embeddingModel'];
       const targets = cfg.models[embeddingModel]?.targets;
-      if (targets === undefined) ctx.addIssue({ code: 'custom', path, message: `unknown model "${embeddingModel}"` });
+      if (targets === undefined) ctx.addIssue({ code: 'custom', path, message: `unknown model "${embeddingModel}"${didYouMean(embeddingModel, Object.keys(cfg.models))}` });
       else if (targets.some((t) => cfg.providers[t.provider]?.type === 'anthropic')) {
         ctx.addIssue({ code: 'custom', path, message: `model "${embeddingModel}" has an Anthropic target, which has no embeddings API` });
       }
@@ -313,7 +314,7 @@ export const configSchema = z
           ctx.addIssue({
             code: 'custom',
             path: ['models', name, 'targets', i, 'provider'],
-            message: `unknown provider "${t.provider}" (known: ${Object.keys(cfg.providers).join(', ') || 'none'})`,
+            message: `unknown provider "${t.provider}" (known: ${Object.keys(cfg.providers).join(', ') || 'none'})${didYouMean(t.provider, Object.keys(cfg.providers))}`,
           });
         }
       });
@@ -321,13 +322,13 @@ export const configSchema = z
         ctx.addIssue({ code: 'custom', path: ['models', name, 'targets'], message: 'at least one target needs a weight above 0' });
       }
       m.contextFallbacks.forEach((f, i) => {
-        if (!(f in cfg.models)) ctx.addIssue({ code: 'custom', path: ['models', name, 'contextFallbacks', i], message: `unknown model "${f}"` });
+        if (!(f in cfg.models)) ctx.addIssue({ code: 'custom', path: ['models', name, 'contextFallbacks', i], message: `unknown model "${f}"${didYouMean(f, Object.keys(cfg.models))}` });
       });
       m.fallbacks.forEach((f, i) => {
         if (f === name) {
           ctx.addIssue({ code: 'custom', path: ['models', name, 'fallbacks', i], message: 'a model cannot fall back to itself' });
         } else if (!(f in cfg.models)) {
-          ctx.addIssue({ code: 'custom', path: ['models', name, 'fallbacks', i], message: `unknown model "${f}"` });
+          ctx.addIssue({ code: 'custom', path: ['models', name, 'fallbacks', i], message: `unknown model "${f}"${didYouMean(f, Object.keys(cfg.models))}` });
         }
       });
     }

@@ -72,7 +72,7 @@ describe('config loading', () => {
   it('rejects a target naming an unknown provider, as the style guide shows', async () => {
     const text = 'providers:\n  openai: { type: openai, baseUrl: "https://api.openai.com/v1" }\nmodels:\n  gpt-4o:\n    targets: [{ provider: opnai, model: gpt-4o }]\n';
     expect(await problems(() => parseConfigText(text, 'config.yaml'))).toEqual([
-      'config.yaml: models.gpt-4o.targets[0].provider: unknown provider "opnai" (known: openai)',
+      'config.yaml: models.gpt-4o.targets[0].provider: unknown provider "opnai" (known: openai); did you mean "openai"?',
     ]);
   });
 
@@ -117,6 +117,8 @@ describe('config loading', () => {
   });
 
   it('says which file could not be read', async () => {
-    expect(await problems(() => loadConfigFile('/nonexistent/config.yaml'))).toEqual(['/nonexistent/config.yaml: cannot read config file: ENOENT']);
+    expect(await problems(() => loadConfigFile('/nonexistent/config.yaml'))).toEqual([
+      '/nonexistent/config.yaml: cannot read config file: ENOENT; give the sidecar its config file with --config FILE, or try `llmgw dev` for a local setup that needs none',
+    ]);
   });
 });
