@@ -84,6 +84,8 @@ type Line =
 const META_PREFIX = 'inflight:';
 /** Logs of outboxes alive in this process: never replayed as a dead process's. */
 const openLogs = new Set<string>();
+/** Lines kept for a write that keeps failing (a full disk), at most: about 4 MiB. */
+const MAX_WAITING_CHARS = 4 * 1024 * 1024;
 /** Entry ids, unique in this process whatever the number of logs. */
 let nextId = 1;
 
@@ -319,7 +321,10 @@ export class InflightLog {
       this.bytes += writeSync(this.fd, this.waiting);
       this.waiting = '';
     } catch {
-      // kept in `waiting` for the next write
+      // Kept in `waiting` for the next write, up to a bound: memory must not grow with a disk that stays
+      // full. What is dropped is only the lines' copy on disk; the running requests (`live`) and the settled
+      // usage (the outbox's) stay in memory, and the next rotation writes them out again.
+      if (this.waiting.length > MAX_WAITING_CHARS) this.waiting = '';
     }
   }
 
