@@ -92,17 +92,7 @@ export function createExchange(req: GatewayRequest, target: Target, opts: Exchan
 
   if (req.format === 'openai') {
     // OpenAI app → Anthropic provider.
-    const body = chatToAnthropic(req.body, target, opts);
-    return {
-      api: 'chat',
-      upstreamBody: upstream(req, body),
-      upstreamHeaders: undefined,
-      response(raw) {
-        const created = opts.nowSeconds();
-        return translateAnswer(raw, 'message', provider.id, anthropicTexts, (msg) => anthropicResponseToOpenAI(msg, created), usageFromAnthropic);
-      },
-      stream: () => new AnthropicToOpenAIStream({ providerId: provider.id, includeUsage: appWantsUsage, created: opts.nowSeconds() }),
-    };
+    return viaMessages(req, req.body, target, opts, (answer) => answer, (created) => new AnthropicToOpenAIStream({ providerId: provider.id, includeUsage: appWantsUsage, created }));
   }
 
   // Anthropic app → OpenAI-style provider.
@@ -149,27 +139,42 @@ function responsesExchange(req: GatewayRequest, target: Target, opts: ExchangeOp
       stream: () => new ChatToResponsesStream({ providerId: provider.id, echo, created: opts.nowSeconds() }),
     };
   }
-  const body = chatToAnthropic(chat, target, opts);
+  return viaMessages(
+    req,
+    chat,
+    target,
+    opts,
+    (answer) => chatResponseToResponses(answer, echo),
+    (created) => chained(new AnthropicToOpenAIStream({ providerId: provider.id, includeUsage: true, created }), new ChatToResponsesStream({ providerId: provider.id, echo, created })),
+  );
+}
+
+/**
+ * A Chat Completions request (the app's own, or a Responses request made one) sent to an Anthropic target
+ * as a Messages request, with its prompt-cache breakpoints; the answer comes back as a chat completion that
+ * `toApp` turns into the app's, and the stream through the translator `stream` makes.
+ */
+function viaMessages(
+  req: GatewayRequest,
+  chat: Json,
+  target: Target,
+  opts: ExchangeOptions,
+  toApp: (answer: Json) => Json,
+  stream: (created: number) => StreamTranslator,
+): Exchange {
+  const providerId = target.provider.id;
+  const body = openaiRequestToAnthropic(chat, { model: target.model, defaultMaxTokens: opts.defaultMaxTokens });
+  if (opts.promptCache === true) addCacheBreakpoints(body);
   return {
     api: 'chat',
     upstreamBody: upstream(req, body),
     upstreamHeaders: undefined,
     response(raw) {
       const created = opts.nowSeconds();
-      return translateAnswer(raw, 'message', provider.id, anthropicTexts, (msg) => chatResponseToResponses(anthropicResponseToOpenAI(msg, created), echo), usageFromAnthropic);
+      return translateAnswer(raw, 'message', providerId, anthropicTexts, (msg) => toApp(anthropicResponseToOpenAI(msg, created)), usageFromAnthropic);
     },
-    stream: () => {
-      const created = opts.nowSeconds();
-      return chained(new AnthropicToOpenAIStream({ providerId: provider.id, includeUsage: true, created }), new ChatToResponsesStream({ providerId: provider.id, echo, created }));
-    },
+    stream: () => stream(opts.nowSeconds()),
   };
-}
-
-/** A Chat Completions request as the Messages request for an Anthropic target, with its prompt-cache breakpoints. */
-function chatToAnthropic(chat: Json, target: Target, opts: ExchangeOptions): Json {
-  const body = openaiRequestToAnthropic(chat, { model: target.model, defaultMaxTokens: opts.defaultMaxTokens });
-  if (opts.promptCache === true) addCacheBreakpoints(body);
-  return body;
 }
 
 /** The texts a translation only moves: an Anthropic message's text blocks. */
