@@ -173,6 +173,12 @@ describe('Responses API → OpenAI provider (pass-through)', () => {
   it('refuses malformed input with a 400 naming the parameter', async () => {
     const bad = await client.responses.create({ model: 'gpt-4o-mini', input: 42 as unknown as string }).catch((e: unknown) => e);
     expect((bad as InstanceType<typeof OpenAI.APIError>).error).toMatchObject({ code: 'llmgw_invalid_request', param: 'input' });
+    // Bounded like messages: more input items than a conversation may hold is refused before parsing.
+    const flood = Array.from({ length: 10_001 }, () => ({ role: 'user' as const, content: 'x' }));
+    const tooMany = await client.responses.create({ model: 'gpt-4o-mini', input: flood }).catch((e: unknown) => e);
+    expect((tooMany as InstanceType<typeof OpenAI.APIError>).status).toBe(400);
+    expect((tooMany as InstanceType<typeof OpenAI.APIError>).error).toMatchObject({ code: 'llmgw_invalid_request' });
+    expect((tooMany as InstanceType<typeof OpenAI.APIError>).message).toContain('"input" has more input items than the limit of 10000');
     const none = await client.responses.create({ model: 'gpt-4o-mini' } as OpenAI.Responses.ResponseCreateParamsNonStreaming).catch((e: unknown) => e);
     expect((none as InstanceType<typeof OpenAI.APIError>).error).toMatchObject({ code: 'llmgw_invalid_request', param: 'input' });
     expect(stack.fake.requests.length).toBe(0);
