@@ -282,9 +282,11 @@ describe('global budgets at scale, with latency between the sidecars and the quo
     expect(report.renewalFailures.a).toBe(0);
     // The outage's bound (README, degraded mode): what the pods may spend on their own fits in what was left.
     expect(used('b', m1)).toBeLessThanOrEqual(budget.b * 1.03);
-    // Only budget refusals and, during group B's outage (and its reconnection), the service out of reach.
+    // Only budget refusals and, during group B's outage, the service out of reach: from a second before it
+    // (a request sent then may still be waiting on a lease call when the link goes down) to 8 s after it
+    // (the reconnection).
     const unexpected = overload.filter(
-      (o) => o.status !== 200 && !(o.status === 429 && o.code === 'llmgw_quota_exhausted') && !(o.status === 503 && o.group === 'b' && o.sentAt >= m1 + 24_000 && o.sentAt < m1 + 52_000),
+      (o) => o.status !== 200 && !(o.status === 429 && o.code === 'llmgw_quota_exhausted') && !(o.status === 503 && o.group === 'b' && o.sentAt >= m1 + 23_000 && o.sentAt < m1 + 52_000),
     );
     expect(unexpected.map((o) => `${o.group} ${o.priority} +${o.sentAt - m1} ms: ${o.status} ${o.message}`)).toEqual([]);
     expect(recorded).toBe(fake.stats.billedTokens);
