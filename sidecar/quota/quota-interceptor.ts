@@ -19,7 +19,6 @@ export function quotaInterceptor(opts: { stack: () => QuotaStack | undefined; co
     const pending = manager.reserve(req.priority, estimateTokens(req, quota.defaultOutputTokens));
     const reservation = pending instanceof Promise ? await pending : pending;
     const entry = outbox.begin(req.priority, reservation.startedAtMs, req.model, req.tags, promptTokens(req));
-    if (entry.durable !== undefined) await entry.durable;
     let res;
     try {
       res = await next(req);
