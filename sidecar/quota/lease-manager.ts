@@ -21,7 +21,6 @@
 // last moments of a window waits for the next one instead, if it starts before its deadline. An answer
 // saying another lease waits for tokens this class holds makes it give back what it holds unspent at once.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { status as grpcStatus } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import type { Clock } from '../../common/clock.js';
 import { GatewayError } from '../../common/errors.js';
@@ -31,7 +30,7 @@ import type { Priority } from '../http/caller-headers.js';
 import { TokenBucket } from '../limits/token-bucket.js';
 import type { LeaseMetrics } from '../metrics/sidecar-metrics.js';
 import { DemandRate } from './estimate.js';
-import { QuotaRpcError, type QuotaRpc } from './quota-client.js';
+import { QuotaRpcError, RpcStatus, type QuotaRpc } from './quota-rpc.js';
 import { exceedsBudget, failOpenSpent, heldByLeases, retrySeconds, unnamedRefusal, windowSpent } from './refusal-errors.js';
 import type { TokenKinds } from '../../proto/token-kinds.js';
 import type { InflightEntry } from './inflight-log.js';
@@ -75,7 +74,9 @@ interface ClassLease {
   /** The service's suggested renewal period. */
   periodMs: number;
   remaining: number;
-  spentSinceAnswer: number;
+  /** Tokens this class settled since it started, and that count when the call `remaining` answers was sent. */
+  spent: number;
+  spentAtSend: number;
   /** The service's last refusal of a need, while it holds (see QuotaRefusal). */
   quotaRefusal: QuotaRefusal | undefined;
   /** The service asked this class to give back what it holds unspent: it keeps nothing at its renewals. */
@@ -234,7 +235,7 @@ export class LeaseManager {
         l.failOpen.left += r.estimate - used;
       }
     }
-    l.spentSinceAnswer += used;
+    l.spent += used;
     this.opts.outbox.append(r.priority, used, r.startedAtMs, model, tags, entry, kinds);
   }
 
@@ -242,7 +243,8 @@ export class LeaseManager {
   remaining(priority: Priority): number | undefined {
     const l = this.leases.get(priority);
     if (l === undefined || l.unlimited || l.leaseId === undefined) return undefined;
-    return Math.max(0, l.remaining - l.spentSinceAnswer);
+    // The service's figure covers what was reported with that call: not what settled after it was sent.
+    return Math.max(0, l.remaining - (l.spent - l.spentAtSend));
   }
 
   /** Gives leases back with their last usage (SIGTERM); bounded by the background deadline. */
@@ -258,7 +260,7 @@ export class LeaseManager {
         this.opts.outbox.ack(l.priority, res.ackedSequence);
       } catch (err) {
         // The lease lapsed on the service's side, or the numbering starts anew: the usage goes as a plain report.
-        if ((err instanceof QuotaRpcError && err.code === grpcStatus.NOT_FOUND) || this.restartIfUnknown(l.priority, err)) return this.report(l.priority);
+        if ((err instanceof QuotaRpcError && err.code === RpcStatus.NOT_FOUND) || this.restartIfUnknown(l.priority, err)) return this.report(l.priority);
         // Unsent usage stays in the outbox for the next start.
         this.opts.logger.warn({ err: String(err), priority: l.priority }, 'could not release the quota lease');
       }
@@ -503,7 +505,8 @@ export class LeaseManager {
         refreshAt: 0,
         periodMs: 0,
         remaining: 0,
-        spentSinceAnswer: 0,
+        spent: 0,
+        spentAtSend: 0,
         quotaRefusal: undefined,
         giveBack: false,
         unreachableUntil: 0,
@@ -550,6 +553,7 @@ export class LeaseManager {
   private async doRefresh(l: ClassLease, estimate: number, timeoutMs: number, exact: boolean, reason: CallReason): Promise<void> {
     if (this.closed) return;
     const sentAt = this.opts.clock.monotonic();
+    const spentAtSend = l.spent;
     // The whole estimate (a debt first), and those of the other requests waiting meanwhile (one call for a
     // crowd, not one each), leaves what the class holds for the requests after them; once refused, just
     // what this one lacks.
@@ -582,7 +586,7 @@ export class LeaseManager {
         } catch (err) {
           // The lease lapsed on the service's side, or belongs to an identity this pod no longer has (the
           // service started verifying tokens): start a new one.
-          if (!(err instanceof QuotaRpcError) || (err.code !== grpcStatus.NOT_FOUND && err.code !== grpcStatus.PERMISSION_DENIED)) throw err;
+          if (!(err instanceof QuotaRpcError) || (err.code !== RpcStatus.NOT_FOUND && err.code !== RpcStatus.PERMISSION_DENIED)) throw err;
           l.leaseId = undefined;
           res = await this.acquire(l, estimate, demand, requestTokens, waited, timeoutMs);
         }
@@ -591,7 +595,7 @@ export class LeaseManager {
       }
       l.waited.requests -= waited.waitedRequests;
       l.waited.seconds -= waited.waitedSeconds;
-      this.apply(l, res, estimate, sentAt, spentProvisionally);
+      this.apply(l, res, estimate, sentAt, spentAtSend, spentProvisionally);
     } catch (err) {
       this.lostProvisional(l);
       if (this.restartIfUnknown(l.priority, err)) {
@@ -637,8 +641,8 @@ export class LeaseManager {
    */
   private restartIfUnknown(priority: Priority, err: unknown): boolean {
     if (!(err instanceof QuotaRpcError)) return false;
-    const taken = err.code === grpcStatus.PERMISSION_DENIED && /incarnation \S+ belongs to another identity/.test(err.message);
-    if (err.code !== grpcStatus.OUT_OF_RANGE && !taken) return false;
+    const taken = err.code === RpcStatus.PERMISSION_DENIED && /incarnation \S+ belongs to another identity/.test(err.message);
+    if (err.code !== RpcStatus.OUT_OF_RANGE && !taken) return false;
     const incarnation = this.opts.outbox.restart(priority);
     this.opts.logger.warn({ err: err.message, priority, incarnation }, 'the quota service cannot take this class\'s usage numbering; starting a new incarnation');
     return true;
@@ -675,7 +679,7 @@ export class LeaseManager {
     return res;
   }
 
-  private apply(l: ClassLease, res: LeaseResponse, estimate: number, sentAt: number, spentProvisionally = 0): void {
+  private apply(l: ClassLease, res: LeaseResponse, estimate: number, sentAt: number, spentAtSend: number, spentProvisionally = 0): void {
     const now = this.opts.clock.monotonic();
     const wall = this.opts.clock.now();
     this.opts.outbox.ack(l.priority, res.ackedSequence);
@@ -713,7 +717,7 @@ export class LeaseManager {
     l.refreshAt = sentAt + res.refreshAfterMs;
     l.periodMs = res.refreshAfterMs;
     l.remaining = res.remainingTokens;
-    l.spentSinceAnswer = 0;
+    l.spentAtSend = spentAtSend;
     l.giveBack = res.giveBack === true;
     l.target = res.targetTokens ?? 0;
     l.sizeAfterAnswer = Math.max(0, l.balance);
