@@ -6,7 +6,8 @@ import { build } from 'esbuild';
 const outdir = 'dist/llmgw';
 rmSync(outdir, { recursive: true, force: true });
 await build({
-  entryPoints: ['cli/main.ts'],
+  // The quota client's worker thread (sidecar/quota/worker-quota-client.ts) is a file of its own.
+  entryPoints: { main: 'cli/main.ts', 'quota-rpc-worker': 'sidecar/quota/quota-rpc-worker.ts' },
   outdir,
   bundle: true,
   splitting: true,

@@ -283,3 +283,15 @@ function digestOf(contents: Buffer[]): string {
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
+
+/**
+ * Reads and validates a channel's TLS files as the providers would, without keeping anything: for a
+ * client built elsewhere (a worker thread) whose bad files must still stop the start with their name.
+ */
+export function checkTlsFiles(files: { caFile: string; certFile?: string | undefined; keyFile?: string | undefined }): void {
+  if ((files.certFile === undefined) !== (files.keyFile === undefined)) {
+    throw new TlsConfigError(`a client certificate file and its key file go together: got only ${files.certFile ?? files.keyFile}`, files.certFile ?? files.keyFile);
+  }
+  new ReloadingCertificateProvider({ caFile: files.caFile }).close();
+  if (files.certFile !== undefined) new ReloadingCertificateProvider({ certFile: files.certFile, keyFile: files.keyFile }).close();
+}

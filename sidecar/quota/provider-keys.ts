@@ -3,7 +3,7 @@
 // until every key wanted has arrived. Held in memory only: never written, never logged. The ring lives as
 // long as the sidecar, across changes of the quota settings, so providers never lose their keys to a reload.
 import type { Logger } from 'pino';
-import type { QuotaRpc } from './quota-client.js';
+import type { QuotaRpc } from './quota-rpc.js';
 
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 30_000;

@@ -1,49 +1,12 @@
-// Promise-returning calls of llmgw.quota.v1.QuotaService with a deadline each, the pod's service-account
-// token as bearer metadata, and TLS when configured; the lease manager talks to the service only through
-// this interface, so tests can stand in for it.
+// The quota service's gRPC client itself (grpc-js): the pod's service-account token as bearer metadata,
+// a deadline per call, TLS when configured. The sidecar runs it in a worker thread
+// (worker-quota-client.ts); the quota service's own tests call it directly.
 import { Metadata, status as grpcStatus, type Client, type ServiceError } from '@grpc/grpc-js';
 import { channelCredentials } from '../../common/tls/grpc-credentials.js';
 import { loadQuotaProto } from '../../proto/load.js';
-import type { AcquireLeaseRequest, LeaseResponse, ProviderKeysResponse, ReleaseLeaseRequest, RenewLeaseRequest, ReportUsageRequest } from '../../proto/messages.js';
-import type { QuotaConfig } from '../config/schema.js';
+import { QuotaRpcError, type QuotaClientOptions, type QuotaRpc } from './quota-rpc.js';
 
-export class QuotaRpcError extends Error {
-  constructor(
-    readonly code: grpcStatus,
-    message: string,
-  ) {
-    super(message);
-    this.name = 'QuotaRpcError';
-  }
-
-  /** The service could not be reached or did not answer in time (as opposed to refusing). */
-  get unreachable(): boolean {
-    return this.code === grpcStatus.UNAVAILABLE || this.code === grpcStatus.DEADLINE_EXCEEDED || this.code === grpcStatus.CANCELLED;
-  }
-
-  /** The service refused this pod's credentials (its token, or what it claimed to be). */
-  get refused(): boolean {
-    return this.code === grpcStatus.UNAUTHENTICATED || this.code === grpcStatus.PERMISSION_DENIED;
-  }
-}
-
-export interface QuotaRpc {
-  acquire(req: AcquireLeaseRequest, timeoutMs: number): Promise<LeaseResponse>;
-  renew(req: RenewLeaseRequest, timeoutMs: number): Promise<LeaseResponse>;
-  release(req: ReleaseLeaseRequest, timeoutMs: number): Promise<{ ackedSequence: number }>;
-  report(req: ReportUsageRequest, timeoutMs: number): Promise<{ ackedSequence: number }>;
-  providerKeys(names: string[], timeoutMs: number): Promise<ProviderKeysResponse>;
-  close(): void;
-}
-
-export interface QuotaClientOptions {
-  /** The bearer token for a call ('' for none). */
-  token: () => string;
-  tls?: QuotaConfig['tls'];
-  onTlsReload?: (result: 'ok' | 'failed', detail: string) => void;
-}
-
-export function createQuotaClient(address: string, opts: QuotaClientOptions): QuotaRpc {
+export function createGrpcQuotaClient(address: string, opts: QuotaClientOptions): QuotaRpc {
   const { QuotaService } = loadQuotaProto();
   const channel = channelCredentials(opts.tls === undefined ? undefined : { ...opts.tls, ...(opts.onTlsReload ? { onReload: opts.onTlsReload } : {}) });
   const client = new QuotaService(address, channel.credentials, {

@@ -11,7 +11,8 @@ import type { LeaseMetrics } from '../metrics/sidecar-metrics.js';
 import type { SidecarDatabase } from '../storage/database.js';
 import { LeaseManager } from './lease-manager.js';
 import type { ProviderKeyRing } from './provider-keys.js';
-import { createQuotaClient, type QuotaRpc } from './quota-client.js';
+import type { QuotaRpc } from './quota-rpc.js';
+import { createQuotaClient } from './worker-quota-client.js';
 import { ServiceAccountToken } from './service-account-token.js';
 import { UsageOutbox } from './usage-outbox.js';
 

@@ -8,7 +8,7 @@ import { Authenticator } from '../../quota-service/auth/authenticator.js';
 import { quotaServiceHandlers } from '../../quota-service/grpc-handlers.js';
 import { QuotaMetrics } from '../../quota-service/quota-metrics.js';
 import { SqliteQuotaStore } from '../../quota-service/store.js';
-import { QuotaRpcError, type QuotaRpc } from '../../sidecar/quota/quota-client.js';
+import { QuotaRpcError, type QuotaRpc } from '../../sidecar/quota/quota-rpc.js';
 
 export interface InProcessQuota {
   rpc: QuotaRpc;

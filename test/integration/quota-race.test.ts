@@ -10,7 +10,7 @@ import { GatewayError } from '../../common/errors.js';
 import { startQuotaService, type QuotaService } from '../../quota-service/quota-service.js';
 import { windowAt, type WindowName } from '../../quota-service/windows.js';
 import { LeaseManager, type Reservation } from '../../sidecar/quota/lease-manager.js';
-import { createQuotaClient } from '../../sidecar/quota/quota-client.js';
+import { createGrpcQuotaClient } from '../../sidecar/quota/quota-client.js';
 import { UsageOutbox } from '../../sidecar/quota/usage-outbox.js';
 import { openDatabase } from '../../sidecar/storage/database.js';
 import { fakeClock } from '../helpers/fake-clock.js';
@@ -68,7 +68,7 @@ async function race(r: Race): Promise<RaceResult> {
   const address = `127.0.0.1:${service.address.port}`;
   const config = { address, tokenFile: '/nonexistent/token', failMode: 'failClosed', failOpenTokensPerMinute: 1, defaultOutputTokens: 1024, acquireTimeoutMs: 5000, defaultPriority: 'interactive' } as const;
   const clients = Array.from({ length: CLIENTS }, (_, i) => {
-    const rpc = createQuotaClient(address, { token: () => '' });
+    const rpc = createGrpcQuotaClient(address, { token: () => '' });
     const db = openDatabase(':memory:');
     const manager = new LeaseManager({ rpc, outbox: new UsageOutbox(db), identity: () => ({ namespace: 'race', service: `svc-${i % 5}`, team: '', pod: `pod-${i}` }), config, clock, logger: silent });
     stopping.push(async () => void db.close());

@@ -7,7 +7,7 @@ import { GatewayError } from '../../../../common/errors.js';
 import type { QuotaConfig } from '../../../../sidecar/config/schema.js';
 import { status as grpcStatus } from '@grpc/grpc-js';
 import { LeaseManager, type Reservation } from '../../../../sidecar/quota/lease-manager.js';
-import { QuotaRpcError } from '../../../../sidecar/quota/quota-client.js';
+import { QuotaRpcError } from '../../../../sidecar/quota/quota-rpc.js';
 import { UsageOutbox } from '../../../../sidecar/quota/usage-outbox.js';
 import { openDatabase, type SidecarDatabase } from '../../../../sidecar/storage/database.js';
 import { fakeClock, type FakeClock } from '../../../helpers/fake-clock.js';
