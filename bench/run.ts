@@ -14,8 +14,8 @@ import { loadTool } from './lib/load.js';
 import { MB, measureRound, measureThroughput, type RoundResult, type Timed } from './lib/measure.js';
 import { checkSame, concurrentStreams, fetchText, normalize, streamTimings, timeToFirstAnswer, type Endpoint } from './lib/probes.js';
 import { freePort, pinned, pinningAvailable, pinSelf, rssBytes, spawnProc, startProc, type Proc } from './lib/proc.js';
-import { checks, checksTable, hostileTable, machine, resultsMarkdown, summarizeRounds, table, type BenchResult } from './lib/report.js';
-import { median, percentile } from './lib/stats.js';
+import { checks, checksTable, hostileTable, machine, resultsMarkdown, summarizeRounds, table, type BenchResult, type InstanceComparison } from './lib/report.js';
+import { mean, median, percentile } from './lib/stats.js';
 import {
   counterTotal,
   directEndpoint,
@@ -55,6 +55,14 @@ const PLANS: Record<'full' | 'quick' | 'tiny', Plan> = {
 };
 
 const PACE_MS = 10;
+/**
+ * Processes per build in the comparisons of a few percent (quota on vs off, this build vs the previous
+ * one): the same build started twice differs by up to ~10% in throughput on this machine (what its JIT
+ * made of the warm-up), more than the differences asked about, so one process a side measures that luck.
+ */
+const INSTANCES = 3;
+/** Rounds of those comparisons: each instance runs alone under load once a round, the order alternating. */
+const INSTANCE_ROUNDS: Record<keyof typeof PLANS, number> = { full: 4, quick: 3, tiny: 1 };
 /** Delay each way between the `sidecar-quota-slow` sidecar and its quota service (issue 18: "a few ms"). */
 const QUOTA_DELAY_MS = 3;
 const body = (model: string, stream: boolean): string =>
@@ -158,7 +166,14 @@ async function main(): Promise<void> {
       'sidecar-quota-down': await quotaSidecar('sidecar-quota-down', { address: noQuotaService }),
       'sidecar-quota-slow': await quotaSidecar('sidecar-quota-slow', { ...quotaService.sidecarQuota, address: `127.0.0.1:${slowPath.port}` }),
     };
+    // More processes of the configurations compared across instances (see INSTANCES); `x<i>-` names, left
+    // out of the memory and start-up figures.
+    const instances = (name: string): string[] => [name, ...Array.from({ length: INSTANCES - 1 }, (_, i) => `x${i + 2}-${name}`)];
+    for (const name of instances('sidecar').slice(1)) specs[name] = await sidecarSpec({ name, upstreams: up, logLevel: 'info', logFile: join(work, `${name}.log`), workDir: work });
+    for (const name of instances('sidecar-quota-slow').slice(1)) specs[name] = await quotaSidecar(name, { ...quotaService.sidecarQuota, address: `127.0.0.1:${slowPath.port}` });
     if (args.baseline !== undefined) {
+      for (const name of instances('sidecar-quota-up').slice(1)) specs[name] = await quotaSidecar(name, quotaService.sidecarQuota);
+      for (const name of instances('baseline-quota-up').slice(1)) specs[name] = await quotaSidecar(name, quotaService.sidecarQuota, args.baseline);
       specs.baseline = await sidecarSpec({ name: 'baseline', distDir: args.baseline, upstreams: up, logLevel: 'info', logFile: join(work, 'baseline.log'), workDir: work });
       // The metered request path before and after: the baseline build's sidecar spending leases from the
       // same quota service as sidecar-quota-up.
@@ -218,6 +233,7 @@ async function main(): Promise<void> {
     }
     const quotaNames = ['sidecar-log-a', 'sidecar-log-b', 'sidecar-quota-up', 'sidecar-quota-unverified', 'sidecar-quota-down', 'sidecar-quota-slow'];
     if (specs['baseline-quota-up']) quotaNames.push('baseline-quota-up');
+    quotaNames.push(...Object.keys(specs).filter((name) => /^x\d+-/.test(name)));
     for (const name of quotaNames) {
       const problems = await checkSame(specs[name]!.endpoint, jsonBody, refJson, plan.gate);
       result.correctness[name] = problems.length === 0 ? 'ok' : problems.join('; ');
@@ -266,6 +282,20 @@ async function main(): Promise<void> {
     // The cost of quota itself (up beside the sidecar without quota) is measured the same way.
     // Token verification (per lease, never per request) is measured the same way: the verified sidecar
     // beside one whose service verifies nothing; and the quota RPCs the verified one's requests cost.
+    // Instances of two configurations, each alone under load in turn: the ratio of the means of their
+    // instances' medians, and each instance's median (the spread between processes of one build).
+    const acrossInstances = async (a: string, b: string): Promise<InstanceComparison> => {
+      const [as, bs] = [instances(a), instances(b)];
+      if (plan.warmSec > 0) for (const name of [...as, ...bs]) await measureThroughput(byName(name), plan.warmSec).catch(() => 0);
+      const runs = new Map<string, number[]>([...as, ...bs].map((name) => [name, []]));
+      for (let round = 0; round < INSTANCE_ROUNDS[args.mode]; round++) {
+        for (let i = 0; i < INSTANCES; i++) {
+          for (const name of round % 2 === 0 ? [as[i]!, bs[i]!] : [bs[i]!, as[i]!]) runs.get(name)!.push(await measureThroughput(byName(name), plan.c32Sec));
+        }
+      }
+      const [ma, mb] = [as.map((name) => median(runs.get(name)!)), bs.map((name) => median(runs.get(name)!))];
+      return { pct: (mean(mb) / mean(ma) - 1) * 100, aRps: ma, bRps: mb };
+    };
     if (plan.warmSec > 0) await sideBySide('sidecar-quota-up', 'sidecar-quota-down').catch(() => undefined);
     const downVsUp: number[] = [];
     const upVsNone: number[] = [];
@@ -298,6 +328,7 @@ async function main(): Promise<void> {
       upVsNoQuotaPct: (median(upVsNone) - 1) * 100,
       verifiedVsUnverifiedPct: (median(verifiedVsNot) - 1) * 100,
       slowVsNoQuotaPct: (median(slowVsNone) - 1) * 100,
+      slowVsNoQuota: await acrossInstances('sidecar', 'sidecar-quota-slow'),
       rpcsPerThousandRequests: requests > 0 ? (rpcs / requests) * 1000 : NaN,
     };
 
@@ -313,6 +344,7 @@ async function main(): Promise<void> {
       const [after, before] = [c1('sidecar-quota'), c1('baseline-quota')];
       result.vsBaseline = {
         quotaThroughputPct: (median(afterVsBefore) - 1) * 100,
+        quotaAcrossInstances: await acrossInstances('baseline-quota-up', 'sidecar-quota-up'),
         quotaC1P50AddedMs: after === undefined || before === undefined ? NaN : after - before,
       };
     }
@@ -322,7 +354,7 @@ async function main(): Promise<void> {
     log(`waiting ${plan.settleSec} s after load for memory to settle`);
     await sleep(plan.settleSec * 1000);
     for (const [name, p] of Object.entries(running)) {
-      if (name.startsWith('sidecar-log-') || name.startsWith('sidecar-quota')) continue;
+      if (name.startsWith('sidecar-log-') || name.startsWith('sidecar-quota') || /^x\d+-/.test(name)) continue;
       result.memoryMB[name] = { idle: idleRss[name]!, steadyPeak: result.targets[name]?.rssPeakMB?.median ?? NaN, afterLoad: rssBytes(p.pid) / MB };
     }
 

@@ -7,6 +7,10 @@ export function median(xs: readonly number[]): number {
   return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
+export function mean(xs: readonly number[]): number {
+  return xs.length === 0 ? NaN : xs.reduce((a, b) => a + b, 0) / xs.length;
+}
+
 /** The p-th percentile (0–100) by nearest rank. */
 export function percentile(xs: readonly number[], p: number): number {
   if (xs.length === 0) return NaN;
