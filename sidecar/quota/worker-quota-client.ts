@@ -50,10 +50,7 @@ export function createQuotaClient(address: string, opts: QuotaClientOptions): Qu
   let worker: Worker | undefined;
   let closed = false;
 
-  const fail = (p: Pending, code: number, message: string): void => {
-    clearTimeout(p.timer);
-    p.reject(new QuotaRpcError(code, message));
-  };
+  const fail = (p: Pending, code: number, message: string): void => p.reject(new QuotaRpcError(code, message));
   const settle = (id: number): Pending | undefined => {
     const p = pending.get(id);
     if (p === undefined) return undefined;
@@ -119,7 +116,8 @@ export function createQuotaClient(address: string, opts: QuotaClientOptions): Qu
       const w = worker;
       worker = undefined;
       for (const [id, p] of [...pending]) if (settle(id) !== undefined) fail(p, RpcStatus.CANCELLED, `${p.method}: CANCELLED: the quota client is closed`);
-      // The worker closes its channel and ends on its own.
+      // The worker closes its channel and ends on its own; nothing waits for it any more.
+      w?.unref();
       w?.postMessage({ close: true } satisfies ToWorker);
     },
   };
