@@ -143,6 +143,18 @@ program
     await runAwait(o);
   });
 
+const configCommand = program.command('config').description('check a sidecar config file, or print a config to start from');
+configCommand
+  .command('check <file>')
+  .description(
+    'validate a sidecar config exactly as `llmgw sidecar` does at start: ${VAR}s expand from this environment and apiKeyFile key files are read; prints every problem at once, exits 0 if valid, 2 if not',
+  )
+  .action(async (file: string) => (await import('./commands/config.js')).configCheck(file));
+configCommand
+  .command('example')
+  .description('print a commented starting config: the one `llmgw dev` runs, with the paths and addresses of a pod')
+  .action(async () => (await import('./commands/config.js')).configExample());
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {

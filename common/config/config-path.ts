@@ -8,3 +8,8 @@ export function formatPath(path: readonly PropertyKey[]): string {
   }
   return out === '' ? '(top level)' : out;
 }
+
+/** Whether `path` is `ancestor` or lies inside it (`a.b[0]` is within `a.b`). */
+export function isWithin(path: readonly PropertyKey[], ancestor: readonly PropertyKey[]): boolean {
+  return ancestor.length <= path.length && ancestor.every((part, i) => part === path[i]);
+}

@@ -3,16 +3,21 @@
 import { readFileSync } from 'node:fs';
 import { basename } from 'node:path';
 import type { z } from 'zod';
-import { ConfigError } from '../../common/config/config-error.js';
-import { formatPath } from '../../common/config/config-path.js';
+import { ConfigError, type ConfigProblem } from '../../common/config/config-error.js';
+import { formatPath, isWithin } from '../../common/config/config-path.js';
+import { zodIssueProblems } from '../../common/config/zod-issue-problems.js';
 import { expandEnv, type EnvLookup } from './expand-env.js';
-import { configSchema, type Config } from './schema.js';
+import { checkCrossFieldRules, configSchema, type Config } from './schema.js';
 
 export interface LoadOptions {
   env?: EnvLookup;
   /** Reads key files (`apiKeyFile`); injectable for tests. */
   readSecret?: (path: string) => string;
+  /** Appended when the file cannot be read (default: how to give the sidecar its file, or do without). */
+  unreadableHint?: string;
 }
+
+const sidecarHint = '; give the sidecar its config file with --config FILE, or try `llmgw dev` for a local setup that needs none';
 
 const defaultEnv: EnvLookup = (name) => process.env[name];
 const defaultReadSecret = (path: string): string => readFileSync(path, 'utf8').trim();
@@ -24,7 +29,7 @@ export async function loadConfigFile(path: string, opts: LoadOptions = {}): Prom
     text = readFileSync(path, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code ?? String(err);
-    const hint = code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR' ? '; give the sidecar its config file with --config FILE, or try `llmgw dev` for a local setup that needs none' : '';
+    const hint = code === 'ENOENT' || code === 'EACCES' || code === 'EISDIR' ? (opts.unreadableHint ?? sidecarHint) : '';
     throw new ConfigError([`${path}: cannot read config file: ${code}${hint}`]);
   }
   return parseConfigText(text, basename(path), opts);
@@ -55,46 +60,76 @@ async function parseTree(text: string, label: string): Promise<unknown> {
   return doc.toJS() ?? {};
 }
 
-/** Validates an already parsed tree (e.g. the built-in dev config). Throws ConfigError. */
+/**
+ * Validates an already parsed tree (e.g. the built-in dev config). Throws a ConfigError listing every
+ * problem at once: missing environment variables, values the schema refuses, broken references between
+ * keys, unreadable key files.
+ */
 export function validateConfig(raw: unknown, label: string, opts: LoadOptions = {}): Config {
   const { value, missing } = expandEnv(raw, opts.env ?? defaultEnv);
-  if (missing.length > 0) {
-    throw new ConfigError(
-      missing.map((m) => `${label}: ${formatPath(m.path)}: environment variable ${m.name} is not set`),
-    );
+  // A missing variable expands to '' so the rest is still checked; whatever is then wrong at its key is
+  // that variable's doing and is not reported again.
+  const problems: ConfigProblem[] = missing.map((m) => ({ path: m.path, message: `environment variable ${m.name} is not set` }));
+  const notCausedByMissing = (p: { path: readonly PropertyKey[] }): boolean => !missing.some((m) => isWithin(p.path, m.path));
+  const parsed = configSchema.safeParse(value, { reportInput: true });
+  if (!parsed.success) problems.push(...schemaProblems(parsed.error.issues, value).filter(notCausedByMissing));
+  const keyFiles = readKeyFiles(value, opts.readSecret ?? defaultReadSecret, notCausedByMissing);
+  problems.push(...keyFiles.problems);
+  if (problems.length > 0 || !parsed.success) {
+    throw new ConfigError(problems.map((p) => `${label}: ${formatPath(p.path)}: ${p.message}`));
   }
-  const parsed = configSchema.safeParse(value);
-  if (!parsed.success) throw new ConfigError(parsed.error.issues.map((i) => formatIssue(label, i)));
   const config = parsed.data;
-  resolveKeyFiles(config, label, opts.readSecret ?? defaultReadSecret);
+  for (const [id, key] of keyFiles.keys) config.providers[id]!.apiKey = key;
   return deepFreeze(config);
 }
 
-function formatIssue(label: string, issue: z.core.$ZodIssue): string {
-  if (issue.code === 'unrecognized_keys') {
-    const keys = issue.keys.map((k) => `"${k}"`).join(', ');
-    return `${label}: ${formatPath(issue.path)}: unknown key${issue.keys.length > 1 ? 's' : ''} ${keys}`;
-  }
-  if (issue.code === 'invalid_type' && issue.input === undefined) {
-    return `${label}: ${formatPath(issue.path)}: required`;
-  }
-  return `${label}: ${formatPath(issue.path)}: ${issue.message}`;
+/**
+ * The schema's issues, then the rules across keys, which zod skips once a value failed: they run here on
+ * the tree as written, except where they would only repeat a value already reported. An unknown key that
+ * is a typo of a required one makes that key's "required" redundant: the "did you mean" says it.
+ */
+function schemaProblems(issues: readonly z.core.$ZodIssue[], tree: unknown): ConfigProblem[] {
+  const fromSchema = issues.flatMap((i) => zodIssueProblems(i, configSchema));
+  const atFault = fromSchema.map((p) => p.at);
+  const meant = fromSchema.flatMap((p) => (p.meant === undefined ? [] : [formatPath(p.meant)]));
+  const out: ConfigProblem[] = fromSchema.filter((p) => !(p.absent === true && meant.includes(formatPath(p.path))));
+  const seen = new Set(out.map((p) => `${formatPath(p.path)}: ${p.message}`));
+  checkCrossFieldRules(tree, (path, message) => {
+    const line = `${formatPath(path)}: ${message}`;
+    if (seen.has(line) || atFault.some((at) => isWithin(path, at))) return;
+    seen.add(line);
+    out.push({ path, message });
+  });
+  return out;
 }
 
-function resolveKeyFiles(config: Config, label: string, readSecret: (path: string) => string): void {
-  const problems: string[] = [];
-  for (const [id, p] of Object.entries(config.providers)) {
-    if (p.apiKeyFile === undefined) continue;
+/**
+ * Reads every `apiKeyFile` of the tree, valid or not, so an unreadable one is reported with the rest;
+ * `wanted` leaves out the ones named with a missing variable.
+ */
+function readKeyFiles(
+  tree: unknown,
+  readSecret: (path: string) => string,
+  wanted: (p: { path: readonly PropertyKey[] }) => boolean,
+): { keys: Map<string, string>; problems: ConfigProblem[] } {
+  const keys = new Map<string, string>();
+  const problems: ConfigProblem[] = [];
+  const providers = (tree as { providers?: unknown } | null)?.providers;
+  if (providers === null || typeof providers !== 'object') return { keys, problems };
+  for (const [id, p] of Object.entries(providers)) {
+    const file = (p as { apiKeyFile?: unknown } | null)?.apiKeyFile;
+    if (typeof file !== 'string' || file === '') continue;
+    const path = ['providers', id, 'apiKeyFile'];
+    if (!wanted({ path })) continue;
     try {
-      const key = readSecret(p.apiKeyFile);
-      if (key === '') problems.push(`${label}: providers.${id}.apiKeyFile: ${p.apiKeyFile} is empty`);
-      else p.apiKey = key;
+      const key = readSecret(file);
+      if (key === '') problems.push({ path, message: `${file} is empty` });
+      else keys.set(id, key);
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code ?? String(err);
-      problems.push(`${label}: providers.${id}.apiKeyFile: cannot read ${p.apiKeyFile}: ${code}`);
+      problems.push({ path, message: `cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? String(err)}` });
     }
   }
-  if (problems.length > 0) throw new ConfigError(problems);
+  return { keys, problems };
 }
 
 function deepFreeze<T>(value: T): T {

@@ -277,63 +277,86 @@ export const configSchema = z
     /** Per-pod token buckets; absent: no local limits. */
     rateLimits: z.optional(rateLimitsSchema),
   })
-  .check(
-    z.superRefine((cfg, ctx) => {
-    for (const [id, p] of Object.entries(cfg.providers)) {
-      if ([p.apiKey, p.apiKeyFile, p.apiKeyFrom].filter((v) => v !== undefined).length > 1) {
-        ctx.addIssue({ code: 'custom', path: ['providers', id], message: 'set one of apiKey, apiKeyFile and apiKeyFrom' });
-      }
-      if (p.apiKeyName !== undefined && p.apiKeyFrom === undefined) {
-        ctx.addIssue({ code: 'custom', path: ['providers', id, 'apiKeyName'], message: 'apiKeyName goes with apiKeyFrom: quota' });
-      }
-      if (p.apiKeyFrom === 'quota' && cfg.quota?.tls === undefined) {
-        ctx.addIssue({ code: 'custom', path: ['providers', id, 'apiKeyFrom'], message: 'keys come from the quota service over TLS only: set quota.address and quota.tls.caFile' });
-      }
+  .check(z.superRefine((cfg, ctx) => checkCrossFieldRules(cfg, (path, message) => ctx.addIssue({ code: 'custom', path: [...path], message }))));
+
+type Report = (path: readonly (string | number)[], message: string) => void;
+
+/** A mapping of the tree, or undefined when the value is anything else (a list, a string, nothing). */
+const mapping = (v: unknown): Record<string, unknown> | undefined =>
+  v !== null && typeof v === 'object' && !Array.isArray(v) ? (v as Record<string, unknown>) : undefined;
+const fields = (v: unknown): Record<string, unknown> => mapping(v) ?? {};
+const list = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
+
+/**
+ * The rules across keys: references between models and providers, keys that go together. The schema runs
+ * them on a valid config; the loader also runs them on a tree that failed the schema (zod skips refinements
+ * then), so every problem is reported at once. Hence they read the tree as written, tolerating parts of any
+ * shape: a part that is not what the schema wants is skipped (its own problem is reported already), and a
+ * collection that is missing or malformed is not used to call names in it unknown.
+ */
+export function checkCrossFieldRules(cfg: unknown, report: Report): void {
+  const root = fields(cfg);
+  const providers = mapping(root.providers);
+  const models = mapping(root.models);
+  const modelNames = Object.keys(models ?? {});
+  const isUnknownModel = (name: unknown): name is string => models !== undefined && typeof name === 'string' && !Object.hasOwn(models, name);
+  const unknownModel = (name: string): string => `unknown model "${name}"${didYouMean(name, modelNames)}`;
+  const quota = fields(root.quota);
+  for (const [id, value] of Object.entries(providers ?? {})) {
+    const p = fields(value);
+    if ([p.apiKey, p.apiKeyFile, p.apiKeyFrom].filter((v) => v !== undefined).length > 1) {
+      report(['providers', id], 'set one of apiKey, apiKeyFile and apiKeyFrom');
     }
-    const tls = cfg.quota?.tls;
-    if (tls !== undefined && (tls.certFile === undefined) !== (tls.keyFile === undefined)) {
-      ctx.addIssue({ code: 'custom', path: ['quota', 'tls'], message: 'certFile and keyFile go together' });
+    if (p.apiKeyName !== undefined && p.apiKeyFrom === undefined) {
+      report(['providers', id, 'apiKeyName'], 'apiKeyName goes with apiKeyFrom: quota');
     }
-    for (const name of Object.keys(cfg.rateLimits?.models ?? {})) {
-      if (!(name in cfg.models)) ctx.addIssue({ code: 'custom', path: ['rateLimits', 'models', name], message: `unknown model "${name}"${didYouMean(name, Object.keys(cfg.models))}` });
+    if (p.apiKeyFrom === 'quota' && quota.tls === undefined) {
+      report(['providers', id, 'apiKeyFrom'], 'keys come from the quota service over TLS only: set quota.address and quota.tls.caFile');
     }
-    for (const [name, c] of Object.entries(cfg.cache?.models ?? {})) {
-      if (!(name in cfg.models)) ctx.addIssue({ code: 'custom', path: ['cache', 'models', name], message: `unknown model "${name}"${didYouMean(name, Object.keys(cfg.models))}` });
-      const embeddingModel = c.semantic?.embeddingModel;
-      if (embeddingModel === undefined) continue;
-      const path = ['cache', 'models', name, 'semantic', 'embeddingModel'];
-      const targets = cfg.models[embeddingModel]?.targets;
-      if (targets === undefined) ctx.addIssue({ code: 'custom', path, message: `unknown model "${embeddingModel}"${didYouMean(embeddingModel, Object.keys(cfg.models))}` });
-      else if (targets.some((t) => cfg.providers[t.provider]?.type === 'anthropic')) {
-        ctx.addIssue({ code: 'custom', path, message: `model "${embeddingModel}" has an Anthropic target, which has no embeddings API` });
+  }
+  const tls = mapping(quota.tls);
+  if (tls !== undefined && (tls.certFile === undefined) !== (tls.keyFile === undefined)) {
+    report(['quota', 'tls'], 'certFile and keyFile go together');
+  }
+  for (const name of Object.keys(fields(fields(root.rateLimits).models))) {
+    if (isUnknownModel(name)) report(['rateLimits', 'models', name], unknownModel(name));
+  }
+  for (const [name, c] of Object.entries(fields(fields(root.cache).models))) {
+    if (isUnknownModel(name)) report(['cache', 'models', name], unknownModel(name));
+    const embeddingModel = fields(fields(c).semantic).embeddingModel;
+    if (models === undefined || typeof embeddingModel !== 'string') continue;
+    const path = ['cache', 'models', name, 'semantic', 'embeddingModel'];
+    if (isUnknownModel(embeddingModel)) report(path, unknownModel(embeddingModel));
+    else if (list(fields(models[embeddingModel]).targets).some((t) => providerOf(providers, fields(t).provider).type === 'anthropic')) {
+      report(path, `model "${embeddingModel}" has an Anthropic target, which has no embeddings API`);
+    }
+  }
+  for (const [name, value] of Object.entries(models ?? {})) {
+    const m = fields(value);
+    const targets = list(m.targets);
+    targets.forEach((t, i) => {
+      const provider = fields(t).provider;
+      if (providers !== undefined && typeof provider === 'string' && !Object.hasOwn(providers, provider)) {
+        const known = Object.keys(providers);
+        report(['models', name, 'targets', i, 'provider'], `unknown provider "${provider}" (known: ${known.join(', ') || 'none'})${didYouMean(provider, known)}`);
       }
+    });
+    if (targets.length > 0 && targets.every((t) => fields(t).weight === 0)) {
+      report(['models', name, 'targets'], 'at least one target needs a weight above 0');
     }
-    for (const [name, m] of Object.entries(cfg.models)) {
-      m.targets.forEach((t, i) => {
-        if (!(t.provider in cfg.providers)) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['models', name, 'targets', i, 'provider'],
-            message: `unknown provider "${t.provider}" (known: ${Object.keys(cfg.providers).join(', ') || 'none'})${didYouMean(t.provider, Object.keys(cfg.providers))}`,
-          });
-        }
-      });
-      if (m.targets.every((t) => t.weight === 0)) {
-        ctx.addIssue({ code: 'custom', path: ['models', name, 'targets'], message: 'at least one target needs a weight above 0' });
-      }
-      m.contextFallbacks.forEach((f, i) => {
-        if (!(f in cfg.models)) ctx.addIssue({ code: 'custom', path: ['models', name, 'contextFallbacks', i], message: `unknown model "${f}"${didYouMean(f, Object.keys(cfg.models))}` });
-      });
-      m.fallbacks.forEach((f, i) => {
-        if (f === name) {
-          ctx.addIssue({ code: 'custom', path: ['models', name, 'fallbacks', i], message: 'a model cannot fall back to itself' });
-        } else if (!(f in cfg.models)) {
-          ctx.addIssue({ code: 'custom', path: ['models', name, 'fallbacks', i], message: `unknown model "${f}"${didYouMean(f, Object.keys(cfg.models))}` });
-        }
-      });
-    }
-    }),
-  );
+    list(m.contextFallbacks).forEach((f, i) => {
+      if (isUnknownModel(f)) report(['models', name, 'contextFallbacks', i], unknownModel(f));
+    });
+    list(m.fallbacks).forEach((f, i) => {
+      if (f === name) report(['models', name, 'fallbacks', i], 'a model cannot fall back to itself');
+      else if (isUnknownModel(f)) report(['models', name, 'fallbacks', i], unknownModel(f));
+    });
+  }
+}
+
+function providerOf(providers: Record<string, unknown> | undefined, id: unknown): Record<string, unknown> {
+  return providers !== undefined && typeof id === 'string' && Object.hasOwn(providers, id) ? fields(providers[id]) : {};
+}
 
 /** The config as written (before defaults). */
 export type ConfigInput = z.input<typeof configSchema>;

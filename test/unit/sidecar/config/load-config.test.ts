@@ -66,7 +66,7 @@ describe('config loading', () => {
 
   it('rejects unknown keys with their path', async () => {
     const text = 'providers:\n  openai: { type: openai, baseURL: "https://x" }\nmodels: {}\n';
-    expect(await problems(() => parseConfigText(text, 'config.yaml'))).toContain('config.yaml: providers.openai: unknown key "baseURL"');
+    expect(await problems(() => parseConfigText(text, 'config.yaml'))).toEqual(['config.yaml: providers.openai: unknown key "baseURL" (did you mean "baseUrl"?)']);
   });
 
   it('rejects a target naming an unknown provider, as the style guide shows', async () => {
