@@ -11,8 +11,10 @@
 //   ReloadingCertificateProvider never publishes null, so a broken or half-rotated file keeps the old set.
 // - Channel: the secure context is built from the latest CA/identity at each connection attempt, so a
 //   channel that reconnects (server restart, GOAWAY, network blip) verifies with the new CA and presents
-//   the new client certificate; the connection it already has is not re-verified.
+//   the new client certificate; the connection it already has is not re-verified. The channel side is
+//   ours (ProviderChannelCredentials below) only to leave out the server name when dialling an IP.
 import { credentials as grpcCredentials, experimental, type ChannelCredentials, type ServerCredentials } from '@grpc/grpc-js';
+import { ProviderChannelCredentials } from './provider-channel-credentials.js';
 import { ReloadingCertificateProvider, TlsConfigError, type ReloadingCertificateProviderOptions } from './reloading-certificate-provider.js';
 
 type ReloadOptions = Pick<ReloadingCertificateProviderOptions, 'refreshMs' | 'onReload'>;
@@ -83,9 +85,7 @@ export function channelTlsCredentials(opts: ChannelTlsOptions): {
   const reload = { refreshMs: opts.refreshMs, onReload: opts.onReload };
   const ca = new ReloadingCertificateProvider({ caFile: opts.caFile, ...reload });
   const identity = opts.certFile === undefined ? null : new ReloadingCertificateProvider({ certFile: opts.certFile, keyFile: opts.keyFile, ...reload });
-  // Here the declared order is the real one: (ca, identity). No client certificate must be `null`, not
-  // undefined: grpc-js then builds no secure context at all ("Failed to load credentials").
-  const credentials = experimental.createCertificateProviderChannelCredentials(ca, identity);
+  const credentials = new ProviderChannelCredentials(ca, identity);
   // grpc-js verifies the server against the host of the target unless `grpc.ssl_target_name_override` is
   // set, which becomes both the SNI and the name checked; `grpc.default_authority` alone changes only the
   // :authority header, not what the certificate is checked against. Both are set so they agree.
