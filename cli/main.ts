@@ -19,7 +19,8 @@ program
   .option('--listen <host:port>', 'data listener for the app', '127.0.0.1:4000')
   .option('--status-listen <host:port>', 'probes and metrics listener', '0.0.0.0:4001')
   .addOption(new Option('--log-level <level>', 'overrides logging.level of the config').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']))
-  .action(async (o: { config: string; listen: string; statusListen: string; logLevel?: string }) => {
+  .addOption(new Option('--log-format <format>', 'json or pretty (default: pretty on a terminal, json otherwise)').choices(['json', 'pretty']))
+  .action(async (o: { config: string; listen: string; statusListen: string; logLevel?: string; logFormat?: 'json' | 'pretty' }) => {
     const { runSidecar } = await import('./commands/sidecar.js');
     await runSidecar(o);
   });
@@ -30,8 +31,10 @@ program
   .option('--listen <host:port>', 'data listener', '127.0.0.1:4000')
   .option('--status-listen <host:port>', 'probes and metrics listener', '127.0.0.1:4001')
   .option('--quota-listen <host:port>', 'the quota service (gRPC)', '127.0.0.1:50051')
+  .option('--quota-status-listen <host:port>', "the quota service's probes and metrics listener", '127.0.0.1:4002')
   .option('--state-dir <dir>', 'where state is kept', '.llmgw')
-  .action(async (o: { listen: string; statusListen: string; quotaListen: string; stateDir: string }) => {
+  .addOption(new Option('--log-format <format>', 'json or pretty on stderr (default: pretty on a terminal, json otherwise)').choices(['json', 'pretty']))
+  .action(async (o: { listen: string; statusListen: string; quotaListen: string; quotaStatusListen: string; stateDir: string; logFormat?: 'json' | 'pretty' }) => {
     const { runDev } = await import('./commands/dev.js');
     await runDev(o);
   });
@@ -45,7 +48,8 @@ program
   .option('--listen <host:port>', 'HTTPS listener', '0.0.0.0:8443')
   .option('--status-listen <host:port>', 'probes and metrics listener', '0.0.0.0:9091')
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
-  .action(async (o: { config: string; tlsCert: string; tlsKey: string; listen: string; statusListen: string; logLevel: string }) => {
+  .addOption(new Option('--log-format <format>', 'json or pretty (default: pretty on a terminal, json otherwise)').choices(['json', 'pretty']))
+  .action(async (o: { config: string; tlsCert: string; tlsKey: string; listen: string; statusListen: string; logLevel: string; logFormat?: 'json' | 'pretty' }) => {
     const { runInjector } = await import('./commands/injector.js');
     await runInjector(o);
   });
@@ -58,6 +62,7 @@ program
   .option('--db <path>', 'SQLite file holding budgets, consumption and leases', '/var/lib/llm-gateway/quota.db')
   .option('--lease-ttl <duration>', 'a lease lapses this long after its last renewal', '30s')
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
+  .addOption(new Option('--log-format <format>', 'json or pretty (default: pretty on a terminal, json otherwise)').choices(['json', 'pretty']))
   .addOption(
     new Option('--auth <mode>', 'how sidecars are verified: kubernetes (TokenReview in the cluster), jwks (--auth-jwks), none (nothing verified: must be asked for)')
       .choices(['kubernetes', 'jwks', 'none'])
@@ -128,7 +133,8 @@ program
   .option('--listen <host:port>', 'listener', '127.0.0.1:9000')
   .option('--api-key <key>', 'require this key from callers')
   .option('--chunk-delay-ms <ms>', 'pause between stream chunks', '0')
-  .action(async (o: { listen: string; apiKey?: string; chunkDelayMs: string }) => {
+  .addOption(new Option('--log-format <format>', 'json or pretty (default: pretty on a terminal, json otherwise)').choices(['json', 'pretty']))
+  .action(async (o: { listen: string; apiKey?: string; chunkDelayMs: string; logFormat?: 'json' | 'pretty' }) => {
     const { runFakeProvider } = await import('./commands/fake-provider.js');
     await runFakeProvider(o);
   });

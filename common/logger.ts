@@ -1,9 +1,13 @@
 // The process logger (pino): JSON lines to stdout, written asynchronously so logging stays off the
-// request's critical path, with secrets redacted should anything ever try to log them.
+// request's critical path, with secrets redacted should anything ever try to log them; on a terminal,
+// the same lines made readable by pino-pretty (local times, colours).
+import { isatty } from 'node:tty';
 import pino, { type DestinationStream, type Logger } from 'pino';
 import type { Clock } from './clock.js';
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+/** `json`: one JSON object a line (pods, files, pipes). `pretty`: a readable line for people. */
+export type LogFormat = 'json' | 'pretty';
 
 const REDACT = [
   'apiKey',
@@ -23,6 +27,66 @@ const REDACT = [
 export function createLogger(level: LogLevel, to: number | DestinationStream = 1): Logger {
   const dest = typeof to === 'number' ? pino.destination({ dest: to, sync: false, minLength: 8192, periodicFlush: 250 }) : to;
   return pino({ level, base: undefined, redact: { paths: REDACT, censor: '[redacted]' } }, dest);
+}
+
+/** Pretty on a terminal, JSON everywhere else (a pod's stdout, a file, a pipe). */
+export function defaultLogFormat(fd: number, isTerminal: (fd: number) => boolean = isatty): LogFormat {
+  return isTerminal(fd) ? 'pretty' : 'json';
+}
+
+/**
+ * A command's logger on file descriptor `fd` (1 = stdout, 2 = stderr) in `format`, by default
+ * `defaultLogFormat(fd)`. JSON is `createLogger`'s batched writer; pretty loads pino-pretty (only then:
+ * it costs ~10 ms of start-up) and writes its lines synchronously, so none is lost at exit.
+ */
+export async function createCommandLogger(level: LogLevel, opts: { fd?: number; format?: LogFormat | undefined } = {}): Promise<Logger> {
+  const fd = opts.fd ?? 1;
+  const format = opts.format ?? defaultLogFormat(fd);
+  if (format === 'json') return createLogger(level, fd);
+  // A CommonJS module: its exports are the default export in the bundle (esbuild), also named ones in Node.
+  type PinoPretty = typeof import('pino-pretty');
+  const mod = (await import('pino-pretty')) as PinoPretty & { default?: PinoPretty };
+  const { prettyFactory } = mod.default ?? mod;
+  const colorize = isatty(fd) && !process.env.NO_COLOR;
+  // `err` holds errors (pino's serializer); the access log's `error` is a code, kept on the line.
+  const prettify = prettyFactory({ colorize, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', singleLine: true, errorLikeObjectKeys: ['err'] });
+  return createLogger(level, prettyDestination(prettify, pino.destination({ dest: fd, sync: true })));
+}
+
+/** The access log's fields a person scans for, moved into the message: `POST /v1/chat/completions 200 gpt-4o-mini 12.3 ms`. */
+const SUMMARY = ['method', 'path', 'status', 'model', 'latencyMs'] as const;
+
+function readable(line: string): string | Record<string, unknown> {
+  let log: unknown;
+  try {
+    log = JSON.parse(line);
+  } catch {
+    return line;
+  }
+  if (typeof log !== 'object' || log === null) return line;
+  const entry = log as Record<string, unknown>;
+  if (entry.msg !== 'request' || typeof entry.status !== 'number') return entry;
+  entry.msg = SUMMARY.filter((k) => entry[k] !== undefined)
+    .map((k) => (k === 'latencyMs' ? `${String(entry[k])} ms` : String(entry[k])))
+    .join(' ');
+  for (const k of SUMMARY) delete entry[k];
+  return entry;
+}
+
+/** Takes pino's JSON lines (one or many a write, the access log's batches too) and writes them prettified. */
+function prettyDestination(prettify: (log: string | object) => string | undefined, out: DestinationStream): DestinationStream {
+  let partial = '';
+  return {
+    write(chunk: string): void {
+      const text = partial + chunk;
+      const end = text.lastIndexOf('\n');
+      partial = text.slice(end + 1);
+      if (end < 0) return;
+      let pretty = '';
+      for (const line of text.slice(0, end).split('\n')) if (line !== '') pretty += prettify(readable(line)) ?? '';
+      if (pretty !== '') out.write(pretty);
+    },
+  };
 }
 
 /** Lines serialized by their callers, waiting to be written together, per destination. */

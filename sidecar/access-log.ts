@@ -58,13 +58,30 @@ export class AccessLog {
   }
 
   write(entry: AccessLogEntry): void {
-    if (this.enabled && this.logger.isLevelEnabled('info')) this.writeLine(accessLine(entry, this.clock.now()));
+    if (!this.enabled) return;
+    const warn = upstreamFailed(entry);
+    if (this.logger.isLevelEnabled(warn ? 'warn' : 'info')) this.writeLine(accessLine(entry, this.clock.now(), warn ? WARN : INFO));
   }
 }
 
-/** pino's info line: level and time first, then the entry's fields in order, then the message. */
-export function accessLine(entry: AccessLogEntry, timeMs: number): string {
-  let line = `{"level":30,"time":${timeMs}`;
+/** pino's level numbers. */
+const INFO = 30;
+const WARN = 40;
+
+/**
+ * The app got a failure because of the upstream: an `llmgw_upstream_*` error (an answer, or the error event
+ * that ended a stream already under way) or a provider's 5xx passed on. A warning, seen at level `warn` too.
+ */
+export function upstreamFailed(entry: AccessLogEntry): boolean {
+  const e = entry.error;
+  if (e === undefined) return false;
+  if (e.startsWith('llmgw_upstream_')) return true;
+  return e.startsWith('provider_') && Number(e.slice(9)) >= 500;
+}
+
+/** pino's line (info by default): level and time first, then the entry's fields in order, then the message. */
+export function accessLine(entry: AccessLogEntry, timeMs: number, level: number = INFO): string {
+  let line = `{"level":${level},"time":${timeMs}`;
   for (const key in entry) {
     const v = entry[key as keyof AccessLogEntry];
     if (v === undefined) continue;

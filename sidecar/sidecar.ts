@@ -243,6 +243,12 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     const closed = closeServer(dataServer);
     dataServer.closeIdleConnections();
     const drainMs = runtime.config.server.drainTimeoutMs;
+    // Said at the start, every second while requests remain, and at the end: a drain is never silent.
+    const drainStart = clock.monotonic();
+    const waited = (): number => Math.round(clock.monotonic() - drainStart);
+    const inflightAtStart = inflight.size;
+    if (inflightAtStart > 0) logger.info({ inflight: inflightAtStart, drainMs }, `draining: waiting up to ${drainMs} ms for ${inflightAtStart} request(s) in flight (streams included)`);
+    const progress = setInterval(() => logger.info({ inflight: inflight.size, waitedMs: waited(), drainMs }, `draining: ${inflight.size} request(s) still in flight`), 1000);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = await Promise.race([
       inflight.idle().then(() => false),
@@ -251,7 +257,9 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
       }),
     ]);
     clearTimeout(timer);
+    clearInterval(progress);
     if (timedOut) logger.warn({ inflight: inflight.size, drainMs }, 'drain window over; closing remaining connections');
+    else if (inflightAtStart > 0) logger.info({ waitedMs: waited() }, 'drained: every request in flight finished');
     dataServer.closeAllConnections();
     await closed;
     statusServer.closeAllConnections();

@@ -8,7 +8,7 @@ import { AdminTokens } from '../../quota-service/auth/admin-tokens.js';
 import type { AuthenticatorOptions, AuthMode } from '../../quota-service/auth/authenticator.js';
 import type { TokenVerifier } from '../../quota-service/auth/token-verifier.js';
 import type { Logger } from 'pino';
-import { createLogger, type LogLevel } from '../../common/logger.js';
+import { createCommandLogger, type LogFormat, type LogLevel } from '../../common/logger.js';
 import { parseProviderKeys } from '../../quota-service/provider-keys.js';
 import { startQuotaService } from '../../quota-service/quota-service.js';
 import { isNamespaceName, isServiceAccountName } from '../../quota-service/scopes.js';
@@ -21,6 +21,7 @@ export interface QuotaServiceFlags {
   db: string;
   leaseTtl: string;
   logLevel: string;
+  logFormat?: LogFormat;
   auth: string;
   authJwks?: string;
   authIssuer?: string;
@@ -119,7 +120,7 @@ export async function runQuotaService(o: QuotaServiceFlags): Promise<void> {
       throw new UsageError(`--provider-keys: ${o.providerKeys}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
   }
-  const logger = createLogger(o.logLevel as LogLevel);
+  const logger = await createCommandLogger(o.logLevel as LogLevel, { format: o.logFormat });
   const security = await quotaServiceOptions(o, logger);
   mkdirSync(dirname(o.db), { recursive: true });
   let service;

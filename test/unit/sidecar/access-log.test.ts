@@ -82,3 +82,49 @@ describe('access log', () => {
     expect(lines.map((l) => (JSON.parse(l) as { reqId: string }).reqId)).toEqual(['r0', 'r1', 'r2']);
   });
 });
+
+describe('access log level', () => {
+  const at = (over: Partial<AccessLogEntry>): AccessLogEntry => ({ reqId: 'r', method: 'POST', path: '/v1/chat/completions', status: 200, latencyMs: 1, stream: false, ...over });
+
+  it('writes a failure the upstream caused and the app got as a warning, every other request as info', () => {
+    const cases: [Partial<AccessLogEntry>, number][] = [
+      [{}, 30],
+      [{ status: 502, error: 'llmgw_upstream_error' }, 40],
+      [{ status: 502, error: 'llmgw_upstream_unavailable' }, 40],
+      [{ status: 504, error: 'llmgw_upstream_timeout' }, 40],
+      [{ status: 502, error: 'llmgw_upstream_too_large' }, 40],
+      [{ status: 502, error: 'provider_502' }, 40],
+      [{ status: 500, error: 'provider_500' }, 40],
+      // The stream had begun: the app got an error event.
+      [{ status: 200, stream: true, error: 'llmgw_upstream_error' }, 40],
+      [{ status: 400, error: 'provider_400' }, 30],
+      [{ status: 429, error: 'llmgw_rate_limited' }, 30],
+      [{ status: 503, error: 'llmgw_quota_unavailable' }, 30],
+      [{ status: 404, error: 'llmgw_unknown_model' }, 30],
+    ];
+    const out = sink();
+    const logger = createLogger('info', out.stream);
+    const log = new AccessLog(logger, true);
+    for (const [over] of cases) log.write(at(over));
+    flushLogger(logger);
+    expect(out.lines().map((l) => [(JSON.parse(l) as { error?: string }).error, (JSON.parse(l) as { level: number }).level])).toEqual(cases.map(([over, level]) => [over.error, level]));
+  });
+
+  it('writes the warning line pino would write for the same entry, byte for byte', () => {
+    const out = sink();
+    const reference = pino({ base: undefined, timestamp: () => ',"time":1796316366209' }, out.stream);
+    const e = at({ status: 502, error: 'llmgw_upstream_error', model: 'gpt-4o-mini', attempts: 3 });
+    reference.warn(e, 'request');
+    expect(accessLine(e, 1796316366209, 40)).toBe(out.writes.join(''));
+  });
+
+  it('at log level warn, still writes the upstream failures, and only them', () => {
+    const out = sink();
+    const logger = createLogger('warn', out.stream);
+    const log = new AccessLog(logger, true);
+    log.write(at({ reqId: 'ok' }));
+    log.write(at({ reqId: 'bad', status: 502, error: 'provider_502' }));
+    flushLogger(logger);
+    expect(out.lines().map((l) => (JSON.parse(l) as { reqId: string }).reqId)).toEqual(['bad']);
+  });
+});
