@@ -5,6 +5,7 @@ import type { InjectorConfig } from './config.js';
 import { decide } from './decision.js';
 import { injectPatch, skipPatch, type PatchOp } from './patch.js';
 import type { Pod } from './pod.js';
+import { UNCHECKED, type SidecarConfigState } from './sidecar-config-check.js';
 
 export class MalformedReview extends Error {
   constructor(message: string) {
@@ -45,8 +46,17 @@ export function parseReview(body: unknown): { uid: string; request: Record<strin
   return { uid: request.uid, request };
 }
 
-/** Answers one review; `namespaceAnnotations` are the pod's namespace's (defaults), if known. */
-export function review(body: unknown, config: InjectorConfig, namespaceAnnotations: Record<string, string> = {}, extraWarnings: string[] = []): { answer: AdmissionResponse; outcome: Outcome } {
+/**
+ * Answers one review; `namespaceAnnotations` are the pod's namespace's (defaults), if known, and
+ * `sidecarConfig` what is known of the sidecar config its pods would mount.
+ */
+export function review(
+  body: unknown,
+  config: InjectorConfig,
+  namespaceAnnotations: Record<string, string> = {},
+  extraWarnings: string[] = [],
+  sidecarConfig: SidecarConfigState = UNCHECKED,
+): { answer: AdmissionResponse; outcome: Outcome } {
   const { uid, request } = parseReview(body);
   const answer = (response: Omit<AdmissionResponse['response'], 'uid'>, outcome: Outcome) => ({
     answer: { apiVersion: 'admission.k8s.io/v1' as const, kind: 'AdmissionReview' as const, response: { uid, ...response } },
@@ -61,13 +71,13 @@ export function review(body: unknown, config: InjectorConfig, namespaceAnnotatio
   if (!Array.isArray(pod.spec?.containers)) throw new MalformedReview('request.object is not a pod: spec.containers is missing');
   const namespace = typeof request.namespace === 'string' && request.namespace !== '' ? request.namespace : (pod.metadata?.namespace ?? 'default');
 
-  const d = decide(pod, namespace, config, namespaceAnnotations);
+  const d = decide(pod, namespace, config, namespaceAnnotations, sidecarConfig);
   const warnings = [...extraWarnings];
   const withPatch = (ops: PatchOp[]) => (ops.length === 0 ? {} : { patchType: 'JSONPatch' as const, patch: Buffer.from(JSON.stringify(ops)).toString('base64') });
   const warn = (list: string[]) => (list.length === 0 ? {} : { warnings: list });
   switch (d.kind) {
     case 'deny':
-      return answer({ allowed: false, status: { code: 400, reason: 'BadRequest', message: d.message } }, { result: 'denied', reason: 'invalid-annotations' });
+      return answer({ allowed: false, status: { code: 400, reason: 'BadRequest', message: d.message } }, { result: 'denied', reason: d.reason });
     case 'skip':
       warnings.push(...d.warnings, `llm-gateway: not injected (${d.reason}): ${d.message}`);
       return answer({ allowed: true, ...withPatch(d.annotate ? skipPatch(pod, d.reason) : []), ...warn(warnings) }, { result: 'skipped', reason: d.reason });

@@ -49,6 +49,12 @@ export const injectorConfigSchema = z.strictObject({
   tokenExpirationSeconds: z._default(z.int().check(z.minimum(600)), 3600),
   /** User and group the sidecar runs as (the image's numeric user). */
   runAsUser: z._default(z.int().check(z.minimum(1)), 1000),
+  /**
+   * A pod whose namespace's sidecar ConfigMap is invalid or missing (its sidecar would not start): deny it
+   * with the problems (the chart's choice with failurePolicy Fail, "never without its sidecar"), or skip
+   * injection with a warning (with Ignore).
+   */
+  onInvalidSidecarConfig: z._default(z.enum(['deny', 'skip']), 'deny'),
 });
 
 export type InjectorConfig = z.infer<typeof injectorConfigSchema>;

@@ -1,8 +1,9 @@
-// Inject or skip, with stable reason codes: a pure function of the pod, its namespace's defaults and the
-// injector's config.
+// Inject, skip or deny, with stable reason codes: a pure function of the pod, its namespace's defaults, what
+// is known of its namespace's sidecar config, and the injector's config.
 import { ignoredTeamWarning, INJECT, readOverrides, resourceProblems, STATUS, type PodOverrides } from './annotations.js';
 import { nativeSidecars, type InjectorConfig } from './config.js';
 import type { Pod } from './pod.js';
+import { sidecarConfigFault, UNCHECKED, type SidecarConfigState } from './sidecar-config-check.js';
 
 export const SIDECAR_NAME = 'llm-gateway';
 export const VOLUME_NAMES = ['llm-gateway-data', 'llm-gateway-tmp', 'llm-gateway-config', 'llm-gateway-token', 'llm-gateway-providers'];
@@ -16,17 +17,21 @@ export type SkipReason =
   | 'mirror-pod'
   | 'port-conflict'
   | 'volume-conflict'
-  | 'job-pod';
+  | 'job-pod'
+  | SidecarConfigReason;
+
+/** The sidecar would not start: its namespace's sidecar ConfigMap is invalid, or there is none. */
+export type SidecarConfigReason = 'invalid-sidecar-config' | 'missing-sidecar-config';
 
 export type Decision =
   | { kind: 'inject'; native: boolean; overrides: PodOverrides; warnings: string[] }
   /** `annotate`: record the reason on the pod (not for pods already injected, so injection stays idempotent). */
   | { kind: 'skip'; reason: SkipReason; message: string; annotate: boolean; warnings: string[] }
-  | { kind: 'deny'; message: string };
+  | { kind: 'deny'; reason: 'invalid-annotations' | SidecarConfigReason; message: string };
 
 const skip = (reason: SkipReason, message: string, warnings: string[] = [], annotate = true): Decision => ({ kind: 'skip', reason, message, annotate, warnings });
 
-export function decide(pod: Pod, namespace: string, config: InjectorConfig, namespaceAnnotations: Record<string, string> = {}): Decision {
+export function decide(pod: Pod, namespace: string, config: InjectorConfig, namespaceAnnotations: Record<string, string> = {}, sidecarConfig: SidecarConfigState = UNCHECKED): Decision {
   const meta = pod.metadata ?? {};
   const spec = pod.spec ?? {};
   const annotations = meta.annotations ?? {};
@@ -56,7 +61,7 @@ export function decide(pod: Pod, namespace: string, config: InjectorConfig, name
   if (labels[INJECT] !== undefined && labels[INJECT] !== 'true' && labels[INJECT] !== 'false') problems.push(`${INJECT} (label): "${labels[INJECT]}" is not valid: expected "true" or "false"`);
   const overrides: PodOverrides = { ...nsOverrides, ...own.overrides, resources: { ...config.resources, ...nsOverrides.resources, ...own.overrides.resources } };
   problems.push(...resourceProblems(overrides.resources));
-  if (problems.length > 0) return { kind: 'deny', message: `llm-gateway: invalid pod annotations: ${problems.join('; ')}` };
+  if (problems.length > 0) return { kind: 'deny', reason: 'invalid-annotations', message: `llm-gateway: invalid pod annotations: ${problems.join('; ')}` };
 
   if (spec.hostNetwork === true) return skip('host-network', 'host-network pods are not injected (the sidecar would listen on the node)', warnings);
   if (spec.os?.name === 'windows' || spec.nodeSelector?.['kubernetes.io/os'] === 'windows') return skip('windows', 'Windows pods are not injected', warnings);
@@ -72,6 +77,12 @@ export function decide(pod: Pod, namespace: string, config: InjectorConfig, name
   const jobsOptIn = config.injectJobs || annotations[INJECT] === 'true' || labels[INJECT] === 'true';
   if (ownedByJob && !native && !jobsOptIn) {
     return skip('job-pod', `Job pods are not injected without native sidecars (the sidecar would keep the Job running); opt in with ${INJECT}: "true"`, warnings);
+  }
+  // Last, so that only a pod that would get the sidecar is held back by it.
+  const fault = sidecarConfigFault(sidecarConfig, namespace, config.configMapName);
+  if (fault !== undefined) {
+    if (config.onInvalidSidecarConfig === 'skip') return skip(fault.reason, fault.message, warnings);
+    return { kind: 'deny', reason: fault.reason, message: `llm-gateway: pod refused: ${fault.message}. Fix the ConfigMap (e.g. helm upgrade with valid sidecar values), or opt the pod out with the label ${INJECT}: "false"` };
   }
   return { kind: 'inject', native, overrides, warnings };
 }

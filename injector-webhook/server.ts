@@ -14,6 +14,7 @@ import { Counter, Histogram, Registry } from '../common/metrics/registry.js';
 import { MalformedReview, review } from './admission.js';
 import type { InjectorConfig } from './config.js';
 import type { NamespaceSource } from './namespaces.js';
+import { UNCHECKED, type SidecarConfigState } from './sidecar-config-check.js';
 
 export interface InjectorOptions {
   config: InjectorConfig;
@@ -94,17 +95,28 @@ export async function startInjector(opts: InjectorOptions): Promise<Injector> {
     }
     try {
       const namespace = namespaceOf(body);
-      const ns = namespace === undefined ? { annotations: {} } : await opts.namespaces.annotations(namespace);
-      const { answer, outcome } = review(body, opts.config, ns.annotations, ns.warning ? [ns.warning] : []);
+      const [ns, sidecarConfig] = namespace === undefined ? [{ annotations: {} }, UNCHECKED] : await lookUp(namespace);
+      const { answer, outcome } = review(body, opts.config, ns.annotations, ns.warning ? [ns.warning] : [], sidecarConfig);
       reviews.inc({ result: outcome.result, reason: outcome.reason ?? '' });
       latency.observe((performance.now() - started) / 1000);
-      opts.logger.info({ uid: answer.response.uid, namespace, ...outcome }, 'admission review');
+      const unchecked = sidecarConfig.status === 'unchecked' && sidecarConfig.reason !== undefined ? { sidecarConfig: `not checked: ${sidecarConfig.reason}` } : {};
+      opts.logger.info({ uid: answer.response.uid, namespace, ...outcome, ...unchecked }, 'admission review');
+      if (outcome.reason === 'invalid-sidecar-config' || outcome.reason === 'missing-sidecar-config') {
+        const problems = sidecarConfig.status === 'invalid' ? sidecarConfig.problems : ['no such ConfigMap'];
+        opts.logger.warn({ uid: answer.response.uid, namespace, configMap: opts.config.configMapName, problems, ...outcome }, `a sidecar would not start with this namespace's sidecar config: pod ${outcome.result}`);
+      }
       send(res, 200, answer);
     } catch (err) {
       if (!(err instanceof MalformedReview)) throw err;
       reviews.inc({ result: 'malformed', reason: '' });
       send(res, 400, { error: `malformed AdmissionReview: ${err.message}` });
     }
+  }
+
+  /** The namespace's defaults and its sidecar config's state, looked up together. */
+  function lookUp(namespace: string): Promise<[{ annotations: Record<string, string>; warning?: string }, SidecarConfigState]> {
+    const check = opts.namespaces.sidecarConfig?.(namespace, opts.config.configMapName) ?? Promise.resolve(UNCHECKED);
+    return Promise.all([opts.namespaces.annotations(namespace), check]);
   }
 
   const statusServer = createStatusServer({ registry, ready: () => ready });

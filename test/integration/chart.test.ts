@@ -215,8 +215,8 @@ describe('helm chart', () => {
     const quota = find(docs, 'Deployment', 'rel-llm-gateway-quota');
     expect(quota.spec).toMatchObject({ replicas: 1, strategy: { type: 'Recreate' } });
     expect(quota.spec.template.spec.volumes.find((v: any) => v.name === 'data').persistentVolumeClaim.claimName).toBe(find(docs, 'PersistentVolumeClaim').metadata.name);
-    // Minimal RBAC: the injector gets namespaces; the quota service only the built-in TokenReview role.
-    expect(docs.filter((d) => d.kind === 'ClusterRole').map((d) => d.rules)).toEqual([[{ apiGroups: [''], resources: ['namespaces'], verbs: ['get'] }]]);
+    // Minimal RBAC: the injector gets namespaces and the sidecar ConfigMap by name; the quota service only the built-in TokenReview role.
+    expect(docs.filter((d) => d.kind === 'ClusterRole').map((d) => d.rules)).toEqual([[{ apiGroups: [''], resources: ['namespaces'], verbs: ['get'] }, { apiGroups: [''], resources: ['configmaps'], resourceNames: ['llm-gateway-sidecar'], verbs: ['get'] }]]);
     expect(docs.filter((d) => d.kind === 'ClusterRoleBinding').map((d) => d.roleRef.name).sort()).toEqual(['rel-llm-gateway-injector', 'system:auth-delegator']);
   });
 
@@ -427,7 +427,7 @@ describe('helm chart: the quota service secured by default', () => {
     expect(renderError(['sidecar.providerKeys.mode=quota'])).toContain('sidecar.providerKeys.mode=quota needs quota.providerKeys.secretName');
     expect(renderError(['sidecar.providerSecretName='])).toContain('sidecar.providerSecretName is empty, but providers anthropic, openai read their keys from /var/run/secrets/llm-gateway/providers/');
     // Providers that read no key file need no Secret.
-    const keyless = tempFile('values.yaml', 'sidecar:\n  providerSecretName: ""\n  providers:\n    openai: null\n    anthropic: null\n    vllm: { type: openai-compatible, baseUrl: "http://vllm:8000/v1" }\n  models:\n    llama: { targets: [{ provider: vllm, model: llama }] }\n');
+    const keyless = tempFile('values.yaml', 'sidecar:\n  providerSecretName: ""\n  providers:\n    openai: null\n    anthropic: null\n    vllm: { type: openai-compatible, baseUrl: "http://vllm:8000/v1" }\n  models:\n    gpt-4o-mini: null\n    claude-haiku-4-5: null\n    llama: { targets: [{ provider: vllm, model: llama }] }\n');
     expect(injectorConfigOf(render([], '1.30.0', ['-f', keyless])).providerSecretName).toBeUndefined();
   });
 

@@ -163,12 +163,84 @@ result is kept in .Values, which every template of the render shares (the schema
 {{- if and .Values.quota.enabled (eq .Values.quota.auth.mode "jwks") (not .Values.quota.auth.issuer) -}}
 {{- fail "quota.auth.mode=jwks needs quota.auth.issuer (the iss of the cluster's service-account tokens, e.g. https://kubernetes.default.svc.cluster.local): without it, tokens of any issuer whose keys the JWKS holds would pass" -}}
 {{- end -}}
+{{- include "llmgw.validateSidecar" . -}}
+{{- end -}}
+
+{{/*
+The sidecar's rules across keys (checkCrossFieldRules in sidecar/config/schema.ts), applied to the values the
+chart copies into its config.yaml, plus what only an injected sidecar cannot do (read a key file outside the
+mounted Secret, expand a variable its container does not have): a config the sidecar would refuse at start
+fails here, naming the value. Types, enums, ranges and unknown keys are values.schema.json's, generated from
+the same schema (npm run chart:schema). test/integration/chart-schema.test.ts pins one case per rule.
+*/}}
+{{- define "llmgw.validateSidecar" -}}
+{{- $providers := .Values.sidecar.providers | default dict -}}
+{{- $models := .Values.sidecar.models | default dict -}}
+{{- $known := keys $providers | sortAlpha | join ", " | default "none" -}}
+{{- $keyFile := printf "^%s[-._a-zA-Z0-9]+$" (include "llmgw.providersDir" . | regexQuoteMeta) -}}
+{{- if not (include "llmgw.keysFromQuota" .) -}}
+{{- /* In quota mode the chart replaces every key setting with apiKeyFrom: quota, so these hold by construction. */ -}}
+{{- range $id, $p := $providers -}}
+{{- $set := list -}}
+{{- range $k := list "apiKey" "apiKeyFile" "apiKeyFrom" }}{{ if hasKey $p $k }}{{ $set = append $set $k }}{{ end }}{{ end -}}
+{{- if gt (len $set) 1 }}{{ fail (printf "sidecar.providers.%s: set one of apiKey, apiKeyFile and apiKeyFrom, not %s" $id (join " and " $set)) }}{{ end -}}
+{{- if and (hasKey $p "apiKeyName") (not (hasKey $p "apiKeyFrom")) }}{{ fail (printf "sidecar.providers.%s.apiKeyName goes with apiKeyFrom: quota (or sidecar.providerKeys.mode=quota, which sets it)" $id) }}{{ end -}}
+{{- if and $p.apiKeyFile (not (regexMatch $keyFile ($p.apiKeyFile | default ""))) -}}
+{{- fail (printf "sidecar.providers.%s.apiKeyFile: %s is not a file an injected sidecar can read: it reads keys only from the Secret sidecar.providerSecretName, mounted at %s (e.g. %s%s for that Secret's key %s)" $id $p.apiKeyFile (include "llmgw.providersDir" $) (include "llmgw.providersDir" $) $id $id) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- range $name, $m := $models -}}
+{{- $weighted := false -}}
+{{- range $i, $t := $m.targets -}}
+{{- if not (hasKey $providers $t.provider) }}{{ fail (printf "sidecar.models.%s.targets[%d].provider: unknown provider %q (known: %s)" $name $i $t.provider $known) }}{{ end -}}
+{{- if or (not (hasKey $t "weight")) (gt (float64 $t.weight) 0.0) }}{{ $weighted = true }}{{ end -}}
+{{- end -}}
+{{- if not $weighted }}{{ fail (printf "sidecar.models.%s.targets: at least one target needs a weight above 0" $name) }}{{ end -}}
+{{- range $i, $f := $m.contextFallbacks | default list -}}
+{{- if not (hasKey $models $f) }}{{ fail (printf "sidecar.models.%s.contextFallbacks[%d]: unknown model %q" $name $i $f) }}{{ end -}}
+{{- end -}}
+{{- range $i, $f := $m.fallbacks | default list -}}
+{{- if eq $f $name }}{{ fail (printf "sidecar.models.%s.fallbacks[%d]: a model cannot fall back to itself" $name $i) }}{{ end -}}
+{{- if not (hasKey $models $f) }}{{ fail (printf "sidecar.models.%s.fallbacks[%d]: unknown model %q" $name $i $f) }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- range $name, $_ := dig "models" dict (.Values.sidecar.rateLimits | default dict) -}}
+{{- if not (hasKey $models $name) }}{{ fail (printf "sidecar.rateLimits.models.%s: unknown model %q" $name $name) }}{{ end -}}
+{{- end -}}
+{{- range $name, $c := dig "models" dict (.Values.sidecar.cache | default dict) -}}
+{{- if not (hasKey $models $name) }}{{ fail (printf "sidecar.cache.models.%s: unknown model %q" $name $name) }}{{ end -}}
+{{- with dig "semantic" "embeddingModel" "" $c -}}
+{{- if not (hasKey $models .) }}{{ fail (printf "sidecar.cache.models.%s.semantic.embeddingModel: unknown model %q" $name .) }}{{ end -}}
+{{- range $t := (get $models .).targets -}}
+{{- if eq (dig $t.provider "type" "" $providers) "anthropic" }}{{ fail (printf "sidecar.cache.models.%s.semantic.embeddingModel: model %q has an Anthropic target, which has no embeddings API" $name (dig "semantic" "embeddingModel" "" $c)) }}{{ end -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- /* ${VAR} in a value is expanded from the sidecar's environment, which the injector sets (injector-webhook/patch.ts) on top of the image's. */ -}}
+{{- $env := list "POD_NAME" "POD_NAMESPACE" "POD_SERVICE_ACCOUNT" "LLMGW_TOKEN_FILE" "HOSTNAME" "HOME" "PATH" "NODE_ENV" "NODE_VERSION" "YARN_VERSION" -}}
+{{- if .Values.quota.enabled }}{{ $env = append $env "LLMGW_QUOTA_ADDR" }}{{ end -}}
+{{- $sections := dict -}}
+{{- range $id, $p := $providers }}{{ $_ := set $sections (printf "sidecar.providers.%s" $id) $p }}{{ end -}}
+{{- range $name, $m := $models }}{{ $_ := set $sections (printf "sidecar.models.%s" $name) $m }}{{ end -}}
+{{- range $k := list "cache" "quota" "rateLimits" "logging" }}{{ $_ := set $sections (printf "sidecar.%s" $k) (get $.Values.sidecar $k) }}{{ end -}}
+{{- range $path, $v := $sections -}}
+{{- range $ref := regexFindAll "[$]+[{][A-Za-z_][A-Za-z0-9_]*[}]" (toJson $v) -1 -}}
+{{- /* $${X} stands for a literal ${X}. */ -}}
+{{- $var := $ref | trimPrefix "$" | trimPrefix "{" | trimSuffix "}" -}}
+{{- if and (not (hasPrefix "$$" $ref)) (not (has $var $env)) -}}
+{{- fail (printf "%s: ${%s} is not set in injected sidecars (their environment has only %s), so the sidecar would not start; provider keys go in apiKeyFile (from sidecar.providerSecretName) or come from the quota service (sidecar.providerKeys.mode=quota)" $path $var (join ", " $env)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- end -}}
 
 {{/* The injector's config file. */}}
 {{- define "llmgw.injectorConfig" -}}
 {{- $native := dict "mode" .Values.injector.nativeSidecar.mode "minVersion" (toString .Values.injector.nativeSidecar.minVersion) "kubernetesVersion" (.Values.injector.nativeSidecar.kubernetesVersion | default .Capabilities.KubeVersion.Version) -}}
 {{- $cfg := dict "image" (include "llmgw.image" .) "imagePullPolicy" .Values.image.pullPolicy "releaseNamespace" .Release.Namespace "excludedNamespaces" .Values.injector.excludedNamespaces "nativeSidecar" $native "configMapName" .Values.sidecar.configMapName "resources" (dict "cpuRequest" .Values.sidecar.resources.requests.cpu "memoryRequest" .Values.sidecar.resources.requests.memory "cpuLimit" .Values.sidecar.resources.limits.cpu "memoryLimit" .Values.sidecar.resources.limits.memory) "dataSizeLimit" .Values.sidecar.dataSizeLimit "tmpSizeLimit" .Values.sidecar.tmpSizeLimit "injectJobs" .Values.injector.injectJobs "preStopSeconds" .Values.sidecar.preStopSeconds "runAsUser" .Values.sidecar.runAsUser -}}
+{{- /* failurePolicy Fail means "never without its sidecar": a pod whose sidecar could not start is refused; Ignore: it starts without. */ -}}
+{{- $_ := set $cfg "onInvalidSidecarConfig" (eq .Values.injector.failurePolicy "Fail" | ternary "deny" "skip") -}}
 {{- if .Values.quota.enabled }}{{ $_ := set $cfg "quotaAddress" (include "llmgw.quotaAddress" .) }}{{ $_ := set $cfg "tokenAudience" .Values.quota.auth.audience }}{{ end -}}
 {{- /* Quota mode: no Secret is mounted into tenant pods. */ -}}
 {{- if and .Values.sidecar.providerSecretName (not (include "llmgw.keysFromQuota" .)) }}{{ $_ := set $cfg "providerSecretName" .Values.sidecar.providerSecretName }}{{ end -}}
