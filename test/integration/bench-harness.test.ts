@@ -23,7 +23,15 @@ describe('benchmark harness (tiny mode)', () => {
       targets: Record<string, { rps: { median: number } }>;
       streaming: { concurrent: { lost: number; failed: number; expectedEvents: number }; maxEventsPerRead: { sidecar: number } };
       startupMs: Record<string, number>;
-      quota: { upRps: number; downRps: number; noQuotaRps: number; verifiedVsUnverifiedPct: number; slowVsNoQuotaPct: number; rpcsPerThousandRequests: number };
+      quota: {
+        upRps: number;
+        downRps: number;
+        noQuotaRps: number;
+        verifiedVsUnverifiedPct: number;
+        slowVsNoQuotaPct: number;
+        slowVsNoQuota: { pct: number; aRps: number[]; bRps: number[] };
+        rpcsPerThousandRequests: number;
+      };
       logging: { infoRps: number; silentRps: number };
       checks: { what: string }[];
     };
@@ -39,6 +47,11 @@ describe('benchmark harness (tiny mode)', () => {
       'sidecar-quota-unverified': 'ok',
       'sidecar-quota-down': 'ok',
       'sidecar-quota-slow': 'ok',
+      // The other processes of the configurations compared across processes (quota on vs off).
+      'x2-sidecar': 'ok',
+      'x3-sidecar': 'ok',
+      'x2-sidecar-quota-slow': 'ok',
+      'x3-sidecar-quota-slow': 'ok',
     });
     expect(Object.keys(r.targets)).toEqual(['direct', 'direct-sse', 'minimal-proxy', 'minimal-proxy-sse', 'sidecar', 'sidecar-sse', 'sidecar-cache-hit', 'sidecar-quota-slow']);
     for (const t of Object.values(r.targets)) expect(t.rps.median).toBeGreaterThan(0);
@@ -47,6 +60,11 @@ describe('benchmark harness (tiny mode)', () => {
     // The verified sidecar's requests were served on its lease: far fewer quota RPCs than requests.
     expect(Number.isFinite(r.quota.verifiedVsUnverifiedPct)).toBe(true);
     expect(Number.isFinite(r.quota.slowVsNoQuotaPct)).toBe(true);
+    // Quota on vs off across three processes a side: every process measured.
+    expect(Number.isFinite(r.quota.slowVsNoQuota.pct)).toBe(true);
+    for (const rps of [...r.quota.slowVsNoQuota.aRps, ...r.quota.slowVsNoQuota.bRps]) expect(rps).toBeGreaterThan(0);
+    expect(r.quota.slowVsNoQuota.aRps).toHaveLength(3);
+    expect(r.quota.slowVsNoQuota.bRps).toHaveLength(3);
     expect(r.quota.rpcsPerThousandRequests).toBeLessThan(100);
     expect(r.logging.infoRps).toBeGreaterThan(0);
     expect(r.logging.silentRps).toBeGreaterThan(0);
