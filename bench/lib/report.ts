@@ -95,7 +95,7 @@ export function machine(loadTool: string, pinned: boolean): BenchResult['machine
   return { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, kernel: release(), loadTool, pinned };
 }
 
-const f = (n: number | undefined, digits = 2): string => (n === undefined || Number.isNaN(n) ? 'n/a' : n.toFixed(digits));
+const f = (n: number | null | undefined, digits = 2): string => (n === undefined || n === null || Number.isNaN(n) ? 'n/a' : n.toFixed(digits)); // null: NaN once through JSON (--render)
 const ratio = (a: number | undefined, b: number | undefined): number | undefined => (a === undefined || b === undefined || b === 0 ? undefined : a / b);
 
 /** Compares the medians against DESIGN §8. */
