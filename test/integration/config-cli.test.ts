@@ -1,6 +1,6 @@
 // `llmgw config check` and `llmgw config example`, run as the built executable: every problem at once with
 // exit 2, `FILE: ok` with exit 0, and an example that is the dev config and passes the check.
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
@@ -22,22 +22,7 @@ function write(name: string, text: string): string {
 
 const withKeys = (): NodeJS.ProcessEnv => ({ ...envWithoutKeys(), OPENAI_API_KEY: 'sk-test', ANTHROPIC_API_KEY: 'ak-test' });
 
-const fiveMistakes = `
-providers:
-  openai:
-    type: opnai
-    baseUrl: https://api.openai.com/v1
-    apiKey: \${LLMGW_TEST_UNSET_KEY}
-models:
-  gpt-4o:
-    targets:
-      - { provider: opnai, model: gpt-4o }
-  gpt-4o-mini:
-    targtes:
-      - { provider: openai, model: gpt-4o-mini }
-cache:
-  ttlSeconds: abc
-`;
+const fiveMistakes = readFileSync(new URL('../fixtures/config/five-mistakes.yaml', import.meta.url), 'utf8');
 
 describe('llmgw config check', () => {
   it('prints every problem of a file at once, one line each, and exits 2', async () => {

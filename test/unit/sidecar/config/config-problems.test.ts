@@ -1,5 +1,6 @@
 // Every problem of a config at once, one line each naming the file and key, worded so it can be fixed
 // without the docs (issue 22): valid values of enums, expected types, "did you mean", missing variables.
+import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { ConfigError } from '../../../../common/config/config-error.js';
 import { parseConfigText, validateConfig } from '../../../../sidecar/config/load-config.js';
@@ -22,22 +23,7 @@ const model = 'models:\n  gpt-4o: { targets: [{ provider: openai, model: gpt-4o 
 
 describe('config problems, all at once', () => {
   it('reports a file with five mistakes in one go: missing variable, bad enum, wrong type, unknown provider, mistyped key', async () => {
-    const text = `
-providers:
-  openai:
-    type: opnai
-    baseUrl: https://api.openai.com/v1
-    apiKey: \${LLMGW_TEST_UNSET_KEY}
-models:
-  gpt-4o:
-    targets:
-      - { provider: opnai, model: gpt-4o }
-  gpt-4o-mini:
-    targtes:
-      - { provider: openai, model: gpt-4o-mini }
-cache:
-  ttlSeconds: abc
-`;
+    const text = readFileSync(new URL('../../../fixtures/config/five-mistakes.yaml', import.meta.url), 'utf8');
     expect(await problems(text)).toEqual([
       'config.yaml: providers.openai.apiKey: environment variable LLMGW_TEST_UNSET_KEY is not set',
       'config.yaml: providers.openai.type: must be one of "openai", "anthropic", "openai-compatible" (got "opnai")',
