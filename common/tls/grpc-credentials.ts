@@ -15,7 +15,7 @@
 //   ours (ProviderChannelCredentials below) only to leave out the server name when dialling an IP.
 import { credentials as grpcCredentials, experimental, type ChannelCredentials, type ServerCredentials } from '@grpc/grpc-js';
 import { ProviderChannelCredentials } from './provider-channel-credentials.js';
-import { ReloadingCertificateProvider, TlsConfigError, type ReloadingCertificateProviderOptions } from './reloading-certificate-provider.js';
+import { checkClientPair, ReloadingCertificateProvider, type ReloadingCertificateProviderOptions } from './reloading-certificate-provider.js';
 
 type ReloadOptions = Pick<ReloadingCertificateProviderOptions, 'refreshMs' | 'onReload'>;
 
@@ -74,14 +74,7 @@ export function channelTlsCredentials(opts: ChannelTlsOptions): {
   channelOptions: Record<string, string | number>;
   close(): void;
 } {
-  if ((opts.certFile === undefined) !== (opts.keyFile === undefined)) {
-    throw new TlsConfigError(
-      opts.certFile === undefined
-        ? `a client key file (${opts.keyFile}) needs its certificate file too`
-        : `a client certificate file (${opts.certFile}) needs its key file too`,
-      opts.certFile ?? opts.keyFile,
-    );
-  }
+  checkClientPair(opts.certFile, opts.keyFile);
   const reload = { refreshMs: opts.refreshMs, onReload: opts.onReload };
   const ca = new ReloadingCertificateProvider({ caFile: opts.caFile, ...reload });
   const identity = opts.certFile === undefined ? null : new ReloadingCertificateProvider({ certFile: opts.certFile, keyFile: opts.keyFile, ...reload });

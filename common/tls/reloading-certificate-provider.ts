@@ -284,14 +284,21 @@ function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
+/** A client certificate and its key go together: throws TlsConfigError naming the one given alone. */
+export function checkClientPair(certFile: string | undefined, keyFile: string | undefined): void {
+  if ((certFile === undefined) === (keyFile === undefined)) return;
+  throw new TlsConfigError(
+    certFile === undefined ? `a client key file (${keyFile}) needs its certificate file too` : `a client certificate file (${certFile}) needs its key file too`,
+    certFile ?? keyFile,
+  );
+}
+
 /**
  * Reads and validates a channel's TLS files as the providers would, without keeping anything: for a
  * client built elsewhere (a worker thread) whose bad files must still stop the start with their name.
  */
 export function checkTlsFiles(files: { caFile: string; certFile?: string | undefined; keyFile?: string | undefined }): void {
-  if ((files.certFile === undefined) !== (files.keyFile === undefined)) {
-    throw new TlsConfigError(`a client certificate file and its key file go together: got only ${files.certFile ?? files.keyFile}`, files.certFile ?? files.keyFile);
-  }
+  checkClientPair(files.certFile, files.keyFile);
   new ReloadingCertificateProvider({ caFile: files.caFile }).close();
   if (files.certFile !== undefined) new ReloadingCertificateProvider({ certFile: files.certFile, keyFile: files.keyFile }).close();
 }
