@@ -315,7 +315,11 @@ describe('global budgets end to end', () => {
         // the sidecar was killed
       }
     });
-    await sleep(2500);
+    // Killed once every stream is under way (a loaded machine may start them late) and more than a
+    // checkpoint period later.
+    const deadline = Date.now() + 20_000;
+    while (chunks.some((c) => c.length < 3) && Date.now() < deadline) await sleep(50);
+    await sleep(1500);
     const killedAt = Date.now();
     sidecar.proc.child.kill('SIGKILL');
     await sidecar.proc.exit;
