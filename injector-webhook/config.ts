@@ -5,6 +5,7 @@ import { basename } from 'node:path';
 import * as z from 'zod/mini';
 import { ConfigError } from '../common/config/config-error.js';
 import { formatPath } from '../common/config/config-path.js';
+import { zodIssueProblems } from '../common/config/zod-issue-problems.js';
 import { resourceProblems } from './annotations.js';
 import { parseQuantity } from './quantity.js';
 
@@ -60,8 +61,11 @@ export const injectorConfigSchema = z.strictObject({
 export type InjectorConfig = z.infer<typeof injectorConfigSchema>;
 
 export function validateInjectorConfig(raw: unknown, label: string): InjectorConfig {
-  const r = injectorConfigSchema.safeParse(raw);
-  if (!r.success) throw new ConfigError(r.error.issues.map((i) => `${label}: ${formatPath(i.path)}: ${i.message}`));
+  const r = injectorConfigSchema.safeParse(raw, { reportInput: true });
+  if (!r.success) {
+    const problems = r.error.issues.flatMap((i) => zodIssueProblems(i, injectorConfigSchema));
+    throw new ConfigError(problems.map((p) => `${label}: ${formatPath(p.path)}: ${p.message}`));
+  }
   const problems = resourceProblems(r.data.resources).map((p) => `${label}: resources: ${p}`);
   if (problems.length > 0) throw new ConfigError(problems);
   return r.data;
