@@ -4,7 +4,7 @@
 import { Document, isMap, isScalar, isSeq, type Pair } from 'yaml';
 import { loadConfigFile } from '../../sidecar/config/load-config.js';
 import { providerTypes } from '../../sidecar/config/schema.js';
-import { devConfig } from './dev.js';
+import { devConfig } from './dev-config.js';
 
 export async function configCheck(file: string): Promise<void> {
   await loadConfigFile(file, { unreadableHint: '; `llmgw config example` prints a config to start from' });

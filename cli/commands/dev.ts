@@ -19,6 +19,7 @@ import { startSidecar } from '../../sidecar/sidecar.js';
 import type { HostPort } from '../../common/http/listen.js';
 import { parseHostPort } from '../args.js';
 import { runUntilSignal } from '../lifecycle.js';
+import { devConfig } from './dev-config.js';
 
 /** Tokens last a day and are minted anew every hour, as the kubelet rotates projected tokens. */
 const TOKEN_SECONDS = 86_400;
@@ -34,26 +35,6 @@ function writePrivate(path: string, text: string): void {
 function adminToken(path: string): void {
   if (existsSync(path) && readFileSync(path, 'utf8').trim().length >= MIN_ADMIN_TOKEN_LENGTH) return;
   writePrivate(path, `${randomBytes(24).toString('base64url')}\n`);
-}
-
-export function devConfig(opts: { fakeUrl: string | undefined; stateDir: string; env: NodeJS.ProcessEnv; quotaAddress: string; tokenFile: string }): Record<string, unknown> {
-  const openai = opts.env.OPENAI_API_KEY
-    ? { type: 'openai', baseUrl: 'https://api.openai.com/v1', apiKey: '${OPENAI_API_KEY}' }
-    : { type: 'openai', baseUrl: `${opts.fakeUrl}/v1` };
-  const anthropic = opts.env.ANTHROPIC_API_KEY
-    ? { type: 'anthropic', baseUrl: 'https://api.anthropic.com', apiKey: '${ANTHROPIC_API_KEY}' }
-    : { type: 'anthropic', baseUrl: opts.fakeUrl };
-  return {
-    providers: { openai, anthropic },
-    models: {
-      'gpt-4o-mini': { targets: [{ provider: 'openai', model: 'gpt-4o-mini' }] },
-      'claude-haiku-4-5': { targets: [{ provider: 'anthropic', model: 'claude-haiku-4-5' }] },
-      'text-embedding-3-small': { targets: [{ provider: 'openai', model: 'text-embedding-3-small' }] },
-    },
-    storage: { path: resolve(opts.stateDir, 'llmgw.db') },
-    cache: { ttlSeconds: 3600 },
-    quota: { address: opts.quotaAddress, tokenFile: opts.tokenFile },
-  };
 }
 
 /** An argument as a POSIX shell reads it back: bare when it is plainly safe, else single-quoted. */

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { devConfig } from '../../cli/commands/dev.js';
+import { devConfig } from '../../cli/commands/dev-config.js';
 import { envWithoutKeys, killAll, runCli } from '../helpers/cli.js';
 
 let dir: string;
