@@ -3,6 +3,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Dispatcher, Pool } from 'undici';
 import { GatewayError } from '../../common/errors.js';
+import { slicesLength } from '../../common/json-in-slices.js';
 import type { Config, ProviderConfig, ProviderType } from '../config/schema.js';
 import { providerFormat, type WireFormat } from '../formats/wire-format.js';
 import type { CancelSignal } from '../pipeline/cancel-signal.js';
@@ -31,10 +32,11 @@ export interface Provider {
   /** The API key sent upstream now (from config, its file, or the quota service); undefined when none. */
   key(): string | undefined;
   /**
-   * Posts `body` (JSON text) to the provider's `api` endpoint. `headers` add to or replace the
-   * provider's own (e.g. the app's `anthropic-beta`). Network failures throw typed GatewayErrors.
+   * Posts `body` (JSON text, or a large one's slices in order) to the provider's `api` endpoint. `headers`
+   * add to or replace the provider's own (e.g. the app's `anthropic-beta`). Network failures throw typed
+   * GatewayErrors.
    */
-  send(api: ProviderApi, body: string | Buffer, signal: CancelSignal, headers?: Record<string, string>, timeouts?: { firstByteMs: number; idleMs: number }): Promise<UpstreamResponse>;
+  send(api: ProviderApi, body: string | readonly Buffer[], signal: CancelSignal, headers?: Record<string, string>, timeouts?: { firstByteMs: number; idleMs: number }): Promise<UpstreamResponse>;
 }
 
 const USER_AGENT = 'llm-gateway/0.1';
@@ -77,13 +79,14 @@ export function createProvider(id: string, cfg: ProviderConfig, upstream: Config
     pool,
     key,
     async send(api, body, signal, headers, timeouts) {
-      const sent = headersFor(headers);
+      const sent = typeof body === 'string' ? headersFor(headers) : { ...headersFor(headers), 'content-length': String(slicesLength(body)) };
       try {
         const res = await request(pool, {
           path: paths[api],
           method: 'POST',
           headers: sent,
-          body,
+          // undici sends any iterable of Buffers one after another (its typings list only single values).
+          body: body as string | Buffer,
           signal,
           headersTimeout: timeouts?.firstByteMs ?? upstream.headersTimeoutMs,
           bodyTimeout: timeouts?.idleMs ?? upstream.bodyTimeoutMs,

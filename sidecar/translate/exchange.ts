@@ -38,7 +38,7 @@ export interface Exchange {
   /** The upstream API the request goes to. */
   readonly api: ProviderApi;
   /** The body to send upstream: its JSON text, or for a large request that text made between turns of the event loop. */
-  upstreamBody(): string | Promise<Buffer>;
+  upstreamBody(): string | Promise<Buffer[]>;
   /** Headers that vary per request (the app's Anthropic version and betas on pass-through). */
   readonly upstreamHeaders: Record<string, string> | undefined;
   /**
@@ -221,7 +221,7 @@ export function appWantsStreamUsage(req: GatewayRequest): boolean {
  * The upstream body's JSON text. A large request's is made a slice at a time between turns of the event
  * loop: one JSON.stringify of a 16 MB body holds every other request of the pod for tens of ms.
  */
-function upstream(req: GatewayRequest, body: Json): () => string | Promise<Buffer> {
+function upstream(req: GatewayRequest, body: Json): () => string | Promise<Buffer[]> {
   if ((req.bodyBytes ?? 0) >= LARGE_REQUEST_BYTES) return () => stringifyInSlices(body);
   const text = JSON.stringify(body);
   return () => text;
@@ -229,7 +229,7 @@ function upstream(req: GatewayRequest, body: Json): () => string | Promise<Buffe
 
 function sameFormat(
   api: ProviderApi,
-  upstreamBody: () => string | Promise<Buffer>,
+  upstreamBody: () => string | Promise<Buffer[]>,
   upstreamHeaders: Record<string, string> | undefined,
   providerId: string,
   kind: AnswerKind,
