@@ -78,6 +78,7 @@ program
   .option('--tls-key <file>', 'the key of --tls-cert')
   .option('--tls-client-ca <file>', 'require client certificates signed by this CA (mutual TLS)')
   .option('--provider-keys <file>', 'provider API keys to hand to verified sidecars over TLS (YAML; re-read when it changes)')
+  .option('--prices <file>', 'prices (USD per million tokens) over the shipped table, and the default for unpriced models (YAML or JSON; re-read when it changes)')
   .action(async (o) => {
     const { runQuotaService } = await import('./commands/quota-service.js');
     await runQuotaService(o);
@@ -114,11 +115,13 @@ adminOptions(
 adminOptions(
   budget
     .command('usage <scope>')
-    .description('tokens a scope consumed per window, newest first')
+    .description('tokens and dollars a scope consumed per window, newest first')
     .option('--window <window>', 'minute, hour, day or month', 'day')
     .option('--last <n>', 'how many windows', '10')
-    .option('--by-tag <key>', 'also break each window down by the values of this x-llmgw-tags key'),
-).action(async (scope: string, o) => (await import('./commands/budget.js')).budgetUsage(scope, o));
+    .option('--since <date|duration>', 'every window since a date (2026-12-01), a time (ISO 8601) or a duration back (7d, 12h), instead of --last')
+    .option('--by <dimension...>', 'also break each window down: model, scope (the scope and its sub-scopes), day (day windows) or tag KEY')
+    .option('--by-tag <key>', 'the same as --by tag KEY: by the values of this x-llmgw-tags key'),
+).action(async (scope: string, o) => (await import('./commands/budget-usage.js')).budgetUsage(scope, o));
 
 const team = program.command('team').description('map namespaces to team/<name> budgets (operator data, not pod data)');
 adminOptions(

@@ -26,6 +26,9 @@ export interface UsageReportMsg extends TokenKindsMsg {
   priority?: PriorityName;
   model?: string;
   tags?: Record<string, string>;
+  /** What served the requests (absent from sidecars that predate them). */
+  providerType?: string;
+  upstreamModel?: string;
 }
 
 export interface AcquireLeaseRequest {
@@ -39,6 +42,8 @@ export interface AcquireLeaseRequest {
   reports?: UsageReportMsg[];
   waitedRequests?: number;
   waitedSeconds?: number;
+  /** The version of the service's price table the sidecar holds ('' or absent: none). */
+  pricesVersion?: string;
 }
 
 export interface RenewLeaseRequest {
@@ -52,6 +57,7 @@ export interface RenewLeaseRequest {
   inflightTokens?: number;
   waitedRequests?: number;
   waitedSeconds?: number;
+  pricesVersion?: string;
 }
 
 export interface ReleaseLeaseRequest {
@@ -88,6 +94,32 @@ export interface LeaseResponse {
   windowEndMs?: number;
   failOpenTokens?: number;
   failOpenNextTokens?: number;
+  /** Absent ('' or null) from services that predate prices; `prices` only when the request named another version. */
+  pricesVersion?: string;
+  prices?: PriceTableMsg | null;
+}
+
+/** USD per million tokens, every kind filled in. */
+export interface TokenPricesMsg {
+  input: number;
+  cachedInput: number;
+  cacheWrite: number;
+  output: number;
+  reasoning: number;
+}
+
+export interface ModelPriceMsg {
+  providerType: string;
+  model: string;
+  prices: TokenPricesMsg | null;
+  aliases: string[];
+}
+
+export interface PriceTableMsg {
+  version: string;
+  asOf: string;
+  defaultPrices: TokenPricesMsg | null;
+  models: ModelPriceMsg[];
 }
 
 export type RefusalReasonName = 'REFUSAL_REASON_UNSPECIFIED' | 'REFUSAL_WINDOW_SPENT' | 'REFUSAL_HELD_BY_LEASES' | 'REFUSAL_EXCEEDS_BUDGET';
@@ -141,6 +173,21 @@ export interface SetBudgetRequest {
 export interface TagUsageMsg {
   value: string;
   usedTokens: number;
+  /** Absent from services that predate prices. */
+  costNanoUsd?: number;
+}
+
+export interface ModelUsageMsg extends TokenKindsMsg {
+  providerType: string;
+  model: string;
+  usedTokens: number;
+  costNanoUsd: number;
+}
+
+export interface ScopeUsageMsg {
+  scope: string;
+  usedTokens: number;
+  costNanoUsd: number;
 }
 
 export interface WindowUsageMsg extends TokenKindsMsg {
@@ -148,6 +195,20 @@ export interface WindowUsageMsg extends TokenKindsMsg {
   windowEndMs: number;
   usedTokens: number;
   byTag: TagUsageMsg[];
+  /** Absent from services that predate prices. */
+  costNanoUsd?: number;
+  byModel?: ModelUsageMsg[];
+  byScope?: ScopeUsageMsg[];
+}
+
+export interface UsageRequestMsg {
+  scope: string;
+  window: WindowEnum;
+  last: number;
+  byTag: string;
+  /** '' | 'model' | 'scope'. */
+  by: string;
+  sinceMs: number;
 }
 
 export interface UsageResponse {

@@ -3,7 +3,7 @@
 import { Metadata, status as grpcStatus, type Client, type ServiceError } from '@grpc/grpc-js';
 import { channelCredentials } from '../common/tls/grpc-credentials.js';
 import { loadQuotaProto } from '../proto/load.js';
-import type { BudgetMsg, SetBudgetRequest, TeamMsg, UsageResponse, WindowEnum } from '../proto/messages.js';
+import type { BudgetMsg, SetBudgetRequest, TeamMsg, UsageRequestMsg, UsageResponse, WindowEnum } from '../proto/messages.js';
 
 export interface AdminClientOptions {
   /** Operator token (admin token, or a service-account token listed in --admin-subjects / --viewer-subjects). */
@@ -68,9 +68,13 @@ export class QuotaAdminClient {
     return (await this.call<{ deleted: number }>('DeleteBudget', { scope, window })).deleted;
   }
 
-  /** `byTag`: a tag key to break each window down by ('' for none). */
-  getUsage(scope: string, window: WindowEnum, last: number, byTag = ''): Promise<UsageResponse> {
-    return this.call('GetUsage', { scope, window, last, byTag });
+  /**
+   * A scope's usage per window. `byTag`: a tag key to break each window down by ('' for none); `more.by`:
+   * 'model' or 'scope' to break it down by those; `more.sinceMs`: every window from that instant instead of `last`.
+   */
+  getUsage(scope: string, window: WindowEnum, last: number, byTag = '', more: Partial<Pick<UsageRequestMsg, 'by' | 'sinceMs'>> = {}): Promise<UsageResponse> {
+    const req: UsageRequestMsg = { scope, window, last, byTag, by: more.by ?? '', sinceMs: more.sinceMs ?? 0 };
+    return this.call('GetUsage', req);
   }
 
   setTeam(team: string, namespaces: string[]): Promise<TeamMsg> {

@@ -14,6 +14,8 @@
 // incarnation's leases covered is flagged (coverage.ts).
 import { randomUUID } from 'node:crypto';
 import type { Clock } from '../common/clock.js';
+import { PriceIndex } from '../common/pricing/price-index.js';
+import { SHIPPED_PRICES } from '../common/pricing/shipped-prices.js';
 import { MAX_TAG_VALUE, MAX_TAGS, TAG_KEY } from '../proto/tags.js';
 import { addKinds, noKinds, type TokenKinds } from '../proto/token-kinds.js';
 import { Coverage, type OverReport } from './coverage.js';
@@ -25,7 +27,8 @@ import { checkedReports } from './report-checks.js';
 import { scopeProblem, scopesOf, type Identity } from './scopes.js';
 import { Teams } from './teams.js';
 import { status } from '@grpc/grpc-js';
-import type { BudgetRow, SqliteQuotaStore } from './store.js';
+import { priceReport } from './report-pricing.js';
+import type { BudgetRow, ModelUsageRow, ScopeUsageRow, SqliteQuotaStore } from './store.js';
 import { windowAt, windowBefore, type WindowName } from './windows.js';
 import { atRisk, DEFAULT_HORIZON_MS, failOpenAllowance, fairShare, MIN_DEMAND, targetOf, weightOf } from './lease-sizing.js';
 
@@ -39,6 +42,10 @@ export interface UsageReport {
   startedAtMs: number;
   /** Attribution labels of the requests the report adds up (`x-llmgw-tags`). */
   tags?: Record<string, string>;
+  /** What served the requests, for pricing: the provider type ('' when not said)… */
+  providerType?: string;
+  /** …and the model (the upstream model, else the app's model name from sidecars that predate it). */
+  model?: string;
 }
 
 /** One window of a scope's consumption; with a tag key, also per value of that tag, most first. */
@@ -48,7 +55,13 @@ export interface WindowUsage {
   used: number;
   /** `used` by kind, as the reports gave them. */
   kinds: TokenKinds;
-  byTag?: { value: string; used: number }[];
+  /** What `used` cost, in nano-USD, priced by the service's table when the reports arrived. */
+  costNano: number;
+  byTag?: { value: string; used: number; costNano: number }[];
+  /** With `by: 'model'`: per model, most cost first. */
+  byModel?: ModelUsageRow[];
+  /** With `by: 'scope'`: the scope and each scope under it with usage, most cost first. */
+  byScope?: ScopeUsageRow[];
 }
 
 export interface Grant {
@@ -95,6 +108,12 @@ export interface AllocatorOptions {
   horizonMs?: number;
   /** Told when an incarnation reports well beyond what its leases covered (see COVERAGE_*). */
   onOverReport?: (flag: OverReport) => void;
+  /** The price table usage is charged by, read at each batch of reports (default: the shipped table). */
+  prices?: () => PriceIndex;
+  /** Tokens charged at the default price (a model the table does not price); `model` is bounded: the table's or `other`. */
+  onUnpriced?: (model: string, tokens: number) => void;
+  /** What a batch of reports cost (nano-USD), per scope that has a budget (operator-defined: a bounded set). */
+  onCost?: (scope: string, costNano: number) => void;
 }
 
 export const DEFAULT_FLOORS = { batch: 0.5, background: 0.2 };
@@ -149,6 +168,9 @@ export class Allocator {
   private readonly clock: Clock;
   private readonly ttlMs: number;
   private readonly horizonMs: number;
+  private readonly prices: () => PriceIndex;
+  private readonly onUnpriced: ((model: string, tokens: number) => void) | undefined;
+  private readonly onCost: ((scope: string, costNano: number) => void) | undefined;
 
   constructor(
     private readonly store: SqliteQuotaStore,
@@ -160,6 +182,10 @@ export class Allocator {
     this.ownership = new Ownership(store, opts.clock);
     this.teams = new Teams(store);
     this.coverage = new Coverage(opts.onOverReport);
+    const shipped = opts.prices === undefined ? new PriceIndex(SHIPPED_PRICES) : undefined;
+    this.prices = opts.prices ?? (() => shipped!);
+    this.onUnpriced = opts.onUnpriced;
+    this.onCost = opts.onCost;
     for (const b of store.budgets()) this.budgets.set(key(b.scope, b.window), b);
     for (const row of store.leases()) {
       const identity = { namespace: row.namespace, service: row.service, pod: row.pod };
@@ -346,16 +372,26 @@ export class Allocator {
     return n;
   }
 
-  /** The last `n` windows of a scope's consumption, newest first, empty windows included. */
-  usage(scope: string, window: WindowName, n: number, byTag?: string): WindowUsage[] {
+  /**
+   * The last `n` windows of a scope's consumption, newest first, empty windows included; with `sinceMs`,
+   * every window from the one holding that instant instead (at most 1000). With a tag key, also per value
+   * of that tag; with `by`, per model or per scope under it (`namespace/x` → `namespace/x/service/…`).
+   */
+  usage(scope: string, window: WindowName, n: number, byTag?: string, more: { by?: 'model' | 'scope'; sinceMs?: number } = {}): WindowUsage[] {
     const problem = scopeProblem(scope);
     if (problem !== undefined) throw invalidArgument(`scope "${scope}": ${problem}`);
     if (byTag !== undefined && !TAG_KEY.test(byTag)) throw invalidArgument(`by_tag "${byTag}": a tag key is letters, digits and _.-/ (up to 64)`);
     const now = this.clock.now();
-    return Array.from({ length: Math.max(1, Math.min(n, 1000)) }, (_, i) => {
+    const since = more.sinceMs ?? 0;
+    if (since > now) throw invalidArgument('since_ms is in the future');
+    const count = since > 0 ? windowsSince(window, now, since) : Math.max(1, Math.min(n, 1000));
+    return Array.from({ length: count }, (_, i) => {
       const span = windowBefore(window, now, i);
-      const w: WindowUsage = { startMs: span.startMs, endMs: span.endMs, used: this.usedIn(scope, window, span.startMs), kinds: this.store.kinds(scope, window, span.startMs) };
+      const { costNano, ...kinds } = this.store.totals(scope, window, span.startMs);
+      const w: WindowUsage = { startMs: span.startMs, endMs: span.endMs, used: this.usedIn(scope, window, span.startMs), kinds, costNano };
       if (byTag !== undefined) w.byTag = this.store.taggedUsage(scope, window, span.startMs, byTag);
+      if (more.by === 'model') w.byModel = this.store.modelUsage(scope, window, span.startMs);
+      if (more.by === 'scope') w.byScope = this.store.scopesUnder(scope, window, span);
       return w;
     });
   }
@@ -511,26 +547,46 @@ export class Allocator {
   /** Charges checked reports (in sequence order) not seen before to every scope and window; returns the highest sequence processed. */
   private apply(scopes: string[], incarnation: string, sorted: UsageReport[], lease: Lease | undefined): number {
     let acked = this.ackedOf(incarnation);
-    // One write per scope and window touched (and per tag value in it), however many reports arrive.
+    // One write per scope and window touched (and per tag value and model in it), however many reports arrive.
     const sums = new Map<string, WindowSum>();
     let reported = 0;
+    let batchCost = 0;
+    const prices = this.prices();
     for (const r of sorted) {
       if (r.sequence <= acked) continue;
       const tokens = Math.max(0, Math.round(r.tokens));
       reported += tokens;
       const tags = attributionTags(r.tags);
+      const kinds = r.kinds ?? noKinds();
+      const { model, costNano: cost, unpriced } = priceReport(prices, r, tokens);
+      batchCost += cost;
+      if (unpriced !== undefined && tokens > 0) this.onUnpriced?.(unpriced, tokens);
+      const modelKey = `${model.provider}\n${model.model}`;
       for (const scope of scopes) {
         for (const w of ['minute', 'hour', 'day', 'month'] as const) {
           const span = windowAt(w, r.startedAtMs);
           const k = `${scope}|${w}|${span.startMs}`;
           let sum = sums.get(k);
-          if (sum === undefined) sums.set(k, (sum = { scope, window: w, startMs: span.startMs, endMs: span.endMs, tokens: 0, kinds: noKinds(), byTag: new Map() }));
+          if (sum === undefined) {
+            sums.set(k, (sum = { scope, window: w, startMs: span.startMs, endMs: span.endMs, tokens: 0, kinds: noKinds(), costNano: 0, byTag: new Map(), byModel: new Map() }));
+          }
           sum.tokens += tokens;
-          if (r.kinds !== undefined) addKinds(sum.kinds, r.kinds);
+          sum.costNano += cost;
+          addKinds(sum.kinds, kinds);
           for (const tag of tags) {
             const t = sum.byTag.get(tag.pair);
-            if (t === undefined) sum.byTag.set(tag.pair, { key: tag.key, value: tag.value, tokens });
-            else t.tokens += tokens;
+            if (t === undefined) sum.byTag.set(tag.pair, { key: tag.key, value: tag.value, tokens, costNano: cost });
+            else {
+              t.tokens += tokens;
+              t.costNano += cost;
+            }
+          }
+          const m = sum.byModel.get(modelKey);
+          if (m === undefined) sum.byModel.set(modelKey, { ...model, tokens, totals: { ...kinds, costNano: cost } });
+          else {
+            m.tokens += tokens;
+            addKinds(m.totals, kinds);
+            m.totals.costNano += cost;
           }
         }
       }
@@ -539,8 +595,9 @@ export class Allocator {
       acked = r.sequence;
     }
     for (const [k, s] of sums) {
-      this.store.addUsage(s.scope, s.window, s.startMs, s.endMs, s.tokens, s.kinds);
-      for (const t of s.byTag.values()) this.store.addTaggedUsage(s.scope, s.window, s.startMs, s.endMs, t, t.tokens);
+      this.store.addUsage(s.scope, s.window, s.startMs, s.endMs, s.tokens, s.kinds, s.costNano);
+      for (const t of s.byTag.values()) this.store.addTaggedUsage(s.scope, s.window, s.startMs, s.endMs, t, t.tokens, t.costNano);
+      for (const m of s.byModel.values()) this.store.addModelUsage(s.scope, s.window, s, m, m.tokens, m.totals);
       const cached = this.used.get(k);
       if (cached !== undefined) this.used.set(k, cached + s.tokens);
     }
@@ -548,6 +605,7 @@ export class Allocator {
       this.store.setAcked(incarnation, acked, this.clock.now());
       this.ackedBy.set(incarnation, acked);
     }
+    if (batchCost > 0 && this.onCost !== undefined) for (const scope of scopes) if (this.budgetsOf([scope]).length > 0) this.onCost(scope, batchCost);
     if (reported > 0 && this.budgetsOf(scopes).length > 0) this.coverage.reported(incarnation, lease?.owner ?? this.ownership.current(incarnation), reported);
     return acked;
   }
@@ -637,8 +695,18 @@ interface WindowSum {
   endMs: number;
   tokens: number;
   kinds: TokenKinds;
+  costNano: number;
   /** By `key=value`. */
-  byTag: Map<string, { key: string; value: string; tokens: number }>;
+  byTag: Map<string, { key: string; value: string; tokens: number; costNano: number }>;
+  /** By provider type and model. */
+  byModel: Map<string, { provider: string; model: string; tokens: number; totals: TokenKinds & { costNano: number } }>;
+}
+
+/** How many `window`s from the one holding `sinceMs` to the one holding `now` (1 to 1000). */
+function windowsSince(window: WindowName, now: number, sinceMs: number): number {
+  let n = 1;
+  for (let span = windowAt(window, now); n < 1000 && span.startMs > sinceMs; n++) span = windowAt(window, span.startMs - 1);
+  return n;
 }
 
 /**

@@ -35,7 +35,16 @@ export function windowEnum(w: WindowName): WindowEnum {
 }
 
 export function reportsOf(reports: UsageReportMsg[] | undefined): UsageReport[] {
-  return (reports ?? []).map((r) => ({ sequence: Number(r.sequence), tokens: Number(r.tokens), kinds: kindsFromMsg(r), startedAtMs: Number(r.startedAtMs), tags: r.tags ?? {} }));
+  // Older sidecars name only the app's model: it is priced by that name (else at the default).
+  return (reports ?? []).map((r) => ({
+    sequence: Number(r.sequence),
+    tokens: Number(r.tokens),
+    kinds: kindsFromMsg(r),
+    startedAtMs: Number(r.startedAtMs),
+    tags: r.tags ?? {},
+    providerType: r.providerType ?? '',
+    model: r.upstreamModel || r.model || '',
+  }));
 }
 
 export function budgetMsg(b: BudgetView): BudgetMsg {

@@ -15,14 +15,18 @@ import type {
   ReportUsageRequest,
   SetBudgetRequest,
   TeamMsg,
+  UsageRequestMsg,
   UsageResponse,
   WindowEnum,
+  WindowUsageMsg,
 } from '../proto/messages.js';
 import type { Allocator, Grant } from './allocator.js';
 import type { Access, Authenticator } from './auth/authenticator.js';
 import type { VerifiedIdentity } from './auth/token-verifier.js';
 import { budgetMsg, optionalWindowOf, priorityOf, refusalMsg, reportsOf, windowEnum, windowOf } from './convert.js';
 import { failedPrecondition, invalidArgument, permissionDenied, QuotaError } from './errors.js';
+import { SHIPPED_PRICES } from '../common/pricing/shipped-prices.js';
+import { loadedPrices, type LoadedPrices } from './prices.js';
 import type { ProviderKeys } from './provider-keys.js';
 import { ownerOf, UNVERIFIED } from './ownership.js';
 import type { QuotaMetrics } from './quota-metrics.js';
@@ -63,7 +67,8 @@ function unary<Req, Res>(method: string, metrics: QuotaMetrics, logger: Logger, 
   };
 }
 
-function leaseResponse(g: Grant, providerKeysVersion: string): LeaseResponse {
+/** `sidecarPrices`: the version of the price table the sidecar holds; the table goes along when it differs. */
+function leaseResponse(g: Grant, providerKeysVersion: string, prices: LoadedPrices, sidecarPrices: string | undefined): LeaseResponse {
   return {
     leaseId: g.leaseId,
     grantedTokens: g.granted,
@@ -82,6 +87,8 @@ function leaseResponse(g: Grant, providerKeysVersion: string): LeaseResponse {
     windowEndMs: g.windowEndMs,
     failOpenTokens: g.failOpen,
     failOpenNextTokens: g.failOpenNext,
+    pricesVersion: prices.version,
+    prices: sidecarPrices === prices.version ? null : prices.msg,
   };
 }
 
@@ -121,16 +128,20 @@ export interface QuotaServiceDeps {
   /** Provider keys held centrally (--provider-keys); handed out only when `tls` is on. */
   providerKeys?: ProviderKeys;
   tls: boolean;
+  /** The price table in force (default: the shipped one). */
+  prices?: () => LoadedPrices;
 }
 
 export function quotaServiceHandlers(d: QuotaServiceDeps): UntypedServiceImplementation {
   const { alloc, auth, metrics, logger } = d;
+  const shipped = d.prices === undefined ? loadedPrices(SHIPPED_PRICES) : undefined;
+  const prices = d.prices ?? (() => shipped!);
   const keysVersion = (): string => (d.providerKeys !== undefined && d.tls && auth.mode !== 'none' ? d.providerKeys.version : '');
-  const granted = (g: Grant): LeaseResponse => {
+  const granted = (g: Grant, sidecarPrices: string | undefined): LeaseResponse => {
     if (g.granted > 0) metrics.grantedTokens.inc({ priority: g.priority }, g.granted);
     metrics.grants.inc({ priority: g.priority, result: g.refusal !== undefined ? 'refused' : g.granted > 0 ? 'granted' : 'none' });
     metrics.leases.set(alloc.activeLeases);
-    return leaseResponse(g, keysVersion());
+    return leaseResponse(g, keysVersion(), prices(), sidecarPrices);
   };
   // What the sidecars say their requests waited for this service (telemetry, not trusted for anything else).
   const waited = (priority: string, r: { waitedRequests?: number; waitedSeconds?: number }): void => {
@@ -159,7 +170,7 @@ export function quotaServiceHandlers(d: QuotaServiceDeps): UntypedServiceImpleme
         reports: reportsOf(r.reports),
       });
       waited(g.priority, r);
-      return granted(g);
+      return granted(g, r.pricesVersion);
     }),
     RenewLease: unary('RenewLease', metrics, logger, async (r: RenewLeaseRequest, md) => {
       const who = await ownerOnly(md);
@@ -175,7 +186,7 @@ export function quotaServiceHandlers(d: QuotaServiceDeps): UntypedServiceImpleme
         inflight: r.inflightTokens ?? 0,
       });
       waited(g.priority, r);
-      return granted(g);
+      return granted(g, r.pricesVersion);
     }),
     ReleaseLease: unary('ReleaseLease', metrics, logger, async (r: ReleaseLeaseRequest, md) => {
       const who = await ownerOnly(md);
@@ -223,19 +234,30 @@ export function quotaAdminHandlers(alloc: Allocator, auth: Authenticator, metric
     DeleteBudget: admin('DeleteBudget', 'write', (r: { scope: string; window: WindowEnum }) => ({
       deleted: alloc.deleteBudget(r.scope, optionalWindowOf(r.window)),
     })),
-    GetUsage: admin('GetUsage', 'read', (r: { scope: string; window: WindowEnum; last: number; byTag: string }): UsageResponse => {
+    GetUsage: admin('GetUsage', 'read', (r: UsageRequestMsg): UsageResponse => {
       const window = windowOf(r.window);
-      const rows = alloc.usage(r.scope, window, r.last > 0 ? r.last : 10, r.byTag === '' ? undefined : r.byTag);
+      const by = r.by ?? '';
+      if (by !== '' && by !== 'model' && by !== 'scope') throw invalidArgument(`by "${by}": expected model or scope (or by_tag for a tag key; a day window for days)`);
+      const sinceMs = Number(r.sinceMs ?? 0);
+      const rows = alloc.usage(r.scope, window, r.last > 0 ? r.last : 10, r.byTag === '' ? undefined : r.byTag, {
+        ...(by === '' ? {} : { by }),
+        ...(sinceMs > 0 ? { sinceMs } : {}),
+      });
       return {
         scope: r.scope,
         window: windowEnum(window),
-        windows: rows.map((w) => ({
-          windowStartMs: w.startMs,
-          windowEndMs: w.endMs,
-          usedTokens: w.used,
-          ...kindsToMsg(w.kinds),
-          byTag: (w.byTag ?? []).map((t) => ({ value: t.value, usedTokens: t.used })),
-        })),
+        windows: rows.map(
+          (w): WindowUsageMsg => ({
+            windowStartMs: w.startMs,
+            windowEndMs: w.endMs,
+            usedTokens: w.used,
+            ...kindsToMsg(w.kinds),
+            costNanoUsd: w.costNano,
+            byTag: (w.byTag ?? []).map((t) => ({ value: t.value, usedTokens: t.used, costNanoUsd: t.costNano })),
+            byModel: (w.byModel ?? []).map((m) => ({ providerType: m.provider, model: m.model, usedTokens: m.used, ...kindsToMsg(m), costNanoUsd: m.costNano })),
+            byScope: (w.byScope ?? []).map((s) => ({ scope: s.scope, usedTokens: s.used, costNanoUsd: s.costNano })),
+          }),
+        ),
       };
     }),
     SetTeam: admin('SetTeam', 'write', (r: TeamMsg): TeamMsg => alloc.setTeam(r.team, r.namespaces ?? [])),

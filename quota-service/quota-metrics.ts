@@ -24,4 +24,17 @@ export class QuotaMetrics {
     new Counter('llmgw_quota_over_reports_total', 'Incarnations flagged for reporting well beyond what their leases covered (still charged).'),
   );
   readonly leases = this.registry.register(new Gauge('llmgw_quota_active_leases', 'Leases not yet expired or released.'));
+  readonly unpricedTokens = this.registry.register(
+    new Counter(
+      'llmgw_quota_unpriced_tokens_total',
+      'Tokens charged at the default price because the price table does not price their model, by model (a model the table or its metricModels names, else other).',
+      ['model'] as const,
+    ),
+  );
+  readonly costUsd = this.registry.register(
+    new Counter('llmgw_quota_cost_usd_total', 'What reported usage cost in USD, priced by the service\'s table, by scope (scopes that have a budget).', ['scope'] as const),
+  );
+  readonly priceReloads = this.registry.register(
+    new Counter('llmgw_quota_price_reloads_total', 'Changes of the --prices file, by result (applied, or rejected: the last good table stays).', ['result'] as const),
+  );
 }

@@ -13,6 +13,7 @@ import { Allocator } from './allocator.js';
 import { Authenticator, type AuthenticatorOptions } from './auth/authenticator.js';
 import { quotaAdminHandlers, quotaServiceHandlers } from './grpc-handlers.js';
 import { HealthService } from './health.js';
+import { ServicePrices } from './prices.js';
 import { ProviderKeys } from './provider-keys.js';
 import { QuotaMetrics } from './quota-metrics.js';
 import { pruneExpired } from './retention.js';
@@ -33,12 +34,16 @@ export interface QuotaServiceOptions {
   listenFlags?: { listen?: string; statusListen?: string };
   /** Provider keys held centrally (--provider-keys), re-read on change. */
   providerKeysFile?: string;
+  /** The operator's prices over the shipped table (--prices), re-read on change. */
+  pricesFile?: string;
 }
 
 export interface QuotaService {
   readonly address: HostPort;
   readonly statusAddress: HostPort;
   readonly allocator: Allocator;
+  /** The price table usage is charged by. */
+  readonly prices: ServicePrices;
   stop(): Promise<void>;
 }
 
@@ -49,6 +54,11 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
   const auth = new Authenticator(opts.auth);
   const providerKeys = opts.providerKeysFile === undefined ? undefined : new ProviderKeys(opts.providerKeysFile, logReload(logger, '--provider-keys'));
   const tls = opts.tls === undefined ? undefined : serverTlsCredentials({ ...opts.tls, onReload: logReload(logger, '--tls-cert/--tls-key/--tls-client-ca') });
+  const reloaded = logReload(logger, '--prices');
+  const prices = new ServicePrices(opts.pricesFile, (result, err) => {
+    metrics.priceReloads.inc({ result: result === 'ok' ? 'applied' : 'rejected' });
+    reloaded(result, err);
+  });
   const store = new SqliteQuotaStore(opts.dbPath);
   const allocator = new Allocator(store, {
     clock,
@@ -57,6 +67,9 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
       metrics.overReports.inc();
       logger.warn(f, 'an incarnation reported well beyond what its leases covered (charged; fail-open spending, or a tampered sidecar)');
     },
+    prices: () => prices.current.index,
+    onUnpriced: (model, tokens) => metrics.unpricedTokens.inc({ model }, tokens),
+    onCost: (scope, costNano) => metrics.costUsd.inc({ scope }, costNano / 1e9),
   });
   metrics.leases.set(allocator.activeLeases);
   const proto = loadQuotaProto();
@@ -66,7 +79,7 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
   const server = new Server(opts.tls?.clientCaFile === undefined ? {} : { 'grpc.max_connection_age_ms': 1_800_000, 'grpc.max_connection_age_grace_ms': 30_000 });
   server.addService(
     proto.QuotaService.service,
-    quotaServiceHandlers({ alloc: allocator, auth, metrics, logger, tls: tls !== undefined, ...(providerKeys ? { providerKeys } : {}) }),
+    quotaServiceHandlers({ alloc: allocator, auth, metrics, logger, tls: tls !== undefined, prices: () => prices.current, ...(providerKeys ? { providerKeys } : {}) }),
   );
   server.addService(proto.QuotaAdmin.service, quotaAdminHandlers(allocator, auth, metrics, logger));
   server.addService(proto.Health.service, health.implementation());
@@ -76,6 +89,7 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
   const closeAll = (): void => {
     auth.close();
     providerKeys?.close();
+    prices.close();
     tls?.close();
     store.close();
   };
@@ -125,7 +139,7 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
   else if (!auth.adminReachable) logger.warn('the admin API accepts no credential: give --admin-token-file or --admin-subjects to change budgets');
   if (tls === undefined) logger.warn('gRPC without TLS: tokens and usage cross the network in the clear (give --tls-cert and --tls-key)');
   logger.info(
-    { listen: address, statusListen: statusAddress, db: opts.dbPath, leases: allocator.activeLeases, auth: auth.mode, tls: tls !== undefined, mtls: opts.tls?.clientCaFile !== undefined, providerKeys: providerKeys !== undefined },
+    { listen: address, statusListen: statusAddress, db: opts.dbPath, leases: allocator.activeLeases, auth: auth.mode, tls: tls !== undefined, mtls: opts.tls?.clientCaFile !== undefined, providerKeys: providerKeys !== undefined, prices: prices.current.version },
     'quota service started',
   );
 
@@ -134,6 +148,7 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
     address,
     statusAddress,
     allocator,
+    prices,
     stop: () =>
       (stopping ??= (async () => {
         ready = false;

@@ -9,15 +9,19 @@ const DAY = 86_400_000;
 
 /**
  * Windows that ended longer ago than `keepMs` are deleted; those not listed are kept. Totals are a row
- * per scope and window; per tag there is a row per value, which can be many: day windows per tag go after
- * 400 days (a year compares with the year before), month windows stay.
+ * per scope and window; per tag there is a row per value, and per model a row per model (up to 100), which
+ * can be many: day windows per tag and per model go after 400 days (a year compares with the year before),
+ * month windows stay.
  */
-export const RETENTION: readonly { window: WindowName; tagged: boolean; keepMs: number }[] = [
+export const RETENTION: readonly { window: WindowName; tagged: boolean; models?: boolean; keepMs: number }[] = [
   { window: 'minute', tagged: false, keepMs: 7 * DAY },
   { window: 'minute', tagged: true, keepMs: 7 * DAY },
+  { window: 'minute', tagged: false, models: true, keepMs: 7 * DAY },
   { window: 'hour', tagged: false, keepMs: 90 * DAY },
   { window: 'hour', tagged: true, keepMs: 90 * DAY },
+  { window: 'hour', tagged: false, models: true, keepMs: 90 * DAY },
   { window: 'day', tagged: true, keepMs: 400 * DAY },
+  { window: 'day', tagged: false, models: true, keepMs: 400 * DAY },
 ];
 
 /**
@@ -33,7 +37,7 @@ const BATCH = 1000;
 /** Deletes what RETENTION and SEQUENCES_KEEP_MS no longer keep, until done or `stopped()`; returns how many rows went. */
 export async function pruneExpired(store: SqliteQuotaStore, nowMs: number, stopped: () => boolean): Promise<number> {
   const passes = [
-    ...RETENTION.map((r) => () => store.pruneUsage(r.window, nowMs - r.keepMs, { tagged: r.tagged, limit: BATCH })),
+    ...RETENTION.map((r) => () => store.pruneUsage(r.window, nowMs - r.keepMs, { tagged: r.tagged, models: r.models === true, limit: BATCH })),
     () => store.pruneAcked(nowMs - SEQUENCES_KEEP_MS, BATCH),
   ];
   let total = 0;

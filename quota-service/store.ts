@@ -1,6 +1,6 @@
 // The quota service's durable state in one SQLite file (WAL, full sync: an acknowledged report is on
-// disk): budgets, consumption per scope and window (also per tag of the requests, for attribution),
-// outstanding leases, the highest report sequence processed per sidecar incarnation (and when, and which
+// disk): budgets, consumption per scope and window in tokens and cost (also per tag of the requests, for
+// attribution, and per model), outstanding leases, the highest report sequence processed per sidecar incarnation (and when, and which
 // verified identity owns it), and the operators' mapping of namespaces to teams.
 import { columnsOf, openSqlite, type SqliteDatabase } from '../common/sqlite.js';
 import { noKinds, type TokenKinds } from '../proto/token-kinds.js';
@@ -47,12 +47,37 @@ export interface UsageRow {
   startMs: number;
   endMs: number;
   used: number;
+  /** Cost in nano-USD (0 for usage from before the service priced it). */
+  costNano: number;
 }
 
 export interface TagUsageRow {
   value: string;
   used: number;
+  /** Cost in nano-USD (0 for usage from before the service priced it). */
+  costNano: number;
 }
+
+/** A window's totals beside `used`: by kind of token, and the cost in nano-USD. */
+export interface WindowTotals extends TokenKinds {
+  costNano: number;
+}
+
+export interface ModelUsageRow extends WindowTotals {
+  provider: string;
+  model: string;
+  used: number;
+}
+
+export interface ScopeUsageRow {
+  scope: string;
+  used: number;
+  costNano: number;
+}
+
+/** Distinct models kept per scope and window: model names in reports are tenant input. Past it: `other`. */
+export const MAX_MODELS_PER_WINDOW = 100;
+export const OTHER_MODEL = 'other';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS budgets (
@@ -69,6 +94,13 @@ CREATE TABLE IF NOT EXISTS tagged_consumption (
   tag_key TEXT NOT NULL, tag_value TEXT NOT NULL, used INTEGER NOT NULL,
   PRIMARY KEY (scope, window, start_ms, tag_key, tag_value)
 );
+CREATE TABLE IF NOT EXISTS model_consumption (
+  scope TEXT NOT NULL, window TEXT NOT NULL, start_ms INTEGER NOT NULL, end_ms INTEGER NOT NULL,
+  provider TEXT NOT NULL, model TEXT NOT NULL, used INTEGER NOT NULL, input INTEGER NOT NULL, output INTEGER NOT NULL,
+  cached_input INTEGER NOT NULL, cache_write INTEGER NOT NULL, cost_nano INTEGER NOT NULL,
+  PRIMARY KEY (scope, window, start_ms, provider, model)
+);
+CREATE INDEX IF NOT EXISTS model_consumption_ended ON model_consumption (window, end_ms);
 CREATE INDEX IF NOT EXISTS consumption_ended ON consumption (window, end_ms);
 CREATE INDEX IF NOT EXISTS tagged_consumption_ended ON tagged_consumption (window, end_ms);
 CREATE TABLE IF NOT EXISTS leases (
@@ -102,6 +134,9 @@ export class SqliteQuotaStore {
                ALTER TABLE consumption ADD COLUMN cached_input INTEGER NOT NULL DEFAULT 0;
                ALTER TABLE consumption ADD COLUMN cache_write INTEGER NOT NULL DEFAULT 0;`);
     }
+    // Cost beside tokens: windows from before the service priced usage say 0.
+    if (!columnsOf(db, 'consumption').includes('cost_nano')) db.exec('ALTER TABLE consumption ADD COLUMN cost_nano INTEGER NOT NULL DEFAULT 0');
+    if (!columnsOf(db, 'tagged_consumption').includes('cost_nano')) db.exec('ALTER TABLE tagged_consumption ADD COLUMN cost_nano INTEGER NOT NULL DEFAULT 0');
     if (!columnsOf(db, 'acked').includes('owner')) db.exec("ALTER TABLE acked ADD COLUMN owner TEXT NOT NULL DEFAULT ''");
     // Leases from before identities were verified carry no owner: they lapse, and sidecars acquire anew.
     if (!columnsOf(db, 'leases').includes('owner')) db.exec("DELETE FROM leases; ALTER TABLE leases ADD COLUMN owner TEXT NOT NULL DEFAULT ''");
@@ -122,22 +157,46 @@ export class SqliteQuotaStore {
       deleteScope: db.prepare('DELETE FROM budgets WHERE scope = ?'),
       used: db.prepare('SELECT used FROM consumption WHERE scope = ? AND window = ? AND start_ms = ?'),
       addUsage: db.prepare(
-        `INSERT INTO consumption (scope, window, start_ms, end_ms, used, input, output, cached_input, cache_write) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
+        `INSERT INTO consumption (scope, window, start_ms, end_ms, used, input, output, cached_input, cache_write, cost_nano) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (scope, window, start_ms) DO UPDATE SET used = used + excluded.used, input = input + excluded.input,
-         output = output + excluded.output, cached_input = cached_input + excluded.cached_input, cache_write = cache_write + excluded.cache_write`,
+         output = output + excluded.output, cached_input = cached_input + excluded.cached_input, cache_write = cache_write + excluded.cache_write,
+         cost_nano = cost_nano + excluded.cost_nano`,
       ),
-      kinds: db.prepare('SELECT input, output, cached_input AS cachedInput, cache_write AS cacheWrite FROM consumption WHERE scope = ? AND window = ? AND start_ms = ?'),
+      totals: db.prepare(
+        'SELECT input, output, cached_input AS cachedInput, cache_write AS cacheWrite, cost_nano AS costNano FROM consumption WHERE scope = ? AND window = ? AND start_ms = ?',
+      ),
       addTaggedUsage: db.prepare(
-        `INSERT INTO tagged_consumption (scope, window, start_ms, end_ms, tag_key, tag_value, used) VALUES (?, ?, ?, ?, ?, ?, ?)
-         ON CONFLICT (scope, window, start_ms, tag_key, tag_value) DO UPDATE SET used = used + excluded.used`,
+        `INSERT INTO tagged_consumption (scope, window, start_ms, end_ms, tag_key, tag_value, used, cost_nano) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (scope, window, start_ms, tag_key, tag_value) DO UPDATE SET used = used + excluded.used, cost_nano = cost_nano + excluded.cost_nano`,
       ),
       taggedUsage: db.prepare(
-        'SELECT tag_value AS value, used FROM tagged_consumption WHERE scope = ? AND window = ? AND start_ms = ? AND tag_key = ? ORDER BY used DESC, tag_value',
+        'SELECT tag_value AS value, used, cost_nano AS costNano FROM tagged_consumption WHERE scope = ? AND window = ? AND start_ms = ? AND tag_key = ? ORDER BY used DESC, tag_value',
+      ),
+      modelKept: db.prepare('SELECT 1 FROM model_consumption WHERE scope = ? AND window = ? AND start_ms = ? AND provider = ? AND model = ?'),
+      modelCount: db.prepare('SELECT COUNT(*) AS n FROM model_consumption WHERE scope = ? AND window = ? AND start_ms = ?'),
+      addModelUsage: db.prepare(
+        `INSERT INTO model_consumption (scope, window, start_ms, end_ms, provider, model, used, input, output, cached_input, cache_write, cost_nano)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (scope, window, start_ms, provider, model) DO UPDATE SET used = used + excluded.used, input = input + excluded.input,
+         output = output + excluded.output, cached_input = cached_input + excluded.cached_input, cache_write = cache_write + excluded.cache_write,
+         cost_nano = cost_nano + excluded.cost_nano`,
+      ),
+      modelUsage: db.prepare(
+        `SELECT provider, model, used, input, output, cached_input AS cachedInput, cache_write AS cacheWrite, cost_nano AS costNano
+         FROM model_consumption WHERE scope = ? AND window = ? AND start_ms = ? ORDER BY cost_nano DESC, used DESC, model, provider`,
+      ),
+      // A window's rows all end at its end: the (window, end_ms) index finds them.
+      scopesUnder: db.prepare(
+        `SELECT scope, used, cost_nano AS costNano FROM consumption WHERE window = ? AND end_ms = ? AND start_ms = ? AND (scope = ? OR substr(scope, 1, ?) = ?)
+         ORDER BY cost_nano DESC, used DESC, scope`,
+      ),
+      pruneModelUsage: db.prepare(
+        'DELETE FROM model_consumption WHERE rowid IN (SELECT rowid FROM model_consumption WHERE window = ? AND end_ms < ? LIMIT ?)',
       ),
       pruneTaggedUsage: db.prepare(
         'DELETE FROM tagged_consumption WHERE rowid IN (SELECT rowid FROM tagged_consumption WHERE window = ? AND end_ms < ? LIMIT ?)',
       ),
-      history: db.prepare('SELECT start_ms AS startMs, end_ms AS endMs, used FROM consumption WHERE scope = ? AND window = ? AND start_ms <= ? ORDER BY start_ms DESC LIMIT ?'),
+      history: db.prepare('SELECT start_ms AS startMs, end_ms AS endMs, used, cost_nano AS costNano FROM consumption WHERE scope = ? AND window = ? AND start_ms <= ? ORDER BY start_ms DESC LIMIT ?'),
       pruneUsage: db.prepare('DELETE FROM consumption WHERE rowid IN (SELECT rowid FROM consumption WHERE window = ? AND end_ms < ? LIMIT ?)'),
       leases: db.prepare(
         `SELECT id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens AS requestTokens,
@@ -190,17 +249,59 @@ export class SqliteQuotaStore {
     return row?.used ?? 0;
   }
 
-  addUsage(scope: string, window: WindowName, startMs: number, endMs: number, tokens: number, kinds: TokenKinds = noKinds()): void {
-    this.stmts.addUsage.run(scope, window, startMs, endMs, tokens, kinds.input, kinds.output, kinds.cachedInput, kinds.cacheWrite);
+  /** `costNano`: what the tokens cost, in nano-USD (a whole number). */
+  addUsage(scope: string, window: WindowName, startMs: number, endMs: number, tokens: number, kinds: TokenKinds = noKinds(), costNano = 0): void {
+    this.stmts.addUsage.run(scope, window, startMs, endMs, tokens, kinds.input, kinds.output, kinds.cachedInput, kinds.cacheWrite, costNano);
   }
 
   /** A window's consumption by kind of token. */
   kinds(scope: string, window: WindowName, startMs: number): TokenKinds {
-    return (this.stmts.kinds.get(scope, window, startMs) as TokenKinds | undefined) ?? noKinds();
+    const { costNano: _, ...kinds } = this.totals(scope, window, startMs);
+    return kinds;
   }
 
-  addTaggedUsage(scope: string, window: WindowName, startMs: number, endMs: number, tag: { key: string; value: string }, tokens: number): void {
-    this.stmts.addTaggedUsage.run(scope, window, startMs, endMs, tag.key, tag.value, tokens);
+  /** A window's consumption by kind of token, and its cost. */
+  totals(scope: string, window: WindowName, startMs: number): WindowTotals {
+    return (this.stmts.totals.get(scope, window, startMs) as WindowTotals | undefined) ?? { ...noKinds(), costNano: 0 };
+  }
+
+  addTaggedUsage(scope: string, window: WindowName, startMs: number, endMs: number, tag: { key: string; value: string }, tokens: number, costNano = 0): void {
+    this.stmts.addTaggedUsage.run(scope, window, startMs, endMs, tag.key, tag.value, tokens, costNano);
+  }
+
+  /**
+   * Adds to a window's consumption by model. A window keeps MAX_MODELS_PER_WINDOW models; usage of any other
+   * goes to the model `other` (provider '') from then on, so a tenant naming endless models cannot grow it.
+   */
+  addModelUsage(
+    scope: string,
+    window: WindowName,
+    span: { startMs: number; endMs: number },
+    model: { provider: string; model: string },
+    tokens: number,
+    totals: WindowTotals,
+  ): void {
+    let { provider, model: name } = model;
+    if (
+      this.stmts.modelKept.get(scope, window, span.startMs, provider, name) === undefined &&
+      (this.stmts.modelCount.get(scope, window, span.startMs) as { n: number }).n >= MAX_MODELS_PER_WINDOW - 1
+    ) {
+      provider = '';
+      name = OTHER_MODEL;
+    }
+    const t = totals;
+    this.stmts.addModelUsage.run(scope, window, span.startMs, span.endMs, provider, name, tokens, t.input, t.output, t.cachedInput, t.cacheWrite, t.costNano);
+  }
+
+  /** A window's consumption per model, most cost first. */
+  modelUsage(scope: string, window: WindowName, startMs: number): ModelUsageRow[] {
+    return this.stmts.modelUsage.all(scope, window, startMs) as ModelUsageRow[];
+  }
+
+  /** The window's consumption of `scope` and of every scope under it (`<scope>/…`) that has some, most cost first. */
+  scopesUnder(scope: string, window: WindowName, span: { startMs: number; endMs: number }): ScopeUsageRow[] {
+    const prefix = `${scope}/`;
+    return this.stmts.scopesUnder.all(window, span.endMs, span.startMs, scope, prefix.length, prefix) as ScopeUsageRow[];
   }
 
   /** A window's consumption per value of tag `key`, most first. */
@@ -214,12 +315,13 @@ export class SqliteQuotaStore {
   }
 
   /**
-   * Deletes up to `limit` consumption rows of `window` (per tag when `tagged`) that ended before
+   * Deletes up to `limit` consumption rows of `window` (per tag when `tagged`, per model when `models`) that ended before
    * `beforeMs`; returns how many. Callers delete in batches so that no single statement holds the
    * process for long (the index on window and end finds them without a scan).
    */
-  pruneUsage(window: WindowName, beforeMs: number, opts: { tagged: boolean; limit: number }): number {
-    return (opts.tagged ? this.stmts.pruneTaggedUsage : this.stmts.pruneUsage).run(window, beforeMs, opts.limit).changes;
+  pruneUsage(window: WindowName, beforeMs: number, opts: { tagged: boolean; models?: boolean; limit: number }): number {
+    const stmt = opts.models === true ? this.stmts.pruneModelUsage : opts.tagged ? this.stmts.pruneTaggedUsage : this.stmts.pruneUsage;
+    return stmt.run(window, beforeMs, opts.limit).changes;
   }
 
   leases(): LeaseRow[] {

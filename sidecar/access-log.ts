@@ -22,6 +22,8 @@ export interface AccessLogEntry {
   /** Of tokensIn: read from the provider's prompt cache, and written to it (present when not 0). */
   cachedTokensIn?: number;
   cacheWriteTokensIn?: number;
+  /** USD cost of the request from the sidecar's price table (streams: known at their end). */
+  costUsd?: number;
   stream: boolean;
   priority?: string;
   tags?: Record<string, string>;

@@ -20,6 +20,8 @@ import { rateLimitInterceptor } from './limits/rate-limit-interceptor.js';
 import { SidecarMetrics } from './metrics/sidecar-metrics.js';
 import { providerHandler } from './pipeline/provider-handler.js';
 import { compose, type Interceptor } from './pipeline/types.js';
+import { costInterceptor } from './pricing/cost-interceptor.js';
+import { PriceBook } from './pricing/price-book.js';
 import { ProviderKeyRing } from './quota/provider-keys.js';
 import { quotaInterceptor } from './quota/quota-interceptor.js';
 import type { QuotaStack } from './quota/quota-stack.js';
@@ -75,6 +77,8 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const metrics = new SidecarMetrics();
   const inflight = new Inflight();
   let quota: QuotaStack | undefined;
+  // Request costs are shown by the shipped prices until the quota service sends its table.
+  const prices = new PriceBook(logger);
   // Keys held by the quota service (apiKeyFrom: quota), looked up per request (they rotate); the ring
   // outlives changes of the quota settings.
   let runtime: Runtime;
@@ -108,6 +112,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     if (config.quota === undefined) return;
     const { createQuotaStack } = await import('./quota/quota-stack.js');
     quota = createQuotaStack({ config: config.quota, db: await database(config), env: opts.env ?? process.env, clock, logger, keys, metrics: metrics.quota });
+    quota.manager.usePrices(prices);
     void keys.refresh();
   };
   await syncQuota(opts.config);
@@ -157,9 +162,10 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   const responsesScope = `${identity.namespace}/${identity.service}`;
 
   // Outermost first: a follow-up is expanded to its conversation before anything else looks at it; a cache
-  // hit spends neither rate limit nor quota.
+  // hit spends neither rate limit nor quota (and costs nothing).
   const interceptors: Interceptor[] = [
     responsesStateInterceptor({ store: responses, scope: responsesScope, clock, config: () => runtime.config }),
+    costInterceptor({ book: prices, config: () => runtime.config }),
     cacheInterceptor({
       store: () => (runtime.config.cache === undefined ? undefined : cache),
       runtime: () => runtime,
@@ -171,8 +177,12 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     quotaInterceptor({ stack: () => quota, config: () => runtime.config }),
   ];
   // Breakers and balancing state outlive config reloads (keyed by provider and upstream model).
-  const targets = new TargetStates(() => runtime.config.circuitBreaker);
-  const handler = compose(interceptors, providerHandler({ runtime: () => runtime, clock, targets, logger, ...(opts.random ? { random: opts.random } : {}) }));
+  const targets = new TargetStates(() => runtime.config.circuitBreaker, metrics.resilience.transition);
+  metrics.resilience.watchCircuits(targets, () => runtime, () => clock.monotonic());
+  const handler = compose(
+    interceptors,
+    providerHandler({ runtime: () => runtime, clock, targets, logger, observer: metrics.resilience, ...(opts.random ? { random: opts.random } : {}) }),
+  );
 
   const dataServer: Server = createDataServer({
     handler,

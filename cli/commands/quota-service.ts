@@ -9,6 +9,7 @@ import type { AuthenticatorOptions, AuthMode } from '../../quota-service/auth/au
 import type { TokenVerifier } from '../../quota-service/auth/token-verifier.js';
 import type { Logger } from 'pino';
 import { createCommandLogger, type LogFormat, type LogLevel } from '../../common/logger.js';
+import { pricesFromText } from '../../quota-service/prices.js';
 import { parseProviderKeys } from '../../quota-service/provider-keys.js';
 import { startQuotaService } from '../../quota-service/quota-service.js';
 import { isNamespaceName, isServiceAccountName } from '../../quota-service/scopes.js';
@@ -33,6 +34,7 @@ export interface QuotaServiceFlags {
   tlsKey?: string;
   tlsClientCa?: string;
   providerKeys?: string;
+  prices?: string;
 }
 
 
@@ -109,6 +111,18 @@ export async function quotaServiceOptions(o: QuotaServiceFlags, logger: Logger):
   };
 }
 
+/** A --prices file that cannot be used stops the start with every problem named (exit 2). */
+function checkPrices(path: string): void {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new UsageError(`--prices: cannot read ${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`);
+  }
+  // A ConfigError: one line per problem (cli/main.ts prints them and exits 2).
+  pricesFromText(text, `--prices ${path}`);
+}
+
 export async function runQuotaService(o: QuotaServiceFlags): Promise<void> {
   const listen = parseHostPort('--listen', o.listen);
   const statusListen = parseHostPort('--status-listen', o.statusListen);
@@ -120,6 +134,7 @@ export async function runQuotaService(o: QuotaServiceFlags): Promise<void> {
       throw new UsageError(`--provider-keys: ${o.providerKeys}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
   }
+  if (o.prices !== undefined) checkPrices(o.prices);
   const logger = await createCommandLogger(o.logLevel as LogLevel, { format: o.logFormat });
   const security = await quotaServiceOptions(o, logger);
   mkdirSync(dirname(o.db), { recursive: true });
@@ -133,6 +148,7 @@ export async function runQuotaService(o: QuotaServiceFlags): Promise<void> {
       leaseTtlMs,
       ...security,
       ...(o.providerKeys === undefined ? {} : { providerKeysFile: o.providerKeys }),
+      ...(o.prices === undefined ? {} : { pricesFile: o.prices }),
     });
   } catch (err) {
     if (err instanceof TlsConfigError) throw new UsageError(`--tls-cert/--tls-key/--tls-client-ca: ${err.message}`);

@@ -1,9 +1,26 @@
 // A small Prometheus registry: counters, gauges and histograms with fixed label names, rendered in the
 // text exposition format (0.0.4). Written here rather than taken from prom-client because that library
 // costs ~17 ms of the sidecar's 150 ms start-up budget and hashes a label object on every update of the
-// request path; this keeps one Map lookup per update.
+// request path; this keeps one Map lookup per update, and none through a series resolved once with `labels()`.
 
 type LabelValues<L extends string> = Readonly<Record<L, string>>;
+
+/** One series of a counter, resolved once (`Counter.labels`): an update through it looks nothing up. */
+export interface CounterSeries {
+  inc(by?: number): void;
+}
+
+/** One series of a gauge, resolved once (`Gauge.labels`). */
+export interface GaugeSeries {
+  set(value: number): void;
+  inc(by?: number): void;
+  dec(by?: number): void;
+}
+
+/** One series of a histogram, resolved once (`Histogram.labels`). */
+export interface HistogramSeries {
+  observe(value: number): void;
+}
 
 interface Metric {
   render(): string;
@@ -63,6 +80,11 @@ export class Counter<L extends string = never> extends Labelled<L> {
     this.state(labels)[0]! += by;
   }
 
+  /** The series of these label values, for callers that keep it (the series appears on first update, as with `inc`). */
+  labels(labels: LabelValues<L>): CounterSeries {
+    return new ValueChild(() => this.state(labels));
+  }
+
   get(labels?: LabelValues<L>): number {
     return this.state(labels)[0]!;
   }
@@ -89,6 +111,11 @@ export class Gauge<L extends string = never> extends Labelled<L> {
     this.state(labels)[0]! -= by;
   }
 
+  /** The series of these label values, for callers that keep it (the series appears on first update, as with `set`). */
+  labels(labels: LabelValues<L>): GaugeSeries {
+    return new ValueChild(() => this.state(labels));
+  }
+
   protected renderSeries(labels: string, v: number[]): string {
     return `${this.name}${labels === '' ? '' : `{${labels}}`} ${formatNumber(v[0]!)}\n`;
   }
@@ -106,11 +133,12 @@ export class Histogram<L extends string = never> extends Labelled<L> {
   }
 
   observe(value: number, labels?: LabelValues<L>): void {
-    const s = this.state(labels);
-    let i = 0;
-    while (i < this.buckets.length && value > this.buckets[i]!) i++;
-    s[i]! += 1;
-    s[this.buckets.length + 1]! += value;
+    observeInto(this.state(labels), this.buckets, value);
+  }
+
+  /** The series of these label values, for callers that keep it (the series appears on first observation, as with `observe`). */
+  labels(labels: LabelValues<L>): HistogramSeries {
+    return new HistogramChild(() => this.state(labels), this.buckets);
   }
 
   protected renderSeries(labels: string, v: number[]): string {
@@ -124,6 +152,51 @@ export class Histogram<L extends string = never> extends Labelled<L> {
     }
     const braces = labels === '' ? '' : `{${labels}}`;
     return `${out}${this.name}_sum${braces} ${formatNumber(v[this.buckets.length + 1]!)}\n${this.name}_count${braces} ${cumulative}\n`;
+  }
+}
+
+function observeInto(s: number[], buckets: readonly number[], value: number): void {
+  let i = 0;
+  while (i < buckets.length && value > buckets[i]!) i++;
+  s[i]! += 1;
+  s[buckets.length + 1]! += value;
+}
+
+/** A kept series: it finds its state on its first update, so a series kept but never updated is not exposed. */
+abstract class Child {
+  private state: number[] | undefined;
+
+  constructor(private readonly resolve: () => number[]) {}
+
+  protected values(): number[] {
+    return (this.state ??= this.resolve());
+  }
+}
+
+class ValueChild extends Child implements CounterSeries, GaugeSeries {
+  inc(by = 1): void {
+    this.values()[0]! += by;
+  }
+
+  dec(by = 1): void {
+    this.values()[0]! -= by;
+  }
+
+  set(value: number): void {
+    this.values()[0] = value;
+  }
+}
+
+class HistogramChild extends Child implements HistogramSeries {
+  constructor(
+    resolve: () => number[],
+    private readonly buckets: readonly number[],
+  ) {
+    super(resolve);
+  }
+
+  observe(value: number): void {
+    observeInto(this.values(), this.buckets, value);
   }
 }
 

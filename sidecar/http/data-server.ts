@@ -8,12 +8,13 @@ import { asLlmgwError, GatewayError, invalidRequest, type LlmgwError } from '../
 import { bodyLeftUnread, ClientGoneError, readJsonBody } from '../../common/http/read-json-body.js';
 import type { Json } from '../../common/json.js';
 import type { AccessLog, AccessLogEntry } from '../access-log.js';
-import type { Usage } from '../formats/usage.js';
 import type { WireFormat } from '../formats/wire-format.js';
+import { recordRequest } from '../metrics/request-metrics.js';
 import type { SidecarMetrics } from '../metrics/sidecar-metrics.js';
 import { CancelSignal, waitUnlessCancelled } from '../pipeline/cancel-signal.js';
-import type { Endpoint, GatewayResponse, Handler, ResponseMeta } from '../pipeline/types.js';
+import type { Endpoint, GatewayResponse, Handler, ResponseMeta, UpstreamTrace } from '../pipeline/types.js';
 import type { Runtime } from '../runtime.js';
+import { costHeader } from '../pricing/cost-interceptor.js';
 import { parsePriority, parseTags } from './caller-headers.js';
 import { storedResponse, type StoredResponsesOptions } from '../responses/stored-responses.js';
 import { countInputTokens } from './count-tokens.js';
@@ -120,6 +121,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
   opts.metrics.inflight.inc();
   opts.inflight.inc();
   let meta: ResponseMeta | undefined;
+  /** Set for requests that go through the pipeline. */
+  let trace: UpstreamTrace | undefined;
+  let endpoint: Endpoint | undefined;
 
   try {
     if (route === undefined) throw new GatewayError('llmgw_not_found', 404, `no route for ${path}`);
@@ -156,9 +160,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
     }
     const runtime = opts.runtime();
     // A token count's body is a Messages request, bounded and checked as one.
-    const endpoint = route.endpoint === 'count_tokens' ? 'messages' : route.endpoint;
-    const { body, bytes } = await readJsonBody(req, runtime.config.server.maxBodyBytes, entryLimitsOf(endpoint));
-    const model = checkBody(endpoint, body);
+    const bodyKind = route.endpoint === 'count_tokens' ? 'messages' : route.endpoint;
+    const { body, bytes } = await readJsonBody(req, runtime.config.server.maxBodyBytes, entryLimitsOf(bodyKind));
+    const model = checkBody(bodyKind, body);
     entry.model = model;
     entry.stream = route.endpoint !== 'count_tokens' && body.stream === true;
     const priority = parsePriority(req.headers['x-llmgw-priority'], runtime.config.quota?.defaultPriority ?? 'interactive');
@@ -167,7 +171,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
     if (tags !== undefined) entry.tags = tags;
     const gatewayRequest = {
       id,
-      endpoint,
+      endpoint: bodyKind,
       format: route.format,
       model,
       body,
@@ -178,6 +182,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
       tags,
       signal: aborter,
       estimates: {},
+      trace: { target: undefined },
     };
     if (route.endpoint === 'count_tokens') {
       // Spends no tokens: not through the pipeline, so no quota, rate limit or cache.
@@ -190,6 +195,8 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
       writeJson(res, count.status, count.body, id, opts, headers);
       return;
     }
+    trace = gatewayRequest.trace;
+    endpoint = bodyKind;
     const response = await opts.handler(gatewayRequest);
     meta = response.meta;
     entry.status = response.kind === 'json' ? response.status : 200;
@@ -207,7 +214,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
   } finally {
     opts.metrics.inflight.dec();
     opts.inflight.dec();
-    finishEntry(entry, meta, started, opts);
+    finishEntry(entry, meta, started, opts, trace, endpoint);
   }
 }
 
@@ -256,8 +263,11 @@ function metaHeaders(h: OutgoingHttpHeaders, meta: ResponseMeta, started: number
   h['x-llmgw-cache'] = meta.cache;
   if (meta.similarity !== undefined) h['x-llmgw-cache-similarity'] = meta.similarity.toFixed(4);
   if (meta.remainingTokens !== undefined) h['x-ratelimit-remaining-tokens'] = String(meta.remainingTokens);
-  const overhead = opts.clock.monotonic() - started - (meta.upstreamMs ?? 0);
-  h['x-llmgw-overhead-ms'] = Math.max(0, overhead).toFixed(3);
+  // Known here for JSON answers only; a stream's cost is known at its end (the access log carries it).
+  if (meta.costUsd !== undefined) h['x-llmgw-cost-usd'] = costHeader(meta.costUsd);
+  const overhead = Math.max(0, opts.clock.monotonic() - started - (meta.upstreamMs ?? 0));
+  meta.overheadMs = overhead;
+  h['x-llmgw-overhead-ms'] = overhead.toFixed(3);
   return h;
 }
 
@@ -333,47 +343,44 @@ function recordError(err: unknown, entry: AccessLogEntry, opts: DataServerOption
   return e;
 }
 
-function finishEntry(entry: AccessLogEntry, meta: ResponseMeta | undefined, started: number, opts: DataServerOptions): void {
+function finishEntry(
+  entry: AccessLogEntry,
+  meta: ResponseMeta | undefined,
+  started: number,
+  opts: DataServerOptions,
+  trace: UpstreamTrace | undefined,
+  endpoint: Endpoint | undefined,
+): void {
   entry.latencyMs = round(opts.clock.monotonic() - started);
   if (meta !== undefined) {
     entry.provider = meta.provider;
     entry.upstreamModel = meta.upstreamModel;
     entry.attempts = meta.attempts;
     entry.cache = meta.cache;
-    opts.metrics.cache.inc({ result: meta.cache });
     if (meta.upstreamMs !== undefined) entry.upstreamMs = round(meta.upstreamMs);
     if (meta.similarity !== undefined) entry.similarity = meta.similarity;
     if (meta.savedUsage !== undefined) {
       entry.savedTokensIn = meta.savedUsage.inputTokens;
       entry.savedTokensOut = meta.savedUsage.outputTokens;
-      countTokens(opts.metrics.cacheSavedTokens, entry.model, meta.savedUsage);
     }
     if (meta.usage !== undefined) {
       entry.tokensIn = meta.usage.inputTokens;
       entry.tokensOut = meta.usage.outputTokens;
       if (meta.usage.cachedInputTokens > 0) entry.cachedTokensIn = meta.usage.cachedInputTokens;
       if (meta.usage.cacheWriteTokens > 0) entry.cacheWriteTokensIn = meta.usage.cacheWriteTokens;
-      countTokens(opts.metrics.tokens, entry.model, meta.usage);
     }
+    if (meta.costUsd !== undefined) entry.costUsd = meta.costUsd;
     if (meta.embedding !== undefined) {
       entry.embeddingModel = meta.embedding.model;
       entry.embeddingTokens = meta.embedding.usage.inputTokens;
-      countTokens(opts.metrics.tokens, meta.embedding.model, meta.embedding.usage);
     }
   }
-  // Only configured names become label values, so apps cannot blow up the series count.
-  const known = entry.model !== undefined && opts.runtime().router.has(entry.model);
-  const endpoint =
+  const endpointLabel =
     entry.path in ROUTES ? entry.path : entry.path.startsWith(MODEL_PREFIX) ? `${MODEL_PREFIX}{id}` : entry.path.startsWith(STORED_PREFIX) ? `${STORED_PREFIX}{id}` : 'other';
-  opts.metrics.requests.inc({ endpoint, model: known ? entry.model! : '', status: String(entry.status) });
-  opts.metrics.duration.observe(entry.latencyMs / 1000, { endpoint });
+  // Only configured names become label values, so apps cannot blow up the series count.
+  const model = entry.model !== undefined && opts.runtime().router.has(entry.model) ? entry.model : '';
+  recordRequest(opts.metrics, entry, meta, endpointLabel, model, trace?.target, endpoint);
   opts.accessLog.write(entry);
-}
-
-/** Usage only exists for routed models, so the model label stays a configured name. */
-function countTokens(counter: SidecarMetrics['tokens'], model: string | undefined, usage: Usage): void {
-  counter.inc({ model: model ?? 'unknown', direction: 'input' }, usage.inputTokens);
-  counter.inc({ model: model ?? 'unknown', direction: 'output' }, usage.outputTokens);
 }
 
 const round = (ms: number): number => Math.round(ms * 1000) / 1000;

@@ -1,5 +1,8 @@
 // The sidecar's Prometheus metrics. Labels are bounded: model names come from config, never from apps.
 import { Counter, Gauge, Histogram, Registry } from '../../common/metrics/registry.js';
+import { GenAiMetrics } from './gen-ai-metrics.js';
+import { ResilienceMetrics } from './resilience-metrics.js';
+import { SeriesBy1, SeriesBy2, SeriesBy3 } from './series-cache.js';
 
 /**
  * The global-budget leases' metrics (sidecar/quota/lease-manager.ts): what the leases hold, how often they
@@ -76,6 +79,14 @@ export class SidecarMetrics {
     new Counter('llmgw_config_reloads_total', 'Config file changes, by result (applied | rejected).', ['result'] as const),
   );
   readonly quota = new LeaseMetrics(this.registry);
+  /** Series kept for the request path's updates (no label key built per request). */
+  readonly series;
+  /** Registered after the series above so their exposition keeps its order. */
+  readonly genAi: GenAiMetrics;
+  readonly resilience: ResilienceMetrics;
+  readonly overhead;
+  readonly refusals;
+  readonly cost;
 
   constructor() {
     const cpu = this.registry.register(new Gauge('llmgw_process_cpu_seconds_total', 'User and system CPU time of the process, in seconds.'));
@@ -90,5 +101,35 @@ export class SidecarMetrics {
       rss.set(m.rss);
       heap.set(m.heapUsed);
     });
+    this.genAi = new GenAiMetrics(this.registry);
+    this.resilience = new ResilienceMetrics(this.registry);
+    this.overhead = this.registry.register(
+      new Histogram(
+        'llmgw_gateway_overhead_seconds',
+        "The gateway's own time per answer: from the request received to the answer's headers sent, minus the time waiting for upstreams (failed attempts and retry pauses included); cache hits count whole. Answers only, not refusals.",
+        [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+        ['endpoint'] as const,
+      ),
+    );
+    this.refusals = this.registry.register(
+      new Counter(
+        'llmgw_refusals_total',
+        "Requests the gateway failed with its own llmgw_* code (refusals, and upstream failures it answered for: as an answer or a stream's error event), and providers' 429s passed on (code provider_429).",
+        ['code'] as const,
+      ),
+    );
+    this.cost = this.registry.register(
+      new Counter('llmgw_cost_usd_total', 'USD cost of requests, priced from the table the sidecar holds, by the configured model asked for and the provider id that answered.', ['model', 'provider'] as const),
+    );
+    this.series = {
+      requests: new SeriesBy3((endpoint, model, status) => this.requests.labels({ endpoint, model, status })),
+      duration: new SeriesBy1((endpoint) => this.duration.labels({ endpoint })),
+      overhead: new SeriesBy1((endpoint) => this.overhead.labels({ endpoint })),
+      cache: new SeriesBy1((result) => this.cache.labels({ result })),
+      tokens: new SeriesBy2((model, direction) => this.tokens.labels({ model, direction })),
+      cacheSavedTokens: new SeriesBy2((model, direction) => this.cacheSavedTokens.labels({ model, direction })),
+      cost: new SeriesBy2((model, provider) => this.cost.labels({ model, provider })),
+      refusals: new SeriesBy1((code) => this.refusals.labels({ code })),
+    };
   }
 }

@@ -26,6 +26,19 @@ export interface ProviderHandlerOptions {
   logger?: Logger;
   /** Returns [0, 1); injectable so weighted picks and jitter are testable. */
   random?: () => number;
+  /** Hears retries and fallbacks (metrics). */
+  observer?: UpstreamObserver;
+}
+
+/** What the handler reports as it moves between attempts; only failures reach it, never a first attempt. */
+export interface UpstreamObserver {
+  /** Another attempt on the target whose attempt just failed. */
+  retry(target: Target): void;
+  /**
+   * The request moved on from a failed target to another: the model's next target or a fallback model's.
+   * `model` is the name the app asked for, `toModel` the configured model `to` serves.
+   */
+  fallback(model: string, from: Target, to: Target, toModel: string): void;
 }
 
 /** A provider's "the prompt does not fit this model's context window" (OpenAI's code, Anthropic's message). */
@@ -52,7 +65,9 @@ function timeoutsFor(route: ModelRoute, target: Target, runtime: Runtime): { fir
 export function providerHandler(opts: ProviderHandlerOptions): Handler {
   const random = opts.random ?? Math.random;
   const now = (): number => opts.clock.monotonic();
+  const observer = opts.observer;
   return async (req) => {
+    const trace = req.trace;
     const runtime = opts.runtime();
     const breakers = runtime.config.circuitBreaker.enabled;
     const first = runtime.router.resolve(req.model);
@@ -65,6 +80,8 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
     let reopensAt = Infinity;
     // Failed attempts and the pauses between them count as waiting for the upstream, not as overhead.
     let waitedMs = 0;
+    /** The target of the last failed attempt, until the next attempt says whether that is a retry or a fallback. */
+    let failed: Target | undefined;
     const callOptions = (route: ModelRoute, target: Target) => ({
       clock: opts.clock,
       defaultMaxTokens: route.defaultMaxTokens ?? runtime.config.translation.defaultMaxTokens,
@@ -78,6 +95,7 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
       // Hedging: the first two targets raced (non-streaming requests, both circuits closed).
       if (route === first && !req.stream && route.hedgeAfterMs !== undefined && a !== undefined && b !== undefined && [a, b].every((t) => !breakers || opts.targets.get(t).breaker.stateAt(now()) === 'closed')) {
         const started = now();
+        if (trace !== undefined) trace.target = a;
         try {
           const won = await hedge(req, [a, b], route.hedgeAfterMs, (hedgedReq, t) => callTarget(hedgedReq, t, callOptions(route, t)), (t, outcome) => {
             const breaker = opts.targets.get(t).breaker;
@@ -87,9 +105,11 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
             opts.logger?.info({ reqId: req.id, model: route.name, provider: t.provider.id, upstreamModel: t.model, action: 'hedge', err: (outcome.err as Error).message }, 'upstream attempt failed');
           }, (err) => classify(err) !== 'stop');
           won.res.meta.attempts = won.calls;
+          if (trace !== undefined) trace.target = won.target;
           return won.res;
         } catch (err) {
           last = err;
+          failed = a;
           attempts += 2;
           waitedMs += now() - started;
           if (req.signal.aborted || classify(err) === 'stop') throw err;
@@ -103,6 +123,12 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
             reopensAt = Math.min(reopensAt, state.breaker.retryAt());
             break;
           }
+          if (failed !== undefined) {
+            if (failed === target) observer?.retry(target);
+            else observer?.fallback(req.model, failed, target, route.name);
+            failed = undefined;
+          }
+          if (trace !== undefined) trace.target = target;
           attempts++;
           state.inflight++;
           const started = now();
@@ -118,6 +144,7 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
             if (action === 'stop') state.breaker.release();
             else state.breaker.onFailure(now());
             if (req.signal.aborted) throw err;
+            failed = target;
             const status = err instanceof ProviderError ? err.status : undefined;
             opts.logger?.info({ reqId: req.id, attempt: attempts, model: route.name, provider: target.provider.id, upstreamModel: target.model, status, action, err: (err as Error).message }, 'upstream attempt failed');
             // The prompt is too long for this model: its larger-context fallbacks replace the rest of the chain.
@@ -152,6 +179,7 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
     }
     if (last !== undefined) throw last;
     // Nothing was tried: every target's circuit is open.
+    if (trace !== undefined) trace.target ??= first.targets[0];
     const seconds = Math.max(1, Math.ceil((reopensAt - now()) / 1000));
     throw new GatewayError('llmgw_upstream_unavailable', 503, `every target of model "${req.model}"${first.fallbacks.length > 0 ? ' and its fallbacks' : ''} is failing (circuit open); retry in ${seconds} s`, {
       retryAfterSeconds: seconds,

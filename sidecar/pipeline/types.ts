@@ -4,6 +4,7 @@ import type { Json } from '../../common/json.js';
 import type { Usage } from '../formats/usage.js';
 import type { WireFormat } from '../formats/wire-format.js';
 import type { Priority } from '../http/caller-headers.js';
+import type { Target } from '../routing/router.js';
 import type { CancelSignal } from './cancel-signal.js';
 
 /** The app-facing API a request came in on (`responses`: OpenAI's Responses API). */
@@ -29,6 +30,14 @@ export interface GatewayRequest {
   readonly signal: CancelSignal;
   /** Token estimates, filled the first time they are asked for (quota/estimate.ts); absent: not kept. */
   readonly estimates?: { prompt?: number; total?: number };
+  /** Filled by the provider handler for metrics (copies of the request share it); absent: not kept. */
+  readonly trace?: UpstreamTrace;
+}
+
+/** What the provider handler did with a request, as far as metrics need it. */
+export interface UpstreamTrace {
+  /** The target that answered, else the last one tried (or, when every circuit was open, the model's first). */
+  target: Target | undefined;
 }
 
 /** What the access log, metrics and response headers learn about how a request was served. */
@@ -49,6 +58,10 @@ export interface ResponseMeta {
   embedding?: { model: string; usage: Usage };
   /** Tokens left in the global budget, for `x-ratelimit-remaining-tokens` (budgeted requests only). */
   remainingTokens?: number | undefined;
+  /** USD cost of the request from the price table the sidecar holds (set once usage is known). */
+  costUsd?: number;
+  /** Time the gateway itself took before the answer's headers went out (ms): elapsed minus `upstreamMs`. */
+  overheadMs?: number;
 }
 
 export type GatewayResponse =

@@ -34,6 +34,7 @@ import { QuotaRpcError, RpcStatus, type QuotaRpc } from './quota-rpc.js';
 import { exceedsBudget, failOpenSpent, heldByLeases, retrySeconds, unnamedRefusal, windowSpent } from './refusal-errors.js';
 import type { TokenKinds } from '../../proto/token-kinds.js';
 import type { InflightEntry } from './inflight-log.js';
+import type { PriceSink } from '../pricing/price-book.js';
 import type { UsageOutbox } from './usage-outbox.js';
 
 export interface Reservation {
@@ -170,6 +171,8 @@ export class LeaseManager {
   private readonly ticker: NodeJS.Timeout;
   private closed = false;
   private readonly bgTimeoutMs: number;
+  /** The sidecar's price book: the table the service sends with an answer goes there; its version goes with each call. */
+  private prices: PriceSink | undefined;
 
   constructor(private readonly opts: LeaseManagerOptions) {
     this.failOpen = new TokenBucket(opts.config.failOpenTokensPerMinute, opts.clock);
@@ -182,6 +185,11 @@ export class LeaseManager {
       if (this.closed) return;
       for (const l of this.leases.values()) if (!l.unlimited && l.leaseId !== undefined) opts.metrics!.leaseTokens.set(Math.floor(l.balance), { priority: l.priority });
     });
+  }
+
+  /** Hands the price tables the service sends with its answers to `sink`. */
+  usePrices(sink: PriceSink): void {
+    this.prices = sink;
   }
 
   /** Starts the default class's lease in the background so the first request need not wait. */
@@ -580,7 +588,7 @@ export class LeaseManager {
           const unused = l.unlimited || estimate > 0 || l.provisional > 0 ? 0 : Math.floor(Math.max(0, l.balance - keep));
           l.balance -= unused;
           res = await this.opts.rpc.renew(
-            { leaseId: l.leaseId, needTokens: need, demandTokensPerSecond: demand, reports, unusedTokens: unused, requestTokens, inflightTokens: Math.max(0, l.inflightTokens), ...waited },
+            { leaseId: l.leaseId, needTokens: need, demandTokensPerSecond: demand, reports, unusedTokens: unused, requestTokens, inflightTokens: Math.max(0, l.inflightTokens), ...waited, pricesVersion: this.prices?.version ?? '' },
             timeoutMs,
           );
         } catch (err) {
@@ -669,6 +677,7 @@ export class LeaseManager {
         requestTokens,
         reports: this.opts.outbox.pending(l.priority, REPORT_BATCH),
         ...waited,
+        pricesVersion: this.prices?.version ?? '',
       },
       timeoutMs,
     );
@@ -682,6 +691,7 @@ export class LeaseManager {
   private apply(l: ClassLease, res: LeaseResponse, estimate: number, sentAt: number, spentAtSend: number, spentProvisionally = 0): void {
     const now = this.opts.clock.monotonic();
     const wall = this.opts.clock.now();
+    if (res.prices) this.prices?.receive(res.prices);
     this.opts.outbox.ack(l.priority, res.ackedSequence);
     l.unreachableUntil = 0;
     l.refusedUntil = 0;

@@ -9,6 +9,7 @@ import { onComplete } from '../pipeline/on-complete.js';
 import type { Interceptor } from '../pipeline/types.js';
 import { estimateTokens, kindsOf, promptTokens, usedTokens } from './estimate.js';
 import type { QuotaStack } from './quota-stack.js';
+import { recordModel } from './usage-outbox.js';
 
 export function quotaInterceptor(opts: { stack: () => QuotaStack | undefined; config: () => Config }): Interceptor {
   return (next) => async (req) => {
@@ -31,7 +32,10 @@ export function quotaInterceptor(opts: { stack: () => QuotaStack | undefined; co
       res,
       (o) => {
         const used = usedTokens(req, o.usage, o.complete, o.frames);
-        manager.settle(reservation, used, req.model, req.tags, entry, kindsOf(o.usage, used));
+        // What served it goes with the usage: the quota service prices it by provider type and upstream model.
+        const { provider, upstreamModel } = res.meta;
+        const providerType = provider === undefined ? undefined : opts.config().providers[provider]?.type;
+        manager.settle(reservation, used, recordModel(req.model, providerType, upstreamModel), req.tags, entry, kindsOf(o.usage, used));
       },
       (current) => {
         entry.progress = () => {

@@ -44,6 +44,29 @@ export interface UsageRecord {
   model: string;
   /** The requests' attribution labels; empty when they carried none. */
   tags: Record<string, string>;
+  /** What served the requests, for the service's pricing (absent when not known, e.g. requests a killed sidecar left running). */
+  providerType?: string;
+  upstreamModel?: string;
+}
+
+/**
+ * The model a settle is recorded under: the app's model name, and what served it (provider type and
+ * upstream model) when known. One string, so the in-flight log and the outbox keep and group it as they
+ * keep a model name (requests of one name served by different upstreams go into different records);
+ * `pending` splits it again.
+ */
+export function recordModel(model: string, providerType: string | undefined, upstreamModel: string | undefined): string {
+  return providerType === undefined || upstreamModel === undefined ? model : `${model}${SEP}${providerType}${SEP}${upstreamModel}`;
+}
+
+/** The unit separator: in no model name a config or a provider gives. */
+const SEP = '\u001f';
+
+function splitModel(recorded: string): { model: string; providerType?: string; upstreamModel?: string } {
+  const last = recorded.lastIndexOf(SEP);
+  const first = last <= 0 ? -1 : recorded.lastIndexOf(SEP, last - 1);
+  if (first < 0) return { model: recorded };
+  return { model: recorded.slice(0, first), providerType: recorded.slice(first + 1, last), upstreamModel: recorded.slice(last + 1) };
 }
 
 export class UsageOutbox {
@@ -319,7 +342,7 @@ export class UsageOutbox {
     this.flush();
     this.closeRecords(priority);
     const rows = this.stmts.pending.all(priority, limit) as (Omit<UsageRecord, 'tags'> & { tags: string })[];
-    return rows.map((r) => ({ ...r, tags: r.tags === '' ? {} : (JSON.parse(r.tags) as Record<string, string>) }));
+    return rows.map((r) => ({ ...r, ...splitModel(r.model), tags: r.tags === '' ? {} : (JSON.parse(r.tags) as Record<string, string>) }));
   }
 
   /** Drops every record of `priority` up to `sequence` (the service has them). */

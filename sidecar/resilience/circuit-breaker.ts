@@ -17,8 +17,14 @@ export class CircuitBreaker {
   /** Per-second buckets of [calls, failures] over the window, oldest first. */
   private buckets: { at: number; calls: number; failures: number }[] = [];
 
-  /** `cfg` is read at each decision, so a reloaded config applies to breakers already running. */
-  constructor(private readonly cfg: () => CircuitBreakerConfig) {}
+  /**
+   * `cfg` is read at each decision, so a reloaded config applies to breakers already running.
+   * `onTransition` hears each change of state (a cool-down that passed is heard when its first probe goes).
+   */
+  constructor(
+    private readonly cfg: () => CircuitBreakerConfig,
+    private readonly onTransition?: (to: BreakerState) => void,
+  ) {}
 
   /** The state now (an open breaker whose cool-down has passed reads as half-open). */
   stateAt(now: number): BreakerState {
@@ -34,6 +40,7 @@ export class CircuitBreaker {
     if (this.state === 'open') {
       this.state = 'half-open';
       this.probes = 0;
+      this.onTransition?.('half-open');
     }
     if (this.probes >= this.cfg().halfOpenProbes) return false;
     this.probes++;
@@ -51,6 +58,7 @@ export class CircuitBreaker {
     if (this.state === 'half-open') {
       this.state = 'closed';
       this.buckets = [];
+      this.onTransition?.('closed');
     }
     this.probes = Math.max(0, this.probes - 1);
   }
@@ -72,6 +80,7 @@ export class CircuitBreaker {
     this.probes = 0;
     this.consecutive = 0;
     this.buckets = [];
+    this.onTransition?.('open');
   }
 
   private shouldOpen(now: number): boolean {

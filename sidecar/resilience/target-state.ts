@@ -4,9 +4,15 @@
 import type { CircuitBreakerConfig } from '../config/schema.js';
 import type { ModelRoute, Target } from '../routing/router.js';
 import { weightedOrder } from '../routing/router.js';
-import { CircuitBreaker } from './circuit-breaker.js';
+import { CircuitBreaker, type BreakerState } from './circuit-breaker.js';
+
+/** Hears a target's breaker change state (metrics); `model` is the upstream model. */
+export type CircuitObserver = (provider: string, model: string, to: BreakerState) => void;
 
 export interface TargetState {
+  /** The target's provider id and upstream model. */
+  readonly provider: string;
+  readonly model: string;
   readonly breaker: CircuitBreaker;
   inflight: number;
   /** Exponentially weighted moving average of the time to first byte (ms); undefined before any answer. */
@@ -19,16 +25,31 @@ export class TargetStates {
   private readonly states = new Map<string, TargetState>();
   private readonly cursors = new Map<string, number>();
 
-  constructor(private readonly breakerConfig: () => CircuitBreakerConfig) {}
+  /** `observer` hears transitions only while breakers are enabled (disabled ones still keep count, unheeded). */
+  constructor(
+    private readonly breakerConfig: () => CircuitBreakerConfig,
+    private readonly observer?: CircuitObserver,
+  ) {}
 
   get(target: Target): TargetState {
     const key = `${target.provider.id}\u0000${target.model}`;
     let s = this.states.get(key);
     if (s === undefined) {
-      s = { breaker: new CircuitBreaker(this.breakerConfig), inflight: 0, ttfbMs: undefined };
+      const { observer } = this;
+      const provider = target.provider.id;
+      const model = target.model;
+      const onTransition = observer === undefined ? undefined : (to: BreakerState) => {
+        if (this.breakerConfig().enabled) observer(provider, model, to);
+      };
+      s = { provider, model, breaker: new CircuitBreaker(this.breakerConfig, onTransition), inflight: 0, ttfbMs: undefined };
       this.states.set(key, s);
     }
     return s;
+  }
+
+  /** Every target seen so far (config reloads included). */
+  all(): IterableIterator<TargetState> {
+    return this.states.values();
   }
 
   observeTtfb(target: Target, ms: number): void {

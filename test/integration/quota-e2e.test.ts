@@ -200,11 +200,11 @@ describe('global budgets end to end', () => {
     const args = ['budget', 'usage', scope, '--window', 'month', '--last', '2', '--by-tag', 'feature', '--quota-addr', quota.addr];
     const json = JSON.parse((await runCli([...args, '--output', 'json'], cliEnv)).stdout) as { windows: { windowStart: string; used: number; byTag: { value: string; used: number }[]; untagged: number }[] };
     const table = (await runCli(args, cliEnv)).stdout;
-    expect(table).toMatch(/^WINDOW START \(UTC\)\s+WINDOW END \(UTC\)\s+FEATURE\s+USED\n/);
+    expect(table).toMatch(/^WINDOW START \(UTC\)\s+WINDOW END \(UTC\)\s+FEATURE\s+USED\s+COST \(USD\)\n/);
     for (const w of json.windows) {
-      expect(table).toMatch(new RegExp(`^${w.windowStart}\\s+\\S+\\s+\\(all\\)\\s+${w.used}$`, 'm'));
-      for (const t of w.byTag) expect(table).toMatch(new RegExp(`^\\s+${t.value}\\s+${t.used}$`, 'm'));
-      if (w.untagged > 0 && w.byTag.length > 0) expect(table).toMatch(new RegExp(`^\\s+\\(untagged\\)\\s+${w.untagged}$`, 'm'));
+      expect(table).toMatch(new RegExp(`^${w.windowStart}\\s+\\S+\\s+\\(all\\)\\s+${w.used}\\s+[\\d.]+$`, 'm'));
+      for (const t of w.byTag) expect(table).toMatch(new RegExp(`^\\s+${t.value}\\s+${t.used}\\s+[\\d.]+$`, 'm'));
+      if (w.untagged > 0 && w.byTag.length > 0) expect(table).toMatch(new RegExp(`^\\s+\\(untagged\\)\\s+${w.untagged}\\s+[\\d.]+$`, 'm'));
     }
     expect(table).toContain('(untagged)');
     const bad = await runCli(['budget', 'usage', scope, '--by-tag', 'not a key', '--quota-addr', quota.addr], cliEnv);

@@ -184,12 +184,22 @@ describe('allocator', () => {
         expect(u).toMatchObject({ used: 162, byTag: [{ value: 'search', used: 120 }, { value: 'chat', used: 30 }] });
       }
     }
-    expect(alloc.usage('team/core', 'day', 1, 'user')[0]!.byTag).toEqual([{ value: 'ann', used: 100 }, { value: 'bo', used: 5 }]);
+    // Reports that name no model are priced at the default's highest rate ($75 per million: 75,000 nano-USD a token).
+    expect(alloc.usage('team/core', 'day', 1, 'user')[0]!.byTag).toEqual([
+      { value: 'ann', used: 100, costNano: 7_500_000 },
+      { value: 'bo', used: 5, costNano: 375_000 },
+    ]);
     expect(alloc.usage('team/core', 'day', 1)[0]!.byTag).toBeUndefined();
     expect(alloc.usage('team/core', 'day', 1, 'none')[0]!.byTag).toEqual([]);
     expect(() => alloc.usage('team/core', 'day', 1, 'not a key')).toThrow(/by_tag "not a key"/);
     clock.advance(3_600_000);
-    expect(alloc.usage('team/core', 'hour', 2, 'feature').map((u) => u.byTag)).toEqual([[], [{ value: 'search', used: 120 }, { value: 'chat', used: 30 }]]);
+    expect(alloc.usage('team/core', 'hour', 2, 'feature').map((u) => u.byTag)).toEqual([
+      [],
+      [
+        { value: 'search', used: 120, costNano: 9_000_000 },
+        { value: 'chat', used: 30, costNano: 2_250_000 },
+      ],
+    ]);
   });
 
   it('refuses malformed scopes, windows and amounts', () => {
