@@ -26,3 +26,9 @@ await build({
 
 // The gRPC service definitions are read at run time (proto/load.ts looks for them beside its chunk).
 cpSync('proto', `${outdir}/proto`, { recursive: true, filter: (src) => !src.endsWith('.ts') });
+
+// The quota service's usage page (quota-service/ui/static-assets.ts serves them from ui/ beside main.mjs):
+// its shell, scripts and style, and the chart library from node_modules, so the page needs no network.
+cpSync('quota-service/ui/static', `${outdir}/ui`, { recursive: true });
+cpSync('node_modules/uplot/dist/uPlot.iife.min.js', `${outdir}/ui/uplot.js`);
+cpSync('node_modules/uplot/dist/uPlot.min.css', `${outdir}/ui/uplot.css`);

@@ -16,6 +16,8 @@ import { HealthService } from './health.js';
 import { ServicePrices } from './prices.js';
 import { ProviderKeys } from './provider-keys.js';
 import { QuotaMetrics } from './quota-metrics.js';
+import { allocatorUsageView } from './ui/allocator-usage-view.js';
+import { usagePageMount } from './ui/usage-page.js';
 import { pruneExpired } from './retention.js';
 import { SqliteQuotaStore } from './store.js';
 
@@ -84,7 +86,11 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
   server.addService(proto.QuotaAdmin.service, quotaAdminHandlers(allocator, auth, metrics, logger));
   server.addService(proto.Health.service, health.implementation());
   let ready = false;
-  const statusServer = createStatusServer({ registry: metrics.registry, ready: () => ready });
+  const statusServer = createStatusServer({
+    registry: metrics.registry,
+    ready: () => ready,
+    mount: usagePageMount({ view: allocatorUsageView({ allocator, store, clock, metrics, prices: () => prices.current.index.table }), auth, clock, logger }),
+  });
 
   const closeAll = (): void => {
     auth.close();
