@@ -24,6 +24,13 @@ export class QuotaMetrics {
     new Counter('llmgw_quota_over_reports_total', 'Incarnations flagged for reporting well beyond what their leases covered (still charged).'),
   );
   readonly leases = this.registry.register(new Gauge('llmgw_quota_active_leases', 'Leases not yet expired or released.'));
+  /** Every budget in its current window (set when scraped; alerts divide one by the other). */
+  readonly budgetUsed = this.registry.register(
+    new Gauge('llmgw_quota_budget_used', 'What each budget\'s current window has consumed, in the budget\'s unit (tokens, or USD).', ['scope', 'window', 'unit'] as const),
+  );
+  readonly budgetLimit = this.registry.register(
+    new Gauge('llmgw_quota_budget_limit', 'Each budget\'s limit per window, in its unit (tokens, or USD).', ['scope', 'window', 'unit'] as const),
+  );
   readonly unpricedTokens = this.registry.register(
     new Counter(
       'llmgw_quota_unpriced_tokens_total',

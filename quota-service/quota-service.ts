@@ -74,6 +74,15 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
     onCost: (scope, costNano) => metrics.costUsd.inc({ scope }, costNano / 1e9),
   });
   metrics.leases.set(allocator.activeLeases);
+  metrics.registry.onCollect(() => {
+    metrics.budgetUsed.clear();
+    metrics.budgetLimit.clear();
+    for (const b of allocator.listBudgets()) {
+      const labels = { scope: b.scope, window: b.window, unit: 'tokens' };
+      metrics.budgetUsed.set(b.used, labels);
+      metrics.budgetLimit.set(b.tokens, labels);
+    }
+  });
   const proto = loadQuotaProto();
   const health = new HealthService(['llmgw.quota.v1.QuotaService', 'llmgw.quota.v1.QuotaAdmin']);
   // With client certificates, connections are renewed every half hour, so a client CA that was replaced

@@ -111,6 +111,11 @@ export class Gauge<L extends string = never> extends Labelled<L> {
     this.state(labels)[0]! -= by;
   }
 
+  /** Forgets every series: for a gauge set anew from current state when scraped, so that what is gone (a deleted budget) leaves no series behind. */
+  clear(): void {
+    this.series.clear();
+  }
+
   /** The series of these label values, for callers that keep it (the series appears on first update, as with `set`). */
   labels(labels: LabelValues<L>): GaugeSeries {
     return new ValueChild(() => this.state(labels));

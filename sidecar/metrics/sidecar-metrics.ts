@@ -15,6 +15,8 @@ export class LeaseMetrics {
   readonly waits;
   readonly waitSeconds;
   readonly failOpenTokens;
+  readonly degraded;
+  readonly degradedSeconds;
 
   constructor(private readonly registry: Registry) {
     this.leaseTokens = registry.register(
@@ -39,6 +41,12 @@ export class LeaseMetrics {
         'Tokens reserved beyond the lease while the quota service was out of reach (fail-open), by priority class.',
         ['priority'] as const,
       ),
+    );
+    this.degraded = registry.register(
+      new Gauge('llmgw_quota_degraded', '1 while the quota service is out of reach (from a lease call that failed to the next one answered), else 0.'),
+    );
+    this.degradedSeconds = registry.register(
+      new Counter('llmgw_quota_degraded_seconds_total', 'Seconds spent with the quota service out of reach (degraded mode: the lease, then the fail-open or fail-closed policy).'),
     );
   }
 

@@ -173,6 +173,10 @@ export class LeaseManager {
   private readonly bgTimeoutMs: number;
   /** The sidecar's price book: the table the service sends with an answer goes there; its version goes with each call. */
   private prices: PriceSink | undefined;
+  /** Since when the quota service has been out of reach (monotonic ms; undefined while it answers)… */
+  private outageSince: number | undefined;
+  /** …and up to when that time is counted in llmgw_quota_degraded_seconds_total. */
+  private outageCountedTo = 0;
 
   constructor(private readonly opts: LeaseManagerOptions) {
     this.failOpen = new TokenBucket(opts.config.failOpenTokensPerMinute, opts.clock);
@@ -184,7 +188,16 @@ export class LeaseManager {
     opts.metrics?.onCollect(() => {
       if (this.closed) return;
       for (const l of this.leases.values()) if (!l.unlimited && l.leaseId !== undefined) opts.metrics!.leaseTokens.set(Math.floor(l.balance), { priority: l.priority });
+      this.countOutage(opts.clock.monotonic());
+      opts.metrics!.degraded.set(this.outageSince === undefined ? 0 : 1);
     });
+  }
+
+  /** Adds the outage's time up to `now` to llmgw_quota_degraded_seconds_total. */
+  private countOutage(now: number): void {
+    if (this.outageSince === undefined) return;
+    this.opts.metrics?.degradedSeconds.inc(undefined, Math.max(0, now - this.outageCountedTo) / 1000);
+    this.outageCountedTo = now;
   }
 
   /** Hands the price tables the service sends with its answers to `sink`. */
@@ -622,6 +635,7 @@ export class LeaseManager {
       }
       const unreachable = !(err instanceof QuotaRpcError) || err.unreachable;
       l.unreachableUntil = this.opts.clock.monotonic() + UNREACHABLE_BACKOFF_MS;
+      if (this.outageSince === undefined) this.outageSince = this.outageCountedTo = this.opts.clock.monotonic();
       l.reportSoon = true;
       this.opts.logger.warn({ err: String(err), priority: l.priority, unreachable }, 'quota lease renewal failed');
     }
@@ -692,6 +706,10 @@ export class LeaseManager {
     const now = this.opts.clock.monotonic();
     const wall = this.opts.clock.now();
     if (res.prices) this.prices?.receive(res.prices);
+    if (this.outageSince !== undefined) {
+      this.countOutage(now);
+      this.outageSince = undefined;
+    }
     this.opts.outbox.ack(l.priority, res.ackedSequence);
     l.unreachableUntil = 0;
     l.refusedUntil = 0;

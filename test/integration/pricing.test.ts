@@ -258,6 +258,21 @@ describe('metrics and the price file', () => {
     expect(text).not.toMatch(/llmgw_quota_cost_usd_total\{scope="namespace\/tamper"\}/);
   });
 
+  it('exposes every budget\'s current use and limit for alerts, and forgets a deleted budget', async () => {
+    const scrape = async (): Promise<string> => (await request(`http://127.0.0.1:${service.statusAddress.port}/metrics`)).body.text();
+    service.allocator.setBudget('team/alerts', 'hour', 5_000);
+    const shop = service.allocator.listBudgets().find((b) => b.scope === 'namespace/shop' && b.window === 'day')!;
+    expect(shop.used).toBeGreaterThan(0);
+    let text = await scrape();
+    expect(text).toContain(`llmgw_quota_budget_used{scope="namespace/shop",window="day",unit="tokens"} ${shop.used}`);
+    expect(text).toContain('llmgw_quota_budget_limit{scope="namespace/shop",window="day",unit="tokens"} 10000000');
+    expect(text).toContain('llmgw_quota_budget_limit{scope="team/alerts",window="hour",unit="tokens"} 5000');
+    expect(text).toContain('llmgw_quota_budget_used{scope="team/alerts",window="hour",unit="tokens"} 0');
+    service.allocator.deleteBudget('team/alerts', 'hour');
+    text = await scrape();
+    expect(text).not.toContain('scope="team/alerts"');
+  });
+
   it('refuses to start the quota service with a bad price file, naming every problem', async () => {
     const bad = join(dir, 'bad-prices.yaml');
     writeFileSync(bad, 'default: { input: 0, output: 0 }\nmodels: { openai: { gpt-4o: { input: cheap, output: 1 } } }\n');

@@ -6,6 +6,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { GatewayError } from '../../../../common/errors.js';
 import type { QuotaConfig } from '../../../../sidecar/config/schema.js';
 import { status as grpcStatus } from '@grpc/grpc-js';
+import { Registry } from '../../../../common/metrics/registry.js';
+import { LeaseMetrics } from '../../../../sidecar/metrics/sidecar-metrics.js';
 import { LeaseManager, type Reservation } from '../../../../sidecar/quota/lease-manager.js';
 import { QuotaRpcError } from '../../../../sidecar/quota/quota-rpc.js';
 import { UsageOutbox } from '../../../../sidecar/quota/usage-outbox.js';
@@ -188,6 +190,38 @@ describe('lease manager', () => {
     await vi.waitFor(() => expect(used(quota)).toBe(spent));
     await m.close();
     expect(used(quota)).toBe(spent);
+  });
+
+  it('shows degraded mode in its metrics: 1 from the first call that failed to the next one answered, and the seconds it lasted', async () => {
+    const clock = fakeClock();
+    const quota = inProcessQuota(clock);
+    quota.allocator.setBudget('namespace/demo', 'day', 1_000_000);
+    const registry = new Registry();
+    const metrics = new LeaseMetrics(registry);
+    const m = new LeaseManager({ rpc: quota.rpc, outbox: new UsageOutbox(database()), identity: () => IDENTITY, config: CONFIG, clock, logger: pino({ level: 'silent' }), tickEveryMs: 20, metrics });
+    open.push(m);
+    const sample = (name: string): number => Number(new RegExp(`^${name} (\\S+)$`, 'm').exec(registry.render())![1]);
+    m.settle(await m.reserve('interactive', 1000), 1000, 'm');
+    expect(sample('llmgw_quota_degraded')).toBe(0);
+    expect(sample('llmgw_quota_degraded_seconds_total')).toBe(0);
+
+    quota.down = true;
+    // Spending past what the lease holds makes it renew, which fails: the outage starts.
+    for (let i = 0; i < 8; i++) m.settle(await m.reserve('interactive', 500), 500, 'm');
+    await vi.waitFor(() => expect(sample('llmgw_quota_degraded')).toBe(1));
+    clock.advance(4000);
+    expect(sample('llmgw_quota_degraded_seconds_total')).toBeCloseTo(4, 1);
+    clock.advance(3000);
+    expect(sample('llmgw_quota_degraded_seconds_total')).toBeCloseTo(7, 1);
+
+    quota.down = false;
+    clock.advance(2001);
+    await vi.waitFor(() => expect(sample('llmgw_quota_degraded')).toBe(0));
+    const total = sample('llmgw_quota_degraded_seconds_total');
+    expect(total).toBeGreaterThanOrEqual(9);
+    // Over: no more seconds are counted.
+    clock.advance(60_000);
+    expect(sample('llmgw_quota_degraded_seconds_total')).toBe(total);
   });
 
   it('fails closed with 503 llmgw_quota_unavailable when configured to', async () => {
