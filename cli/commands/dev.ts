@@ -72,7 +72,7 @@ export function devBanner(b: DevBannerInput): string {
     `  sidecar          ${base}  the app's base URL (OpenAI SDKs: ${base}/v1)`,
     `  sidecar status   http://${hostPort(b.sidecarStatus)}  /healthz/ready, /metrics`,
     `  quota service    ${hostPort(b.quota)}  gRPC`,
-    `  quota status     http://${hostPort(b.quotaStatus)}  /healthz/ready, /metrics`,
+    `  quota status     http://${hostPort(b.quotaStatus)}  /healthz/ready, /metrics, /ui (usage page: sign in with the token in ${b.adminTokenFile})`,
     b.fakeUrl === undefined
       ? '  fake provider    not started (OPENAI_API_KEY and ANTHROPIC_API_KEY are set)'
       : `  fake provider    ${b.fakeUrl}  OpenAI at /v1, Anthropic at /, faults at /_fake/faults`,

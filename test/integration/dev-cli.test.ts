@@ -2,7 +2,7 @@
 // every address it listens on, and every command line it prints works as printed, split into words as a
 // POSIX shell would and run through the PATH that `npm link` filled, from another folder.
 import { execFile, spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -128,6 +128,17 @@ describe('llmgw dev, set up as the README says', () => {
     }
     const quotaMetrics = await request(`${address('quota status')}/metrics`);
     expect(await quotaMetrics.body.text()).toContain('llmgw_quota_');
+    // The usage page the banner points at: the page for anyone, its data for the admin token it names.
+    const page = await request(`${address('quota status')}/ui`);
+    expect(page.statusCode).toBe(200);
+    expect(await page.body.text()).toContain('<html');
+    const tokenFile = /sign in with the token in (\S+)\)/.exec(out)![1]!;
+    const summary = await request(`${address('quota status')}/ui/api/summary`, { headers: { authorization: `Bearer ${readFileSync(tokenFile, 'utf8').trim()}` } });
+    expect(summary.statusCode).toBe(200);
+    expect(((await summary.body.json()) as { budgets: { rows: unknown[] } }).budgets.rows).toBeInstanceOf(Array);
+    const anonymous = await request(`${address('quota status')}/ui/api/summary`);
+    expect(anonymous.statusCode).toBe(401);
+    await anonymous.body.dump();
     const fake = await request(`${address('fake provider')}/_fake/stats`);
     expect(fake.statusCode).toBe(200);
     await fake.body.dump();
