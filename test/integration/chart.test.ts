@@ -17,6 +17,7 @@ import { describe, expect, it } from 'vitest';
 import { nativeSidecars, validateInjectorConfig, type InjectorConfig } from '../../injector-webhook/config.js';
 import { CONFIG_DIR, DATA_DIR, PROVIDERS_DIR, sidecarContainer, TOKEN_DIR, volumes } from '../../injector-webhook/patch.js';
 import { validateConfig } from '../../sidecar/config/load-config.js';
+import { pricesFromText } from '../../quota-service/prices.js';
 import { selfSigned } from '../helpers/certs.js';
 
 const ROOT = join(import.meta.dirname, '../..');
@@ -484,5 +485,38 @@ describe('helm chart: the quota service secured by default', () => {
     expect(notes).toMatch(/llmgw team set TEAM --namespaces NAME,OTHER --token-file llmgw-admin\.token/);
     const existing = renderNotes(['quota.admin.existingSecret=corp-llmgw-admin']);
     expect(existing).toContain('get secret corp-llmgw-admin');
+  });
+});
+
+describe('helm chart: the quota service\'s prices', () => {
+  const quotaDeployment = (docs: Doc[]) => docs.find((d) => d.kind === 'Deployment' && d.metadata.name === 'rel-llm-gateway-quota')!;
+  const pricesMap = (docs: Doc[]) => docs.find((d) => d.kind === 'ConfigMap' && d.metadata.name === 'rel-llm-gateway-quota-prices');
+
+  it('runs on the shipped table alone by default: no ConfigMap, no --prices', () => {
+    const docs = render();
+    expect(pricesMap(docs)).toBeUndefined();
+    expect(quotaDeployment(docs).spec.template.spec.containers[0].args.join(' ')).not.toContain('--prices');
+  });
+
+  it('renders quota.prices into a ConfigMap the service reads with --prices (mounted whole, so changes reach it), in a form the service accepts', () => {
+    const values = tempFile(
+      'prices.yaml',
+      ['quota:', '  prices:', '    default: { input: 20, output: 100 }', '    models:', '      openai:', '        gpt-4o-mini: { input: 0.15, cachedInput: 0.075, output: 0.6 }', '      openai-compatible:', '        llama-3.1-8b: { input: 0.05, output: 0.05 }'].join('\n'),
+    );
+    const docs = render([], '1.30.0', ['-f', values]);
+    const text = pricesMap(docs)!.data['prices.yaml'] as string;
+    // The file the service will read parses and checks as a price file (the service refuses to start otherwise).
+    const loaded = pricesFromText(text, 'prices.yaml');
+    expect(loaded.index.table.default).toMatchObject({ input: 20, output: 100 });
+    expect(loaded.index.table.models.openai!['gpt-4o-mini']).toMatchObject({ input: 0.15, cachedInput: 0.075, output: 0.6 });
+    const pod = quotaDeployment(docs).spec.template.spec;
+    expect(pod.containers[0].args).toContain('--prices=/etc/llm-gateway-quota/prices/prices.yaml');
+    expect(pod.containers[0].volumeMounts).toContainEqual({ name: 'prices', mountPath: '/etc/llm-gateway-quota/prices', readOnly: true });
+    expect(pod.volumes).toContainEqual({ name: 'prices', configMap: { name: 'rel-llm-gateway-quota-prices' } });
+  });
+
+  it('refuses a free model and a misspelt key before anything is installed', () => {
+    expect(renderError(['quota.prices.default.input=0', 'quota.prices.default.output=1'])).toMatch(/prices/);
+    expect(renderError(['quota.prices.modles.openai.x.input=1'])).toMatch(/modles|additional/i);
   });
 });
