@@ -63,5 +63,22 @@ export function priceTokens(rates: Rates, inputTokens: number, outputTokens: num
 /** Nano-USD → a USD decimal string for people and headers: '0', else up to 9 decimals without trailing zeros. */
 export function formatUsd(nanoUsd: number): string {
   if (nanoUsd === 0) return '0';
-  return (nanoUsd / 1e9).toFixed(9).replace(/\.?0+$/, '');
+  // Whole nano-USD in integer arithmetic (exact, and on the request path: no float formatting, no regex).
+  const n = Math.round(Math.abs(nanoUsd));
+  const whole = Math.floor(n / 1e9);
+  let frac = n - whole * 1e9;
+  const sign = nanoUsd < 0 ? '-' : '';
+  if (frac === 0) return `${sign}${whole}`;
+  let places = 9;
+  while (frac % 10 === 0) {
+    frac /= 10;
+    places--;
+  }
+  return `${sign}${whole}.${String(frac).padStart(places, '0')}`;
+}
+
+/** Nano-USD → dollars for people: `$12.34` (cents), or more places for an amount below a cent (`$0.0042`). */
+export function formatDollars(nanoUsd: number): string {
+  if (nanoUsd !== 0 && Math.abs(nanoUsd) < 1e7) return `$${formatUsd(nanoUsd)}`;
+  return `$${(nanoUsd / 1e9).toFixed(2)}`;
 }

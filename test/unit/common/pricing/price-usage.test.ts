@@ -66,5 +66,16 @@ describe('formatUsd', () => {
     expect(formatUsd(1_250_000)).toBe('0.00125');
     expect(formatUsd(69_000_000_000)).toBe('69');
     expect(formatUsd(5)).toBe('0.000000005');
+    expect(formatUsd(12_340_000_007)).toBe('12.340000007');
+    expect(formatUsd(-2_500_000_000)).toBe('-2.5');
+  });
+
+  it('gives what toFixed(9) less its trailing zeros gives, for any whole nano-USD amount', () => {
+    let seed = 7;
+    for (let i = 0; i < 5000; i++) {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      const nano = seed % 10 ** (1 + (i % 13));
+      expect(formatUsd(nano)).toBe(nano === 0 ? '0' : (nano / 1e9).toFixed(9).replace(/\.?0+$/, ''));
+    }
   });
 });
