@@ -5,7 +5,7 @@ import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { GatewayError } from '../../../../common/errors.js';
 import type { EntryLimits } from '../../../../common/http/json-scanner.js';
-import { bodyLeftUnread, MAX_ENTRIES, MAX_JSON_DEPTH, readJsonBody, SMALL_BODY_BYTES } from '../../../../common/http/read-json-body.js';
+import { bodyLeftUnread, MAX_ENTRIES, MAX_JSON_DEPTH, readJsonBody, SCAN_BYTES_PER_TURN, SMALL_BODY_BYTES } from '../../../../common/http/read-json-body.js';
 
 const named: EntryLimits = { keys: { messages: { max: 10 } } };
 
@@ -118,5 +118,33 @@ describe('a large body is refused on the chunk that passes a bound', () => {
       expect(e).toMatchObject({ status: 413, code: 'llmgw_body_too_large' });
       expect(bodyLeftUnread(e)).toBe(true);
     }
+  });
+});
+
+describe('reading a large body a bounded amount a turn', () => {
+  it(`scans at most about SCAN_BYTES_PER_TURN a turn of the event loop, however much has arrived, and still reads it all`, async () => {
+    const messages = Array.from({ length: 9_000 }, (_, i) => ({ role: 'user', content: `message ${i} ${'x'.repeat(200)}` }));
+    const body = Buffer.from(JSON.stringify({ model: 'm', messages }));
+    expect(body.length).toBeGreaterThan(6 * SCAN_BYTES_PER_TURN);
+    const req = fakeRequest(body.length);
+    // Every chunk is there before the reader starts: nothing but the reader itself spreads the work out.
+    for (let i = 0; i < body.length; i += 64 << 10) req.write(body.subarray(i, i + (64 << 10)));
+    req.end();
+    // Turns of the event loop, counted once each in its check phase.
+    let turn = 0;
+    let counting = true;
+    const count = (): void => {
+      turn++;
+      if (counting) setImmediate(count);
+    };
+    setImmediate(count);
+    const perTurn = new Map<number, number>();
+    req.on('data', (c: Buffer) => perTurn.set(turn, (perTurn.get(turn) ?? 0) + c.length));
+    const read = await readJsonBody(req, 16 << 20, { keys: { messages: { max: 10_000 } } });
+    counting = false;
+    expect(read.bytes).toBe(body.length);
+    expect((read.body as { messages: unknown[] }).messages).toHaveLength(9_000);
+    expect(perTurn.size).toBeGreaterThan(5);
+    expect(Math.max(...perTurn.values())).toBeLessThanOrEqual(SCAN_BYTES_PER_TURN + (64 << 10));
   });
 });
