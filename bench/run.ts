@@ -13,7 +13,7 @@ import { latencyProxy } from './lib/latency-proxy.js';
 import { loadTool } from './lib/load.js';
 import { MB, measureRound, measureThroughput, type RoundResult, type Timed } from './lib/measure.js';
 import { checkSame, concurrentStreams, fetchText, normalize, streamTimings, timeToFirstAnswer, type Endpoint } from './lib/probes.js';
-import { freePort, pinned, pinningAvailable, pinSelf, rssBytes, spawnProc, startProc, type Proc } from './lib/proc.js';
+import { freePort, pinned, pinningAvailable, pinSelf, rssBytes, spawnProc, startProc, type Proc, withPaused } from './lib/proc.js';
 import { checks, checksTable, hostileTable, machine, resultsMarkdown, summarizeRounds, table, type BenchResult, type InstanceComparison } from './lib/report.js';
 import { mean, median, percentile } from './lib/stats.js';
 import {
@@ -384,10 +384,17 @@ async function main(): Promise<void> {
 
     // Hostile bodies at the default body limit, against a sidecar of their own (the 16 MB bodies would
     // weigh on the memory figures of the one measured above).
-    log('hostile bodies');
-    result.hostile = await measureHostileBodies(up, work, { sends: plan.hostileSends, idleMs: plan.hostileIdleMs });
-    log('large answers');
-    result.largeAnswers = await measureLargeAnswers(up, work);
+    // Both measure one fresh sidecar's worst moments: the servers measured above, idle on the same core,
+    // are stopped meanwhile (their timers and the GC after their load would count as its pauses).
+    const [hostile, largeAnswers] = await withPaused(Object.values(running), async () => {
+      log('hostile bodies');
+      const h = await measureHostileBodies(up, work, { sends: plan.hostileSends, idleMs: plan.hostileIdleMs });
+      log('large answers');
+      return [h, await measureLargeAnswers(up, work)] as const;
+    });
+    result.hostile = hostile;
+    result.largeAnswers = largeAnswers;
+    result.notes.push('hostile bodies and large answers: measured with the other servers under test stopped (SIGSTOP), their sidecar alone on its core');
 
     result.checks = checks(result);
     process.stdout.write(`\n${table(result)}\n\n${hostileTable(result.hostile)}\n\n${checksTable(result.checks)}\n`);
