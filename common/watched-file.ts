@@ -1,6 +1,6 @@
 // A text file read at start and again whenever it changes on disk (mounted Secrets and ConfigMaps are
 // replaced by a symlink swap, which stat sees as a new inode and time).
-import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
+import { readFileSync, statSync, type Stats } from 'node:fs';
 
 export interface WatchedFileOptions<T> {
   path: string;
@@ -18,17 +18,33 @@ export interface WatchedFile<T> {
   close(): void;
 }
 
-/** Reads and parses the file now (throws, naming the file, when it cannot), then follows its changes. */
+/** What tells one version of a file from another: a swap gives a new inode, an edit a new time or size. */
+const stamp = (s: Stats): string => `${s.ino}:${s.mtimeMs}:${s.size}`;
+
+/**
+ * Reads and parses the file now (throws, naming the file, when it cannot), then follows its changes. The
+ * file is polled against what was read (not fs.watchFile, whose first look comes a moment after the read:
+ * a change in between was never seen).
+ */
 export function watchedFile<T>(opts: WatchedFileOptions<T>): WatchedFile<T> {
   const read = (): T => opts.parse(readFileSync(opts.path, 'utf8'));
   let value: T;
+  let seen: string;
   try {
+    seen = stamp(statSync(opts.path));
     value = read();
   } catch (err) {
     throw new Error(`${opts.path}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
   }
-  const changed = (curr: Stats, prev: Stats): void => {
-    if (curr.mtimeMs === prev.mtimeMs && curr.ino === prev.ino && curr.size === prev.size) return;
+  const check = (): void => {
+    let now: string;
+    try {
+      now = stamp(statSync(opts.path));
+    } catch {
+      return; // gone for a moment (a swap in progress): looked at again next time
+    }
+    if (now === seen) return;
+    seen = now;
     try {
       value = read();
       opts.onReload?.('ok');
@@ -36,11 +52,12 @@ export function watchedFile<T>(opts: WatchedFileOptions<T>): WatchedFile<T> {
       opts.onReload?.('failed', err);
     }
   };
-  watchFile(opts.path, { interval: opts.intervalMs ?? 2000, persistent: false }, changed);
+  const timer = setInterval(check, opts.intervalMs ?? 2000);
+  timer.unref();
   return {
     get value() {
       return value;
     },
-    close: () => unwatchFile(opts.path, changed),
+    close: () => clearInterval(timer),
   };
 }
