@@ -16,7 +16,8 @@ describe('benchmark harness (tiny mode)', () => {
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+    // 'close', not 'exit': the output is all read by then, so a failure's message is in the assertion.
+    const code = await new Promise<number | null>((resolve) => child.once('close', resolve));
     expect(code, stderr).toBe(0);
     const r = JSON.parse(readFileSync(out, 'utf8')) as {
       correctness: Record<string, string>;
