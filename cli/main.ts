@@ -95,13 +95,14 @@ const adminOptions = (c: Command): Command =>
     .option('--tls-key <file>', 'the key of --tls-cert')
     .option('--output <format>', 'table or json', 'table');
 
-const budget = program.command('budget').description('set and read global token budgets on the quota service');
+const budget = program.command('budget').description('set and read global budgets (tokens or dollars) on the quota service');
 
 adminOptions(
   budget
     .command('set <scope>')
     .description('create or update the budget of a scope (namespace/<ns>, namespace/<ns>/service/<name>, team/<name>) for a window')
-    .requiredOption('--tokens <n>', 'tokens (input + output) per window')
+    .option('--tokens <n>', 'a token budget: tokens (input + output) per window')
+    .option('--usd <amount>', 'a dollar budget: USD per window (e.g. 250 or 0.05), priced by the quota service\'s table; a scope may have one of each')
     .requiredOption('--window <window>', 'minute, hour, day or month (calendar, UTC)')
     .option('--priority-floors <spec>', 'batch=F,background=F: a class stops drawing below this fraction left (default batch=0.5,background=0.2)'),
 ).action(async (scope: string, o) => (await import('./commands/budget.js')).budgetSet(scope, o));
@@ -110,7 +111,12 @@ adminOptions(budget.command('get <scope>').description('the budgets of a scope a
 );
 adminOptions(budget.command('list').description('every budget')).action(async (o) => (await import('./commands/budget.js')).budgetList(o));
 adminOptions(
-  budget.command('delete <scope>').description('delete the budgets of a scope').option('--window <window>', 'only this window'),
+  budget
+    .command('delete <scope>')
+    .description('delete the budgets of a scope (token and dollar budgets alike, unless --tokens or --usd)')
+    .option('--window <window>', 'only this window')
+    .option('--tokens', 'only its token budgets')
+    .option('--usd', 'only its dollar budgets'),
 ).action(async (scope: string, o) => (await import('./commands/budget.js')).budgetDelete(scope, o));
 adminOptions(
   budget

@@ -2,6 +2,7 @@
 // number, enums as names). The .proto file is the source of truth.
 
 export type PriorityName = 'PRIORITY_UNSPECIFIED' | 'PRIORITY_INTERACTIVE' | 'PRIORITY_BACKGROUND' | 'PRIORITY_BATCH';
+export type BudgetUnitName = 'BUDGET_UNIT_UNSPECIFIED' | 'BUDGET_UNIT_TOKENS' | 'BUDGET_UNIT_USD';
 export type WindowEnum = 'WINDOW_UNSPECIFIED' | 'WINDOW_MINUTE' | 'WINDOW_HOUR' | 'WINDOW_DAY' | 'WINDOW_MONTH';
 
 export interface IdentityMsg {
@@ -44,6 +45,11 @@ export interface AcquireLeaseRequest {
   waitedSeconds?: number;
   /** The version of the service's price table the sidecar holds ('' or absent: none). */
   pricesVersion?: string;
+  /** USD balance beside tokens (absent from sidecars that predate dollar budgets); amounts in nano-USD. */
+  usdLeases?: boolean;
+  needNanoUsd?: number;
+  demandNanoUsdPerSecond?: number;
+  requestNanoUsd?: number;
 }
 
 export interface RenewLeaseRequest {
@@ -58,6 +64,13 @@ export interface RenewLeaseRequest {
   waitedRequests?: number;
   waitedSeconds?: number;
   pricesVersion?: string;
+  /** As in AcquireLeaseRequest; nano-USD. */
+  usdLeases?: boolean;
+  needNanoUsd?: number;
+  demandNanoUsdPerSecond?: number;
+  requestNanoUsd?: number;
+  unusedNanoUsd?: number;
+  inflightNanoUsd?: number;
 }
 
 export interface ReleaseLeaseRequest {
@@ -97,6 +110,14 @@ export interface LeaseResponse {
   /** Absent ('' or null) from services that predate prices; `prices` only when the request named another version. */
   pricesVersion?: string;
   prices?: PriceTableMsg | null;
+  /** The lease's USD balance (absent or false from services that predate dollar budgets, or when no USD budget matches); nano-USD. */
+  usd?: boolean;
+  grantedNanoUsd?: number;
+  leaseNanoUsd?: number;
+  targetNanoUsd?: number;
+  remainingNanoUsd?: number;
+  failOpenNanoUsd?: number;
+  failOpenNextNanoUsd?: number;
 }
 
 /** USD per million tokens, every kind filled in. */
@@ -135,6 +156,8 @@ export interface RefusalMsg {
   leftTokens: number;
   availableTokens: number;
   needTokens: number;
+  /** BUDGET_UNIT_USD: the amounts are nano-USD (absent or unspecified from older services: tokens). */
+  unit?: BudgetUnitName;
 }
 
 export interface ProviderKeysResponse {
@@ -161,13 +184,21 @@ export interface BudgetMsg {
   outstandingTokens: number;
   windowStartMs: number;
   windowEndMs: number;
+  /** Absent or unspecified from older services: tokens. */
+  unit?: BudgetUnitName;
+  /** A USD budget's limit, used and outstanding (nano-USD); for a token budget usedNanoUsd is what its tokens cost. */
+  nanoUsd?: number;
+  usedNanoUsd?: number;
+  outstandingNanoUsd?: number;
 }
 
 export interface SetBudgetRequest {
   scope: string;
   window: WindowEnum;
+  /** Exactly one of tokens and nanoUsd is set (> 0). */
   tokens: number;
   floors: PriorityFloorsMsg | null;
+  nanoUsd?: number;
 }
 
 export interface TagUsageMsg {

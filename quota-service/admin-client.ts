@@ -3,7 +3,7 @@
 import { Metadata, status as grpcStatus, type Client, type ServiceError } from '@grpc/grpc-js';
 import { channelCredentials } from '../common/tls/grpc-credentials.js';
 import { loadQuotaProto } from '../proto/load.js';
-import type { BudgetMsg, SetBudgetRequest, TeamMsg, UsageRequestMsg, UsageResponse, WindowEnum } from '../proto/messages.js';
+import type { BudgetMsg, BudgetUnitName, SetBudgetRequest, TeamMsg, UsageRequestMsg, UsageResponse, WindowEnum } from '../proto/messages.js';
 
 export interface AdminClientOptions {
   /** Operator token (admin token, or a service-account token listed in --admin-subjects / --viewer-subjects). */
@@ -64,8 +64,9 @@ export class QuotaAdminClient {
     return (await this.call<{ budgets: BudgetMsg[] }>('ListBudgets', {})).budgets;
   }
 
-  async deleteBudget(scope: string, window: WindowEnum): Promise<number> {
-    return (await this.call<{ deleted: number }>('DeleteBudget', { scope, window })).deleted;
+  /** `unit`: only the budgets in this unit (default: tokens and USD alike). */
+  async deleteBudget(scope: string, window: WindowEnum, unit: BudgetUnitName = 'BUDGET_UNIT_UNSPECIFIED'): Promise<number> {
+    return (await this.call<{ deleted: number }>('DeleteBudget', { scope, window, unit })).deleted;
   }
 
   /**

@@ -4,7 +4,10 @@
 // up to its demand over a horizon, within a demand-weighted fair share of half of what remains
 // (lease-sizing.ts; a request that needs more than its share still gets its need while tokens are free),
 // lower priority classes stop above their floor, and a window rollover voids what leases held of the old
-// window. A need that cannot be granted is refused with the budget that refused it and when it can be
+// window. Budgets are in tokens or in dollars (nano-USD, the usage priced by the service's own table): a
+// lease holds a balance in each unit whose budgets match it, sized and bounded the same way (unit-grant.ts;
+// a caller without USD leases gets no USD balance, and no grant once a USD window is spent for its class).
+// A need that cannot be granted is refused with the budget that refused it and when it can be
 // granted (refusal.ts); while one waits for tokens other leases of its class or a lower one hold, those
 // leases get no top-ups and are told to give back what they hold. Each answer also tells the pod what it may spend if it loses the
 // service (its fail-open allowance); what silent leases' pods may have spent that way is held back.
@@ -16,23 +19,26 @@ import { randomUUID } from 'node:crypto';
 import type { Clock } from '../common/clock.js';
 import { PriceIndex } from '../common/pricing/price-index.js';
 import { SHIPPED_PRICES } from '../common/pricing/shipped-prices.js';
-import { MAX_TAG_VALUE, MAX_TAGS, TAG_KEY } from '../proto/tags.js';
+import { TAG_KEY } from '../proto/tags.js';
+import { leaseFromRow, leaseRow, type Lease } from './lease-rows.js';
+import { attributionTags } from './report-tags.js';
 import { addKinds, noKinds, type TokenKinds } from '../proto/token-kinds.js';
 import { Coverage, type OverReport } from './coverage.js';
 import { invalidArgument, notFound, QuotaError } from './errors.js';
 import { Ownership, UNVERIFIED } from './ownership.js';
 import { readThrough } from './read-through.js';
-import { decisive, refusalOf, type Holder, type Refusal } from './refusal.js';
+import { decisive, type Refusal } from './refusal.js';
 import { checkedReports } from './report-checks.js';
 import { scopeProblem, scopesOf, type Identity } from './scopes.js';
 import { Teams } from './teams.js';
 import { status } from '@grpc/grpc-js';
 import { priceReport } from './report-pricing.js';
-import type { BudgetRow, ModelUsageRow, ScopeUsageRow, SqliteQuotaStore } from './store.js';
+import type { BudgetRow, BudgetUnit, ModelUsageRow, ScopeUsageRow, SqliteQuotaStore } from './store.js';
 import { windowAt, windowBefore, type WindowName } from './windows.js';
-import { atRisk, DEFAULT_HORIZON_MS, failOpenAllowance, fairShare, MIN_DEMAND, targetOf, weightOf } from './lease-sizing.js';
+import { DEFAULT_HORIZON_MS, MIN_DEMAND } from './lease-sizing.js';
+import { emptyState, grantUnit, unitFailOpen, unitOf, type PriorityClass, type UnitGrant, type UnitState } from './unit-grant.js';
 
-export type PriorityClass = 'interactive' | 'background' | 'batch';
+export type { PriorityClass };
 
 export interface UsageReport {
   sequence: number;
@@ -91,11 +97,39 @@ export interface Grant {
   failOpen: number;
   /** …and in each later window the outage lasts into. */
   failOpenNext: number;
+  /** The lease's USD balance (nano-USD), when its sidecar keeps one and a USD budget matches. */
+  usd?: UsdGrant;
+}
+
+/** A grant's USD part, as the token fields of Grant, in nano-USD. */
+export interface UsdGrant {
+  granted: number;
+  lease: number;
+  target: number;
+  /** Least left in the current windows of the matching USD budgets. */
+  remaining: number;
+  failOpen: number;
+  failOpenNext: number;
+}
+
+/** A lease's USD part of a call (nano-USD), from sidecars that keep a USD balance. */
+export interface UsdAsk {
+  need: number;
+  demand: number;
+  requestNano?: number;
+  /** Renewals only. */
+  unused?: number;
+  inflight?: number;
 }
 
 export interface BudgetView extends BudgetRow {
+  unit: BudgetUnit;
+  /** In the budget's unit (nano-USD for USD budgets). */
   used: number;
   outstanding: number;
+  /** What the current window's usage cost (nano-USD), and its tokens, whatever the unit. */
+  usedNano: number;
+  usedTokens: number;
   windowStartMs: number;
   windowEndMs: number;
 }
@@ -121,35 +155,10 @@ export const DEFAULT_FLOORS = { batch: 0.5, background: 0.2 };
 /** Live leases one pod may hold (one per priority class and incarnation; a few more while they turn over). */
 export const MAX_LEASES_PER_POD = 16;
 
-interface Lease {
-  id: string;
-  owner: string;
-  identity: Identity;
-  scopes: string[];
-  priority: PriorityClass;
-  incarnation: string;
-  outstanding: number;
-  demand: number;
-  /** The largest recent request estimate its sidecar saw (tokens). */
-  requestTokens: number;
-  /** Of `outstanding`, the estimates of requests still running, as its sidecar last said (not stored). */
-  inflight: number;
-  expiresAtMs: number;
-  /** Budget key → start of the window `outstanding` belongs to. */
-  windows: Record<string, number>;
-  /** When its sidecar was told to renew. */
-  renewAtMs: number;
-  /** Its fail-open allowance in the window of `windows`, and in later ones (see lease-sizing.ts). */
-  failOpen: number;
-  failOpenNext: number;
-  /** A need refused because other leases hold tokens of these budgets: they give back, not top up, meanwhile. */
-  claim?: { keys: string[]; untilMs: number };
-}
-
-const PRIORITIES: PriorityClass[] = ['interactive', 'background', 'batch'];
 /** A claim outlives the Retry-After its sidecar was given by this much (within its window), for the retry to arrive. */
 const CLAIM_GRACE_MS = 5000;
-const key = (scope: string, window: WindowName): string => `${scope}|${window}`;
+const key = (scope: string, window: WindowName, unit: BudgetUnit = 'tokens'): string => (unit === 'usd' ? `${scope}|${window}|usd` : `${scope}|${window}`);
+const keyOf = (b: BudgetRow): string => key(b.scope, b.window, unitOf(b));
 /** Start of the newest window the lease's grants belong to (0 before its first grant). */
 const grantedSince = (lease: { windows: Record<string, number> }): number => Math.max(0, ...Object.values(lease.windows));
 
@@ -159,6 +168,8 @@ export class Allocator {
   /** scope → leases charged to it. */
   private readonly byScope = new Map<string, Set<Lease>>();
   private readonly used = new Map<string, number>();
+  /** As `used`, what the windows' usage cost (nano-USD). */
+  private readonly usedNano = new Map<string, number>();
   private readonly ackedBy = new Map<string, number>();
   /** `owner/pod` → its live leases. */
   private readonly byPod = new Map<string, number>();
@@ -186,28 +197,8 @@ export class Allocator {
     this.prices = opts.prices ?? (() => shipped!);
     this.onUnpriced = opts.onUnpriced;
     this.onCost = opts.onCost;
-    for (const b of store.budgets()) this.budgets.set(key(b.scope, b.window), b);
-    for (const row of store.leases()) {
-      const identity = { namespace: row.namespace, service: row.service, pod: row.pod };
-      this.index({
-        id: row.id,
-        owner: row.owner,
-        identity,
-        scopes: scopesOf(identity, this.teams.of(identity.namespace)),
-        priority: PRIORITIES[row.priority - 1] ?? 'interactive',
-        incarnation: row.incarnation,
-        outstanding: row.outstanding,
-        demand: row.demand,
-        requestTokens: row.requestTokens,
-        inflight: 0,
-        expiresAtMs: row.expiresAtMs,
-        windows: JSON.parse(row.windows) as Record<string, number>,
-        // Rows from before renewal times were kept: their expiry.
-        renewAtMs: row.renewAtMs > 0 ? row.renewAtMs : row.expiresAtMs,
-        failOpen: row.failOpen,
-        failOpenNext: row.failOpenNext,
-      });
-    }
+    for (const b of store.budgets()) this.budgets.set(keyOf(b), b);
+    for (const row of store.leases()) this.index(leaseFromRow(row, scopesOf({ namespace: row.namespace, service: row.service }, this.teams.of(row.namespace))));
     this.sweep();
   }
 
@@ -224,6 +215,8 @@ export class Allocator {
     demand: number;
     requestTokens?: number;
     reports?: UsageReport[];
+    /** From sidecars that keep a USD balance (absent: none is granted to it). */
+    usd?: UsdAsk;
   }): Grant {
     if (req.identity.namespace === '') throw invalidArgument('identity.namespace is required');
     if (req.incarnation === '') throw invalidArgument('incarnation is required');
@@ -252,11 +245,12 @@ export class Allocator {
       renewAtMs: now,
       failOpen: 0,
       failOpenNext: 0,
+      nano: req.usd === undefined ? undefined : { ...emptyState(), demand: Math.max(MIN_DEMAND, req.usd.demand), requestTokens: Math.max(0, req.usd.requestNano ?? 0) },
     };
     this.index(lease);
     return this.store.transaction(() => {
       if (reports.length > 0) this.apply(lease.scopes, lease.incarnation, reports, undefined);
-      return this.grant(lease, Math.max(0, req.need), now);
+      return this.grant(lease, Math.max(0, req.need), now, Math.max(0, req.usd?.need ?? 0));
     });
   }
 
@@ -270,6 +264,8 @@ export class Allocator {
     unused: number;
     requestTokens?: number;
     inflight?: number;
+    /** From sidecars that keep a USD balance (absent: the lease has none from now on). */
+    usd?: UsdAsk;
   }): Grant {
     const now = this.clock.now();
     this.sweep(now);
@@ -282,7 +278,16 @@ export class Allocator {
       lease.requestTokens = Math.max(0, req.requestTokens ?? 0);
       lease.inflight = Math.max(0, req.inflight ?? 0);
       lease.expiresAtMs = now + this.ttlMs;
-      return this.grant(lease, Math.max(0, req.need), now);
+      const usd = req.usd;
+      if (usd === undefined) lease.nano = undefined;
+      else {
+        const n = (lease.nano ??= emptyState());
+        n.outstanding = Math.max(0, n.outstanding - Math.max(0, usd.unused ?? 0));
+        n.demand = Math.max(MIN_DEMAND, usd.demand);
+        n.requestTokens = Math.max(0, usd.requestNano ?? 0);
+        n.inflight = Math.max(0, usd.inflight ?? 0);
+      }
+      return this.grant(lease, Math.max(0, req.need), now, Math.max(0, usd?.need ?? 0));
     });
   }
 
@@ -338,16 +343,17 @@ export class Allocator {
     return this.leases.size;
   }
 
-  setBudget(scope: string, window: WindowName, tokens: number, floors = DEFAULT_FLOORS): BudgetView {
+  /** `limit`: per window, in `unit` (nano-USD for a USD budget). */
+  setBudget(scope: string, window: WindowName, limit: number, floors = DEFAULT_FLOORS, unit: BudgetUnit = 'tokens'): BudgetView {
     const problem = scopeProblem(scope);
     if (problem !== undefined) throw invalidArgument(`scope "${scope}": ${problem}`);
-    if (!Number.isSafeInteger(tokens) || tokens <= 0) throw invalidArgument('tokens must be a positive integer');
+    if (!Number.isSafeInteger(limit) || limit <= 0) throw invalidArgument(unit === 'usd' ? 'nano_usd must be a positive integer (at most 2^53)' : 'tokens must be a positive integer');
     for (const [name, v] of Object.entries(floors)) {
       if (!(v >= 0 && v <= 1)) throw invalidArgument(`priority floor ${name} must be between 0 and 1`);
     }
-    const row: BudgetRow = { scope, window, tokens, batchFloor: floors.batch, backgroundFloor: floors.background };
+    const row: BudgetRow = { scope, window, unit, tokens: limit, batchFloor: floors.batch, backgroundFloor: floors.background };
     this.store.upsertBudget(row);
-    this.budgets.set(key(scope, window), row);
+    this.budgets.set(keyOf(row), row);
     return this.view(row, this.clock.now());
   }
 
@@ -362,13 +368,18 @@ export class Allocator {
 
   listBudgets(): BudgetView[] {
     const now = this.clock.now();
-    return [...this.budgets.values()].sort((a, b) => a.scope.localeCompare(b.scope) || a.window.localeCompare(b.window)).map((b) => this.view(b, now));
+    return [...this.budgets.values()]
+      .sort((a, b) => a.scope.localeCompare(b.scope) || a.window.localeCompare(b.window) || unitOf(a).localeCompare(unitOf(b)))
+      .map((b) => this.view(b, now));
   }
 
-  deleteBudget(scope: string, window: WindowName | undefined): number {
-    const n = this.store.deleteBudget(scope, window);
-    if (n === 0) throw notFound(`no budget for ${scope}${window === undefined ? '' : ` (${window})`}`);
-    for (const b of [...this.budgets.values()]) if (b.scope === scope && (window === undefined || b.window === window)) this.budgets.delete(key(b.scope, b.window));
+  /** Deletes the scope's budgets of `window` (undefined: every window) in `unit` (undefined: both units). */
+  deleteBudget(scope: string, window: WindowName | undefined, unit?: BudgetUnit): number {
+    const n = this.store.deleteBudget(scope, window, unit);
+    if (n === 0) throw notFound(`no ${unit === 'usd' ? 'USD ' : unit === 'tokens' ? 'token ' : ''}budget for ${scope}${window === undefined ? '' : ` (${window})`}`);
+    for (const b of [...this.budgets.values()]) {
+      if (b.scope === scope && (window === undefined || b.window === window) && (unit === undefined || unitOf(b) === unit)) this.budgets.delete(keyOf(b));
+    }
     return n;
   }
 
@@ -396,7 +407,7 @@ export class Allocator {
     });
   }
 
-  private grant(lease: Lease, need: number, now: number): Grant {
+  private grant(lease: Lease, need: number, now: number, needNano = 0): Grant {
     const budgets = this.budgetsOf(lease.scopes);
     const acked = this.ackedOf(lease.incarnation);
     if (budgets.length === 0) {
@@ -405,6 +416,7 @@ export class Allocator {
       lease.claim = undefined;
       lease.failOpen = 0;
       lease.failOpenNext = 0;
+      if (lease.nano !== undefined) lease.nano.outstanding = 0;
       const refreshAfterMs = Math.floor(this.ttlMs / 3);
       lease.renewAtMs = now + refreshAfterMs;
       this.save(lease);
@@ -427,97 +439,73 @@ export class Allocator {
         failOpenNext: 0,
       };
     }
-    // What the lease held belongs to the windows it was granted in; a new window starts it at zero.
+    // What the lease held belongs to the windows it was granted in; a new window of any of its budgets
+    // starts it at zero in both units (its sidecar voids its balances at the same boundary).
     const current: Record<string, number> = {};
     let stale = false;
+    const tokenBudgets: { b: BudgetRow; key: string; used: number }[] = [];
+    const usdBudgets: { b: BudgetRow; key: string; used: number }[] = [];
     for (const b of budgets) {
-      const k = key(b.scope, b.window);
-      current[k] = windowAt(b.window, now).startMs;
-      if (lease.windows[k] !== current[k]) stale = true;
+      const k = keyOf(b);
+      const start = windowAt(b.window, now).startMs;
+      current[k] = start;
+      if (lease.windows[k] !== start) stale = true;
+      if (unitOf(b) === 'usd') usdBudgets.push({ b, key: k, used: this.usedNanoIn(b.scope, b.window, start) });
+      else tokenBudgets.push({ b, key: k, used: this.usedIn(b.scope, b.window, start) });
     }
     if (stale) {
       lease.outstanding = 0;
+      if (lease.nano !== undefined) lease.nano.outstanding = 0;
       lease.windows = current;
     }
-
-    const weight = weightOf(lease);
-    const target = targetOf(lease, this.horizonMs);
-    // What the sidecar can still spend: running requests' estimates are held, but not spendable.
-    const spendable = Math.max(0, lease.outstanding - lease.inflight);
-    let grant = Infinity;
-    let remaining = Infinity;
-    let windowEnd = Infinity;
-    let contended = false;
-    const refusals: Refusal[] = [];
-    const seen: { b: BudgetRow; endMs: number; left: number; floor: number; weights: number }[] = [];
-    for (const b of budgets) {
-      const span = windowAt(b.window, now);
-      windowEnd = Math.min(windowEnd, span.endMs);
-      const left = Math.max(0, b.tokens - this.usedIn(b.scope, b.window, span.startMs));
-      remaining = Math.min(remaining, left);
-      const floor = b.tokens * (lease.priority === 'batch' ? b.batchFloor : lease.priority === 'background' ? b.backgroundFloor : 0);
-      let others = 0;
-      let weights = weight;
-      let claimed = false;
-      const k = key(b.scope, b.window);
-      // Leases of this class or a lower one give back what they hold when this one waits for it; what
-      // higher classes hold is theirs (and their claims are not this lease's to serve).
-      const holders: Holder[] = [];
-      let higher = 0;
-      const rank = PRIORITIES.indexOf(lease.priority);
-      for (const other of this.byScope.get(b.scope) ?? []) {
-        if (other === lease) continue;
-        const held = (other.windows[k] === span.startMs ? other.outstanding : 0) + atRisk(other, k, span.startMs, now);
-        others += held;
-        const otherRank = PRIORITIES.indexOf(other.priority);
-        if (otherRank < rank) higher += held;
-        else if (held > 0) holders.push({ outstanding: held, renewAtMs: other.renewAtMs, expiresAtMs: other.expiresAtMs });
-        weights += weightOf(other);
-        // A claim of this lease's class or a higher one: this lease holds what it waits for.
-        if (otherRank <= rank && other.claim !== undefined && other.claim.untilMs > now && other.claim.keys.includes(k)) claimed = true;
+    const others = (scope: string): Iterable<Lease> => this.byScope.get(scope) ?? [];
+    const common = { lease, others, now, horizonMs: this.horizonMs };
+    // Tokens: against the token budgets (none: topped up to the lease's target with no limit).
+    const t = grantUnit({ ...common, state: lease, budgets: tokenBudgets, stateOf: (l) => l, need });
+    // Dollars: a lease that keeps a USD balance is granted from the USD budgets like tokens; one that keeps
+    // none (an older sidecar) gets nothing while a USD budget's window is spent (or held) for its class.
+    let u: UnitGrant | undefined;
+    let blocked = false;
+    if (usdBudgets.length > 0) {
+      const stateOf = (l: Lease): UnitState | undefined => l.nano;
+      if (lease.nano !== undefined) u = grantUnit({ ...common, state: lease.nano, budgets: usdBudgets, stateOf, need: needNano });
+      else {
+        u = grantUnit({ ...common, state: emptyState(), budgets: usdBudgets, stateOf, need: 1 });
+        blocked = u.refusals.length > 0;
       }
-      const free = left - others - lease.outstanding;
-      const available = Math.max(0, free - floor);
-      if (claimed) {
-        // Another lease waits for what leases hold of this budget: what comes back is for it, not for top-ups.
-        contended = true;
-        grant = Math.min(grant, available, need);
-      } else {
-        // Top the lease up to its target from what its sidecar can spend, within its share of what remains.
-        const share = Math.max(0, fairShare(left, floor, weight, weights) - lease.outstanding);
-        const want = Math.max(need, target - spendable);
-        grant = Math.min(grant, available, Math.max(share, need), want);
-      }
-      if (need > available) {
-        refusals.push(refusalOf(b, { priority: lease.priority, floor, left: left - higher, own: lease.outstanding, available, need, windowEndMs: span.endMs, holders, now }));
-      }
-      seen.push({ b, endMs: span.endMs, left, floor, weights });
     }
-    // A grant that cannot cover the waiting request would only strand tokens in this lease.
-    grant = Math.floor(grant < need || !Number.isFinite(grant) ? 0 : grant);
+    const refusals = [...t.refusals, ...(u !== undefined && (lease.nano !== undefined || need > 0) ? u.refusals : [])];
+    const windowEnd = Math.min(t.windowEnd, u?.windowEnd ?? Infinity);
+    // A grant that cannot cover the waiting request would only strand tokens (or dollars) in this lease.
+    const refused = refusals.length > 0 || blocked;
+    const grant = refused || t.grant < need || !Number.isFinite(t.grant) ? 0 : Math.floor(t.grant);
+    const grantNano = refused || u === undefined || lease.nano === undefined || u.grant < needNano || !Number.isFinite(u.grant) ? 0 : Math.floor(u.grant);
     let refusal: Refusal | undefined;
-    if (need > 0 && grant === 0 && refusals.length > 0) {
+    if ((need > 0 || needNano > 0) && refusals.length > 0) {
       refusal = decisive(refusals);
       // Waiting only for what other leases hold: claim it, so they give it back instead of topping up (in
       // this window only: a new one starts with nothing held).
       const held = refusals.every((r) => r.reason === 'held');
-      lease.claim = held ? { keys: refusals.map((r) => key(r.scope, r.window)), untilMs: Math.min(refusal.retryAtMs + CLAIM_GRACE_MS, windowEnd) } : undefined;
-    } else if (need > 0) {
+      lease.claim = held ? { keys: refusals.map((r) => key(r.scope, r.window, r.unit)), untilMs: Math.min(refusal.retryAtMs + CLAIM_GRACE_MS, windowEnd) } : undefined;
+    } else if (need > 0 || needNano > 0) {
       lease.claim = undefined;
     }
     lease.outstanding += grant;
     this.coverage.granted(lease.incarnation, grant);
-    // What the pod may spend if it loses the service: what the lease lacks of its fair share (floors kept),
-    // and its share of a whole window later (budgets whose window outlasts the earliest keep the former).
-    let failOpen = Infinity;
-    let failOpenNext = Infinity;
-    for (const s of seen) {
-      const allowance = failOpenAllowance(s.left, s.floor, weight, s.weights, lease.outstanding);
-      failOpen = Math.min(failOpen, allowance);
-      failOpenNext = Math.min(failOpenNext, s.endMs === windowEnd ? failOpenAllowance(s.b.tokens, s.floor, weight, s.weights, 0) : allowance);
+    const tokensOpen = unitFailOpen(t, lease, windowEnd);
+    lease.failOpen = tokensOpen.failOpen;
+    lease.failOpenNext = tokensOpen.failOpenNext;
+    let usd: UsdGrant | undefined;
+    if (lease.nano !== undefined && u !== undefined) {
+      const n = lease.nano;
+      n.outstanding += grantNano;
+      const open = unitFailOpen(u, n, windowEnd);
+      n.failOpen = open.failOpen;
+      n.failOpenNext = open.failOpenNext;
+      usd = { granted: grantNano, lease: n.outstanding, target: u.target, remaining: u.remaining, failOpen: open.failOpen, failOpenNext: open.failOpenNext };
+    } else if (lease.nano !== undefined) {
+      lease.nano.outstanding = 0;
     }
-    lease.failOpen = failOpen;
-    lease.failOpenNext = failOpenNext;
     const ttlMs = Math.max(1, Math.min(this.ttlMs, windowEnd - now));
     const refreshAfterMs = Math.max(1, Math.floor(Math.min(this.ttlMs / 3, windowEnd - now)));
     lease.renewAtMs = now + refreshAfterMs;
@@ -529,18 +517,19 @@ export class Allocator {
       unlimited: false,
       ttlMs,
       refreshAfterMs,
-      remaining,
+      remaining: Number.isFinite(t.remaining) ? t.remaining : -1,
       retryAfterMs: refusal === undefined || refusal.reason === 'exceeds' ? 0 : Math.max(1, refusal.retryAtMs - now),
       acked,
       windowStartMs: grantedSince(lease),
-      giveBack: contended && lease.outstanding > 0,
+      giveBack: (t.contended || u?.contended === true) && (lease.outstanding > 0 || (lease.nano?.outstanding ?? 0) > 0),
       priority: lease.priority,
-      targetTokens: target,
+      targetTokens: t.target,
       windowEndMs: windowEnd,
-      failOpen,
-      failOpenNext,
+      failOpen: tokensOpen.failOpen,
+      failOpenNext: tokensOpen.failOpenNext,
     };
     if (refusal !== undefined) g.refusal = refusal;
+    if (usd !== undefined) g.usd = usd;
     return g;
   }
 
@@ -590,8 +579,12 @@ export class Allocator {
           }
         }
       }
-      // Spending of an earlier window does not pay back what the lease holds of the current one.
-      if (lease !== undefined && r.startedAtMs >= grantedSince(lease)) lease.outstanding = Math.max(0, lease.outstanding - tokens);
+      // Spending of an earlier window does not pay back what the lease holds of the current one. Its USD
+      // balance pays what this service's table says the report cost, whatever its sidecar priced it at.
+      if (lease !== undefined && r.startedAtMs >= grantedSince(lease)) {
+        lease.outstanding = Math.max(0, lease.outstanding - tokens);
+        if (lease.nano !== undefined) lease.nano.outstanding = Math.max(0, lease.nano.outstanding - cost);
+      }
       acked = r.sequence;
     }
     for (const [k, s] of sums) {
@@ -600,6 +593,8 @@ export class Allocator {
       for (const m of s.byModel.values()) this.store.addModelUsage(s.scope, s.window, s, m, m.tokens, m.totals);
       const cached = this.used.get(k);
       if (cached !== undefined) this.used.set(k, cached + s.tokens);
+      const cachedNano = this.usedNano.get(k);
+      if (cachedNano !== undefined) this.usedNano.set(k, cachedNano + s.costNano);
     }
     if (acked !== this.ackedOf(incarnation)) {
       this.store.setAcked(incarnation, acked, this.clock.now());
@@ -628,15 +623,24 @@ export class Allocator {
     return readThrough(this.used, `${scope}|${window}|${startMs}`, () => this.store.used(scope, window, startMs));
   }
 
+  /** What a window's usage cost (nano-USD), as USD budgets count it. */
+  private usedNanoIn(scope: string, window: WindowName, startMs: number): number {
+    return readThrough(this.usedNano, `${scope}|${window}|${startMs}`, () => this.store.costNano(scope, window, startMs));
+  }
+
   private ackedOf(incarnation: string): number {
     return readThrough(this.ackedBy, incarnation, () => this.store.acked(incarnation));
   }
 
   private view(b: BudgetRow, now: number): BudgetView {
     const span = windowAt(b.window, now);
+    const unit = unitOf(b);
+    const k = keyOf(b);
     let outstanding = 0;
-    for (const l of this.byScope.get(b.scope) ?? []) if (l.windows[key(b.scope, b.window)] === span.startMs) outstanding += l.outstanding;
-    return { ...b, used: this.usedIn(b.scope, b.window, span.startMs), outstanding, windowStartMs: span.startMs, windowEndMs: span.endMs };
+    for (const l of this.byScope.get(b.scope) ?? []) if (l.windows[k] === span.startMs) outstanding += unit === 'usd' ? (l.nano?.outstanding ?? 0) : l.outstanding;
+    const usedNano = this.usedNanoIn(b.scope, b.window, span.startMs);
+    const usedTokens = this.usedIn(b.scope, b.window, span.startMs);
+    return { ...b, unit, used: unit === 'usd' ? usedNano : usedTokens, usedNano, usedTokens, outstanding, windowStartMs: span.startMs, windowEndMs: span.endMs };
   }
 
   /** Drops the leases of these namespaces: their sidecars acquire anew, with their new scopes. */
@@ -666,22 +670,7 @@ export class Allocator {
   }
 
   private save(lease: Lease): void {
-    this.store.saveLease({
-      id: lease.id,
-      ...lease.identity,
-      team: '',
-      priority: PRIORITIES.indexOf(lease.priority) + 1,
-      incarnation: lease.incarnation,
-      outstanding: lease.outstanding,
-      demand: lease.demand,
-      requestTokens: lease.requestTokens,
-      expiresAtMs: lease.expiresAtMs,
-      renewAtMs: lease.renewAtMs,
-      windows: JSON.stringify(lease.windows),
-      owner: lease.owner,
-      failOpen: lease.failOpen,
-      failOpenNext: lease.failOpenNext,
-    });
+    this.store.saveLease(leaseRow(lease));
   }
 }
 
@@ -707,18 +696,4 @@ function windowsSince(window: WindowName, now: number, sinceMs: number): number 
   let n = 1;
   for (let span = windowAt(window, now); n < 1000 && span.startMs > sinceMs; n++) span = windowAt(window, span.startMs - 1);
   return n;
-}
-
-/**
- * The report's tags that are kept: well-formed ones, at most 16. A report with others is still charged in
- * full (refusing it would leave the sidecar resending it forever); only their attribution is lost.
- */
-function attributionTags(tags: Record<string, string> | undefined): { key: string; value: string; pair: string }[] {
-  if (tags === undefined) return [];
-  const out: { key: string; value: string; pair: string }[] = [];
-  for (const [key, value] of Object.entries(tags)) {
-    if (out.length === MAX_TAGS) break;
-    if (TAG_KEY.test(key) && typeof value === 'string' && value.length <= MAX_TAG_VALUE) out.push({ key, value, pair: `${key}=${value}` });
-  }
-  return out;
 }

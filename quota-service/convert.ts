@@ -1,6 +1,7 @@
 // Proto enums and messages ↔ the allocator's types.
 import { kindsFromMsg } from '../proto/token-kinds.js';
-import type { BudgetMsg, PriorityName, RefusalMsg, RefusalReasonName, UsageReportMsg, WindowEnum } from '../proto/messages.js';
+import type { BudgetMsg, BudgetUnitName, PriorityName, RefusalMsg, RefusalReasonName, UsageReportMsg, WindowEnum } from '../proto/messages.js';
+import type { BudgetUnit } from './store.js';
 import type { BudgetView, PriorityClass, UsageReport } from './allocator.js';
 import { invalidArgument } from './errors.js';
 import type { Refusal } from './refusal.js';
@@ -34,6 +35,12 @@ export function windowEnum(w: WindowName): WindowEnum {
   return `WINDOW_${w.toUpperCase()}` as WindowEnum;
 }
 
+export const unitName = (u: BudgetUnit): BudgetUnitName => (u === 'usd' ? 'BUDGET_UNIT_USD' : 'BUDGET_UNIT_TOKENS');
+
+/** A unit that selects (DeleteBudget): unspecified is every unit. */
+export const optionalUnitOf = (u: BudgetUnitName | undefined): BudgetUnit | undefined =>
+  u === 'BUDGET_UNIT_USD' ? 'usd' : u === 'BUDGET_UNIT_TOKENS' ? 'tokens' : undefined;
+
 export function reportsOf(reports: UsageReportMsg[] | undefined): UsageReport[] {
   // Older sidecars name only the app's model: it is priced by that name (else at the default).
   return (reports ?? []).map((r) => ({
@@ -48,15 +55,20 @@ export function reportsOf(reports: UsageReportMsg[] | undefined): UsageReport[] 
 }
 
 export function budgetMsg(b: BudgetView): BudgetMsg {
+  const usd = b.unit === 'usd';
   return {
     scope: b.scope,
     window: windowEnum(b.window),
-    tokens: b.tokens,
+    tokens: usd ? 0 : b.tokens,
     floors: { batch: b.batchFloor, background: b.backgroundFloor },
-    usedTokens: b.used,
-    outstandingTokens: b.outstanding,
+    usedTokens: b.usedTokens,
+    outstandingTokens: usd ? 0 : b.outstanding,
     windowStartMs: b.windowStartMs,
     windowEndMs: b.windowEndMs,
+    unit: unitName(b.unit),
+    nanoUsd: usd ? b.tokens : 0,
+    usedNanoUsd: b.usedNano,
+    outstandingNanoUsd: usd ? b.outstanding : 0,
   };
 }
 
@@ -78,5 +90,6 @@ export function refusalMsg(r: Refusal): RefusalMsg {
     leftTokens: r.left,
     availableTokens: r.available,
     needTokens: r.need,
+    unit: unitName(r.unit),
   };
 }

@@ -19,11 +19,13 @@ import type {
   UsageResponse,
   WindowEnum,
   WindowUsageMsg,
+  BudgetUnitName,
 } from '../proto/messages.js';
 import type { Allocator, Grant } from './allocator.js';
 import type { Access, Authenticator } from './auth/authenticator.js';
 import type { VerifiedIdentity } from './auth/token-verifier.js';
-import { budgetMsg, optionalWindowOf, priorityOf, refusalMsg, reportsOf, windowEnum, windowOf } from './convert.js';
+import { budgetMsg, optionalUnitOf, optionalWindowOf, priorityOf, refusalMsg, reportsOf, windowEnum, windowOf } from './convert.js';
+import { usdAskOf } from './usd-ask.js';
 import { failedPrecondition, invalidArgument, permissionDenied, QuotaError } from './errors.js';
 import { SHIPPED_PRICES } from '../common/pricing/shipped-prices.js';
 import { loadedPrices, type LoadedPrices } from './prices.js';
@@ -89,6 +91,17 @@ function leaseResponse(g: Grant, providerKeysVersion: string, prices: LoadedPric
     failOpenNextTokens: g.failOpenNext,
     pricesVersion: prices.version,
     prices: sidecarPrices === prices.version ? null : prices.msg,
+    ...(g.usd === undefined
+      ? {}
+      : {
+          usd: true,
+          grantedNanoUsd: g.usd.granted,
+          leaseNanoUsd: g.usd.lease,
+          targetNanoUsd: g.usd.target,
+          remainingNanoUsd: g.usd.remaining,
+          failOpenNanoUsd: g.usd.failOpen,
+          failOpenNextNanoUsd: g.usd.failOpenNext,
+        }),
   };
 }
 
@@ -168,6 +181,7 @@ export function quotaServiceHandlers(d: QuotaServiceDeps): UntypedServiceImpleme
         demand: r.demandTokensPerSecond,
         requestTokens: r.requestTokens ?? 0,
         reports: reportsOf(r.reports),
+        ...usdAskOf(r),
       });
       waited(g.priority, r);
       return granted(g, r.pricesVersion);
@@ -184,6 +198,7 @@ export function quotaServiceHandlers(d: QuotaServiceDeps): UntypedServiceImpleme
         unused: r.unusedTokens,
         requestTokens: r.requestTokens ?? 0,
         inflight: r.inflightTokens ?? 0,
+        ...usdAskOf(r),
       });
       waited(g.priority, r);
       return granted(g, r.pricesVersion);
@@ -227,12 +242,15 @@ export function quotaAdminHandlers(alloc: Allocator, auth: Authenticator, metric
   return {
     SetBudget: admin('SetBudget', 'write', (r: SetBudgetRequest) => {
       const floors = r.floors === null ? undefined : { batch: r.floors.batch, background: r.floors.background };
+      const nanoUsd = Number(r.nanoUsd ?? 0);
+      if (nanoUsd !== 0 && Number(r.tokens) !== 0) throw invalidArgument('a budget is in tokens or in USD: set one of tokens and nano_usd, not both');
+      if (nanoUsd !== 0) return budgetMsg(alloc.setBudget(r.scope, windowOf(r.window), nanoUsd, floors, 'usd'));
       return budgetMsg(alloc.setBudget(r.scope, windowOf(r.window), r.tokens, floors));
     }),
     GetBudget: admin('GetBudget', 'read', (r: { scope: string }) => list(alloc.getBudgets(r.scope))),
     ListBudgets: admin('ListBudgets', 'read', () => list(alloc.listBudgets())),
-    DeleteBudget: admin('DeleteBudget', 'write', (r: { scope: string; window: WindowEnum }) => ({
-      deleted: alloc.deleteBudget(r.scope, optionalWindowOf(r.window)),
+    DeleteBudget: admin('DeleteBudget', 'write', (r: { scope: string; window: WindowEnum; unit?: BudgetUnitName }) => ({
+      deleted: alloc.deleteBudget(r.scope, optionalWindowOf(r.window), optionalUnitOf(r.unit)),
     })),
     GetUsage: admin('GetUsage', 'read', (r: UsageRequestMsg): UsageResponse => {
       const window = windowOf(r.window);

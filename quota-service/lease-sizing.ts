@@ -59,21 +59,25 @@ export function failOpenAllowance(left: number, floor: number, weight: number, t
 /** What degraded mode knows about a lease. */
 export interface Silenceable {
   renewAtMs: number;
-  /** The allowance for the lease's window, and for each later one. */
-  failOpen: number;
-  failOpenNext: number;
   /** Budget key → start of the window the lease's tokens belong to. */
   windows: Record<string, number>;
 }
 
+/** A lease's fail-open allowance in one unit: for the window of its balance, and for each later one. */
+export interface Allowance {
+  failOpen: number;
+  failOpenNext: number;
+}
+
 /**
- * What a lease's pod may have spent on its own in the window starting at `startMs` of budget `key`: its
- * allowance once it has missed its renewal (by more than a timer's slack), else nothing.
+ * What a lease's pod may have spent on its own in the window starting at `startMs` of budget `key` (in
+ * that budget's unit, from `allowance`): its allowance once it has missed its renewal (by more than a
+ * timer's slack), else nothing.
  */
-export function atRisk(l: Silenceable, key: string, startMs: number, now: number): number {
+export function atRisk(l: Silenceable, allowance: Allowance, key: string, startMs: number, now: number): number {
   if (now <= l.renewAtMs + RENEWAL_SLACK_MS) return 0;
   const since = l.windows[key];
   if (since === undefined) return 0;
-  if (since === startMs) return l.failOpen;
-  return since < startMs ? l.failOpenNext : 0;
+  if (since === startMs) return allowance.failOpen;
+  return since < startMs ? allowance.failOpenNext : 0;
 }

@@ -77,10 +77,12 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
   metrics.registry.onCollect(() => {
     metrics.budgetUsed.clear();
     metrics.budgetLimit.clear();
+    // In the budget's unit: tokens, or USD (kept in nano-USD).
     for (const b of allocator.listBudgets()) {
-      const labels = { scope: b.scope, window: b.window, unit: 'tokens' };
-      metrics.budgetUsed.set(b.used, labels);
-      metrics.budgetLimit.set(b.tokens, labels);
+      const usd = b.unit === 'usd';
+      const labels = { scope: b.scope, window: b.window, unit: usd ? 'usd' : 'tokens' };
+      metrics.budgetUsed.set(usd ? b.used / 1e9 : b.used, labels);
+      metrics.budgetLimit.set(usd ? b.tokens / 1e9 : b.tokens, labels);
     }
   });
   const proto = loadQuotaProto();

@@ -6,7 +6,9 @@
 //   told `give_back` returns what it holds unspent at its next renewal (see allocator.ts), so that is its
 //   next renewal, or its expiry if it stopped renewing. Only leases of the same class or a lower one are
 //   told to: what a higher class holds is not left for this one.
+// Amounts are in the refusing budget's unit: tokens, or nano-USD for a USD budget.
 import type { PriorityClass } from './allocator.js';
+import type { BudgetUnit } from './store.js';
 import type { WindowName } from './windows.js';
 
 export type RefusalReason = 'exceeds' | 'window' | 'held';
@@ -16,6 +18,8 @@ export interface Refusal {
   window: WindowName;
   priority: PriorityClass;
   reason: RefusalReason;
+  /** The budget's unit: every amount below is in it (nano-USD for USD). */
+  unit: BudgetUnit;
   windowEndMs: number;
   /** The budget's tokens per window. */
   budgetTokens: number;
@@ -62,7 +66,7 @@ export function heldUntil(holders: readonly Holder[], deficit: number, now: numb
 
 /** Classifies a need `available` does not cover, for one budget. */
 export function refusalOf(
-  b: { scope: string; window: WindowName; tokens: number },
+  b: { scope: string; window: WindowName; tokens: number; unit?: BudgetUnit | undefined },
   at: { priority: PriorityClass; floor: number; left: number; own: number; available: number; need: number; windowEndMs: number; holders: readonly Holder[]; now: number },
 ): Refusal {
   const classLimit = Math.floor(b.tokens - at.floor);
@@ -78,6 +82,7 @@ export function refusalOf(
     window: b.window,
     priority: at.priority,
     reason,
+    unit: b.unit ?? 'tokens',
     windowEndMs: at.windowEndMs,
     budgetTokens: b.tokens,
     classLimit,

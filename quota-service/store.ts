@@ -1,14 +1,20 @@
 // The quota service's durable state in one SQLite file (WAL, full sync: an acknowledged report is on
-// disk): budgets, consumption per scope and window in tokens and cost (also per tag of the requests, for
+// disk): budgets (in tokens, and in USD in a table of their own, so a scope can have both for a window), consumption per scope and window in tokens and cost (also per tag of the requests, for
 // attribution, and per model), outstanding leases, the highest report sequence processed per sidecar incarnation (and when, and which
 // verified identity owns it), and the operators' mapping of namespaces to teams.
 import { columnsOf, openSqlite, type SqliteDatabase } from '../common/sqlite.js';
 import { noKinds, type TokenKinds } from '../proto/token-kinds.js';
 import type { WindowName } from './windows.js';
 
+/** What a budget limits: tokens, or USD (its amounts in nano-USD). */
+export type BudgetUnit = 'tokens' | 'usd';
+
 export interface BudgetRow {
   scope: string;
   window: WindowName;
+  /** Absent in rows from before dollar budgets: tokens. */
+  unit?: BudgetUnit;
+  /** The limit per window, in the budget's unit: tokens, or nano-USD for a USD budget. */
   tokens: number;
   batchFloor: number;
   backgroundFloor: number;
@@ -36,6 +42,13 @@ export interface LeaseRow {
   /** Its pod's fail-open allowance in that window, and in later ones (see lease-sizing.ts). */
   failOpen: number;
   failOpenNext: number;
+  /** 1 when its sidecar keeps a USD balance (usd_leases), and that balance as the fields above, in nano-USD. */
+  usd: number;
+  outstandingNano: number;
+  demandNano: number;
+  requestNano: number;
+  failOpenNano: number;
+  failOpenNextNano: number;
 }
 
 export interface TeamRow {
@@ -82,6 +95,11 @@ export const OTHER_MODEL = 'other';
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS budgets (
   scope TEXT NOT NULL, window TEXT NOT NULL, tokens INTEGER NOT NULL,
+  batch_floor REAL NOT NULL, background_floor REAL NOT NULL,
+  PRIMARY KEY (scope, window)
+);
+CREATE TABLE IF NOT EXISTS usd_budgets (
+  scope TEXT NOT NULL, window TEXT NOT NULL, nano_usd INTEGER NOT NULL,
   batch_floor REAL NOT NULL, background_floor REAL NOT NULL,
   PRIMARY KEY (scope, window)
 );
@@ -147,8 +165,27 @@ export class SqliteQuotaStore {
                ALTER TABLE leases ADD COLUMN fail_open INTEGER NOT NULL DEFAULT 0;
                ALTER TABLE leases ADD COLUMN fail_open_next INTEGER NOT NULL DEFAULT 0;`);
     }
+    // Leases from before dollar budgets: no USD balance.
+    if (!columnsOf(db, 'leases').includes('usd')) {
+      db.exec(`ALTER TABLE leases ADD COLUMN usd INTEGER NOT NULL DEFAULT 0;
+               ALTER TABLE leases ADD COLUMN outstanding_nano INTEGER NOT NULL DEFAULT 0;
+               ALTER TABLE leases ADD COLUMN demand_nano REAL NOT NULL DEFAULT 0;
+               ALTER TABLE leases ADD COLUMN request_nano REAL NOT NULL DEFAULT 0;
+               ALTER TABLE leases ADD COLUMN fail_open_nano INTEGER NOT NULL DEFAULT 0;
+               ALTER TABLE leases ADD COLUMN fail_open_next_nano INTEGER NOT NULL DEFAULT 0;`);
+    }
     this.stmts = {
-      budgets: db.prepare('SELECT scope, window, tokens, batch_floor AS batchFloor, background_floor AS backgroundFloor FROM budgets ORDER BY scope, window'),
+      usdBudgets: db.prepare(
+        "SELECT scope, window, 'usd' AS unit, nano_usd AS tokens, batch_floor AS batchFloor, background_floor AS backgroundFloor FROM usd_budgets ORDER BY scope, window",
+      ),
+      upsertUsdBudget: db.prepare(
+        `INSERT INTO usd_budgets (scope, window, nano_usd, batch_floor, background_floor) VALUES (@scope, @window, @tokens, @batchFloor, @backgroundFloor)
+         ON CONFLICT (scope, window) DO UPDATE SET nano_usd = excluded.nano_usd, batch_floor = excluded.batch_floor, background_floor = excluded.background_floor`,
+      ),
+      deleteUsdBudget: db.prepare('DELETE FROM usd_budgets WHERE scope = ? AND window = ?'),
+      deleteUsdScope: db.prepare('DELETE FROM usd_budgets WHERE scope = ?'),
+      costNano: db.prepare('SELECT cost_nano AS costNano FROM consumption WHERE scope = ? AND window = ? AND start_ms = ?'),
+      budgets: db.prepare("SELECT scope, window, 'tokens' AS unit, tokens, batch_floor AS batchFloor, background_floor AS backgroundFloor FROM budgets ORDER BY scope, window"),
       upsertBudget: db.prepare(
         `INSERT INTO budgets (scope, window, tokens, batch_floor, background_floor) VALUES (@scope, @window, @tokens, @batchFloor, @backgroundFloor)
          ON CONFLICT (scope, window) DO UPDATE SET tokens = excluded.tokens, batch_floor = excluded.batch_floor, background_floor = excluded.background_floor`,
@@ -200,16 +237,20 @@ export class SqliteQuotaStore {
       pruneUsage: db.prepare('DELETE FROM consumption WHERE rowid IN (SELECT rowid FROM consumption WHERE window = ? AND end_ms < ? LIMIT ?)'),
       leases: db.prepare(
         `SELECT id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens AS requestTokens,
-           expires_at_ms AS expiresAtMs, renew_at_ms AS renewAtMs, windows, owner, fail_open AS failOpen, fail_open_next AS failOpenNext FROM leases`,
+           expires_at_ms AS expiresAtMs, renew_at_ms AS renewAtMs, windows, owner, fail_open AS failOpen, fail_open_next AS failOpenNext,
+           usd, outstanding_nano AS outstandingNano, demand_nano AS demandNano, request_nano AS requestNano,
+           fail_open_nano AS failOpenNano, fail_open_next_nano AS failOpenNextNano FROM leases`,
       ),
       saveLease: db.prepare(
         `INSERT INTO leases (id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens, expires_at_ms,
-           renew_at_ms, windows, owner, fail_open, fail_open_next)
+           renew_at_ms, windows, owner, fail_open, fail_open_next, usd, outstanding_nano, demand_nano, request_nano, fail_open_nano, fail_open_next_nano)
          VALUES (@id, @namespace, @service, @team, @pod, @priority, @incarnation, @outstanding, @demand, @requestTokens, @expiresAtMs,
-           @renewAtMs, @windows, @owner, @failOpen, @failOpenNext)
+           @renewAtMs, @windows, @owner, @failOpen, @failOpenNext, @usd, @outstandingNano, @demandNano, @requestNano, @failOpenNano, @failOpenNextNano)
          ON CONFLICT (id) DO UPDATE SET outstanding = excluded.outstanding, demand = excluded.demand, request_tokens = excluded.request_tokens,
            expires_at_ms = excluded.expires_at_ms, renew_at_ms = excluded.renew_at_ms, windows = excluded.windows,
-           fail_open = excluded.fail_open, fail_open_next = excluded.fail_open_next`,
+           fail_open = excluded.fail_open, fail_open_next = excluded.fail_open_next, usd = excluded.usd, outstanding_nano = excluded.outstanding_nano,
+           demand_nano = excluded.demand_nano, request_nano = excluded.request_nano, fail_open_nano = excluded.fail_open_nano,
+           fail_open_next_nano = excluded.fail_open_next_nano`,
       ),
       deleteLease: db.prepare('DELETE FROM leases WHERE id = ?'),
       acked: db.prepare('SELECT sequence FROM acked WHERE incarnation = ?'),
@@ -232,16 +273,28 @@ export class SqliteQuotaStore {
     return this.db.transaction(fn)();
   }
 
+  /** Every budget, token budgets first. */
   budgets(): BudgetRow[] {
-    return this.stmts.budgets.all() as BudgetRow[];
+    return [...(this.stmts.budgets.all() as BudgetRow[]), ...(this.stmts.usdBudgets.all() as BudgetRow[])];
   }
 
   upsertBudget(b: BudgetRow): void {
-    this.stmts.upsertBudget.run(b);
+    const row = { scope: b.scope, window: b.window, tokens: b.tokens, batchFloor: b.batchFloor, backgroundFloor: b.backgroundFloor };
+    (b.unit === 'usd' ? this.stmts.upsertUsdBudget : this.stmts.upsertBudget).run(row);
   }
 
-  deleteBudget(scope: string, window: WindowName | undefined): number {
-    return (window === undefined ? this.stmts.deleteScope.run(scope) : this.stmts.deleteBudget.run(scope, window)).changes;
+  /** Deletes the scope's budgets of `window` (undefined: every window) in `unit` (undefined: both); returns how many. */
+  deleteBudget(scope: string, window: WindowName | undefined, unit?: BudgetUnit): number {
+    let n = 0;
+    if (unit !== 'usd') n += (window === undefined ? this.stmts.deleteScope.run(scope) : this.stmts.deleteBudget.run(scope, window)).changes;
+    if (unit !== 'tokens') n += (window === undefined ? this.stmts.deleteUsdScope.run(scope) : this.stmts.deleteUsdBudget.run(scope, window)).changes;
+    return n;
+  }
+
+  /** What a window's consumption cost, in nano-USD. */
+  costNano(scope: string, window: WindowName, startMs: number): number {
+    const row = this.stmts.costNano.get(scope, window, startMs) as { costNano: number } | undefined;
+    return row?.costNano ?? 0;
   }
 
   used(scope: string, window: WindowName, startMs: number): number {

@@ -1,6 +1,9 @@
 // `llmgw budget set|get|list|delete`: operators' view of the quota service (`usage`: budget-usage.ts).
-// Tables for people, `--output json` for scripts.
-import type { BudgetMsg, WindowEnum } from '../../proto/messages.js';
+// A budget is in tokens (`--tokens N`) or in dollars (`--usd AMOUNT`); a scope may have one of each per
+// window, and `delete` removes both unless `--tokens` or `--usd` names one. Tables for people (dollar
+// amounts as `$12.34`), `--output json` for scripts.
+import { formatDollars, formatUsd } from '../../common/pricing/price-usage.js';
+import type { BudgetMsg, BudgetUnitName, WindowEnum } from '../../proto/messages.js';
 import { windowEnum } from '../../quota-service/convert.js';
 import { scopeProblem } from '../../quota-service/scopes.js';
 import { isWindowName } from '../../quota-service/windows.js';
@@ -22,19 +25,40 @@ export function checkWindow(window: string): WindowEnum {
 export const win = (w: string): string => w.replace('WINDOW_', '').toLowerCase();
 export const iso = (ms: number): string => new Date(ms).toISOString().replace('.000Z', 'Z');
 
+const isUsd = (b: BudgetMsg): boolean => b.unit === 'BUDGET_UNIT_USD';
+const usd = (nano: number): number => Number(formatUsd(nano));
+
+/** A USD budget's limit, used, outstanding and remaining in USD; a token budget's in tokens, with what its window cost. */
 function budgetJson(b: BudgetMsg): object {
+  const head = { scope: b.scope, window: win(b.window) };
+  const tail = { windowStart: iso(b.windowStartMs), windowEnd: iso(b.windowEndMs), priorityFloors: b.floors };
+  if (isUsd(b)) {
+    const limit = Number(b.nanoUsd ?? 0);
+    const used = Number(b.usedNanoUsd ?? 0);
+    return {
+      ...head,
+      unit: 'usd',
+      usd: usd(limit),
+      used: usd(used),
+      outstanding: usd(Number(b.outstandingNanoUsd ?? 0)),
+      remaining: usd(Math.max(0, limit - used)),
+      usedTokens: b.usedTokens,
+      ...tail,
+    };
+  }
   return {
-    scope: b.scope,
-    window: win(b.window),
+    ...head,
+    unit: 'tokens',
     tokens: b.tokens,
     used: b.usedTokens,
     outstanding: b.outstandingTokens,
     remaining: Math.max(0, b.tokens - b.usedTokens),
-    windowStart: iso(b.windowStartMs),
-    windowEnd: iso(b.windowEndMs),
-    priorityFloors: b.floors,
+    usedUsd: usd(Number(b.usedNanoUsd ?? 0)),
+    ...tail,
   };
 }
+
+const dollars = formatDollars;
 
 
 function printBudgets(budgets: BudgetMsg[], output: 'table' | 'json'): void {
@@ -46,17 +70,22 @@ function printBudgets(budgets: BudgetMsg[], output: 'table' | 'json'): void {
     process.stdout.write('no budgets\n');
     return;
   }
-  const rows = [['SCOPE', 'WINDOW', 'TOKENS', 'USED', 'OUTSTANDING', 'REMAINING', 'RESETS (UTC)', 'FLOORS batch/background']];
+  // Amounts in the budget's unit: tokens, or dollars ($12.34).
+  const rows = [['SCOPE', 'WINDOW', 'LIMIT', 'USED', 'OUTSTANDING', 'REMAINING', 'RESETS (UTC)', 'FLOORS batch/background', 'UNIT']];
   for (const b of budgets) {
+    const [limit, used, outstanding, fmt] = isUsd(b)
+      ? [Number(b.nanoUsd ?? 0), Number(b.usedNanoUsd ?? 0), Number(b.outstandingNanoUsd ?? 0), dollars]
+      : [b.tokens, b.usedTokens, b.outstandingTokens, String];
     rows.push([
       b.scope,
       win(b.window),
-      String(b.tokens),
-      String(b.usedTokens),
-      String(b.outstandingTokens),
-      String(Math.max(0, b.tokens - b.usedTokens)),
+      fmt(limit),
+      fmt(used),
+      fmt(outstanding),
+      fmt(Math.max(0, limit - used)),
       iso(b.windowEndMs),
       `${b.floors?.batch ?? 0}/${b.floors?.background ?? 0}`,
+      isUsd(b) ? 'usd' : 'tokens',
     ]);
   }
   process.stdout.write(table(rows));
@@ -76,11 +105,27 @@ function parseFloors(spec: string | undefined): { batch: number; background: num
   return floors;
 }
 
-export async function budgetSet(scope: string, o: AdminFlags & { tokens: string; window: string; priorityFloors?: string }): Promise<void> {
-  const output = checkOutput(o);
+/** `--usd`: dollars with up to 9 decimals (nano-USD), exactly; returns nano-USD. */
+export function parseUsd(value: string): number {
+  const m = /^\$?(\d+)(?:\.(\d{1,9}))?$/.exec(value.trim());
+  const nano = m === null ? NaN : Number(m[1]) * 1e9 + Number((m[2] ?? '').padEnd(9, '0'));
+  if (!Number.isSafeInteger(nano) || nano <= 0) throw new UsageError(`--usd: expected a positive amount of dollars (e.g. 250 or 0.05, up to 9 decimals, at most 9007199), got "${value}"`);
+  return nano;
+}
+
+/** `--tokens` or `--usd`, exactly one (a scope with both has two budgets: set each with its own call). */
+function limitOf(o: { tokens?: string; usd?: string }): { tokens: number; nanoUsd: number } {
+  if (o.tokens !== undefined && o.usd !== undefined) throw new UsageError('--tokens and --usd: give one of them (a scope can have both budgets: set each with its own call)');
+  if (o.usd !== undefined) return { tokens: 0, nanoUsd: parseUsd(o.usd) };
+  if (o.tokens === undefined) throw new UsageError('give the budget as --tokens N or --usd AMOUNT');
   const tokens = Number(o.tokens);
   if (!Number.isSafeInteger(tokens) || tokens <= 0) throw new UsageError(`--tokens: expected a positive whole number, got "${o.tokens}"`);
-  const req = { scope: checkScope(scope), window: checkWindow(o.window), tokens, floors: parseFloors(o.priorityFloors) };
+  return { tokens, nanoUsd: 0 };
+}
+
+export async function budgetSet(scope: string, o: AdminFlags & { tokens?: string; usd?: string; window: string; priorityFloors?: string }): Promise<void> {
+  const output = checkOutput(o);
+  const req = { scope: checkScope(scope), window: checkWindow(o.window), ...limitOf(o), floors: parseFloors(o.priorityFloors) };
   const b = await withAdminClient(o, (c) => c.setBudget(req));
   printBudgets([b], output);
 }
@@ -95,9 +140,16 @@ export async function budgetList(o: AdminFlags): Promise<void> {
   printBudgets(await withAdminClient(o, (c) => c.listBudgets()), output);
 }
 
-export async function budgetDelete(scope: string, o: AdminFlags & { window?: string }): Promise<void> {
+/** `--tokens` / `--usd` as flags of `delete`: which unit's budgets (neither: both). */
+function unitOf(o: { tokens?: boolean; usd?: boolean }): BudgetUnitName {
+  if (o.tokens === true && o.usd === true) throw new UsageError('--tokens and --usd: give one of them, or neither to delete both');
+  return o.usd === true ? 'BUDGET_UNIT_USD' : o.tokens === true ? 'BUDGET_UNIT_TOKENS' : 'BUDGET_UNIT_UNSPECIFIED';
+}
+
+export async function budgetDelete(scope: string, o: AdminFlags & { window?: string; tokens?: boolean; usd?: boolean }): Promise<void> {
   const output = checkOutput(o);
   const window = o.window === undefined ? 'WINDOW_UNSPECIFIED' : checkWindow(o.window);
-  const n = await withAdminClient(o, (c) => c.deleteBudget(checkScope(scope), window));
+  const unit = unitOf(o);
+  const n = await withAdminClient(o, (c) => c.deleteBudget(checkScope(scope), window, unit));
   process.stdout.write(output === 'json' ? `${JSON.stringify({ deleted: n })}\n` : `deleted ${n} budget${n === 1 ? '' : 's'} of ${scope}\n`);
 }

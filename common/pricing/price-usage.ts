@@ -77,8 +77,14 @@ export function formatUsd(nanoUsd: number): string {
   return `${sign}${whole}.${String(frac).padStart(places, '0')}`;
 }
 
-/** Nano-USD → dollars for people: `$12.34` (cents), or more places for an amount below a cent (`$0.0042`). */
+/**
+ * Nano-USD → dollars for people: `$12.34` (to the cent from a dollar up), and below a dollar at least two
+ * places and as many more as the amount has (`$0.50`, `$0.2003`, `$0.000042`), so small budgets read exactly.
+ */
 export function formatDollars(nanoUsd: number): string {
-  if (nanoUsd !== 0 && Math.abs(nanoUsd) < 1e7) return `$${formatUsd(nanoUsd)}`;
-  return `$${(nanoUsd / 1e9).toFixed(2)}`;
+  if (Math.abs(nanoUsd) >= 1e9) return `$${(nanoUsd / 1e9).toFixed(2)}`;
+  const s = formatUsd(Math.round(nanoUsd));
+  const dot = s.indexOf('.');
+  const places = dot < 0 ? 0 : s.length - dot - 1;
+  return `$${places >= 2 ? s : (nanoUsd / 1e9).toFixed(2)}`;
 }

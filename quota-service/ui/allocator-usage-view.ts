@@ -44,18 +44,22 @@ export function allocatorUsageView(opts: AllocatorUsageViewOptions): UsageView {
   };
   const view: UsageView = {
     budgets: (): BudgetStatus[] =>
-      allocator.listBudgets().map((b) => ({
-        scope: b.scope,
-        window: b.window,
-        unit: 'tokens',
-        limit: b.tokens,
-        used: b.used,
-        reserved: b.outstanding,
-        remaining: Math.max(0, b.tokens - b.used - b.outstanding),
-        windowStartMs: b.windowStartMs,
-        windowEndMs: b.windowEndMs,
-        usedUsd: store.totals(b.scope, b.window, b.windowStartMs).costNano / 1e9,
-      })),
+      allocator.listBudgets().map((b) => {
+        // A USD budget's amounts are kept in nano-USD: shown in USD.
+        const scale = b.unit === 'usd' ? 1e-9 : 1;
+        return {
+          scope: b.scope,
+          window: b.window,
+          unit: b.unit,
+          limit: b.tokens * scale,
+          used: b.used * scale,
+          reserved: b.outstanding * scale,
+          remaining: Math.max(0, b.tokens - b.used - b.outstanding) * scale,
+          windowStartMs: b.windowStartMs,
+          windowEndMs: b.windowEndMs,
+          usedUsd: b.usedNano / 1e9,
+        };
+      }),
     leases: (): LeaseStatus[] =>
       liveLeases().map((l) => ({
         namespace: l.namespace,
@@ -64,6 +68,7 @@ export function allocatorUsageView(opts: AllocatorUsageViewOptions): UsageView {
         priority: PRIORITIES[l.priority - 1] ?? 'interactive',
         tokensHeld: l.outstanding,
         expiresAtMs: l.expiresAtMs,
+        ...(l.usd === 1 ? { usdHeld: l.outstandingNano / 1e9 } : {}),
       })),
     scopes: (): string[] => {
       const found = new Set<string>();

@@ -20,22 +20,29 @@
 // on the service's clock (not at a Retry-After that crossed the network), and a request refused in the
 // last moments of a window waits for the next one instead, if it starts before its deadline. An answer
 // saying another lease waits for tokens this class holds makes it give back what it holds unspent at once.
+//
+// Dollar budgets: while the service says they match, each class also keeps a dollar balance (nano-USD,
+// usd-balance.ts) under the same rules; a request reserves its priced estimate from it beside its tokens,
+// waits, is refused (in dollars) or spends its fail-open share the same way, and settles to its priced usage.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { Clock } from '../../common/clock.js';
 import { GatewayError } from '../../common/errors.js';
-import type { IdentityMsg, LeaseResponse, PriorityName, RefusalMsg } from '../../proto/messages.js';
+import type { IdentityMsg, LeaseResponse, PriorityName } from '../../proto/messages.js';
 import type { QuotaConfig } from '../config/schema.js';
 import type { Priority } from '../http/caller-headers.js';
 import { TokenBucket } from '../limits/token-bucket.js';
 import type { LeaseMetrics } from '../metrics/sidecar-metrics.js';
 import { DemandRate } from './estimate.js';
 import { QuotaRpcError, RpcStatus, type QuotaRpc } from './quota-rpc.js';
-import { exceedsBudget, failOpenSpent, heldByLeases, retrySeconds, unnamedRefusal, windowSpent } from './refusal-errors.js';
+import { failOpenSpent, retrySeconds } from './refusal-errors.js';
+import { amountIn, heldRefusal, needFor, needIn, REFUSAL_HELD_MS, refusalError, windowWait, type QuotaRefusal } from './held-refusal.js';
 import type { TokenKinds } from '../../proto/token-kinds.js';
 import type { InflightEntry } from './inflight-log.js';
 import type { PriceSink } from '../pricing/price-book.js';
 import type { UsageOutbox } from './usage-outbox.js';
+import { failOpenSpentUsd } from './refusal-errors.js';
+import { UsdBalance } from './usd-balance.js';
 
 export interface Reservation {
   priority: Priority;
@@ -46,6 +53,8 @@ export interface Reservation {
   unlimited: boolean;
   /** Spent from the fail-open allowance of its epoch's window (the service out of reach). */
   failOpen?: boolean;
+  /** What it reserved of the class's dollar balance or fail-open share (nano-USD; 0 while no dollar budget applies). */
+  nano: number;
 }
 
 /** Why a lease call was made (the `reason` label of llmgw_quota_lease_calls_total). */
@@ -106,18 +115,8 @@ interface ClassLease {
   waited: { requests: number; seconds: number };
   /** The estimates of the requests waiting for the service now: a renewal asks for all of them at first. */
   waitingTokens: number;
-}
-
-/** A refusal of the service, remembered so that a flood of requests that cannot fit does not each ask again. */
-interface QuotaRefusal {
-  /** Monotonic ms of the answer: trusted for REFUSAL_HELD_MS after it. */
-  at: number;
-  /** Monotonic ms after which the refused need can be granted: a spent window's end, else the call's send time plus retry_after_ms. */
-  until: number;
-  /** The most the service could grant: larger needs are refused without asking. */
-  maxNeed: number;
-  /** Which budget refused, and why (null from a service that predates it). */
-  info: RefusalMsg | null;
+  /** The dollar balance beside the tokens (on while dollar budgets match). */
+  usd: UsdBalance;
 }
 
 export interface LeaseManagerOptions {
@@ -156,13 +155,6 @@ const REPORT_EVERY_MS = 5000;
  * starts a window at once, and its provisional balance covers the wait, so the service gets them spread.
  */
 const WINDOW_SPREAD_MS = 2000;
-/**
- * How long a refusal is taken as the answer without asking again: long enough that refused requests cost
- * the service at most one call a second per class, short enough that a budget raised meanwhile counts at once.
- */
-const REFUSAL_HELD_MS = 1000;
-/** A request refused because its window is spent waits for the next one if it starts within this long (and its deadline). */
-const WINDOW_WAIT_MAX_MS = 1000;
 const REPORT_BATCH = 1000;
 
 export class LeaseManager {
@@ -177,8 +169,13 @@ export class LeaseManager {
   private outageSince: number | undefined;
   /** …and up to when that time is counted in llmgw_quota_degraded_seconds_total. */
   private outageCountedTo = 0;
+  /** Until the first lease call ended (answered or not): what waits for it; undefined from then on. */
+  private firstCall: { done: Promise<void>; end: () => void } | undefined;
 
   constructor(private readonly opts: LeaseManagerOptions) {
+    let end = (): void => undefined;
+    const done = new Promise<void>((resolve) => (end = resolve));
+    this.firstCall = { done, end };
     this.failOpen = new TokenBucket(opts.config.failOpenTokensPerMinute, opts.clock);
     this.bgTimeoutMs = opts.backgroundTimeoutMs ?? 5000;
     // The one timer: renews leases that are due (also after an outage) and delivers what the outbox holds
@@ -205,6 +202,19 @@ export class LeaseManager {
     this.prices = sink;
   }
 
+  /** The price book requests' dollar estimates and costs are priced by (undefined: none, no dollar reservations). */
+  get priceBook(): PriceSink | undefined {
+    return this.prices;
+  }
+
+  /**
+   * Until the first lease call has ended, a promise of its end (its answer brings the service's price table,
+   * which requests' dollar estimates need); undefined from then on.
+   */
+  untilFirstCall(): Promise<void> | undefined {
+    return this.firstCall?.done;
+  }
+
   /** Starts the default class's lease in the background so the first request need not wait. */
   warmUp(priority: Priority): void {
     void this.refresh(this.lease(priority), 0, this.bgTimeoutMs, { reason: 'due' });
@@ -225,19 +235,22 @@ export class LeaseManager {
     await this.flush();
   }
 
-  /** Reserves `estimate` tokens for a request: synchronously when the lease covers it. */
-  reserve(priority: Priority, estimate: number): Reservation | Promise<Reservation> {
+  /**
+   * Reserves `estimate` tokens for a request, and `nano` (its priced estimate, nano-USD) while dollar budgets
+   * apply: synchronously when the lease covers it.
+   */
+  reserve(priority: Priority, estimate: number, nano = 0): Reservation | Promise<Reservation> {
     const l = this.lease(priority);
     const now = this.opts.clock.monotonic();
-    const fast = this.take(l, estimate, now, false);
+    const fast = this.take(l, estimate, nano, now, false);
     if (fast !== undefined) return fast;
     if (now < l.refusedUntil) throw this.refused(l, now);
-    const refusal = this.heldRefusal(l, estimate, now);
+    const refusal = heldRefusal(l, estimate, nano, now, this.opts.clock.now(), this.opts.config.acquireTimeoutMs);
     if (refusal !== undefined) throw refusal;
-    if (now < l.unreachableUntil) return this.degraded(l, estimate, now);
+    if (now < l.unreachableUntil) return this.degraded(l, estimate, nano, now);
     // The request waits for the service: counted here, and told to the service with the next call.
     this.opts.metrics?.waits.inc({ priority });
-    return this.slow(l, estimate).finally(() => {
+    return this.slow(l, estimate, nano).finally(() => {
       const seconds = (this.opts.clock.monotonic() - now) / 1000;
       this.opts.metrics?.waitSeconds.observe(seconds, { priority });
       l.waited.requests += 1;
@@ -245,15 +258,20 @@ export class LeaseManager {
     });
   }
 
-  /** Settles `r` at what the request used and records the usage durably; `entry`, its in-flight log entry, ends with that record. */
-  settle(r: Reservation, used: number, model: string, tags?: Readonly<Record<string, string>>, entry?: InflightEntry, kinds?: TokenKinds): void {
+  /**
+   * Settles `r` at what the request used (and, when it reserved dollars, `costNano`: what that cost) and
+   * records the usage durably; `entry`, its in-flight log entry, ends with that record.
+   */
+  settle(r: Reservation, used: number, model: string, tags?: Readonly<Record<string, string>>, entry?: InflightEntry, kinds?: TokenKinds, costNano = 0): void {
     const l = this.lease(r.priority);
     if (r.epoch === l.epoch) {
       if (!r.unlimited) {
         l.balance += r.estimate - used;
         l.inflightTokens -= r.estimate;
+        if (r.nano > 0 && l.usd.on) l.usd.settle(r.nano, costNano);
       } else if (r.failOpen === true && l.failOpen !== undefined) {
         l.failOpen.left += r.estimate - used;
+        if (r.nano > 0 && l.usd.failOpen !== undefined) l.usd.failOpen.left += r.nano - costNano;
       }
     }
     l.spent += used;
@@ -263,7 +281,8 @@ export class LeaseManager {
   /** Tokens left in the budget as last known, minus what this pod spent since (undefined: unlimited). */
   remaining(priority: Priority): number | undefined {
     const l = this.leases.get(priority);
-    if (l === undefined || l.unlimited || l.leaseId === undefined) return undefined;
+    // A negative figure: no token budget applies (only dollar ones).
+    if (l === undefined || l.unlimited || l.leaseId === undefined || l.remaining < 0) return undefined;
     // The service's figure covers what was reported with that call: not what settled after it was sent.
     return Math.max(0, l.remaining - (l.spent - l.spentAtSend));
   }
@@ -292,15 +311,17 @@ export class LeaseManager {
   }
 
   /** `degraded`: the service is out of reach, so the lease's balance is spent past its expiry (not past its window). */
-  private take(l: ClassLease, estimate: number, now: number, degraded: boolean): Reservation | undefined {
+  private take(l: ClassLease, estimate: number, nano: number, now: number, degraded: boolean): Reservation | undefined {
     if (l.leaseId === undefined) return undefined;
     if (now >= l.windowEndAt) this.roll(l, now);
     const live = now < l.expiresAt || (degraded && now < l.windowEndAt);
     if (!live) return undefined;
-    if (!l.unlimited && l.balance < estimate) return undefined;
+    if (!l.unlimited && (l.balance < estimate || !l.usd.covers(nano))) return undefined;
+    let reservedNano = 0;
     if (!l.unlimited) {
       l.balance -= estimate;
       l.inflightTokens += estimate;
+      reservedNano = l.usd.take(nano, now);
     }
     l.demand.note(estimate, now);
     // Renew ahead of need when the balance runs low, and on time even if the timer is late (a stalled event
@@ -308,9 +329,9 @@ export class LeaseManager {
     // Not while requests wait: they are about to ask, for all of them.
     if (l.inflight === undefined && l.waitingTokens === 0 && now >= l.unreachableUntil && now >= l.refusedUntil) {
       if (now >= l.refreshAt) void this.refresh(l, 0, this.bgTimeoutMs, { reason: l.provisional > 0 ? 'window' : 'due' });
-      else if (!l.unlimited && l.balance < this.lowWater(l)) void this.refresh(l, 0, this.bgTimeoutMs, { reason: 'ahead' });
+      else if (!l.unlimited && (l.balance < this.lowWater(l) || l.usd.low())) void this.refresh(l, 0, this.bgTimeoutMs, { reason: 'ahead' });
     }
-    return { priority: l.priority, estimate, epoch: l.epoch, startedAtMs: this.opts.clock.now(), unlimited: l.unlimited };
+    return { priority: l.priority, estimate, epoch: l.epoch, startedAtMs: this.opts.clock.now(), unlimited: l.unlimited, nano: reservedNano };
   }
 
   /**
@@ -332,7 +353,9 @@ export class LeaseManager {
     l.provisional = 0;
     l.quotaRefusal = undefined;
     if (l.failOpen !== undefined) l.failOpen.left = l.failOpen.next;
-    if (l.unlimited || now < l.unreachableUntil || now < l.refusedUntil || l.target === 0) return;
+    const provisional = !(l.unlimited || now < l.unreachableUntil || now < l.refusedUntil || l.target === 0);
+    l.usd.rolled(provisional);
+    if (!provisional) return;
     l.provisional = Math.min(l.target, l.failOpen?.next ?? l.target);
     l.balance = l.provisional;
     l.expiresAt = now + WINDOW_SPREAD_MS + this.bgTimeoutMs;
@@ -341,24 +364,28 @@ export class LeaseManager {
     l.refreshAt = now + Math.random() * WINDOW_SPREAD_MS;
   }
 
-  private async slow(l: ClassLease, estimate: number): Promise<Reservation> {
+  private async slow(l: ClassLease, estimate: number, nano: number): Promise<Reservation> {
     // Counted among the requests waiting until it is admitted: dropped at once then (not a turn later), so
     // those still waiting ask for themselves only.
-    const waiting = { tokens: estimate };
+    const waiting = { tokens: estimate, nano };
     l.waitingTokens += estimate;
+    l.usd.waiting += nano;
     const admitted = (r: Reservation): Reservation => {
       l.waitingTokens -= waiting.tokens;
+      l.usd.waiting -= waiting.nano;
       waiting.tokens = 0;
+      waiting.nano = 0;
       return r;
     };
     try {
-      return await this.waitFor(l, estimate, admitted);
+      return await this.waitFor(l, estimate, nano, admitted);
     } finally {
       l.waitingTokens -= waiting.tokens;
+      l.usd.waiting -= waiting.nano;
     }
   }
 
-  private async waitFor(l: ClassLease, estimate: number, admitted: (r: Reservation) => Reservation): Promise<Reservation> {
+  private async waitFor(l: ClassLease, estimate: number, nano: number, admitted: (r: Reservation) => Reservation): Promise<Reservation> {
     // The one bounded wait on the request path, at most acquireTimeoutMs in all: a renewal asking for
     // this request's need (after the one already under way, which may have asked for less).
     let deadline = this.opts.clock.monotonic() + this.opts.config.acquireTimeoutMs;
@@ -367,14 +394,14 @@ export class LeaseManager {
     let exact = l.quotaRefusal !== undefined;
     for (let attempt = 0; attempt < 16; attempt++) {
       // Refused because the window is spent, and it ends before the deadline: wait for the next one.
-      const until = this.windowWait(l, estimate, this.opts.clock.monotonic(), deadline);
+      const until = windowWait(l, estimate, nano, this.opts.clock.monotonic(), deadline);
       if (until > 0) {
         const q = l.quotaRefusal!;
         await sleep(until - this.opts.clock.monotonic());
         const now = this.opts.clock.monotonic();
         // A clock that does not move with the timers (tests): the refusal stands.
-        if (now < until) throw this.refusalError(l, q, estimate, now);
-        const r = this.take(l, estimate, now, false);
+        if (now < until) throw refusalError(l, q, estimate, nano, now, this.opts.clock.now());
+        const r = this.take(l, estimate, nano, now, false);
         if (r !== undefined) return admitted(r);
         exact = false;
         // The wait was for the window, not for the service: the call for the new one has its own time.
@@ -387,25 +414,26 @@ export class LeaseManager {
       // The request waits at most what is left of its deadline; the call itself has the background deadline,
       // so an impatient request does not make the service look out of reach to the whole class.
       answered = await Promise.race([
-        this.refresh(l, estimate, this.bgTimeoutMs, { exact, reason: 'request' }).then(() => true),
+        this.refresh(l, estimate, this.bgTimeoutMs, { exact, reason: 'request', nano }).then(() => true),
         new Promise<boolean>((r) => (timer = setTimeout(() => r(false), left))),
       ]);
       clearTimeout(timer);
       if (!answered) break;
       const now = this.opts.clock.monotonic();
-      const r = this.take(l, estimate, now, false);
+      const r = this.take(l, estimate, nano, now, false);
       if (r !== undefined) return admitted(r);
       if (now < l.refusedUntil) throw this.refused(l, now);
-      if (now < l.unreachableUntil) return this.degraded(l, estimate, now);
+      if (now < l.unreachableUntil) return this.degraded(l, estimate, nano, now);
       // Refused what the class lacks for this request (not only a larger ask): that is the answer. Refused
       // the whole estimate though the class holds part of it: ask for just what it lacks, whose answer says
       // best when it can be had. Else what was granted went to other requests meanwhile: ask again.
       const q = l.quotaRefusal;
       if (q !== undefined && q.at >= asked) {
-        const need = this.needFor(l, estimate, now);
-        if ((exact || need >= estimate) && need > q.maxNeed) {
-          if (this.windowWait(l, estimate, now, deadline) > 0) continue;
-          throw this.refusalError(l, q, estimate, now);
+        // In the refusing budget's unit: tokens, or nano-USD.
+        const need = needIn(l, q, estimate, nano, now);
+        if ((exact || need >= amountIn(q, estimate, nano)) && need > q.maxNeed) {
+          if (windowWait(l, estimate, nano, now, deadline) > 0) continue;
+          throw refusalError(l, q, estimate, nano, now, this.opts.clock.now());
         }
         exact = true;
       }
@@ -416,20 +444,12 @@ export class LeaseManager {
       });
     }
     // The service did not answer in time: this request is served as if it were out of reach.
-    return this.degraded(l, estimate, this.opts.clock.monotonic());
+    return this.degraded(l, estimate, nano, this.opts.clock.monotonic());
   }
 
-  /** When the window a held refusal says is spent for this request ends (monotonic ms), if soon and before `deadline`; else 0. */
-  private windowWait(l: ClassLease, estimate: number, now: number, deadline: number): number {
-    const q = l.quotaRefusal;
-    if (q === undefined || q.info?.reason !== 'REFUSAL_WINDOW_SPENT' || now >= q.until || now >= q.at + REFUSAL_HELD_MS) return 0;
-    if (q.until > deadline || q.until - now > WINDOW_WAIT_MAX_MS) return 0;
-    return this.needFor(l, estimate, now) > q.maxNeed ? q.until : 0;
-  }
-
-  private degraded(l: ClassLease, estimate: number, now: number): Reservation {
+  private degraded(l: ClassLease, estimate: number, nano: number, now: number): Reservation {
     // Out of reach: first what the lease still holds of its window, then the configured policy.
-    const r = this.take(l, estimate, now, true);
+    const r = this.take(l, estimate, nano, now, true);
     if (r !== undefined) return r;
     const retryAfterSeconds = retrySeconds(l.unreachableUntil - now);
     if (this.opts.config.failMode === 'failClosed') {
@@ -441,6 +461,11 @@ export class LeaseManager {
     const share = l.leaseId !== undefined && !l.unlimited ? l.failOpen : undefined;
     if (share !== undefined && estimate > share.left) {
       throw failOpenSpent(l.priority, estimate, Math.max(0, Math.floor(share.left)), l.windowEndMs, l.unreachableUntil - now);
+    }
+    // Likewise its share of the dollar budgets, while they apply.
+    const usdShare = share !== undefined && l.usd.on ? l.usd.failOpen : undefined;
+    if (usdShare !== undefined && nano > usdShare.left) {
+      throw failOpenSpentUsd(l.priority, nano, Math.max(0, Math.floor(usdShare.left)), l.windowEndMs, l.unreachableUntil - now);
     }
     const cap = this.opts.config.failOpenTokensPerMinute;
     if (estimate > cap) {
@@ -460,42 +485,17 @@ export class LeaseManager {
       });
     }
     if (share !== undefined) share.left -= estimate;
+    if (usdShare !== undefined) usdShare.left -= nano;
     l.reportSoon = true;
     l.demand.note(estimate, now);
     this.opts.metrics?.failOpenTokens.inc({ priority: l.priority }, estimate);
-    return { priority: l.priority, estimate, epoch: l.epoch, startedAtMs: this.opts.clock.now(), unlimited: true, failOpen: share !== undefined };
+    return { priority: l.priority, estimate, epoch: l.epoch, startedAtMs: this.opts.clock.now(), unlimited: true, failOpen: share !== undefined, nano: usdShare === undefined ? 0 : nano };
   }
 
   private refused(l: ClassLease, now: number): GatewayError {
     return new GatewayError('llmgw_quota_unavailable', 503, `the quota service refused this pod's credentials: ${l.refusal}`, {
       retryAfterSeconds: Math.ceil(Math.max(1, l.refusedUntil - now) / 1000),
     });
-  }
-
-  /** The tokens a request of `estimate` needs granted on top of what the class holds (its debt first). */
-  private needFor(l: ClassLease, estimate: number, now: number): number {
-    if (l.balance < 0) return estimate - l.balance;
-    const held = l.leaseId !== undefined && !l.unlimited && now < l.expiresAt ? l.balance : 0;
-    return Math.max(0, estimate - held);
-  }
-
-  /** The error for a request the remembered refusal covers, if it does (else the service is asked). */
-  private heldRefusal(l: ClassLease, estimate: number, now: number): GatewayError | undefined {
-    const q = l.quotaRefusal;
-    if (q === undefined || now >= q.at + REFUSAL_HELD_MS || this.needFor(l, estimate, now) <= q.maxNeed) return undefined;
-    if (q.info?.reason === 'REFUSAL_EXCEEDS_BUDGET') return estimate > q.info.classLimitTokens ? this.refusalError(l, q, estimate, now) : undefined;
-    // A window that ends before the request's deadline: it waits for the next one (see slow).
-    if (q.info?.reason === 'REFUSAL_WINDOW_SPENT' && q.until - now <= Math.min(WINDOW_WAIT_MAX_MS, this.opts.config.acquireTimeoutMs)) return undefined;
-    return now < q.until ? this.refusalError(l, q, estimate, now) : undefined;
-  }
-
-  private refusalError(l: ClassLease, q: QuotaRefusal, estimate: number, now: number): GatewayError {
-    const r = q.info;
-    if (r === null) return unnamedRefusal(l.priority, estimate, q.until - now);
-    if (estimate > r.classLimitTokens) return exceedsBudget(r, estimate);
-    // Only with what this pod's running requests reserved is it too large: they end with the window.
-    if (r.reason === 'REFUSAL_EXCEEDS_BUDGET') return windowSpent(r, estimate, r.windowEndMs - this.opts.clock.now());
-    return r.reason === 'REFUSAL_HELD_BY_LEASES' ? heldByLeases(r, estimate, q.until - now) : windowSpent(r, estimate, q.until - now);
   }
 
   /** Below this balance a renewal starts ahead of need. */
@@ -544,6 +544,7 @@ export class LeaseManager {
         reportSoon: false,
         waited: { requests: 0, seconds: 0 },
         waitingTokens: 0,
+        usd: new UsdBalance(),
       };
       this.leases.set(priority, l);
     }
@@ -555,14 +556,18 @@ export class LeaseManager {
    * tokens of the request waiting for it (0: none waits); it asks for all of them, or with `exact` for what
    * the class lacks. `givingBack`: the class's immediate give-back.
    */
-  private refresh(l: ClassLease, estimate: number, timeoutMs: number, opts: { exact?: boolean; givingBack?: boolean; reason: CallReason }): Promise<void> {
+  private refresh(l: ClassLease, estimate: number, timeoutMs: number, opts: { exact?: boolean; givingBack?: boolean; reason: CallReason; nano?: number }): Promise<void> {
     if (l.inflight !== undefined) return l.inflight;
-    l.inflight = this.doRefresh(l, estimate, timeoutMs, opts.exact === true, opts.reason).finally(() => {
+    l.inflight = this.doRefresh(l, estimate, opts.nano ?? 0, timeoutMs, opts.exact === true, opts.reason).finally(() => {
       l.inflight = undefined;
+      if (this.firstCall !== undefined) {
+        this.firstCall.end();
+        this.firstCall = undefined;
+      }
       // Asked to give back (or holding far more than the class needs): at once, not at the next renewal,
       // once the request waiting has taken its share.
-      const excess = l.target > 0 && l.balance > GIVE_BACK_ABOVE * l.target;
-      if ((l.giveBack || excess) && opts.givingBack !== true && !l.unlimited && l.balance >= 1 && !this.closed) {
+      const excess = (l.target > 0 && l.balance > GIVE_BACK_ABOVE * l.target) || l.usd.excess(GIVE_BACK_ABOVE);
+      if ((l.giveBack || excess) && opts.givingBack !== true && !l.unlimited && (l.balance >= 1 || (l.usd.on && l.usd.balance >= 1)) && !this.closed) {
         setImmediate(() => {
           if (l.inflight === undefined) void this.refresh(l, 0, this.bgTimeoutMs, { givingBack: true, reason: 'give_back' });
         });
@@ -571,7 +576,7 @@ export class LeaseManager {
     return l.inflight;
   }
 
-  private async doRefresh(l: ClassLease, estimate: number, timeoutMs: number, exact: boolean, reason: CallReason): Promise<void> {
+  private async doRefresh(l: ClassLease, estimate: number, nano: number, timeoutMs: number, exact: boolean, reason: CallReason): Promise<void> {
     if (this.closed) return;
     const sentAt = this.opts.clock.monotonic();
     const spentAtSend = l.spent;
@@ -579,7 +584,10 @@ export class LeaseManager {
     // crowd, not one each), leaves what the class holds for the requests after them; once refused, just
     // what this one lacks.
     const all = Math.max(estimate, l.waitingTokens);
-    const need = estimate === 0 ? 0 : exact ? this.needFor(l, estimate, sentAt) : l.balance < 0 ? all - l.balance : all;
+    const need = estimate === 0 ? 0 : exact ? needFor(l, estimate, sentAt) : l.balance < 0 ? all - l.balance : all;
+    // The same in dollars (asked for even while no dollar budget applies: one may have been set meanwhile).
+    const allNano = Math.max(nano, l.usd.waiting);
+    const needNano = estimate === 0 ? 0 : exact ? l.usd.needFor(nano, l.leaseId !== undefined && !l.unlimited && sentAt < l.expiresAt) : l.usd.balance < 0 ? allNano - l.usd.balance : allNano;
     const demand = l.demand.rate(sentAt);
     const requestTokens = Math.max(l.demand.requestTokens(sentAt), estimate);
     l.lastDemand = demand;
@@ -588,6 +596,7 @@ export class LeaseManager {
     // this call, which (the first of the window) the service takes as the lease's start in it, so they are
     // charged to the window but not to the grant (see apply).
     const spentProvisionally = l.provisional > 0 ? Math.max(0, l.provisional - l.balance - l.inflightTokens) : 0;
+    const spentProvisionallyNano = l.usd.spentProvisionally();
     const waited = { waitedRequests: l.waited.requests, waitedSeconds: l.waited.seconds };
     try {
       let res: LeaseResponse;
@@ -600,8 +609,21 @@ export class LeaseManager {
           const keep = l.giveBack ? 0 : l.target > 0 ? l.target : (demand * l.periodMs) / 1000;
           const unused = l.unlimited || estimate > 0 || l.provisional > 0 ? 0 : Math.floor(Math.max(0, l.balance - keep));
           l.balance -= unused;
+          const unusedNano = l.usd.unused(l.giveBack ? 0 : l.usd.target, l.unlimited || estimate > 0 || l.provisional > 0);
           res = await this.opts.rpc.renew(
-            { leaseId: l.leaseId, needTokens: need, demandTokensPerSecond: demand, reports, unusedTokens: unused, requestTokens, inflightTokens: Math.max(0, l.inflightTokens), ...waited, pricesVersion: this.prices?.version ?? '' },
+            {
+              leaseId: l.leaseId,
+              needTokens: need,
+              demandTokensPerSecond: demand,
+              reports,
+              unusedTokens: unused,
+              requestTokens,
+              inflightTokens: Math.max(0, l.inflightTokens),
+              ...waited,
+              pricesVersion: this.prices?.version ?? '',
+              ...l.usd.ask(sentAt, needNano, nano),
+              unusedNanoUsd: unusedNano,
+            },
             timeoutMs,
           );
         } catch (err) {
@@ -609,14 +631,14 @@ export class LeaseManager {
           // service started verifying tokens): start a new one.
           if (!(err instanceof QuotaRpcError) || (err.code !== RpcStatus.NOT_FOUND && err.code !== RpcStatus.PERMISSION_DENIED)) throw err;
           l.leaseId = undefined;
-          res = await this.acquire(l, estimate, demand, requestTokens, waited, timeoutMs);
+          res = await this.acquire(l, estimate, nano, demand, requestTokens, waited, timeoutMs);
         }
       } else {
-        res = await this.acquire(l, estimate, demand, requestTokens, waited, timeoutMs);
+        res = await this.acquire(l, estimate, nano, demand, requestTokens, waited, timeoutMs);
       }
       l.waited.requests -= waited.waitedRequests;
       l.waited.seconds -= waited.waitedSeconds;
-      this.apply(l, res, estimate, sentAt, spentAtSend, spentProvisionally);
+      this.apply(l, res, estimate, sentAt, spentAtSend, spentProvisionally, spentProvisionallyNano);
     } catch (err) {
       this.lostProvisional(l);
       if (this.restartIfUnknown(l.priority, err)) {
@@ -646,6 +668,7 @@ export class LeaseManager {
    * without the service, so it comes out of the class's fail-open allowance, and the rest is void.
    */
   private lostProvisional(l: ClassLease): void {
+    l.usd.lostProvisional();
     if (l.provisional === 0) return;
     const spent = l.provisional - Math.max(0, l.balance);
     if (l.failOpen !== undefined) l.failOpen.left -= spent;
@@ -673,6 +696,7 @@ export class LeaseManager {
   private async acquire(
     l: ClassLease,
     estimate: number,
+    nano: number,
     demand: number,
     requestTokens: number,
     waited: { waitedRequests: number; waitedSeconds: number },
@@ -692,17 +716,19 @@ export class LeaseManager {
         reports: this.opts.outbox.pending(l.priority, REPORT_BATCH),
         ...waited,
         pricesVersion: this.prices?.version ?? '',
+        ...l.usd.ask(this.opts.clock.monotonic(), nano + l.usd.inflight, nano),
       },
       timeoutMs,
     );
     if (!res.unlimited) {
       l.balance = -l.inflightTokens;
       l.provisional = 0;
+      l.usd.acquired();
     }
     return res;
   }
 
-  private apply(l: ClassLease, res: LeaseResponse, estimate: number, sentAt: number, spentAtSend: number, spentProvisionally = 0): void {
+  private apply(l: ClassLease, res: LeaseResponse, estimate: number, sentAt: number, spentAtSend: number, spentProvisionally = 0, spentProvisionallyNano = 0): void {
     const now = this.opts.clock.monotonic();
     const wall = this.opts.clock.now();
     if (res.prices) this.prices?.receive(res.prices);
@@ -727,7 +753,9 @@ export class LeaseManager {
     // so are that window's running requests: they are charged to their own window. A window this class
     // already started provisionally (see roll) keeps its requests: the grant replaces the provisional
     // balance, less what requests that ended spent of it (reported with the call, outside the grant).
-    if (res.windowStartMs !== l.windowStartMs) {
+    const newWindow = res.windowStartMs !== l.windowStartMs;
+    l.usd.answered(res, newWindow, spentProvisionallyNano, (res.windowEndMs ?? 0) > 0);
+    if (newWindow) {
       l.balance = 0;
       l.inflightTokens = 0;
       l.epoch++;

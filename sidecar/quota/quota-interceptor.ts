@@ -3,7 +3,10 @@
 // honest Retry-After, or 400 when no wait can help), and settle to the provider-reported usage when the
 // answer or the stream ends. The request is in the in-flight log (on disk) before it goes upstream, and a
 // stream's usage so far is checkpointed there while it runs, so a killed sidecar still reports it at its
-// next start.
+// next start. Dollar budgets: the request also reserves its priced estimate (the price book's rates of the
+// upstreams its model may be served by: one Map read and two multiplications, pricing/cost-estimate.ts) and,
+// when it reserved dollars, settles to what its usage cost by the same book.
+import { CostEstimator, usageCostNano } from '../pricing/cost-estimate.js';
 import type { Config } from '../config/schema.js';
 import { onComplete } from '../pipeline/on-complete.js';
 import type { Interceptor } from '../pipeline/types.js';
@@ -12,12 +15,24 @@ import type { QuotaStack } from './quota-stack.js';
 import { recordModel } from './usage-outbox.js';
 
 export function quotaInterceptor(opts: { stack: () => QuotaStack | undefined; config: () => Config }): Interceptor {
+  const costs = new CostEstimator();
   return (next) => async (req) => {
     const stack = opts.stack();
-    const quota = opts.config().quota;
+    const config = opts.config();
+    const quota = config.quota;
     if (stack === undefined || quota === undefined) return next(req);
     const { manager, outbox } = stack;
-    const pending = manager.reserve(req.priority, estimateTokens(req, quota.defaultOutputTokens));
+    const estimate = estimateTokens(req, quota.defaultOutputTokens);
+    const book = manager.priceBook;
+    // Before the first lease answer the book holds the shipped table, not the service's: wait for it (the
+    // request waits for that lease anyway), at most quota.acquireTimeoutMs.
+    if (book !== undefined && book.version === '') {
+      const first = manager.untilFirstCall();
+      if (first !== undefined) await atMost(first, quota.acquireTimeoutMs);
+    }
+    const prompt = promptTokens(req);
+    const nano = book === undefined ? 0 : costs.estimateNano(book, config, req.model, prompt, Math.max(0, estimate - prompt));
+    const pending = manager.reserve(req.priority, estimate, nano);
     const reservation = pending instanceof Promise ? await pending : pending;
     const entry = outbox.begin(req.priority, reservation.startedAtMs, req.model, req.tags, promptTokens(req));
     let res;
@@ -35,7 +50,9 @@ export function quotaInterceptor(opts: { stack: () => QuotaStack | undefined; co
         // What served it goes with the usage: the quota service prices it by provider type and upstream model.
         const { provider, upstreamModel } = res.meta;
         const providerType = provider === undefined ? undefined : opts.config().providers[provider]?.type;
-        manager.settle(reservation, used, recordModel(req.model, providerType, upstreamModel), req.tags, entry, kindsOf(o.usage, used));
+        const kinds = kindsOf(o.usage, used);
+        const cost = reservation.nano > 0 && book !== undefined ? usageCostNano(book, providerType ?? '', upstreamModel ?? req.model, kinds, used) : 0;
+        manager.settle(reservation, used, recordModel(req.model, providerType, upstreamModel), req.tags, entry, kinds, cost);
       },
       (current) => {
         entry.progress = () => {
@@ -45,4 +62,15 @@ export function quotaInterceptor(opts: { stack: () => QuotaStack | undefined; co
       },
     );
   };
+}
+
+/** Resolves when `p` does, or after `ms`, whichever is first. */
+function atMost(p: Promise<void>, ms: number): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(resolve, ms);
+    void p.then(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }
