@@ -369,6 +369,7 @@ function finishEntry(
       if (meta.usage.cachedInputTokens > 0) entry.cachedTokensIn = meta.usage.cachedInputTokens;
       if (meta.usage.cacheWriteTokens > 0) entry.cacheWriteTokensIn = meta.usage.cacheWriteTokens;
     }
+    if (meta.costUsd === undefined && meta.costAtEnd !== undefined) meta.costUsd = meta.costAtEnd();
     if (meta.costUsd !== undefined) entry.costUsd = meta.costUsd;
     if (meta.embedding !== undefined) {
       entry.embeddingModel = meta.embedding.model;

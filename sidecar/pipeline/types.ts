@@ -60,6 +60,11 @@ export interface ResponseMeta {
   remainingTokens?: number | undefined;
   /** USD cost of the request from the price table the sidecar holds (set once usage is known). */
   costUsd?: number;
+  /**
+   * A stream's cost, priced when called (once its usage is final, at its end); set instead of `costUsd`
+   * so that no wrapper sits between the stream's frames and the app.
+   */
+  costAtEnd?: () => number | undefined;
   /** Time the gateway itself took before the answer's headers went out (ms): elapsed minus `upstreamMs`. */
   overheadMs?: number;
 }

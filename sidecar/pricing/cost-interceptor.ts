@@ -1,12 +1,12 @@
 // The cost of each request, from the sidecar's price book, in `meta.costUsd`: for a JSON answer at once (so
-// x-llmgw-cost-usd goes out with it); for a stream when its last frame went out (the usage reported at its
-// start is partial: only the access log's costUsd can carry the cost). Placed outside the cache: a hit spent nothing upstream and costs 0. Priced by the provider type and
+// x-llmgw-cost-usd goes out with it); for a stream priced when the access log's line is made at its end
+// (`meta.costAtEnd`: the usage reported at its start is partial, and no wrapper sits between its frames).
+// Placed outside the cache: a hit spent nothing upstream and costs 0. Priced by the provider type and
 // upstream model that answered (after fallbacks), from the usage the provider reported; an answer without
 // usage (an error, a stream cut before any) has no cost. On the request path: two Map reads and a few
 // multiplications.
 import { formatUsd } from '../../common/pricing/price-usage.js';
 import type { Config } from '../config/schema.js';
-import { onComplete } from '../pipeline/on-complete.js';
 import type { Interceptor, ResponseMeta } from '../pipeline/types.js';
 import type { PriceBook } from './price-book.js';
 
@@ -24,10 +24,7 @@ export function costInterceptor(opts: { book: PriceBook; config: () => Config })
       const cost = costOf(meta, req.model);
       if (cost !== undefined) meta.costUsd = cost;
     } else {
-      return onComplete(res, () => {
-        const cost = costOf(meta, req.model);
-        if (cost !== undefined) meta.costUsd = cost;
-      });
+      meta.costAtEnd = () => costOf(meta, req.model);
     }
     return res;
   };
