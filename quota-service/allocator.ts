@@ -36,7 +36,7 @@ import { priceReport } from './report-pricing.js';
 import type { BudgetRow, BudgetUnit, ModelUsageRow, ScopeUsageRow, SqliteQuotaStore } from './store.js';
 import { windowAt, windowBefore, type WindowName } from './windows.js';
 import { DEFAULT_HORIZON_MS, MIN_DEMAND } from './lease-sizing.js';
-import { emptyState, grantUnit, unitFailOpen, unitOf, type PriorityClass, type UnitGrant, type UnitState } from './unit-grant.js';
+import { emptyState, grantUnit, unitFailOpen, type PriorityClass, type UnitGrant, type UnitState } from './unit-grant.js';
 
 export type { PriorityClass };
 
@@ -158,7 +158,7 @@ export const MAX_LEASES_PER_POD = 16;
 /** A claim outlives the Retry-After its sidecar was given by this much (within its window), for the retry to arrive. */
 const CLAIM_GRACE_MS = 5000;
 const key = (scope: string, window: WindowName, unit: BudgetUnit = 'tokens'): string => (unit === 'usd' ? `${scope}|${window}|usd` : `${scope}|${window}`);
-const keyOf = (b: BudgetRow): string => key(b.scope, b.window, unitOf(b));
+const keyOf = (b: BudgetRow): string => key(b.scope, b.window, b.unit);
 /** Start of the newest window the lease's grants belong to (0 before its first grant). */
 const grantedSince = (lease: { windows: Record<string, number> }): number => Math.max(0, ...Object.values(lease.windows));
 
@@ -369,7 +369,7 @@ export class Allocator {
   listBudgets(): BudgetView[] {
     const now = this.clock.now();
     return [...this.budgets.values()]
-      .sort((a, b) => a.scope.localeCompare(b.scope) || a.window.localeCompare(b.window) || unitOf(a).localeCompare(unitOf(b)))
+      .sort((a, b) => a.scope.localeCompare(b.scope) || a.window.localeCompare(b.window) || a.unit.localeCompare(b.unit))
       .map((b) => this.view(b, now));
   }
 
@@ -378,7 +378,7 @@ export class Allocator {
     const n = this.store.deleteBudget(scope, window, unit);
     if (n === 0) throw notFound(`no ${unit === 'usd' ? 'USD ' : unit === 'tokens' ? 'token ' : ''}budget for ${scope}${window === undefined ? '' : ` (${window})`}`);
     for (const b of [...this.budgets.values()]) {
-      if (b.scope === scope && (window === undefined || b.window === window) && (unit === undefined || unitOf(b) === unit)) this.budgets.delete(keyOf(b));
+      if (b.scope === scope && (window === undefined || b.window === window) && (unit === undefined || b.unit === unit)) this.budgets.delete(keyOf(b));
     }
     return n;
   }
@@ -450,7 +450,7 @@ export class Allocator {
       const start = windowAt(b.window, now).startMs;
       current[k] = start;
       if (lease.windows[k] !== start) stale = true;
-      if (unitOf(b) === 'usd') usdBudgets.push({ b, key: k, used: this.usedNanoIn(b.scope, b.window, start) });
+      if (b.unit === 'usd') usdBudgets.push({ b, key: k, used: this.usedNanoIn(b.scope, b.window, start) });
       else tokenBudgets.push({ b, key: k, used: this.usedIn(b.scope, b.window, start) });
     }
     if (stale) {
@@ -600,8 +600,9 @@ export class Allocator {
       this.store.setAcked(incarnation, acked, this.clock.now());
       this.ackedBy.set(incarnation, acked);
     }
-    if (batchCost > 0 && this.onCost !== undefined) for (const scope of scopes) if (this.budgetsOf([scope]).length > 0) this.onCost(scope, batchCost);
-    if (reported > 0 && this.budgetsOf(scopes).length > 0) this.coverage.reported(incarnation, lease?.owner ?? this.ownership.current(incarnation), reported);
+    const budgeted = scopes.filter((scope) => this.budgetsOf([scope]).length > 0);
+    if (batchCost > 0 && this.onCost !== undefined) for (const scope of budgeted) this.onCost(scope, batchCost);
+    if (reported > 0 && budgeted.length > 0) this.coverage.reported(incarnation, lease?.owner ?? this.ownership.current(incarnation), reported);
     return acked;
   }
 
@@ -634,7 +635,7 @@ export class Allocator {
 
   private view(b: BudgetRow, now: number): BudgetView {
     const span = windowAt(b.window, now);
-    const unit = unitOf(b);
+    const unit = b.unit;
     const k = keyOf(b);
     let outstanding = 0;
     for (const l of this.byScope.get(b.scope) ?? []) if (l.windows[k] === span.startMs) outstanding += unit === 'usd' ? (l.nano?.outstanding ?? 0) : l.outstanding;

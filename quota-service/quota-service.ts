@@ -80,7 +80,7 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
     // In the budget's unit: tokens, or USD (kept in nano-USD).
     for (const b of allocator.listBudgets()) {
       const usd = b.unit === 'usd';
-      const labels = { scope: b.scope, window: b.window, unit: usd ? 'usd' : 'tokens' };
+      const labels = { scope: b.scope, window: b.window, unit: b.unit };
       metrics.budgetUsed.set(usd ? b.used / 1e9 : b.used, labels);
       metrics.budgetLimit.set(usd ? b.tokens / 1e9 : b.tokens, labels);
     }

@@ -66,7 +66,7 @@ export function heldUntil(holders: readonly Holder[], deficit: number, now: numb
 
 /** Classifies a need `available` does not cover, for one budget. */
 export function refusalOf(
-  b: { scope: string; window: WindowName; tokens: number; unit?: BudgetUnit | undefined },
+  b: { scope: string; window: WindowName; tokens: number; unit: BudgetUnit },
   at: { priority: PriorityClass; floor: number; left: number; own: number; available: number; need: number; windowEndMs: number; holders: readonly Holder[]; now: number },
 ): Refusal {
   const classLimit = Math.floor(b.tokens - at.floor);
@@ -82,7 +82,7 @@ export function refusalOf(
     window: b.window,
     priority: at.priority,
     reason,
-    unit: b.unit ?? 'tokens',
+    unit: b.unit,
     windowEndMs: at.windowEndMs,
     budgetTokens: b.tokens,
     classLimit,

@@ -12,8 +12,7 @@ export type BudgetUnit = 'tokens' | 'usd';
 export interface BudgetRow {
   scope: string;
   window: WindowName;
-  /** Absent in rows from before dollar budgets: tokens. */
-  unit?: BudgetUnit;
+  unit: BudgetUnit;
   /** The limit per window, in the budget's unit: tokens, or nano-USD for a USD budget. */
   tokens: number;
   batchFloor: number;
@@ -209,7 +208,10 @@ export class SqliteQuotaStore {
       taggedUsage: db.prepare(
         'SELECT tag_value AS value, used, cost_nano AS costNano FROM tagged_consumption WHERE scope = ? AND window = ? AND start_ms = ? AND tag_key = ? ORDER BY used DESC, tag_value',
       ),
-      modelKept: db.prepare('SELECT 1 FROM model_consumption WHERE scope = ? AND window = ? AND start_ms = ? AND provider = ? AND model = ?'),
+      addToKeptModel: db.prepare(
+        `UPDATE model_consumption SET used = used + ?, input = input + ?, output = output + ?, cached_input = cached_input + ?,
+         cache_write = cache_write + ?, cost_nano = cost_nano + ? WHERE scope = ? AND window = ? AND start_ms = ? AND provider = ? AND model = ?`,
+      ),
       modelCount: db.prepare('SELECT COUNT(*) AS n FROM model_consumption WHERE scope = ? AND window = ? AND start_ms = ?'),
       addModelUsage: db.prepare(
         `INSERT INTO model_consumption (scope, window, start_ms, end_ms, provider, model, used, input, output, cached_input, cache_write, cost_nano)
@@ -307,12 +309,6 @@ export class SqliteQuotaStore {
     this.stmts.addUsage.run(scope, window, startMs, endMs, tokens, kinds.input, kinds.output, kinds.cachedInput, kinds.cacheWrite, costNano);
   }
 
-  /** A window's consumption by kind of token. */
-  kinds(scope: string, window: WindowName, startMs: number): TokenKinds {
-    const { costNano: _, ...kinds } = this.totals(scope, window, startMs);
-    return kinds;
-  }
-
   /** A window's consumption by kind of token, and its cost. */
   totals(scope: string, window: WindowName, startMs: number): WindowTotals {
     return (this.stmts.totals.get(scope, window, startMs) as WindowTotals | undefined) ?? { ...noKinds(), costNano: 0 };
@@ -334,15 +330,14 @@ export class SqliteQuotaStore {
     tokens: number,
     totals: WindowTotals,
   ): void {
+    const t = totals;
+    // A model the window keeps already (the usual case): one statement.
+    if (this.stmts.addToKeptModel.run(tokens, t.input, t.output, t.cachedInput, t.cacheWrite, t.costNano, scope, window, span.startMs, model.provider, model.model).changes > 0) return;
     let { provider, model: name } = model;
-    if (
-      this.stmts.modelKept.get(scope, window, span.startMs, provider, name) === undefined &&
-      (this.stmts.modelCount.get(scope, window, span.startMs) as { n: number }).n >= MAX_MODELS_PER_WINDOW - 1
-    ) {
+    if ((this.stmts.modelCount.get(scope, window, span.startMs) as { n: number }).n >= MAX_MODELS_PER_WINDOW - 1) {
       provider = '';
       name = OTHER_MODEL;
     }
-    const t = totals;
     this.stmts.addModelUsage.run(scope, window, span.startMs, span.endMs, provider, name, tokens, t.input, t.output, t.cachedInput, t.cacheWrite, t.costNano);
   }
 

@@ -6,7 +6,7 @@
 // budget window in that budget's unit.
 import { atRisk, failOpenAllowance, fairShare, MIN_DEMAND, targetOf, weightOf } from './lease-sizing.js';
 import { refusalOf, type Holder, type Refusal } from './refusal.js';
-import type { BudgetRow, BudgetUnit } from './store.js';
+import type { BudgetRow } from './store.js';
 import { windowAt } from './windows.js';
 
 export type PriorityClass = 'interactive' | 'background' | 'batch';
@@ -65,7 +65,6 @@ export interface UnitGrant {
   seen: { b: BudgetRow; endMs: number; left: number; floor: number; weights: number }[];
 }
 
-export const unitOf = (b: BudgetRow): BudgetUnit => b.unit ?? 'tokens';
 
 /** One unit's grant. Without budgets in the unit, the lease is topped up to its target with no limit. */
 export function grantUnit<L extends UnitLease>(i: UnitGrantInput<L>): UnitGrant {
