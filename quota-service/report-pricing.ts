@@ -4,7 +4,7 @@
 // the report charges, so neither what is kept nor a cost can be inflated without bound.
 import type { PriceIndex } from '../common/pricing/price-index.js';
 import { MODEL_ID, PRICED_PROVIDERS } from '../common/pricing/price-table.js';
-import { priceUsage } from '../common/pricing/price-usage.js';
+import { chargedNano } from '../common/pricing/price-usage.js';
 import { noKinds } from '../proto/token-kinds.js';
 import type { UsageReport } from './allocator.js';
 import { OTHER_MODEL } from './store.js';
@@ -23,7 +23,6 @@ export function priceReport(prices: PriceIndex, r: UsageReport, tokens: number):
   const name = r.model ?? '';
   const model = { provider, model: name === '' || MODEL_ID.test(name) ? name : OTHER_MODEL };
   const price = prices.resolve(model.provider, model.model);
-  const kinds = r.kinds ?? noKinds();
-  const costNano = Math.round(priceUsage(price.rates, { ...kinds, input: Math.min(kinds.input, tokens), output: Math.min(kinds.output, tokens) }, tokens));
+  const costNano = chargedNano(price.rates, r.kinds ?? noKinds(), tokens);
   return price.priced ? { model, costNano } : { model, costNano, unpriced: prices.knows(model.model) ? model.model : OTHER_MODEL };
 }

@@ -2,6 +2,7 @@
 // tokens by kind. Nano-USD (1e-9 USD) because a price in USD per million tokens with up to three decimals
 // is a whole number of nano-USD per thousand tokens, and a sum of them stays an exact integer up to
 // 2^53 nano-USD (about 9 million USD) in a JavaScript number.
+import type { TokenKinds } from '../../proto/token-kinds.js';
 import type { ModelPrice } from './price-table.js';
 
 /** Nano-USD per token, by kind; `highest` prices tokens whose kind is not known. */
@@ -41,6 +42,16 @@ const count = (n: number | undefined): number => (n !== undefined && n > 0 && Nu
  */
 export function priceUsage(rates: Rates, t: PricedTokens, total?: number): number {
   return priceTokens(rates, t.input, t.output, t.cachedInput, t.cacheWrite, t.reasoning, total);
+}
+
+/**
+ * What `tokens` charged tokens cost (nano-USD, whole), as the quota service charges a report: by kind, no
+ * kind counting for more than `tokens`, and what the kinds do not account for at the model's highest rate.
+ * The sidecar settles dollar reservations by the same rule.
+ */
+export function chargedNano(rates: Rates, kinds: TokenKinds | undefined, tokens: number): number {
+  if (kinds === undefined) return Math.round(priceTokens(rates, 0, 0, 0, 0, undefined, tokens));
+  return Math.round(priceTokens(rates, Math.min(kinds.input, tokens), Math.min(kinds.output, tokens), kinds.cachedInput, kinds.cacheWrite, undefined, tokens));
 }
 
 /** priceUsage with the counts as arguments (the sidecar's request path: nothing allocated). */

@@ -5,8 +5,7 @@
 // model may be served by (its targets, and those of its fallbacks and context fallbacks), so it errs high,
 // as token estimates do. Rates per model are kept until the config or the table changes: on the request
 // path, one Map read and two multiplications.
-import type { Rates } from '../../common/pricing/price-usage.js';
-import { priceTokens } from '../../common/pricing/price-usage.js';
+import { chargedNano, type Rates } from '../../common/pricing/price-usage.js';
 import type { TokenKinds } from '../../proto/token-kinds.js';
 import type { Config } from '../config/schema.js';
 import type { PriceSink } from './price-book.js';
@@ -53,12 +52,7 @@ function highestRates(book: PriceSink, config: Config, model: string): PromptAnd
   return out;
 }
 
-/**
- * What a settled request cost (nano-USD, whole), as the quota service prices its report: by kind when the
- * provider's usage accounts for all `used` tokens, else every token at the model's highest rate.
- */
+/** What a settled request cost (nano-USD, whole), as the quota service prices its report (chargedNano). */
 export function usageCostNano(book: PriceSink, providerType: string, model: string, kinds: TokenKinds | undefined, used: number): number {
-  const rates = book.ratesOf(providerType, model);
-  if (kinds === undefined) return Math.round(priceTokens(rates, 0, 0, 0, 0, undefined, used));
-  return Math.round(priceTokens(rates, Math.min(kinds.input, used), Math.min(kinds.output, used), kinds.cachedInput, kinds.cacheWrite, undefined, used));
+  return chargedNano(book.ratesOf(providerType, model), kinds, used);
 }
