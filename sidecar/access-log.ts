@@ -74,7 +74,7 @@ const WARN = 40;
  * The app got a failure because of the upstream: an `llmgw_upstream_*` error (an answer, or the error event
  * that ended a stream already under way) or a provider's 5xx passed on. A warning, seen at level `warn` too.
  */
-export function upstreamFailed(entry: AccessLogEntry): boolean {
+function upstreamFailed(entry: AccessLogEntry): boolean {
   const e = entry.error;
   if (e === undefined) return false;
   if (e.startsWith('llmgw_upstream_')) return true;

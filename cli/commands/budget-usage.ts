@@ -4,9 +4,10 @@
 import { formatUsd } from '../../common/pricing/price-usage.js';
 import type { UsageResponse, WindowUsageMsg } from '../../proto/messages.js';
 import { TAG_KEY } from '../../proto/tags.js';
+import { kindsFromMsg } from '../../proto/token-kinds.js';
 import { checkOutput, table, withAdminClient, type AdminFlags } from '../admin-connection.js';
 import { UsageError } from '../args.js';
-import { checkScope, checkWindow, iso, win } from './budget.js';
+import { checkScope, checkWindow, iso, usdAmount, win } from './budget.js';
 
 export interface UsageFlags extends AdminFlags {
   window: string;
@@ -46,19 +47,15 @@ export function parseSince(value: string, nowMs: number): number {
 }
 
 const usd = (nano: number | undefined): string => formatUsd(Number(nano ?? 0));
-const usdNumber = (nano: number | undefined): number => Number(usd(nano));
+const usdNumber = (nano: number | undefined): number => usdAmount(Number(nano ?? 0));
 const n = (v: number | undefined): number => Number(v ?? 0);
-const kindsJson = (m: { inputTokens?: number; outputTokens?: number; cachedInputTokens?: number; cacheWriteTokens?: number }) => ({
-  input: n(m.inputTokens),
-  output: n(m.outputTokens),
-  cachedInput: n(m.cachedInputTokens),
-  cacheWrite: n(m.cacheWriteTokens),
-});
 /** What a window used without the tag: the total less what its values add up to. */
 const untagged = (w: WindowUsageMsg) => ({
   used: w.usedTokens - w.byTag.reduce((s, t) => s + t.usedTokens, 0),
   costNano: n(w.costNanoUsd) - w.byTag.reduce((s, t) => s + n(t.costNanoUsd), 0),
 });
+
+const untaggedJson = (u: { used: number; costNano: number }) => ({ untagged: u.used, untaggedCostUsd: usdNumber(u.costNano) });
 
 function windowJson(w: WindowUsageMsg, b: Breakdown): object {
   return {
@@ -66,13 +63,13 @@ function windowJson(w: WindowUsageMsg, b: Breakdown): object {
     windowEnd: iso(w.windowEndMs),
     used: w.usedTokens,
     // By kind, as the sidecars reported them (0 for usage from builds that did not).
-    ...kindsJson(w),
+    ...kindsFromMsg(w),
     costUsd: usdNumber(w.costNanoUsd),
     ...(b.by === 'tag'
-      ? { byTag: w.byTag.map((t) => ({ value: t.value, used: t.usedTokens, costUsd: usdNumber(t.costNanoUsd) })), untagged: untagged(w).used, untaggedCostUsd: usdNumber(untagged(w).costNano) }
+      ? { byTag: w.byTag.map((t) => ({ value: t.value, used: t.usedTokens, costUsd: usdNumber(t.costNanoUsd) })), ...untaggedJson(untagged(w)) }
       : {}),
     ...(b.by === 'model'
-      ? { byModel: (w.byModel ?? []).map((m) => ({ provider: m.providerType, model: m.model, used: m.usedTokens, ...kindsJson(m), costUsd: usdNumber(m.costNanoUsd) })) }
+      ? { byModel: (w.byModel ?? []).map((m) => ({ provider: m.providerType, model: m.model, used: m.usedTokens, ...kindsFromMsg(m), costUsd: usdNumber(m.costNanoUsd) })) }
       : {}),
     ...(b.by === 'scope' ? { byScope: (w.byScope ?? []).map((s) => ({ scope: s.scope, used: s.usedTokens, costUsd: usdNumber(s.costNanoUsd) })) } : {}),
   };

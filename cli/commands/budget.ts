@@ -26,7 +26,8 @@ export const win = (w: string): string => w.replace('WINDOW_', '').toLowerCase()
 export const iso = (ms: number): string => new Date(ms).toISOString().replace('.000Z', 'Z');
 
 const isUsd = (b: BudgetMsg): boolean => b.unit === 'BUDGET_UNIT_USD';
-const usd = (nano: number): number => Number(formatUsd(nano));
+/** Nano-USD as a JSON number of dollars (at most 9 decimals). */
+export const usdAmount = (nano: number): number => Number(formatUsd(nano));
 
 /** A USD budget's limit, used, outstanding and remaining in USD; a token budget's in tokens, with what its window cost. */
 function budgetJson(b: BudgetMsg): object {
@@ -38,10 +39,10 @@ function budgetJson(b: BudgetMsg): object {
     return {
       ...head,
       unit: 'usd',
-      usd: usd(limit),
-      used: usd(used),
-      outstanding: usd(Number(b.outstandingNanoUsd ?? 0)),
-      remaining: usd(Math.max(0, limit - used)),
+      usd: usdAmount(limit),
+      used: usdAmount(used),
+      outstanding: usdAmount(Number(b.outstandingNanoUsd ?? 0)),
+      remaining: usdAmount(Math.max(0, limit - used)),
       usedTokens: b.usedTokens,
       ...tail,
     };
@@ -53,12 +54,11 @@ function budgetJson(b: BudgetMsg): object {
     used: b.usedTokens,
     outstanding: b.outstandingTokens,
     remaining: Math.max(0, b.tokens - b.usedTokens),
-    usedUsd: usd(Number(b.usedNanoUsd ?? 0)),
+    usedUsd: usdAmount(Number(b.usedNanoUsd ?? 0)),
     ...tail,
   };
 }
 
-const dollars = formatDollars;
 
 
 function printBudgets(budgets: BudgetMsg[], output: 'table' | 'json'): void {
@@ -74,7 +74,7 @@ function printBudgets(budgets: BudgetMsg[], output: 'table' | 'json'): void {
   const rows = [['SCOPE', 'WINDOW', 'LIMIT', 'USED', 'OUTSTANDING', 'REMAINING', 'RESETS (UTC)', 'FLOORS batch/background', 'UNIT']];
   for (const b of budgets) {
     const [limit, used, outstanding, fmt] = isUsd(b)
-      ? [Number(b.nanoUsd ?? 0), Number(b.usedNanoUsd ?? 0), Number(b.outstandingNanoUsd ?? 0), dollars]
+      ? [Number(b.nanoUsd ?? 0), Number(b.usedNanoUsd ?? 0), Number(b.outstandingNanoUsd ?? 0), formatDollars]
       : [b.tokens, b.usedTokens, b.outstandingTokens, String];
     rows.push([
       b.scope,

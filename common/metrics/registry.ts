@@ -111,7 +111,7 @@ export class Gauge<L extends string = never> extends Labelled<L> {
     this.state(labels)[0]! -= by;
   }
 
-  /** Forgets every series: for a gauge set anew from current state when scraped, so that what is gone (a deleted budget) leaves no series behind. */
+  /** Forgets every series: for a gauge set anew from current state when scraped, so that what is gone (a deleted budget) leaves no series behind. Not for gauges updated through `labels()`: a series kept that way stops showing. */
   clear(): void {
     this.series.clear();
   }

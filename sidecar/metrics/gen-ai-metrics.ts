@@ -17,16 +17,16 @@ export function operationOf(endpoint: Endpoint): GenAiOperation {
 }
 
 /** The boundaries semconv advises for gen_ai.client.token.usage, in tokens. */
-export const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864] as const;
+const TOKEN_BUCKETS = [1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864] as const;
 /** The boundaries semconv advises for gen_ai.client.operation.duration and time_to_first_chunk, in seconds. */
-export const SECONDS_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92] as const;
+const SECONDS_BUCKETS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92] as const;
 
 /**
  * gen_ai.provider.name by provider type: semconv's well-known values. The attribute names the telemetry
  * flavour of the API spoken, so an OpenAI-compatible server (vLLM, Ollama) is `openai`; its
  * gen_ai_response_model tells it apart, and the llmgw_* series carry the provider id.
  */
-export const GEN_AI_PROVIDER: Readonly<Record<ProviderType, string>> = { openai: 'openai', anthropic: 'anthropic', 'openai-compatible': 'openai' };
+const GEN_AI_PROVIDER: Readonly<Record<ProviderType, string>> = { openai: 'openai', anthropic: 'anthropic', 'openai-compatible': 'openai' };
 
 const BASE = ['gen_ai_operation_name', 'gen_ai_provider_name', 'gen_ai_request_model', 'gen_ai_response_model'] as const;
 type Base = (typeof BASE)[number];

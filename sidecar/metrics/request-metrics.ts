@@ -63,7 +63,7 @@ function refusalCode(error: string): string | undefined {
  * example form, e.g. `503`), or `cancelled` when the app left first; undefined when it succeeded. A status
  * outside 100-599 (a number an upstream put in a stream's error event) is semconv's fallback `_OTHER`.
  */
-export function errorTypeOf(entry: AccessLogEntry): string | undefined {
+function errorTypeOf(entry: AccessLogEntry): string | undefined {
   if (entry.clientAborted === true) return 'cancelled';
   const e = entry.error;
   if (e === undefined) return undefined;

@@ -9,7 +9,7 @@ import type { Target } from '../routing/router.js';
 import type { Runtime } from '../runtime.js';
 
 /** llmgw_circuit_state's values. */
-export const CIRCUIT_STATE_VALUE: Readonly<Record<BreakerState, number>> = { closed: 0, 'half-open': 1, open: 2 };
+const CIRCUIT_STATE_VALUE: Readonly<Record<BreakerState, number>> = { closed: 0, 'half-open': 1, open: 2 };
 
 export class ResilienceMetrics implements UpstreamObserver {
   readonly retries;

@@ -26,7 +26,7 @@ export interface QuotaRefusal {
  */
 export const REFUSAL_HELD_MS = 1000;
 /** A request refused because its window is spent waits for the next one if it starts within this long (and its deadline). */
-export const WINDOW_WAIT_MAX_MS = 1000;
+const WINDOW_WAIT_MAX_MS = 1000;
 
 /** What this reads of a class's lease. */
 export interface RefusedClass {

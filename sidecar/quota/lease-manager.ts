@@ -35,13 +35,12 @@ import { TokenBucket } from '../limits/token-bucket.js';
 import type { LeaseMetrics } from '../metrics/sidecar-metrics.js';
 import { DemandRate } from './estimate.js';
 import { QuotaRpcError, RpcStatus, type QuotaRpc } from './quota-rpc.js';
-import { failOpenSpent, retrySeconds } from './refusal-errors.js';
+import { failOpenSpent, failOpenSpentUsd, retrySeconds } from './refusal-errors.js';
 import { amountIn, heldRefusal, needFor, needIn, REFUSAL_HELD_MS, refusalError, windowWait, type QuotaRefusal } from './held-refusal.js';
 import type { TokenKinds } from '../../proto/token-kinds.js';
 import type { InflightEntry } from './inflight-log.js';
 import type { PriceSink } from '../pricing/price-book.js';
 import type { UsageOutbox } from './usage-outbox.js';
-import { failOpenSpentUsd } from './refusal-errors.js';
 import { UsdBalance } from './usd-balance.js';
 
 export interface Reservation {

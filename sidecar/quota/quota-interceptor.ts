@@ -34,7 +34,7 @@ export function quotaInterceptor(opts: { stack: () => QuotaStack | undefined; co
     const nano = book === undefined ? 0 : costs.estimateNano(book, config, req.model, prompt, Math.max(0, estimate - prompt));
     const pending = manager.reserve(req.priority, estimate, nano);
     const reservation = pending instanceof Promise ? await pending : pending;
-    const entry = outbox.begin(req.priority, reservation.startedAtMs, req.model, req.tags, promptTokens(req));
+    const entry = outbox.begin(req.priority, reservation.startedAtMs, req.model, req.tags, prompt);
     let res;
     try {
       res = await next(req);
@@ -49,7 +49,7 @@ export function quotaInterceptor(opts: { stack: () => QuotaStack | undefined; co
         const used = usedTokens(req, o.usage, o.complete, o.frames);
         // What served it goes with the usage: the quota service prices it by provider type and upstream model.
         const { provider, upstreamModel } = res.meta;
-        const providerType = provider === undefined ? undefined : opts.config().providers[provider]?.type;
+        const providerType = provider === undefined ? undefined : config.providers[provider]?.type;
         const kinds = kindsOf(o.usage, used);
         const cost = reservation.nano > 0 && book !== undefined ? usageCostNano(book, providerType ?? '', upstreamModel ?? req.model, kinds, used) : 0;
         manager.settle(reservation, used, recordModel(req.model, providerType, upstreamModel), req.tags, entry, kinds, cost);

@@ -21,7 +21,6 @@ export class UsdBalance {
   provisional = 0;
   target = 0;
   sizeAfterAnswer = 0;
-  remaining = 0;
   /** What the class may spend beyond its lease while the service is out of reach, in its window and later ones. */
   failOpen: { left: number; next: number } | undefined;
   /** The estimates of requests waiting for the service now. */
@@ -113,7 +112,6 @@ export class UsdBalance {
     this.on = true;
     this.balance += Number(res.grantedNanoUsd ?? 0);
     this.target = Number(res.targetNanoUsd ?? 0);
-    this.remaining = Number(res.remainingNanoUsd ?? 0);
     this.sizeAfterAnswer = Math.max(0, this.balance);
     this.failOpen = windowKnown ? { left: Number(res.failOpenNanoUsd ?? 0), next: Number(res.failOpenNextNanoUsd ?? 0) } : undefined;
   }
