@@ -66,3 +66,8 @@ export function asLlmgwError(err: unknown): LlmgwError {
   if (err instanceof LlmgwError) return err;
   return new GatewayError('llmgw_internal_error', 500, 'internal error in the gateway', { cause: err });
 }
+
+/** How logs, metrics and spans name a failure: the gateway's code, or `provider_<status>` for a provider's error. */
+export function errorCode(e: LlmgwError): string {
+  return e instanceof GatewayError ? e.code : `provider_${e.status}`;
+}

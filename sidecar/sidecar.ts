@@ -29,6 +29,7 @@ import type { ResponseStore } from './responses/response-store.js';
 import { responsesStateInterceptor } from './responses/state-interceptor.js';
 import { TargetStates } from './resilience/target-state.js';
 import { buildRuntime, type Runtime } from './runtime.js';
+import type { Tracing } from './tracing/tracing.js';
 import type { SidecarDatabase } from './storage/database.js';
 import { PoolRegistry } from './upstream/pool-registry.js';
 
@@ -159,6 +160,22 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
   }, 60_000);
   sweeper.unref();
   const identity = identityFromEnv(opts.env ?? process.env);
+  // Tracing is loaded only when the config turns it on; a change of its settings replaces the tracer (the
+  // old one exports what it holds in the background).
+  let tracing: Tracing | undefined;
+  let tracingSettings = JSON.stringify(undefined);
+  const syncTracing = async (config: Config): Promise<void> => {
+    const settings = JSON.stringify(config.tracing);
+    if (settings === tracingSettings) return;
+    tracingSettings = settings;
+    const old = tracing;
+    tracing = undefined;
+    if (old !== undefined) void old.shutdown();
+    if (config.tracing === undefined) return;
+    const { createTracing } = await import('./tracing/tracing.js');
+    tracing = createTracing(config.tracing, identity, logger);
+  };
+  await syncTracing(opts.config);
   const responsesScope = `${identity.namespace}/${identity.service}`;
 
   // Outermost first: a follow-up is expanded to its conversation before anything else looks at it; a cache
@@ -195,6 +212,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     draining: () => draining,
     startedAtSeconds: Math.floor(clock.now() / 1000),
     storedResponses: { store: responses, scope: responsesScope, clock },
+    tracing: () => tracing,
   });
   // Providers whose key comes from the quota service cannot be called before it arrived: not ready until then.
   const keysReady = (): boolean => keys.ready;
@@ -207,6 +225,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     logger.level = opts.logLevelOverride ?? config.logging.level;
     syncQuota(config).catch((err: unknown) => logger.error({ err }, 'could not apply the new quota settings'));
     syncCache(config).catch((err: unknown) => logger.error({ err }, 'could not open the response cache'));
+    syncTracing(config).catch((err: unknown) => logger.error({ err }, 'could not apply the new tracing settings'));
   };
 
   let watcher: ConfigWatcher | undefined;
@@ -239,6 +258,7 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     await pools.close();
     clearInterval(sweeper);
     await quota?.close();
+    await tracing?.shutdown();
     keys.close();
     db?.close();
     throw err;
@@ -281,6 +301,8 @@ export async function startSidecar(opts: SidecarOptions): Promise<Sidecar> {
     keys.close();
     cache?.flushTouches();
     db?.close();
+    // The last requests' spans go out (at most tracing.exportTimeoutMs).
+    await tracing?.shutdown();
     logger.info('sidecar stopped');
     flushLogger(logger);
   };

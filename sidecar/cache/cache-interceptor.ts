@@ -55,26 +55,42 @@ export function cacheInterceptor(opts: CacheInterceptorOptions): Interceptor {
     if (cc.noStore) return next(req);
     const route = runtime.router.resolve(req.model);
     const key = cacheKey(req, route, opts.scope);
+    const span = req.span?.child('llmgw.cache.lookup', 'internal', { 'llmgw.cache.no_cache': cc.noCache });
     if (!cc.noCache) {
       const entry = store.get(key, opts.clock.now(), cc.maxAgeMs);
       const hit = entry === undefined ? undefined : serveEntry(entry, req, hitMeta(entry));
-      if (hit !== undefined) return hit;
+      if (hit !== undefined) {
+        span?.set({ 'llmgw.cache.result': 'hit' });
+        span?.end();
+        return hit;
+      }
     }
     let vector: PromptVector | undefined;
     let embeddingMs = 0;
     let embedding: ResponseMeta['embedding'];
     const semantic = modelCfg?.semantic;
     if (semantic !== undefined && req.endpoint !== 'embeddings') {
-      const looked = await semanticLookup(next, req, route, runtime.router.resolve(semantic.embeddingModel), semantic.threshold, store, opts, cc);
+      let looked: SemanticLookup;
+      try {
+        looked = await semanticLookup(next, req, route, runtime.router.resolve(semantic.embeddingModel), semantic.threshold, store, opts, cc);
+      } catch (err) {
+        span?.end();
+        throw err;
+      }
       opts.onSemantic?.(looked.outcome);
+      span?.set({ 'llmgw.cache.semantic': looked.outcome, 'llmgw.cache.similarity': looked.hit?.meta.similarity });
       embedding = looked.usage === undefined ? undefined : { model: semantic.embeddingModel, usage: looked.usage };
       if (looked.hit !== undefined) {
         if (embedding !== undefined) looked.hit.meta.embedding = embedding;
+        span?.set({ 'llmgw.cache.result': 'hit' });
+        span?.end();
         return looked.hit;
       }
       vector = looked.vector;
       embeddingMs = looked.upstreamMs;
     }
+    span?.set({ 'llmgw.cache.result': 'miss' });
+    span?.end();
     const res = await next(req);
     res.meta.cache = 'MISS';
     if (embeddingMs > 0) res.meta.upstreamMs = (res.meta.upstreamMs ?? 0) + embeddingMs;

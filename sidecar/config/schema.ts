@@ -182,10 +182,35 @@ const loggingSchema = z.prefault(
   {},
 );
 
+/** OpenTelemetry traces over OTLP/HTTP; absent: no tracing, and nothing of it is loaded. */
+const tracingSchema = z.strictObject({
+  /** Where spans are POSTed, the whole URL (an OpenTelemetry Collector: `http://otel-collector:4318/v1/traces`). */
+  endpoint: httpUrl,
+  /** `http/protobuf` (OTLP's default) or `http/json`. */
+  protocol: z._default(z.enum(['http/protobuf', 'http/json']), 'http/protobuf'),
+  /** Sent with every export (e.g. a vendor's key: write it as `${ENV_VAR}`). */
+  headers: z._default(z.record(z.string().check(z.minLength(1)), z.string()), {}),
+  /** Share of new traces kept, 0 to 1; a request whose `traceparent` says sampled is kept (its trace is the app's). */
+  sampleRatio: z._default(z.number().check(z.gte(0), z.lte(1)), 1),
+  /** `service.name` of the spans (default: the pod's service, LLMGW_SERVICE, else `llm-gateway-sidecar`). */
+  serviceName: z.optional(z.string().check(z.minLength(1))),
+  /** Send each upstream attempt's `traceparent` to its provider (model servers that trace); off: providers see no trace ids. */
+  propagateUpstream: z._default(z.boolean(), false),
+  /** How often queued spans are exported (sooner when a batch of 512 is ready). */
+  exportIntervalMs: z._default(positiveInt(), 5000),
+  /** Spans waiting for export beyond this many are dropped, never held in memory without bound. */
+  maxQueueSize: z._default(positiveInt(), 2048),
+  /** One export's longest wait for the endpoint. */
+  exportTimeoutMs: z._default(positiveInt(), 10_000),
+});
+
 const priorityEnum = z.enum(['interactive', 'background', 'batch']);
 
 const quotaSchema = z.strictObject({
-  /** host:port of the quota service (gRPC). */
+  /**
+   * The quota service (gRPC): host:port, or `dns:///name:port` for one that runs several replicas (a headless
+   * Service: the client connects to every address the name resolves to and spreads its calls over them).
+   */
   address: z.string().check(z.minLength(1)),
   /** The pod's projected service-account token (audience llm-gateway), sent with every call; re-read as the kubelet rotates it. */
   tokenFile: z._default(z.string().check(z.minLength(1)), '/var/run/secrets/llm-gateway/token/token'),
@@ -276,6 +301,8 @@ export const configSchema = z
     quota: z.optional(quotaSchema),
     /** Per-pod token buckets; absent: no local limits. */
     rateLimits: z.optional(rateLimitsSchema),
+    /** OpenTelemetry traces (off unless set). */
+    tracing: z.optional(tracingSchema),
   })
   .check(z.superRefine((cfg, ctx) => checkCrossFieldRules(cfg, (path, message) => ctx.addIssue({ code: 'custom', path: [...path], message }))));
 

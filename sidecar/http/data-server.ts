@@ -4,7 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse, t
 import { randomUUID } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Clock } from '../../common/clock.js';
-import { asLlmgwError, GatewayError, invalidRequest, type LlmgwError } from '../../common/errors.js';
+import { asLlmgwError, errorCode, GatewayError, invalidRequest, type LlmgwError } from '../../common/errors.js';
 import { bodyLeftUnread, ClientGoneError, readJsonBody } from '../../common/http/read-json-body.js';
 import type { Json } from '../../common/json.js';
 import type { AccessLog, AccessLogEntry } from '../access-log.js';
@@ -22,6 +22,9 @@ import { toErrorFrame, toWireError } from './error-response.js';
 import type { Inflight } from './inflight.js';
 import { entryLimitsOf } from './json-limits.js';
 import { describeModel, listModels } from './models-list.js';
+import { genAiProvider, operationAttributes, usageAttributes } from '../tracing/gen-ai-attributes.js';
+import type { TraceSpan } from '../tracing/trace-span.js';
+import type { Tracing } from '../tracing/tracing.js';
 
 export interface DataServerOptions {
   handler: Handler;
@@ -38,6 +41,8 @@ export interface DataServerOptions {
   startedAtSeconds: number;
   /** Responses the sidecar stored, for GET and DELETE /v1/responses/{id}; absent: none are. */
   storedResponses?: StoredResponsesOptions;
+  /** The tracer when tracing is on (config `tracing`); undefined: no spans, no cost. */
+  tracing?: () => Tracing | undefined;
 }
 
 interface Route {
@@ -114,6 +119,9 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
         ? 'openai'
         : 'anthropic';
   const entry: AccessLogEntry = { reqId: id, method: req.method ?? '', path, status: 0, latencyMs: 0, stream: false };
+  const tracing = opts.tracing?.();
+  // The server span of the request (HTTP semconv: named by method and route), a child of the app's trace.
+  const span = tracing === undefined ? undefined : startRequestSpan(tracing, req, id, path, route);
   const aborter = new CancelSignal();
   res.once('close', () => {
     if (!res.writableFinished) aborter.abort();
@@ -183,6 +191,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
       signal: aborter,
       estimates: {},
       trace: { target: undefined },
+      span,
     };
     if (route.endpoint === 'count_tokens') {
       // Spends no tokens: not through the pipeline, so no quota, rate limit or cache.
@@ -215,7 +224,46 @@ async function handle(req: IncomingMessage, res: ServerResponse, opts: DataServe
     opts.metrics.inflight.dec();
     opts.inflight.dec();
     finishEntry(entry, meta, started, opts, trace, endpoint);
+    if (span !== undefined) endRequestSpan(span, entry, meta, endpoint, opts);
   }
+}
+
+function startRequestSpan(tracing: Tracing, req: IncomingMessage, id: string, path: string, route: Route | undefined): TraceSpan {
+  const method = req.method ?? 'GET';
+  const template = route === undefined ? undefined : route === MODEL_ROUTE ? `${MODEL_PREFIX}{id}` : route === STORED_ROUTE ? `${STORED_PREFIX}{id}` : path;
+  return tracing.start(template === undefined ? method : `${method} ${template}`, req.headers, {
+    'http.request.method': method,
+    'url.path': path,
+    'http.route': template,
+    'llmgw.request_id': id,
+  });
+}
+
+/** What the access log learned about the request, on its span (GenAI names where semconv has them). */
+function endRequestSpan(span: TraceSpan, entry: AccessLogEntry, meta: ResponseMeta | undefined, endpoint: Endpoint | undefined, opts: DataServerOptions): void {
+  const provider = entry.provider === undefined ? undefined : opts.runtime().config.providers[entry.provider];
+  span.set({
+    ...(endpoint === undefined || entry.model === undefined ? {} : operationAttributes(endpoint, entry.model)),
+    'gen_ai.provider.name': genAiProvider(provider?.type),
+    'gen_ai.response.model': entry.upstreamModel,
+    ...usageAttributes(meta?.usage),
+    'http.response.status_code': entry.status,
+    'llmgw.provider': entry.provider,
+    'llmgw.stream': entry.stream,
+    'llmgw.priority': entry.priority,
+    'llmgw.cache': entry.cache,
+    'llmgw.attempts': entry.attempts,
+    'llmgw.cost_usd': entry.costUsd,
+    'llmgw.overhead_ms': meta?.overheadMs,
+    'llmgw.client_aborted': entry.clientAborted,
+  });
+  if (entry.tags !== undefined) for (const [k, v] of Object.entries(entry.tags)) span.set({ [`llmgw.tag.${k}`]: v });
+  // A server span fails on 5xx only (HTTP semconv); a refusal still names its code.
+  if (entry.error !== undefined) {
+    if (entry.status >= 500) span.fail(entry.error);
+    else span.set({ 'error.type': entry.error });
+  }
+  span.end();
 }
 
 /** The id after `prefix` in a path, percent-decoded; undefined when the encoding is broken. */
@@ -338,7 +386,7 @@ function writeError(res: ServerResponse, err: LlmgwError, format: WireFormat, id
 /** Types the failure, notes it in the access log entry, and logs it in full when it is our own bug. */
 function recordError(err: unknown, entry: AccessLogEntry, opts: DataServerOptions): LlmgwError {
   const e = asLlmgwError(err);
-  entry.error = e instanceof GatewayError ? e.code : `provider_${e.status}`;
+  entry.error = errorCode(e);
   if (e instanceof GatewayError && e.code === 'llmgw_internal_error') opts.logger.error({ reqId: entry.reqId, err }, 'internal error');
   return e;
 }

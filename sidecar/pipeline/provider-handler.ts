@@ -8,7 +8,8 @@ import type { Logger } from 'pino';
 import type { Clock } from '../../common/clock.js';
 import { GatewayError } from '../../common/errors.js';
 import { ProviderError } from '../errors.js';
-import { callTarget } from '../providers/call-target.js';
+import { callTarget, type CallOptions } from '../providers/call-target.js';
+import { tracedAttempt } from '../tracing/attempt-span.js';
 import { hedge } from '../resilience/hedge.js';
 import { backoffMs, classify, requestedWaitMs } from '../resilience/retry-policy.js';
 import type { TargetStates } from '../resilience/target-state.js';
@@ -16,7 +17,7 @@ import type { ModelRoute, Target } from '../routing/router.js';
 import type { Runtime } from '../runtime.js';
 import { sleepUnlessCancelled } from './cancel-signal.js';
 import { onComplete } from './on-complete.js';
-import type { Handler } from './types.js';
+import type { GatewayRequest, GatewayResponse, Handler } from './types.js';
 
 export interface ProviderHandlerOptions {
   runtime: () => Runtime;
@@ -82,12 +83,16 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
     let waitedMs = 0;
     /** The target of the last failed attempt, until the next attempt says whether that is a retry or a fallback. */
     let failed: Target | undefined;
-    const callOptions = (route: ModelRoute, target: Target) => ({
-      clock: opts.clock,
-      defaultMaxTokens: route.defaultMaxTokens ?? runtime.config.translation.defaultMaxTokens,
-      promptCache: route.promptCache,
-      timeouts: timeoutsFor(route, target, runtime),
-    });
+    const callOptions = (route: ModelRoute, target: Target, traceparent?: string): CallOptions => {
+      const o = {
+        clock: opts.clock,
+        defaultMaxTokens: route.defaultMaxTokens ?? runtime.config.translation.defaultMaxTokens,
+        promptCache: route.promptCache,
+        timeouts: timeoutsFor(route, target, runtime),
+      };
+      return traceparent === undefined ? o : { ...o, traceparent };
+    };
+    const span = req.span;
     for (let r = 0; r < chain.length; r++) {
       const route = chain[r]!;
       let order = opts.targets.order(route, random);
@@ -97,7 +102,10 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
         const started = now();
         if (trace !== undefined) trace.target = a;
         try {
-          const won = await hedge(req, [a, b], route.hedgeAfterMs, (hedgedReq, t) => callTarget(hedgedReq, t, callOptions(route, t)), (t, outcome) => {
+          let leg = attempts;
+          const call = (hedgedReq: GatewayRequest, t: Target): Promise<GatewayResponse> =>
+            span === undefined ? callTarget(hedgedReq, t, callOptions(route, t)) : tracedAttempt(span, hedgedReq, t, ++leg, (tp) => callTarget(hedgedReq, t, callOptions(route, t, tp)));
+          const won = await hedge(req, [a, b], route.hedgeAfterMs, call, (t, outcome) => {
             const breaker = opts.targets.get(t).breaker;
             if (outcome.ok) return breaker.onSuccess(now());
             if (outcome.cancelled || classify(outcome.err) === 'stop') return breaker.release();
@@ -134,7 +142,7 @@ export function providerHandler(opts: ProviderHandlerOptions): Handler {
           const started = now();
           let res;
           try {
-            res = await callTarget(req, target, callOptions(route, target));
+            res = await (span === undefined ? callTarget(req, target, callOptions(route, target)) : tracedAttempt(span, req, target, attempts, (tp) => callTarget(req, target, callOptions(route, target, tp))));
           } catch (err) {
             state.inflight--;
             last = err;

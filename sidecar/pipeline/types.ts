@@ -5,6 +5,7 @@ import type { Usage } from '../formats/usage.js';
 import type { WireFormat } from '../formats/wire-format.js';
 import type { Priority } from '../http/caller-headers.js';
 import type { Target } from '../routing/router.js';
+import type { TraceSpan } from '../tracing/trace-span.js';
 import type { CancelSignal } from './cancel-signal.js';
 
 /** The app-facing API a request came in on (`responses`: OpenAI's Responses API). */
@@ -32,6 +33,8 @@ export interface GatewayRequest {
   readonly estimates?: { prompt?: number; total?: number };
   /** Filled by the provider handler for metrics (copies of the request share it); absent: not kept. */
   readonly trace?: UpstreamTrace;
+  /** The request's span when tracing is on (undefined: off, and nothing is traced). */
+  readonly span?: TraceSpan | undefined;
 }
 
 /** What the provider handler did with a request, as far as metrics need it. */

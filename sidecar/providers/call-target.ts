@@ -28,6 +28,8 @@ export interface CallOptions {
   promptCache?: 'auto' | 'off';
   /** To response headers and between body chunks (undici's own timers), and for the whole attempt. */
   timeouts: { firstByteMs: number; idleMs: number; totalMs: number | undefined };
+  /** The attempt's W3C `traceparent`, sent upstream (tracing with `propagateUpstream` only). */
+  traceparent?: string;
 }
 
 export async function callTarget(req: GatewayRequest, target: Target, opts: CallOptions): Promise<GatewayResponse> {
@@ -70,7 +72,8 @@ export async function callTarget(req: GatewayRequest, target: Target, opts: Call
   timers.phase(opts.timeouts.firstByteMs, `sent no response headers within ${opts.timeouts.firstByteMs} ms`);
   try {
     const body = exchange.upstreamBody();
-    res = await provider.send(exchange.api, typeof body === 'string' ? body : await body, attempt, exchange.upstreamHeaders, opts.timeouts);
+    const headers = opts.traceparent === undefined ? exchange.upstreamHeaders : { ...exchange.upstreamHeaders, traceparent: opts.traceparent };
+    res = await provider.send(exchange.api, typeof body === 'string' ? body : await body, attempt, headers, opts.timeouts);
   } catch (err) {
     done();
     throw fail(err);

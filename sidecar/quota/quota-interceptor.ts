@@ -7,6 +7,7 @@
 // upstreams its model may be served by: one Map read and two multiplications, pricing/cost-estimate.ts) and,
 // when it reserved dollars, settles to what its usage cost by the same book.
 import { CostEstimator, usageCostNano } from '../pricing/cost-estimate.js';
+import { asLlmgwError, errorCode } from '../../common/errors.js';
 import type { Config } from '../config/schema.js';
 import { onComplete } from '../pipeline/on-complete.js';
 import type { Interceptor } from '../pipeline/types.js';
@@ -32,8 +33,19 @@ export function quotaInterceptor(opts: { stack: () => QuotaStack | undefined; co
     }
     const prompt = promptTokens(req);
     const nano = book === undefined ? 0 : costs.estimateNano(book, config, req.model, prompt, Math.max(0, estimate - prompt));
-    const pending = manager.reserve(req.priority, estimate, nano);
-    const reservation = pending instanceof Promise ? await pending : pending;
+    const span = req.span?.child('llmgw.quota.reserve', 'internal', { 'llmgw.priority': req.priority, 'llmgw.quota.estimate_tokens': estimate, 'llmgw.quota.estimate_usd': nano > 0 ? nano / 1e9 : undefined });
+    let reservation;
+    try {
+      const pending = manager.reserve(req.priority, estimate, nano);
+      // A reservation the lease could not cover waited on a quota RPC.
+      span?.set({ 'llmgw.quota.waited': pending instanceof Promise });
+      reservation = pending instanceof Promise ? await pending : pending;
+    } catch (err) {
+      span?.fail(errorCode(asLlmgwError(err)), (err as Error).message);
+      span?.end();
+      throw err;
+    }
+    span?.end();
     const entry = outbox.begin(req.priority, reservation.startedAtMs, req.model, req.tags, prompt);
     let res;
     try {
