@@ -12,7 +12,10 @@ import type { RenewLeaseRequest } from '../../proto/messages.js';
 import { QuotaRpcError, type QuotaClientOptions, type QuotaRpc } from './quota-rpc.js';
 
 /**
- * The channel's options. Keepalive pings every 5 s, even between calls (a sidecar calls about every 10 s),
+ * The channel's options for `address`. Round robin over every address the target resolves to when it can
+ * name several replicas (a `dns:` target, or a list); one host:port keeps grpc-js's pick_first, which
+ * reconnects at the first call after the service restarted (round robin waits out its reconnect backoff,
+ * failing calls meanwhile). Keepalive pings every 5 s, even between calls (a sidecar calls about every 10 s),
  * answered within 5 s or the connection is dropped: a replica whose node vanished without closing its TCP
  * connections leaves the rotation within about 10 s instead of taking calls until their deadlines. (The
  * grpc-js server enforces no minimum ping interval, so the quota service accepts these pings as it is.)
@@ -20,8 +23,15 @@ import { QuotaRpcError, type QuotaClientOptions, type QuotaRpc } from './quota-r
  * every 5 s when a connection fails (grpc-js's default is 30 s), so a replaced replica's new address is
  * found soon. Client-side health checking (`healthCheckConfig`) is not offered by grpc-js 1.14.
  */
-export const QUOTA_CHANNEL_OPTIONS = {
-  'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }),
+export function quotaChannelOptions(address: string): Record<string, string | number> {
+  const several = address.startsWith('dns:') || address.includes(',');
+  return {
+    ...(several ? { 'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ round_robin: {} }] }) } : {}),
+    ...CHANNEL_OPTIONS,
+  };
+}
+
+const CHANNEL_OPTIONS = {
   'grpc.service_config_disable_resolution': 1,
   'grpc.dns_min_time_between_resolutions_ms': 5000,
   'grpc.keepalive_time_ms': 5000,
@@ -53,7 +63,7 @@ export function retriesOnUnavailable(method: Method, req: object): boolean {
 export function createGrpcQuotaClient(address: string, opts: QuotaClientOptions): QuotaRpc {
   const { QuotaService } = loadQuotaProto();
   const channel = channelCredentials(opts.tls === undefined ? undefined : { ...opts.tls, ...(opts.onTlsReload ? { onReload: opts.onTlsReload } : {}) });
-  const client = new QuotaService(address, channel.credentials, { ...QUOTA_CHANNEL_OPTIONS, ...channel.channelOptions }) as Client & Record<string, Function>;
+  const client = new QuotaService(address, channel.credentials, { ...quotaChannelOptions(address), ...channel.channelOptions }) as Client & Record<string, Function>;
   const attempt = <Res>(method: Method, req: object, deadline: number): Promise<Res> =>
     new Promise((resolve, reject) => {
       const metadata = new Metadata();
