@@ -54,12 +54,16 @@ program
     await runInjector(o);
   });
 
-program
+const quotaService = program
   .command('quota-service')
   .description('run the central quota service: global token budgets, leases for sidecars (gRPC)')
   .option('--listen <host:port>', 'gRPC listener', '0.0.0.0:50051')
   .option('--status-listen <host:port>', 'probes and metrics listener', '0.0.0.0:9090')
   .option('--db <path>', 'SQLite file holding budgets, consumption and leases', '/var/lib/llm-gateway/quota.db')
+  .option(
+    '--store <url>',
+    "the store: a postgres:// (or postgresql://) URL shares budgets and leases between replicas (default $LLMGW_QUOTA_STORE; without either, --db's SQLite file)",
+  )
   .option('--lease-ttl <duration>', 'a lease lapses this long after its last renewal', '30s')
   .addOption(new Option('--log-level <level>', 'log level').choices(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'))
   .addOption(new Option('--log-format <format>', 'json or pretty (default: pretty on a terminal, json otherwise)').choices(['json', 'pretty']))
@@ -81,8 +85,21 @@ program
   .option('--prices <file>', 'prices (USD per million tokens) over the shipped table, and the default for unpriced models (YAML or JSON; re-read when it changes)')
   .action(async (o) => {
     const { runQuotaService } = await import('./commands/quota-service.js');
-    await runQuotaService(o);
+    // An empty variable (a template that sets it to nothing) counts as unset.
+    await runQuotaService({ ...o, store: (o.store as string | undefined) ?? (process.env.LLMGW_QUOTA_STORE || undefined) });
   });
+
+// A subcommand beside the command's own action: `quota-service migrate …` runs this, `quota-service --listen …`
+// the service. The service's options are parsed wherever they appear, so migrate's options must not share their names.
+quotaService
+  .command('migrate')
+  .description(
+    'copy a SQLite quota file into an empty PostgreSQL database in one transaction, checked row by row before it commits; ' +
+      'stop the quota service first. Exits 0 copied, 1 failed (rolled back), 2 usage, 3 target not empty',
+  )
+  .requiredOption('--from <file>', "the quota service's SQLite file (its --db; opened read-only)")
+  .option('--to <url>', 'the target: postgres://USER:PASSWORD@HOST:PORT/DATABASE (default $LLMGW_QUOTA_STORE, which keeps the password off the command line)')
+  .action(async (o: { from: string; to?: string }) => (await import('./commands/quota-migrate.js')).runQuotaMigrate(o));
 
 const adminOptions = (c: Command): Command =>
   c

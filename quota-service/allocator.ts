@@ -19,13 +19,12 @@ import { randomUUID } from 'node:crypto';
 import type { Clock } from '../common/clock.js';
 import { PriceIndex } from '../common/pricing/price-index.js';
 import { SHIPPED_PRICES } from '../common/pricing/shipped-prices.js';
-import { TAG_KEY } from '../proto/tags.js';
 import { leaseFromRow, leaseRow, type Lease } from './lease-rows.js';
 import { attributionTags } from './report-tags.js';
 import { addKinds, noKinds, type TokenKinds } from '../proto/token-kinds.js';
 import { Coverage, type OverReport } from './coverage.js';
 import { invalidArgument, notFound, QuotaError } from './errors.js';
-import { Ownership, UNVERIFIED } from './ownership.js';
+import { Ownership, UNVERIFIED, type IncarnationClaims } from './ownership.js';
 import { readThrough } from './read-through.js';
 import { decisive, type Refusal } from './refusal.js';
 import { checkedReports } from './report-checks.js';
@@ -33,8 +32,10 @@ import { scopeProblem, scopesOf, type Identity } from './scopes.js';
 import { Teams } from './teams.js';
 import { status } from '@grpc/grpc-js';
 import { priceReport } from './report-pricing.js';
-import type { BudgetRow, BudgetUnit, ModelUsageRow, ScopeUsageRow, SqliteQuotaStore } from './store.js';
-import { windowAt, windowBefore, type WindowName } from './windows.js';
+import type { AllocatorStore } from './allocator-store.js';
+import type { BudgetRow, BudgetUnit, ModelUsageRow, ScopeUsageRow } from './store.js';
+import { usageSpans, type UsageOptions } from './usage-query.js';
+import { windowAt, type WindowName } from './windows.js';
 import { DEFAULT_HORIZON_MS, MIN_DEMAND } from './lease-sizing.js';
 import { emptyState, grantUnit, unitFailOpen, type PriorityClass, type UnitGrant, type UnitState } from './unit-grant.js';
 
@@ -148,6 +149,17 @@ export interface AllocatorOptions {
   onUnpriced?: (model: string, tokens: number) => void;
   /** What a batch of reports cost (nano-USD), per scope that has a budget (operator-defined: a bounded set). */
   onCost?: (scope: string, costNano: number) => void;
+  /**
+   * What outlives one allocator: with several replicas, each call has an allocator of its own over the rows
+   * it loaded, and these are the process's (default: this allocator's own).
+   */
+  shared?: AllocatorShared;
+}
+
+/** Per process: grants and reports per incarnation (coverage.ts), and new incarnations per pod and hour. */
+export interface AllocatorShared {
+  coverage: Coverage;
+  claims: IncarnationClaims;
 }
 
 export const DEFAULT_FLOORS = { batch: 0.5, background: 0.2 };
@@ -184,15 +196,15 @@ export class Allocator {
   private readonly onCost: ((scope: string, costNano: number) => void) | undefined;
 
   constructor(
-    private readonly store: SqliteQuotaStore,
+    private readonly store: AllocatorStore,
     opts: AllocatorOptions,
   ) {
     this.clock = opts.clock;
     this.ttlMs = opts.leaseTtlMs ?? 30_000;
     this.horizonMs = opts.horizonMs ?? DEFAULT_HORIZON_MS;
-    this.ownership = new Ownership(store, opts.clock);
+    this.ownership = new Ownership(store, opts.clock, opts.shared?.claims);
     this.teams = new Teams(store);
-    this.coverage = new Coverage(opts.onOverReport);
+    this.coverage = opts.shared?.coverage ?? new Coverage(opts.onOverReport);
     const shipped = opts.prices === undefined ? new PriceIndex(SHIPPED_PRICES) : undefined;
     this.prices = opts.prices ?? (() => shipped!);
     this.onUnpriced = opts.onUnpriced;
@@ -388,16 +400,8 @@ export class Allocator {
    * every window from the one holding that instant instead (at most 1000). With a tag key, also per value
    * of that tag; with `by`, per model or per scope under it (`namespace/x` → `namespace/x/service/…`).
    */
-  usage(scope: string, window: WindowName, n: number, byTag?: string, more: { by?: 'model' | 'scope'; sinceMs?: number } = {}): WindowUsage[] {
-    const problem = scopeProblem(scope);
-    if (problem !== undefined) throw invalidArgument(`scope "${scope}": ${problem}`);
-    if (byTag !== undefined && !TAG_KEY.test(byTag)) throw invalidArgument(`by_tag "${byTag}": a tag key is letters, digits and _.-/ (up to 64)`);
-    const now = this.clock.now();
-    const since = more.sinceMs ?? 0;
-    if (since > now) throw invalidArgument('since_ms is in the future');
-    const count = since > 0 ? windowsSince(window, now, since) : Math.max(1, Math.min(n, 1000));
-    return Array.from({ length: count }, (_, i) => {
-      const span = windowBefore(window, now, i);
+  usage(scope: string, window: WindowName, n: number, byTag?: string, more: UsageOptions = {}): WindowUsage[] {
+    return usageSpans(scope, window, n, byTag, more, this.clock.now()).map((span) => {
       const { costNano, ...kinds } = this.store.totals(scope, window, span.startMs);
       const w: WindowUsage = { startMs: span.startMs, endMs: span.endMs, used: this.usedIn(scope, window, span.startMs), kinds, costNano };
       if (byTag !== undefined) w.byTag = this.store.taggedUsage(scope, window, span.startMs, byTag);
@@ -690,11 +694,4 @@ interface WindowSum {
   byTag: Map<string, { key: string; value: string; tokens: number; costNano: number }>;
   /** By provider type and model. */
   byModel: Map<string, { provider: string; model: string; tokens: number; totals: TokenKinds & { costNano: number } }>;
-}
-
-/** How many `window`s from the one holding `sinceMs` to the one holding `now` (1 to 1000). */
-function windowsSince(window: WindowName, now: number, sinceMs: number): number {
-  let n = 1;
-  for (let span = windowAt(window, now); n < 1000 && span.startMs > sinceMs; n++) span = windowAt(window, span.startMs - 1);
-  return n;
 }

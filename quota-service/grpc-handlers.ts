@@ -21,7 +21,8 @@ import type {
   WindowUsageMsg,
   BudgetUnitName,
 } from '../proto/messages.js';
-import type { Allocator, Grant } from './allocator.js';
+import type { BudgetView, Grant } from './allocator.js';
+import type { QuotaAllocator } from './quota-allocator.js';
 import type { Access, Authenticator } from './auth/authenticator.js';
 import type { VerifiedIdentity } from './auth/token-verifier.js';
 import { budgetMsg, optionalUnitOf, optionalWindowOf, priorityOf, refusalMsg, reportsOf, windowEnum, windowOf } from './convert.js';
@@ -134,7 +135,7 @@ export function callerOf(verified: VerifiedIdentity | undefined, msg: IdentityMs
 }
 
 export interface QuotaServiceDeps {
-  alloc: Allocator;
+  alloc: QuotaAllocator;
   auth: Authenticator;
   metrics: QuotaMetrics;
   logger: Logger;
@@ -173,7 +174,7 @@ export function quotaServiceHandlers(d: QuotaServiceDeps): UntypedServiceImpleme
       const caller = callerOf(await auth.workload(md), r.identity);
       const priority = priorityOf(r.priority);
       metrics.reports.inc(undefined, r.reports?.length ?? 0);
-      const g = alloc.acquire({
+      const g = await alloc.acquire({
         ...caller,
         priority,
         incarnation: r.incarnation,
@@ -189,7 +190,7 @@ export function quotaServiceHandlers(d: QuotaServiceDeps): UntypedServiceImpleme
     RenewLease: unary('RenewLease', metrics, logger, async (r: RenewLeaseRequest, md) => {
       const who = await ownerOnly(md);
       metrics.reports.inc(undefined, r.reports.length);
-      const g = alloc.renew({
+      const g = await alloc.renew({
         leaseId: r.leaseId,
         owner: who,
         need: r.needTokens,
@@ -206,7 +207,7 @@ export function quotaServiceHandlers(d: QuotaServiceDeps): UntypedServiceImpleme
     ReleaseLease: unary('ReleaseLease', metrics, logger, async (r: ReleaseLeaseRequest, md) => {
       const who = await ownerOnly(md);
       metrics.reports.inc(undefined, r.reports.length);
-      const released = alloc.release(r.leaseId, who, reportsOf(r.reports));
+      const released = await alloc.release(r.leaseId, who, reportsOf(r.reports));
       waited(released.priority, r);
       const acked = released.acked;
       metrics.leases.set(alloc.activeLeases);
@@ -215,7 +216,7 @@ export function quotaServiceHandlers(d: QuotaServiceDeps): UntypedServiceImpleme
     ReportUsage: unary('ReportUsage', metrics, logger, async (r: ReportUsageRequest, md) => {
       const caller = callerOf(await auth.workload(md), r.identity);
       metrics.reports.inc(undefined, r.reports.length);
-      return { ackedSequence: alloc.report(caller.identity, caller.owner, r.incarnation, reportsOf(r.reports)) };
+      return { ackedSequence: await alloc.report(caller.identity, caller.owner, r.incarnation, reportsOf(r.reports)) };
     }),
     GetProviderKeys: unary('GetProviderKeys', metrics, logger, async (r: { names: string[] }, md): Promise<ProviderKeysResponse> => {
       const verified = await auth.workload(md);
@@ -229,35 +230,35 @@ export function quotaServiceHandlers(d: QuotaServiceDeps): UntypedServiceImpleme
   };
 }
 
-export function quotaAdminHandlers(alloc: Allocator, auth: Authenticator, metrics: QuotaMetrics, logger: Logger): UntypedServiceImplementation {
-  const list = (budgets: ReturnType<Allocator['listBudgets']>): { budgets: BudgetMsg[] } => ({ budgets: budgets.map(budgetMsg) });
+export function quotaAdminHandlers(alloc: QuotaAllocator, auth: Authenticator, metrics: QuotaMetrics, logger: Logger): UntypedServiceImplementation {
+  const list = async (budgets: BudgetView[] | Promise<BudgetView[]>): Promise<{ budgets: BudgetMsg[] }> => ({ budgets: (await budgets).map(budgetMsg) });
   /** An admin call that `access` lets through; changes are logged with who made them. */
-  const admin = <Req, Res>(method: string, access: Access, fn: (r: Req) => Res) =>
+  const admin = <Req, Res>(method: string, access: Access, fn: (r: Req) => Res | Promise<Res>) =>
     unary(method, metrics, logger, async (r: Req, md: Metadata) => {
       const who = await auth.operator(md, access);
-      const res = fn(r);
+      const res = await fn(r);
       if (access === 'write') logger.info({ method, by: who, request: r }, 'quota admin change');
       return res;
     });
   return {
-    SetBudget: admin('SetBudget', 'write', (r: SetBudgetRequest) => {
+    SetBudget: admin('SetBudget', 'write', async (r: SetBudgetRequest) => {
       const floors = r.floors === null ? undefined : { batch: r.floors.batch, background: r.floors.background };
       const nanoUsd = Number(r.nanoUsd ?? 0);
       if (nanoUsd !== 0 && Number(r.tokens) !== 0) throw invalidArgument('a budget is in tokens or in USD: set one of tokens and nano_usd, not both');
-      if (nanoUsd !== 0) return budgetMsg(alloc.setBudget(r.scope, windowOf(r.window), nanoUsd, floors, 'usd'));
-      return budgetMsg(alloc.setBudget(r.scope, windowOf(r.window), r.tokens, floors));
+      if (nanoUsd !== 0) return budgetMsg(await alloc.setBudget(r.scope, windowOf(r.window), nanoUsd, floors, 'usd'));
+      return budgetMsg(await alloc.setBudget(r.scope, windowOf(r.window), r.tokens, floors));
     }),
     GetBudget: admin('GetBudget', 'read', (r: { scope: string }) => list(alloc.getBudgets(r.scope))),
     ListBudgets: admin('ListBudgets', 'read', () => list(alloc.listBudgets())),
-    DeleteBudget: admin('DeleteBudget', 'write', (r: { scope: string; window: WindowEnum; unit?: BudgetUnitName }) => ({
-      deleted: alloc.deleteBudget(r.scope, optionalWindowOf(r.window), optionalUnitOf(r.unit)),
+    DeleteBudget: admin('DeleteBudget', 'write', async (r: { scope: string; window: WindowEnum; unit?: BudgetUnitName }) => ({
+      deleted: await alloc.deleteBudget(r.scope, optionalWindowOf(r.window), optionalUnitOf(r.unit)),
     })),
-    GetUsage: admin('GetUsage', 'read', (r: UsageRequestMsg): UsageResponse => {
+    GetUsage: admin('GetUsage', 'read', async (r: UsageRequestMsg): Promise<UsageResponse> => {
       const window = windowOf(r.window);
       const by = r.by ?? '';
       if (by !== '' && by !== 'model' && by !== 'scope') throw invalidArgument(`by "${by}": expected model or scope (or by_tag for a tag key; a day window for days)`);
       const sinceMs = Number(r.sinceMs ?? 0);
-      const rows = alloc.usage(r.scope, window, r.last > 0 ? r.last : 10, r.byTag === '' ? undefined : r.byTag, {
+      const rows = await alloc.usage(r.scope, window, r.last > 0 ? r.last : 10, r.byTag === '' ? undefined : r.byTag, {
         ...(by === '' ? {} : { by }),
         ...(sinceMs > 0 ? { sinceMs } : {}),
       });
@@ -278,8 +279,8 @@ export function quotaAdminHandlers(alloc: Allocator, auth: Authenticator, metric
         ),
       };
     }),
-    SetTeam: admin('SetTeam', 'write', (r: TeamMsg): TeamMsg => alloc.setTeam(r.team, r.namespaces ?? [])),
-    ListTeams: admin('ListTeams', 'read', (): { teams: TeamMsg[] } => ({ teams: alloc.listTeams() })),
-    DeleteTeam: admin('DeleteTeam', 'write', (r: { team: string }) => ({ deleted: alloc.deleteTeam(r.team) })),
+    SetTeam: admin('SetTeam', 'write', (r: TeamMsg): TeamMsg | Promise<TeamMsg> => alloc.setTeam(r.team, r.namespaces ?? [])),
+    ListTeams: admin('ListTeams', 'read', async (): Promise<{ teams: TeamMsg[] }> => ({ teams: await alloc.listTeams() })),
+    DeleteTeam: admin('DeleteTeam', 'write', async (r: { team: string }) => ({ deleted: await alloc.deleteTeam(r.team) })),
   };
 }

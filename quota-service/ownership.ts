@@ -5,7 +5,7 @@
 import type { Clock } from '../common/clock.js';
 import { permissionDenied, QuotaError } from './errors.js';
 import { readThrough } from './read-through.js';
-import type { SqliteQuotaStore } from './store.js';
+import type { AllocatorStore } from './allocator-store.js';
 import { status } from '@grpc/grpc-js';
 
 /** The owner of everything a caller does with --auth none: nothing is checked. */
@@ -13,16 +13,18 @@ export const UNVERIFIED = '';
 /** New incarnations one pod may start per hour (a pod starts one per priority class, and one more per restart). */
 export const MAX_NEW_INCARNATIONS_PER_HOUR = 60;
 
+/** `owner/pod` → new incarnations claimed in the current hour. */
+export type IncarnationClaims = Map<string, { hour: number; n: number }>;
+
 export const ownerOf = (identity: { namespace: string; service: string }): string => `${identity.namespace}/${identity.service}`;
 
 export class Ownership {
   private readonly owners = new Map<string, string>();
-  /** `owner/pod` → claims in the current hour. */
-  private readonly claims = new Map<string, { hour: number; n: number }>();
-
   constructor(
-    private readonly store: SqliteQuotaStore,
+    private readonly store: AllocatorStore,
     private readonly clock: Clock,
+    /** `owner/pod` → new incarnations in the current hour (kept by the process: it outlives a replica's per-call allocators). */
+    private readonly claims: IncarnationClaims = new Map(),
   ) {}
 
   /** The incarnation belongs to `owner` from now on, or already did; anybody else is refused. */

@@ -1,6 +1,7 @@
-// `llmgw quota-service`'s composition root: the SQLite store, the allocator, who may call (token
-// verification, operator credentials), the gRPC server (quota, admin, health; TLS when given), the status
-// listener, and the timers that expire leases and prune old consumption.
+// `llmgw quota-service`'s composition root: the store (a SQLite file, or PostgreSQL shared by several
+// replicas) and its allocator, who may call (token verification, operator credentials), the gRPC server
+// (quota, admin, health; TLS when given), the status listener, and the timers that expire leases and prune
+// old consumption.
 import { Server, ServerCredentials } from '@grpc/grpc-js';
 import type { Logger } from 'pino';
 import { systemClock, type Clock } from '../common/clock.js';
@@ -9,22 +10,25 @@ import { createStatusServer } from '../common/http/status-server.js';
 import { logReload } from '../common/reload-log.js';
 import { serverTlsCredentials } from '../common/tls/grpc-credentials.js';
 import { loadQuotaProto } from '../proto/load.js';
-import { Allocator } from './allocator.js';
+import type { AllocatorOptions } from './allocator.js';
 import { Authenticator, type AuthenticatorOptions } from './auth/authenticator.js';
 import { quotaAdminHandlers, quotaServiceHandlers } from './grpc-handlers.js';
 import { HealthService } from './health.js';
 import { ServicePrices } from './prices.js';
 import { ProviderKeys } from './provider-keys.js';
 import { QuotaMetrics } from './quota-metrics.js';
-import { allocatorUsageView } from './ui/allocator-usage-view.js';
 import { usagePageMount } from './ui/usage-page.js';
 import { pruneExpired } from './retention.js';
-import { SqliteQuotaStore } from './store.js';
+import type { QuotaAllocator } from './quota-allocator.js';
+import { sqliteBackend, type StoreBackend } from './store-backend.js';
 
 export interface QuotaServiceOptions {
   listen: HostPort;
   statusListen: HostPort;
+  /** The SQLite file (one replica)… */
   dbPath: string;
+  /** …or a postgres:// (postgresql://) URL: the database several replicas share (dbPath is then not used). */
+  storeUrl?: string;
   logger: Logger;
   clock?: Clock;
   leaseTtlMs?: number;
@@ -43,7 +47,7 @@ export interface QuotaServiceOptions {
 export interface QuotaService {
   readonly address: HostPort;
   readonly statusAddress: HostPort;
-  readonly allocator: Allocator;
+  readonly allocator: QuotaAllocator;
   /** The price table usage is charged by. */
   readonly prices: ServicePrices;
   stop(): Promise<void>;
@@ -61,8 +65,7 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
     metrics.priceReloads.inc({ result: result === 'ok' ? 'applied' : 'rejected' });
     reloaded(result, err);
   });
-  const store = new SqliteQuotaStore(opts.dbPath);
-  const allocator = new Allocator(store, {
+  const allocatorOptions: AllocatorOptions = {
     clock,
     ...(opts.leaseTtlMs === undefined ? {} : { leaseTtlMs: opts.leaseTtlMs }),
     onOverReport: (f) => {
@@ -72,13 +75,24 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
     prices: () => prices.current.index,
     onUnpriced: (model, tokens) => metrics.unpricedTokens.inc({ model }, tokens),
     onCost: (scope, costNano) => metrics.costUsd.inc({ scope }, costNano / 1e9),
-  });
+  };
+  let backend: StoreBackend;
+  try {
+    backend = opts.storeUrl === undefined ? sqliteBackend(opts.dbPath, allocatorOptions, clock) : await (await import('./postgres/postgres-backend.js')).postgresBackend(opts.storeUrl, allocatorOptions, logger);
+  } catch (err) {
+    prices.close();
+    providerKeys?.close();
+    tls?.close();
+    auth.close();
+    throw err;
+  }
+  const allocator = backend.allocator;
   metrics.leases.set(allocator.activeLeases);
   metrics.registry.onCollect(() => {
     metrics.budgetUsed.clear();
     metrics.budgetLimit.clear();
     // In the budget's unit: tokens, or USD (kept in nano-USD).
-    for (const b of allocator.listBudgets()) {
+    for (const b of backend.budgets()) {
       const usd = b.unit === 'usd';
       const labels = { scope: b.scope, window: b.window, unit: b.unit };
       metrics.budgetUsed.set(usd ? b.used / 1e9 : b.used, labels);
@@ -97,18 +111,19 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
   server.addService(proto.QuotaAdmin.service, quotaAdminHandlers(allocator, auth, metrics, logger));
   server.addService(proto.Health.service, health.implementation());
   let ready = false;
+  const usageView = backend.usageView?.({ metrics, prices: () => prices.current.index.table });
   const statusServer = createStatusServer({
     registry: metrics.registry,
-    ready: () => ready,
-    mount: usagePageMount({ view: allocatorUsageView({ allocator, store, clock, metrics, prices: () => prices.current.index.table }), auth, clock, logger }),
+    ready: () => ready && backend.ready(),
+    ...(usageView === undefined ? {} : { mount: usagePageMount({ view: usageView, auth, clock, logger }) }),
   });
 
-  const closeAll = (): void => {
+  const closeAll = async (): Promise<void> => {
     auth.close();
     providerKeys?.close();
     prices.close();
     tls?.close();
-    store.close();
+    return backend.close();
   };
   let port: number;
   let statusAddress: HostPort;
@@ -122,20 +137,28 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
     statusAddress = await listen(statusServer, opts.statusListen, opts.listenFlags?.statusListen ?? '--status-listen');
   } catch (err) {
     server.forceShutdown();
-    closeAll();
+    await closeAll();
     throw err;
   }
 
+  let ticking: Promise<void> | undefined;
   const sweep = setInterval(() => {
-    allocator.sweep();
-    metrics.leases.set(allocator.activeLeases);
+    if (ticking !== undefined) return; // the last one is still going (a slow database)
+    ticking = Promise.resolve(backend.tick())
+      .then(
+        () => metrics.leases.set(allocator.activeLeases),
+        (err: unknown) => logger.error({ err }, 'could not sweep lapsed leases'),
+      )
+      .finally(() => {
+        ticking = undefined;
+      });
   }, 1000);
   sweep.unref();
   let pruning: Promise<void> | undefined;
   let stopped = false;
   const prune = (): void => {
     if (pruning !== undefined) return; // the last run is still going
-    pruning = pruneExpired(store, clock.now(), () => stopped)
+    pruning = pruneExpired(backend.prunable, clock.now(), () => stopped)
       .then(
         (rows) => {
           if (rows > 0) opts.logger.info({ rows }, 'pruned old consumption and report sequences');
@@ -156,7 +179,7 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
   else if (!auth.adminReachable) logger.warn('the admin API accepts no credential: give --admin-token-file or --admin-subjects to change budgets');
   if (tls === undefined) logger.warn('gRPC without TLS: tokens and usage cross the network in the clear (give --tls-cert and --tls-key)');
   logger.info(
-    { listen: address, statusListen: statusAddress, db: opts.dbPath, leases: allocator.activeLeases, auth: auth.mode, tls: tls !== undefined, mtls: opts.tls?.clientCaFile !== undefined, providerKeys: providerKeys !== undefined, prices: prices.current.version },
+    { listen: address, statusListen: statusAddress, ...backend.where, leases: allocator.activeLeases, auth: auth.mode, tls: tls !== undefined, mtls: opts.tls?.clientCaFile !== undefined, providerKeys: providerKeys !== undefined, prices: prices.current.version },
     'quota service started',
   );
 
@@ -174,11 +197,12 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
         clearInterval(pruner);
         stopped = true;
         await pruning;
+        await ticking;
         health.close();
         await new Promise<void>((resolve) => server.tryShutdown(() => resolve()));
         statusServer.closeAllConnections();
         await closeServer(statusServer);
-        closeAll();
+        await closeAll();
         opts.logger.info('quota service stopped');
       })()),
   };

@@ -2,7 +2,7 @@
 // that: rows of windows that ended too long ago, and the sequences of sidecar incarnations silent for a
 // month, are deleted a batch at a time, yielding to the event loop between batches, so a large backlog
 // (tags of many values, a service that was down for days) never stalls the lease RPCs.
-import type { SqliteQuotaStore } from './store.js';
+import type { QuotaRecords } from './store-api.js';
 import type { WindowName } from './windows.js';
 
 const DAY = 86_400_000;
@@ -35,7 +35,10 @@ export const SEQUENCES_KEEP_MS = 30 * DAY;
 const BATCH = 1000;
 
 /** Deletes what RETENTION and SEQUENCES_KEEP_MS no longer keep, until done or `stopped()`; returns how many rows went. */
-export async function pruneExpired(store: SqliteQuotaStore, nowMs: number, stopped: () => boolean): Promise<number> {
+/** The SQLite store (synchronous) or the PostgreSQL one. */
+type Prunable = { [K in 'pruneUsage' | 'pruneAcked']: (...args: Parameters<QuotaRecords[K]>) => number | Promise<number> };
+
+export async function pruneExpired(store: Prunable, nowMs: number, stopped: () => boolean): Promise<number> {
   const passes = [
     ...RETENTION.map((r) => () => store.pruneUsage(r.window, nowMs - r.keepMs, { tagged: r.tagged, models: r.models === true, limit: BATCH })),
     () => store.pruneAcked(nowMs - SEQUENCES_KEEP_MS, BATCH),
@@ -44,7 +47,7 @@ export async function pruneExpired(store: SqliteQuotaStore, nowMs: number, stopp
   for (const pass of passes) {
     for (;;) {
       if (stopped()) return total;
-      const n = pass();
+      const n = await pass();
       total += n;
       if (n < BATCH) break;
       await new Promise((resolve) => setImmediate(resolve));

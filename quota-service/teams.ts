@@ -2,7 +2,7 @@
 // charged to team/<team> for every team listing it. Operator data, never what a pod says about itself.
 import { invalidArgument, notFound } from './errors.js';
 import { isNamespaceName, isTeamName } from './scopes.js';
-import type { SqliteQuotaStore } from './store.js';
+import type { AllocatorStore } from './allocator-store.js';
 
 const NONE: ReadonlySet<string> = new Set();
 
@@ -10,7 +10,7 @@ export class Teams {
   /** namespace → the teams listing it. */
   private readonly byNamespace = new Map<string, Set<string>>();
 
-  constructor(private readonly store: SqliteQuotaStore) {
+  constructor(private readonly store: AllocatorStore) {
     for (const t of store.teams()) this.setOf(t.namespace).add(t.team);
   }
 

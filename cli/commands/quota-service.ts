@@ -9,6 +9,7 @@ import type { AuthenticatorOptions, AuthMode } from '../../quota-service/auth/au
 import type { TokenVerifier } from '../../quota-service/auth/token-verifier.js';
 import type { Logger } from 'pino';
 import { createCommandLogger, type LogFormat, type LogLevel } from '../../common/logger.js';
+import { redactUrl, scrubUrl } from '../../quota-service/postgres/redact-url.js';
 import { pricesFromText } from '../../quota-service/prices.js';
 import { parseProviderKeys } from '../../quota-service/provider-keys.js';
 import { startQuotaService } from '../../quota-service/quota-service.js';
@@ -35,6 +36,8 @@ export interface QuotaServiceFlags {
   tlsClientCa?: string;
   providerKeys?: string;
   prices?: string;
+  /** --store, else $LLMGW_QUOTA_STORE: a postgres:// URL (undefined: --db's SQLite file). */
+  store?: string;
 }
 
 
@@ -135,15 +138,19 @@ export async function runQuotaService(o: QuotaServiceFlags): Promise<void> {
     }
   }
   if (o.prices !== undefined) checkPrices(o.prices);
+  if (o.store !== undefined && !/^postgres(ql)?:\/\//.test(o.store)) {
+    throw new UsageError(`--store (or $LLMGW_QUOTA_STORE): expected a postgres:// or postgresql:// URL, got "${redactUrl(o.store)}" (the SQLite file is --db)`);
+  }
   const logger = await createCommandLogger(o.logLevel as LogLevel, { format: o.logFormat });
   const security = await quotaServiceOptions(o, logger);
-  mkdirSync(dirname(o.db), { recursive: true });
+  if (o.store === undefined) mkdirSync(dirname(o.db), { recursive: true });
   let service;
   try {
     service = await startQuotaService({
       listen,
       statusListen,
       dbPath: o.db,
+      ...(o.store === undefined ? {} : { storeUrl: o.store }),
       logger,
       leaseTtlMs,
       ...security,
@@ -152,6 +159,8 @@ export async function runQuotaService(o: QuotaServiceFlags): Promise<void> {
     });
   } catch (err) {
     if (err instanceof TlsConfigError) throw new UsageError(`--tls-cert/--tls-key/--tls-client-ca: ${err.message}`);
+    // The database could not be reached or migrated: said without the connection string's secrets.
+    if (o.store !== undefined) throw new Error(`could not open the PostgreSQL store ${redactUrl(o.store)}: ${scrubUrl((err as Error).message, o.store)}`);
     throw err;
   }
   runUntilSignal(logger, () => service.stop());

@@ -26,6 +26,12 @@ export type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>;
 /** Runs `fn` in a transaction: a new one over a pool, the current one for records already bound to one. */
 export type Atomically = <T>(fn: (q: Queryable) => Promise<T>) => Promise<T>;
 
+/** A lease row's columns as LeaseRow names them. */
+export const LEASE_COLUMNS = `SELECT id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens AS "requestTokens",
+  expires_at_ms AS "expiresAtMs", renew_at_ms AS "renewAtMs", windows, owner, fail_open AS "failOpen", fail_open_next AS "failOpenNext",
+  usd, outstanding_nano AS "outstandingNano", demand_nano AS "demandNano", request_nano AS "requestNano",
+  fail_open_nano AS "failOpenNano", fail_open_next_nano AS "failOpenNextNano"`;
+
 const SQL = {
   budgets: `SELECT scope, window_name AS "window", unit, amount AS tokens, batch_floor AS "batchFloor", background_floor AS "backgroundFloor"
     FROM budgets ORDER BY unit = 'usd', scope, window_name`,
@@ -71,10 +77,7 @@ const SQL = {
     (SELECT scope, window_name, start_ms, tag_key, tag_value FROM tagged_consumption WHERE window_name = $1 AND end_ms < $2 LIMIT $3)`,
   pruneModelUsage: `DELETE FROM model_consumption WHERE (scope, window_name, start_ms, provider, model) IN
     (SELECT scope, window_name, start_ms, provider, model FROM model_consumption WHERE window_name = $1 AND end_ms < $2 LIMIT $3)`,
-  leases: `SELECT id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens AS "requestTokens",
-      expires_at_ms AS "expiresAtMs", renew_at_ms AS "renewAtMs", windows, owner, fail_open AS "failOpen", fail_open_next AS "failOpenNext",
-      usd, outstanding_nano AS "outstandingNano", demand_nano AS "demandNano", request_nano AS "requestNano",
-      fail_open_nano AS "failOpenNano", fail_open_next_nano AS "failOpenNextNano" FROM leases ORDER BY id`,
+  leases: `${LEASE_COLUMNS} FROM leases ORDER BY id`,
   // Identity and owner are set when a lease is acquired and never change, as in SQLite.
   saveLease: `INSERT INTO leases (id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens, expires_at_ms,
       renew_at_ms, windows, owner, fail_open, fail_open_next, usd, outstanding_nano, demand_nano, request_nano, fail_open_nano, fail_open_next_nano)

@@ -69,6 +69,19 @@ export class PgQuotaStore extends PgQuotaRecords implements QuotaStore {
     return this.inTransaction(isolation, (client) => fn(new PgQuotaRecords(client, (inner) => inner(client))));
   }
 
+  /**
+   * As transaction, with the transaction's connection itself, for statements of the caller's own (locks,
+   * batched writes): the replicated allocator's calls (replicated-allocator.ts).
+   */
+  async inOneTransaction<T>(fn: (client: Queryable) => Promise<T>): Promise<T> {
+    return this.inTransaction('read committed', fn);
+  }
+
+  /** One statement of the caller's own on the pool (outside any transaction). */
+  query<R extends pg.QueryResultRow>(sql: string, values: unknown[]): Promise<pg.QueryResult<R>> {
+    return this.pool.query<R>(sql, values);
+  }
+
   async ping(timeoutMs = 1000): Promise<void> {
     const ac = new AbortController();
     const late = sleep(timeoutMs, undefined, { signal: ac.signal }).then(() => {

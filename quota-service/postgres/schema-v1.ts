@@ -1,5 +1,6 @@
-// Migration 1: the quota service's tables in PostgreSQL. The same data as the SQLite file (store.ts), plus
-// what several replicas granting from one database need: a lockable row per budget window (budget_windows).
+// Migration 1: the quota service's tables in PostgreSQL: the same data as the SQLite file (store.ts). Several replicas
+// grant from them by locking the namespaces a call touches (replicated-allocator.ts): what a window has
+// consumed is its consumption rows, what is outstanding the live leases' rows.
 //
 // Conventions, and why:
 // - `window_name`, not `window` (a reserved word in PostgreSQL); one `budgets` table with a `unit` column
@@ -67,28 +68,6 @@ CREATE TABLE model_consumption (
 );
 CREATE INDEX model_consumption_ended ON model_consumption (window_name, end_ms);
 
--- For the multi-replica allocator (not used by the store's operations yet): one row per budget and window,
--- the one a grant serialises on. A grant locks the rows of the lease's budgets (SELECT … FOR UPDATE, in
--- primary-key order so that two grants never deadlock), checks amount - used - outstanding against the
--- ask and the priority floors, and adds what it grants to outstanding, in the transaction that saves
--- the lease; a report moves its tokens from outstanding to used in the transaction that advances its
--- sequence (acked). A single budget can also be granted by a conditional
--- UPDATE … SET outstanding = outstanding + $grant WHERE used + outstanding + $grant <= $amount.
--- used is in the budget's unit (tokens, or nano-USD for a USD budget), mirroring consumption.used or
--- consumption.cost_nano of the scope's window; outstanding is the sum of the leases' unspent grants in
--- that window (leases.outstanding or outstanding_nano, by leases.windows).
-CREATE TABLE budget_windows (
-  scope TEXT COLLATE "C" NOT NULL,
-  window_name TEXT COLLATE "C" NOT NULL,
-  unit TEXT COLLATE "C" NOT NULL CHECK (unit IN ('tokens', 'usd')),
-  start_ms BIGINT NOT NULL,
-  end_ms BIGINT NOT NULL,
-  used BIGINT NOT NULL DEFAULT 0 CHECK (used >= 0),
-  outstanding BIGINT NOT NULL DEFAULT 0 CHECK (outstanding >= 0),
-  PRIMARY KEY (scope, window_name, unit, start_ms)
-);
-CREATE INDEX budget_windows_ended ON budget_windows (window_name, end_ms);
-
 -- Everything a lease holds (lease-rows.ts), both units' balances included, so that any replica can renew,
 -- settle or expire any lease. windows stays the JSON text the allocator wrote (budget key -> window start).
 CREATE TABLE leases (
@@ -115,7 +94,7 @@ CREATE TABLE leases (
   fail_open_nano BIGINT NOT NULL DEFAULT 0,
   fail_open_next_nano BIGINT NOT NULL DEFAULT 0
 );
--- Any replica sweeps the expired leases (and gives their outstanding back to budget_windows).
+-- Any replica sweeps the expired leases (what they held is no longer outstanding).
 CREATE INDEX leases_expiry ON leases (expires_at_ms);
 
 -- The highest report sequence processed per sidecar incarnation, when it last advanced, and the verified

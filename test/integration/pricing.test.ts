@@ -261,7 +261,7 @@ describe('metrics and the price file', () => {
   it('exposes every budget\'s current use and limit for alerts, and forgets a deleted budget', async () => {
     const scrape = async (): Promise<string> => (await request(`http://127.0.0.1:${service.statusAddress.port}/metrics`)).body.text();
     service.allocator.setBudget('team/alerts', 'hour', 5_000);
-    const shop = service.allocator.listBudgets().find((b) => b.scope === 'namespace/shop' && b.window === 'day')!;
+    const shop = (await service.allocator.listBudgets()).find((b) => b.scope === 'namespace/shop' && b.window === 'day')!;
     expect(shop.used).toBeGreaterThan(0);
     let text = await scrape();
     expect(text).toContain(`llmgw_quota_budget_used{scope="namespace/shop",window="day",unit="tokens"} ${shop.used}`);

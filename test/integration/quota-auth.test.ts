@@ -274,7 +274,7 @@ describe('the admin API is an operator’s alone', () => {
     const operator = await issuer.mint({ namespace: 'ops', serviceAccount: 'budget-bot' });
     expect((await admin(operator).setBudget({ scope: 'namespace/foxtrot', window: 'WINDOW_HOUR', tokens: 5, floors: null })).tokens).toBe(5);
     expect(await service.allocator.getBudgets('namespace/bravo')).toHaveLength(1);
-    expect(service.allocator.getBudgets('namespace/alpha')[0]!.tokens).toBe(100_000);
+    expect((await service.allocator.getBudgets('namespace/alpha'))[0]!.tokens).toBe(100_000);
   });
 
   it('maps namespaces to teams as operator data: a lease of a mapped namespace draws on the team budget', async () => {

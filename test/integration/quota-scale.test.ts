@@ -208,7 +208,7 @@ describe('global budgets at scale, with latency between the sidecars and the quo
     const overloadFrom = await serviceMetrics(quota);
     for (const g of ['a', 'b'] as const) quota.allocator.setBudget(scope(g), 'minute', budget[g]);
     await until(m1 + 24_000);
-    const [outageBudget] = quota.allocator.getBudgets(scope('b'));
+    const [outageBudget] = await quota.allocator.getBudgets(scope('b'));
     await proxies.b.down();
     await until(m1 + 44_000);
     await proxies.b.up();
@@ -223,7 +223,8 @@ describe('global budgets at scale, with latency between the sidecars and the quo
       expect(await s.proc.exit).toBe(0);
     }));
 
-    const used = (g: Group, startMs: number): number => quota.allocator.usage(scope(g), 'minute', 10).find((w) => w.startMs === startMs)?.used ?? 0;
+    const minutes = { a: await quota.allocator.usage(scope('a'), 'minute', 10), b: await quota.allocator.usage(scope('b'), 'minute', 10) };
+    const used = (g: Group, startMs: number): number => minutes[g].find((w) => w.startMs === startMs)?.used ?? 0;
     const inM1 = (g: Group) => outcomes.filter((o) => o.group === g && o.sentAt >= m1 && o.sentAt < m2).sort((x, y) => x.sentAt - y.sentAt);
     // Group A: what was used before the first interactive refusal, and interactive admissions at 80–98%.
     let ledger = 0;
@@ -268,7 +269,8 @@ describe('global budgets at scale, with latency between the sidecars and the quo
     console.log('overloaded minute:', report);
 
     // Every token the provider billed is in the service's ledger, once.
-    const recorded = (['a', 'b'] as const).reduce((n, g) => n + quota.allocator.usage(scope(g), 'day', 2).reduce((m, w) => m + w.used, 0), 0);
+    const days = [...(await quota.allocator.usage(scope('a'), 'day', 2)), ...(await quota.allocator.usage(scope('b'), 'day', 2))];
+    const recorded = days.reduce((m, w) => m + w.used, 0);
     console.log('billed', fake.stats.billedTokens, 'recorded', recorded);
 
     expect(steadyReport.notOk).toBe(0);

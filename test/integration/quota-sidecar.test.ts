@@ -45,7 +45,7 @@ const chat = (url: string, headers: Record<string, string> = {}, max = 50) =>
     body: JSON.stringify({ model: 'gpt-4o-mini', max_tokens: max, messages: [{ role: 'user', content: 'Hello there' }] }),
   });
 
-const used = (quota: QuotaService): number => quota.allocator.usage('namespace/default', 'day', 1)[0]!.used;
+const used = async (quota: QuotaService): Promise<number> => (await quota.allocator.usage('namespace/default', 'day', 1))[0]!.used;
 
 describe('global budget in the sidecar', () => {
   it('shows its leases on the status listener: tokens held and lease calls by class', async () => {
@@ -111,8 +111,8 @@ describe('global budget in the sidecar', () => {
     for await (const _ of stream) if (++chunks === 3) break;
     await stack.sidecar.stop(); // releases the lease with the last usage
     // The prompt (~20 tokens) and a token per frame sent: far below the 900-token estimate.
-    await eventually(() => expect(used(quota)).toBeGreaterThan(0));
-    expect(used(quota)).toBeLessThan(60);
+    await eventually(async () => expect(await used(quota)).toBeGreaterThan(0));
+    expect(await used(quota)).toBeLessThan(60);
   });
 
   it('answers 503 llmgw_quota_unavailable when the service is out of reach in failClosed mode', async () => {

@@ -48,7 +48,7 @@ describe('schema migrations', () => {
     expect(results.map((r) => r.length).sort()).toEqual([0, MIGRATIONS.length]);
     expect(await query(url, 'SELECT count(*)::int AS n FROM schema_migrations')).toEqual([{ n: MIGRATIONS.length }]);
     const tables = await query<{ table_name: string }>(url, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public' ORDER BY table_name");
-    expect(tables.map((t) => t.table_name)).toEqual(['acked', 'budget_windows', 'budgets', 'consumption', 'leases', 'model_consumption', 'schema_migrations', 'tagged_consumption', 'team_namespaces']);
+    expect(tables.map((t) => t.table_name)).toEqual(['acked', 'budgets', 'consumption', 'leases', 'model_consumption', 'schema_migrations', 'tagged_consumption', 'team_namespaces']);
   });
 
   it('refuses a database a newer build migrated, naming both versions', async () => {

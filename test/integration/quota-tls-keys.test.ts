@@ -198,7 +198,7 @@ describe('TLS to the quota service', () => {
     await load;
     expect(failures).toBe(0);
     expect(served).toBe(40);
-    expect(q.service.allocator.getBudgets('namespace/oscar')[0]!.used).toBeGreaterThan(0);
+    expect((await q.service.allocator.getBudgets('namespace/oscar'))[0]!.used).toBeGreaterThan(0);
   });
 
   it('refuses a sidecar that trusts another CA, and with mutual TLS one without a client certificate or with one of another CA', async () => {

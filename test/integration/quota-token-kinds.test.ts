@@ -39,7 +39,7 @@ it('carries input, output, cached input and cache-write tokens from the provider
     const output = chat.usage!.completion_tokens + message.usage.output_tokens + response.usage!.output_tokens;
     const cached = chat.usage!.prompt_tokens_details!.cached_tokens! + message.usage.cache_read_input_tokens!;
     expect(cached).toBeGreaterThan(0);
-    const [day] = quota.allocator.usage('namespace/default', 'day', 1);
+    const [day] = await quota.allocator.usage('namespace/default', 'day', 1);
     expect(day!.used).toBe(input + output);
     expect(day!.kinds).toEqual({ input, output, cachedInput: cached, cacheWrite: written });
   } finally {

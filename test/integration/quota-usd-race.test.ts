@@ -133,7 +133,7 @@ async function race(r: Race): Promise<RaceResult> {
   await Promise.all(clients.map((c) => c.manager.close()));
   for (const c of clients) c.rpc.close();
   const recorded = new Map<number, number>();
-  for (const w of ledger.keys()) recorded.set(w, service.allocator.usage('namespace/race', r.window, 10_000).find((u) => u.startMs === w)?.costNano ?? 0);
+  for (const w of ledger.keys()) recorded.set(w, (await service.allocator.usage('namespace/race', r.window, 10_000)).find((u) => u.startMs === w)?.costNano ?? 0);
   return { ledger, recorded, refusedAt, other };
 }
 

@@ -98,7 +98,7 @@ const retryAfter = (err: InstanceType<typeof OpenAI.APIError>): number | null =>
   return v === null || v === undefined ? null : Number(v);
 };
 
-const usdBudget = (q: QuotaService, scope = 'namespace/default') => q.allocator.getBudgets(scope).find((b) => b.unit === 'usd')!;
+const usdBudget = async (q: QuotaService, scope = 'namespace/default') => (await q.allocator.getBudgets(scope)).find((b) => b.unit === 'usd')!;
 
 describe('dollar budgets', () => {
   it('refuses a request whose priced estimate exceeds the whole budget with 400, spends the rest, then answers 429 with a Retry-After to the window\'s end; the spend is what the service\'s table prices', async () => {
@@ -140,7 +140,7 @@ describe('dollar budgets', () => {
     // Each request cost about $0.0019 and reserved $0.0043: at most one estimate is left unspent.
     expect(served).toBeGreaterThan(10);
     await sc.stop(); // its leases go back with the last usage
-    const b = usdBudget(quota);
+    const b = await usdBudget(quota);
     expect(b.used).toBe(spent);
     expect(b.used).toBeLessThanOrEqual(usd(0.05));
     expect(b.used).toBeGreaterThanOrEqual(usd(0.05) - usd(0.0043) - usd(0.0019));
@@ -174,7 +174,7 @@ describe('dollar budgets', () => {
     const byTokens = await untilRefused();
     expect(byTokens.status).toBe(429);
     expect(byTokens.message).toContain('budget namespace/default (2000 tokens a hour)');
-    const spentByThen = usdBudget(quota).used;
+    const spentByThen = (await usdBudget(quota)).used;
     expect(spentByThen).toBeLessThan(usd(0.5));
 
     // Tokens plenty from now on: the dollar budget refuses once spent.
@@ -184,7 +184,7 @@ describe('dollar budgets', () => {
     expect(byDollars.status).toBe(429);
     expect(byDollars.code).toBe('llmgw_quota_exhausted');
     expect(byDollars.message).toMatch(/budget namespace\/default \(\$0\.50 a hour\) (is spent|has \$0\.\d+ left) for interactive requests in this hour/);
-    const [t, u] = quota.allocator.getBudgets('namespace/default');
+    const [t, u] = await quota.allocator.getBudgets('namespace/default');
     expect(t!.unit).toBe('tokens');
     expect(u!.used).toBeLessThanOrEqual(usd(0.5));
     expect(u!.used).toBeGreaterThan(usd(0.45));
@@ -206,9 +206,9 @@ describe('dollar budgets', () => {
     quota = await quotaService(clock, dir, port);
     for (let i = 0; i < 5; i++) spent += costOf((await chat(client, 20)).usage!);
     await sc.stop();
-    expect(usdBudget(quota).used).toBe(spent);
+    expect((await usdBudget(quota)).used).toBe(spent);
     // Recorded once: every window the reports were charged to holds the same.
-    const [month] = quota.allocator.usage('namespace/default', 'month', 1);
+    const [month] = await quota.allocator.usage('namespace/default', 'month', 1);
     expect(month!.costNano).toBe(spent);
   }, 30_000);
 
@@ -228,7 +228,7 @@ describe('dollar budgets', () => {
     // It spends 40 input and 40 output tokens of gpt-4o-mini, whatever price it holds: $0.012 by the service's table.
     const report = { sequence: 1, tokens: 80, startedAtMs: clock.now(), model: 'gpt-4o-mini', providerType: 'openai', upstreamModel: 'gpt-4o-mini', inputTokens: 40, outputTokens: 40 };
     const spent = await rpc.renew({ leaseId: lease.leaseId, needTokens: 100, demandTokensPerSecond: 1, reports: [report], unusedTokens: 0 }, 5000);
-    expect(usdBudget(quota, 'namespace/legacy').used).toBe(40 * IN_NANO + 40 * OUT_NANO);
+    expect((await usdBudget(quota, 'namespace/legacy')).used).toBe(40 * IN_NANO + 40 * OUT_NANO);
     expect(spent.grantedTokens).toBe(0);
     expect(spent.refusal).toMatchObject({ scope: 'namespace/legacy', window: 'WINDOW_HOUR', unit: 'BUDGET_UNIT_USD', reason: 'REFUSAL_WINDOW_SPENT' });
     const end = windowAt('hour', clock.now()).endMs;

@@ -51,7 +51,7 @@ describe('the quota client in a worker thread', () => {
     expect(lease.grantedTokens).toBeGreaterThanOrEqual(100);
     const released = await rpc.release({ leaseId: lease.leaseId, reports: [{ sequence: 1, tokens: 42, startedAtMs: Date.now() }] }, 5000);
     expect(released.ackedSequence).toBe(1);
-    expect(q.allocator.usage('namespace/worker-test', 'day', 1)[0]!.used).toBe(42);
+    expect((await q.allocator.usage('namespace/worker-test', 'day', 1))[0]!.used).toBe(42);
     const err = await rpc.providerKeys(['openai'], 5000).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(QuotaRpcError);
     expect((err as QuotaRpcError).code).toBe(RpcStatus.FAILED_PRECONDITION);

@@ -153,10 +153,10 @@ describe('a sidecar that believes every price is zero', () => {
     expect(tablesRewritten).toBeGreaterThan(0);
     await sc.stop(); // delivers the last usage through the man in the middle
 
-    const b = quota.allocator.getBudgets('namespace/claims').find((x) => x.unit === 'usd')!;
+    const b = (await quota.allocator.getBudgets('namespace/claims')).find((x) => x.unit === 'usd')!;
     expect(b.usedTokens).toBe(tokens);
     expect(b.used).toBe(full);
-    const [day] = quota.allocator.usage('namespace/claims/service/cheap', 'day', 1);
+    const [day] = await quota.allocator.usage('namespace/claims/service/cheap', 'day', 1);
     expect(day!.costNano).toBe(full);
   }, 30_000);
 });

@@ -1,0 +1,180 @@
+// The statements of a replica's call (replicated-allocator.ts): the namespace locks, the snapshot a call
+// reads (snapshot-store.ts), and the write-back of what it changed, batched: one statement per table,
+// whatever the number of scopes, windows, tags and models a batch of reports touched.
+import { MAX_MODELS_PER_WINDOW, OTHER_MODEL, type BudgetRow, type LeaseRow, type TeamRow } from '../store.js';
+import { windowAt, type WindowName } from '../windows.js';
+import { LEASE_COLUMNS, PgQuotaRecords, type Queryable } from './pg-records.js';
+import { windowKey, type Changes, type Snapshot, type WindowUsed } from './snapshot-store.js';
+
+/** Advisory-lock keys of namespaces: a second argument of our own, so other users of hashtextextended cannot collide by design. */
+const LOCK_SEED = 7411;
+
+/**
+ * The namespaces whose pods can share a budget with pods of `namespaces`: themselves, and every namespace
+ * of a team that lists one of them (a team's budget is shared by its namespaces).
+ */
+export async function relatedNamespaces(q: Queryable, namespaces: readonly string[]): Promise<string[]> {
+  const { rows } = await q.query<{ namespace: string }>(
+    `SELECT DISTINCT t2.namespace FROM team_namespaces t1 JOIN team_namespaces t2 ON t1.team = t2.team WHERE t1.namespace = ANY($1::text[])`,
+    [namespaces],
+  );
+  return [...new Set([...namespaces, ...rows.map((r) => r.namespace)])].sort();
+}
+
+/**
+ * Locks namespaces until the transaction ends, one at a time in sorted order (two calls locking some of the
+ * same namespaces always take them in the same order; a deadlock after a team change is detected by
+ * PostgreSQL and the transaction retried).
+ */
+export async function lockNamespaces(q: Queryable, namespaces: readonly string[]): Promise<void> {
+  for (const ns of [...namespaces].sort()) await q.query('SELECT pg_advisory_xact_lock(hashtextextended($1, $2))', [ns, LOCK_SEED]);
+}
+
+export interface SnapshotScope {
+  /** Live leases of these namespaces (all live leases when undefined). */
+  namespaces: readonly string[] | undefined;
+  incarnations: readonly string[];
+  now: number;
+  /** Current windows to load beside every budget's (a budget the call is about to set). */
+  windows?: readonly { scope: string; window: WindowName }[];
+}
+
+/** Everything a call's allocator can read: every budget and its current window, the leases, the teams, the incarnations. */
+export async function loadSnapshot(q: Queryable, scope: SnapshotScope): Promise<Snapshot> {
+  const records = new PgQuotaRecords(q, (fn) => fn(q));
+  const budgets: BudgetRow[] = await records.budgets();
+  const leases = await q.query<LeaseRow>(
+    `${LEASE_COLUMNS} FROM leases WHERE expires_at_ms > $1 AND ($2::text[] IS NULL OR namespace = ANY($2::text[])) ORDER BY id`,
+    [scope.now, scope.namespaces ?? null],
+  );
+  const teams = await q.query<TeamRow>(
+    `SELECT team, namespace FROM team_namespaces WHERE $1::text[] IS NULL OR team IN (SELECT team FROM team_namespaces WHERE namespace = ANY($1::text[])) ORDER BY team, namespace`,
+    [scope.namespaces ?? null],
+  );
+  const windows = new Map<string, WindowUsed>();
+  const keys = { scope: [] as string[], window: [] as string[], start: [] as number[] };
+  for (const b of [...budgets, ...(scope.windows ?? [])]) {
+    const start = windowAt(b.window, scope.now).startMs;
+    const k = windowKey(b.scope, b.window, start);
+    if (windows.has(k)) continue;
+    windows.set(k, { used: 0, costNano: 0 });
+    keys.scope.push(b.scope);
+    keys.window.push(b.window);
+    keys.start.push(start);
+  }
+  if (keys.scope.length > 0) {
+    const used = await q.query<{ scope: string; window: string; startMs: number; used: number; costNano: number }>(
+      `SELECT c.scope, c.window_name AS "window", c.start_ms AS "startMs", c.used, c.cost_nano AS "costNano"
+        FROM consumption c JOIN unnest($1::text[], $2::text[], $3::bigint[]) AS k(scope, window_name, start_ms)
+        ON c.scope = k.scope AND c.window_name = k.window_name AND c.start_ms = k.start_ms`,
+      [keys.scope, keys.window, keys.start],
+    );
+    for (const r of used.rows) windows.set(windowKey(r.scope, r.window, r.startMs), { used: r.used, costNano: r.costNano });
+  }
+  const incarnations = new Map<string, { acked: number; owner: string }>();
+  for (const i of scope.incarnations) incarnations.set(i, { acked: 0, owner: '' });
+  if (scope.incarnations.length > 0) {
+    const acked = await q.query<{ incarnation: string; sequence: number; owner: string }>(
+      'SELECT incarnation, sequence, owner FROM acked WHERE incarnation = ANY($1::text[])',
+      [scope.incarnations],
+    );
+    for (const r of acked.rows) incarnations.set(r.incarnation, { acked: r.sequence, owner: r.owner });
+  }
+  return { budgets, leases: leases.rows, teams: teams.rows, windows, incarnations };
+}
+
+/** Writes back what a call changed, in its transaction. */
+export async function flushChanges(q: Queryable, c: Changes): Promise<void> {
+  const records = new PgQuotaRecords(q, (fn) => fn(q));
+  for (const b of c.budgets.upsert) await records.upsertBudget(b);
+  for (const d of c.budgets.delete) await records.deleteBudget(d.scope, d.window, d.unit);
+  for (const t of c.teams) await records.setTeam(t.team, t.namespaces);
+  await addUsage(q, c.usage);
+  await addTagged(q, c.tagged);
+  await addModels(q, c.models);
+  if (c.deletedLeases.size > 0) await q.query('DELETE FROM leases WHERE id = ANY($1::text[])', [[...c.deletedLeases]]);
+  for (const l of c.savedLeases.values()) await records.saveLease(l);
+  for (const [incarnation, o] of c.owners) await records.setOwner(incarnation, o.owner, o.seenMs);
+  for (const [incarnation, a] of c.acked) await records.setAcked(incarnation, a.sequence, a.seenMs);
+}
+
+async function addUsage(q: Queryable, rows: Changes['usage']): Promise<void> {
+  if (rows.length === 0) return;
+  await q.query(
+    `INSERT INTO consumption AS c (scope, window_name, start_ms, end_ms, used, input, output, cached_input, cache_write, cost_nano)
+      SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
+      ON CONFLICT (scope, window_name, start_ms) DO UPDATE SET used = c.used + EXCLUDED.used, input = c.input + EXCLUDED.input,
+        output = c.output + EXCLUDED.output, cached_input = c.cached_input + EXCLUDED.cached_input,
+        cache_write = c.cache_write + EXCLUDED.cache_write, cost_nano = c.cost_nano + EXCLUDED.cost_nano`,
+    [
+      rows.map((r) => r.scope), rows.map((r) => r.window), rows.map((r) => r.startMs), rows.map((r) => r.endMs), rows.map((r) => r.tokens),
+      rows.map((r) => r.kinds.input), rows.map((r) => r.kinds.output), rows.map((r) => r.kinds.cachedInput), rows.map((r) => r.kinds.cacheWrite), rows.map((r) => r.costNano),
+    ],
+  );
+}
+
+async function addTagged(q: Queryable, rows: Changes['tagged']): Promise<void> {
+  if (rows.length === 0) return;
+  await q.query(
+    `INSERT INTO tagged_consumption AS t (scope, window_name, start_ms, end_ms, tag_key, tag_value, used, cost_nano)
+      SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::bigint[])
+      ON CONFLICT (scope, window_name, start_ms, tag_key, tag_value) DO UPDATE SET used = t.used + EXCLUDED.used, cost_nano = t.cost_nano + EXCLUDED.cost_nano`,
+    [rows.map((r) => r.scope), rows.map((r) => r.window), rows.map((r) => r.startMs), rows.map((r) => r.endMs), rows.map((r) => r.key), rows.map((r) => r.value), rows.map((r) => r.tokens), rows.map((r) => r.costNano)],
+  );
+}
+
+/**
+ * Per model, with the cap of MAX_MODELS_PER_WINDOW models a window keeps (model names are tenant input):
+ * the windows' kept models are read first, under the call's namespace locks (every writer of these scopes
+ * holds one of them), so the fold into OTHER_MODEL is decided exactly, as one replica over SQLite does.
+ */
+async function addModels(q: Queryable, rows: Changes['models']): Promise<void> {
+  if (rows.length === 0) return;
+  const windows = [...new Map(rows.map((r) => [windowKey(r.scope, r.window, r.startMs), r])).values()];
+  const kept = await q.query<{ scope: string; window: string; startMs: number; provider: string; model: string }>(
+    `SELECT m.scope, m.window_name AS "window", m.start_ms AS "startMs", m.provider, m.model FROM model_consumption m
+      JOIN unnest($1::text[], $2::text[], $3::bigint[]) AS k(scope, window_name, start_ms)
+      ON m.scope = k.scope AND m.window_name = k.window_name AND m.start_ms = k.start_ms`,
+    [windows.map((w) => w.scope), windows.map((w) => w.window), windows.map((w) => w.startMs)],
+  );
+  const models = new Map<string, Set<string>>();
+  const modelsOf = (k: string): Set<string> => models.get(k) ?? models.set(k, new Set()).get(k)!;
+  for (const m of kept.rows) modelsOf(windowKey(m.scope, m.window, m.startMs)).add(`${m.provider}\n${m.model}`);
+  // Summed per final key: one statement cannot update a row twice.
+  const sums = new Map<string, Changes['models'][number]>();
+  for (const r of rows) {
+    const w = modelsOf(windowKey(r.scope, r.window, r.startMs));
+    let { provider, model } = r;
+    const id = `${provider}\n${model}`;
+    if (!w.has(id)) {
+      if (w.size >= MAX_MODELS_PER_WINDOW - 1) {
+        provider = '';
+        model = OTHER_MODEL;
+      }
+      w.add(`${provider}\n${model}`);
+    }
+    const k = `${windowKey(r.scope, r.window, r.startMs)}|${provider}\n${model}`;
+    const s = sums.get(k);
+    if (s === undefined) sums.set(k, { ...r, provider, model, totals: { ...r.totals } });
+    else {
+      s.tokens += r.tokens;
+      s.totals.input += r.totals.input;
+      s.totals.output += r.totals.output;
+      s.totals.cachedInput += r.totals.cachedInput;
+      s.totals.cacheWrite += r.totals.cacheWrite;
+      s.totals.costNano += r.totals.costNano;
+    }
+  }
+  const all = [...sums.values()];
+  await q.query(
+    `INSERT INTO model_consumption AS m (scope, window_name, start_ms, end_ms, provider, model, used, input, output, cached_input, cache_write, cost_nano)
+      SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::text[], $6::text[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[])
+      ON CONFLICT (scope, window_name, start_ms, provider, model) DO UPDATE SET used = m.used + EXCLUDED.used, input = m.input + EXCLUDED.input,
+        output = m.output + EXCLUDED.output, cached_input = m.cached_input + EXCLUDED.cached_input,
+        cache_write = m.cache_write + EXCLUDED.cache_write, cost_nano = m.cost_nano + EXCLUDED.cost_nano`,
+    [
+      all.map((r) => r.scope), all.map((r) => r.window), all.map((r) => r.startMs), all.map((r) => r.endMs), all.map((r) => r.provider), all.map((r) => r.model),
+      all.map((r) => r.tokens), all.map((r) => r.totals.input), all.map((r) => r.totals.output), all.map((r) => r.totals.cachedInput), all.map((r) => r.totals.cacheWrite), all.map((r) => r.totals.costNano),
+    ],
+  );
+}

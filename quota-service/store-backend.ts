@@ -1,0 +1,43 @@
+// Where the quota service keeps its state, and what differs with it: one replica over a SQLite file (the
+// embedded default), or several replicas over one PostgreSQL database (postgres/postgres-backend.ts, loaded
+// only when asked for). The composition root (quota-service.ts) sees only this.
+import type { Clock } from '../common/clock.js';
+import type { PriceTable } from '../common/pricing/price-table.js';
+import { Allocator, type AllocatorOptions, type BudgetView } from './allocator.js';
+import type { QuotaAllocator } from './quota-allocator.js';
+import type { QuotaMetrics } from './quota-metrics.js';
+import { SqliteQuotaStore } from './store.js';
+import { allocatorUsageView } from './ui/allocator-usage-view.js';
+import type { UsageView } from './ui/usage-view.js';
+
+export interface StoreBackend {
+  readonly allocator: QuotaAllocator;
+  /** For the start-up log: the file, or the database without its password. */
+  readonly where: Record<string, string>;
+  /** Deletes old consumption and report sequences (retention.ts). */
+  readonly prunable: { pruneUsage(...args: Parameters<SqliteQuotaStore['pruneUsage']>): number | Promise<number>; pruneAcked(...args: Parameters<SqliteQuotaStore['pruneAcked']>): number | Promise<number> };
+  /** The store answers (readiness). */
+  ready(): boolean;
+  /** Every budget in its current window, for the metrics (read synchronously at a scrape). */
+  budgets(): BudgetView[];
+  /** Every second: lapsed leases go (their grants are no longer outstanding). */
+  tick(): void | Promise<void>;
+  /** The usage page's view of the state (undefined: this store has no page yet). */
+  usageView: ((deps: { metrics: QuotaMetrics; prices: () => Readonly<PriceTable> }) => UsageView) | undefined;
+  close(): Promise<void>;
+}
+
+export function sqliteBackend(path: string, allocatorOptions: AllocatorOptions, clock: Clock): StoreBackend {
+  const store = new SqliteQuotaStore(path);
+  const allocator = new Allocator(store, allocatorOptions);
+  return {
+    allocator,
+    where: { db: path },
+    prunable: store,
+    ready: () => true,
+    budgets: () => allocator.listBudgets(),
+    tick: () => void allocator.sweep(),
+    usageView: (deps) => allocatorUsageView({ allocator, store, clock, ...deps }),
+    close: async () => store.close(),
+  };
+}

@@ -1,0 +1,159 @@
+// Several quota-service replicas over one real PostgreSQL: leases live in the database (any replica renews
+// or releases any lease), grants from one budget window never add up past it whichever replicas hand them
+// out, and a report is applied once whichever replica receives it. Fifty sidecar lease clients race for
+// one budget at 1.5x its rate, spread over the replicas, on one fake clock shared with them.
+import { pino } from 'pino';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { GatewayError } from '../../common/errors.js';
+import { startQuotaService, type QuotaService } from '../../quota-service/quota-service.js';
+import { windowAt } from '../../quota-service/windows.js';
+import { LeaseManager, type Reservation } from '../../sidecar/quota/lease-manager.js';
+import { createGrpcQuotaClient } from '../../sidecar/quota/quota-client.js';
+import { UsageOutbox } from '../../sidecar/quota/usage-outbox.js';
+import { openDatabase } from '../../sidecar/storage/database.js';
+import { fakeClock, type FakeClock } from '../helpers/fake-clock.js';
+import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+
+const silent = pino({ level: 'silent' });
+let pg: TestPostgres;
+const stopping: (() => Promise<void> | void)[] = [];
+
+beforeAll(async () => {
+  pg = await startPostgres();
+}, 60_000);
+afterAll(async () => {
+  for (const s of stopping.splice(0).reverse()) await s();
+  await pg?.stop();
+});
+
+function prng(seed: number): () => number {
+  return () => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+async function replicas(n: number, clock: FakeClock, storeUrl: string): Promise<QuotaService[]> {
+  const out: QuotaService[] = [];
+  for (let i = 0; i < n; i++) {
+    const q = await startQuotaService({
+      listen: { host: '127.0.0.1', port: 0 },
+      statusListen: { host: '127.0.0.1', port: 0 },
+      dbPath: '/nonexistent/not-used.db',
+      storeUrl,
+      logger: silent,
+      clock,
+      auth: { mode: 'none' },
+    });
+    stopping.push(() => q.stop());
+    out.push(q);
+  }
+  return out;
+}
+
+const CONFIG = { tokenFile: '/nonexistent/token', failMode: 'failClosed', failOpenTokensPerMinute: 1, defaultOutputTokens: 1024, acquireTimeoutMs: 5000, defaultPriority: 'interactive' } as const;
+
+function client(address: string, clock: FakeClock, i: number) {
+  const rpc = createGrpcQuotaClient(address, { token: () => '' });
+  const db = openDatabase(':memory:');
+  const manager = new LeaseManager({ rpc, outbox: new UsageOutbox(db), identity: () => ({ namespace: 'race', service: `svc-${i % 5}`, team: '', pod: `pod-${i}` }), config: { address, ...CONFIG }, clock, logger: silent });
+  stopping.push(() => void db.close());
+  return { manager, rpc };
+}
+
+describe('replicas over one PostgreSQL', () => {
+  it('a lease acquired at one replica is renewed and released at another; a report is applied once whichever replica gets it', async () => {
+    const clock = fakeClock(Date.UTC(2026, 10, 23, 0, 0, 0));
+    const [a, b] = await replicas(2, clock, await pg.createDatabase());
+    await a!.allocator.setBudget('namespace/race', 'day', 1_000_000);
+    const identity = { namespace: 'race', service: 'web', pod: 'p1' };
+    const g = await a!.allocator.acquire({ identity, owner: '', priority: 'interactive', incarnation: 'inc-1', need: 1000, demand: 100 });
+    expect(g.granted).toBeGreaterThanOrEqual(1000);
+    const report = { sequence: 1, tokens: 400, startedAtMs: clock.now() };
+    const r = await b!.allocator.renew({ leaseId: g.leaseId, owner: '', need: 0, demand: 100, reports: [report], unused: 0 });
+    expect(r.acked).toBe(1);
+    // The same report again, at the other replica (a retry after a lost answer): not counted twice.
+    expect(await a!.allocator.report(identity, '', 'inc-1', [report])).toBe(1);
+    const [day] = await b!.allocator.usage('namespace/race', 'day', 1);
+    expect(day!.used).toBe(400);
+    const views = await a!.allocator.getBudgets('namespace/race');
+    expect(views[0]!.outstanding).toBe(r.leaseTokens);
+    expect((await b!.allocator.release(g.leaseId, '', [])).acked).toBe(1);
+    expect((await a!.allocator.getBudgets('namespace/race'))[0]!.outstanding).toBe(0);
+    await expect(a!.allocator.renew({ leaseId: g.leaseId, owner: '', need: 0, demand: 1, reports: [], unused: 0 })).rejects.toThrow(/unknown or expired/);
+  });
+
+  it('50 clients over 2 replicas at 1.5x a per-minute budget: grants never exceed a window, usage recorded exactly, nothing refused before 98%', async () => {
+    const clock = fakeClock(Date.UTC(2026, 10, 23, 0, 0, 0));
+    const services = await replicas(2, clock, await pg.createDatabase());
+    const budget = 6_000_000;
+    await services[0]!.allocator.setBudget('namespace/race', 'minute', budget);
+    const clients = Array.from({ length: 50 }, (_, i) => client(`127.0.0.1:${services[i % services.length]!.address.port}`, clock, i));
+    const random = prng(42);
+    const stepMs = 250;
+    const windowMs = 60_000;
+    const meanUse = 1000 * 0.775;
+    const perStep = (1.5 * budget * stepMs) / windowMs / meanUse;
+    const ledger = new Map<number, number>();
+    const refusedAt: number[] = [];
+    const other: string[] = [];
+    let worst = 0;
+    let inflight: { client: LeaseManager; res: Reservation; used: number; doneAt: number }[] = [];
+    let carry = 0;
+    for (let step = 0; step < 4 * 60 * 2 - 1; step++) {
+      clock.advance(stepMs);
+      await Promise.all(clients.map((c) => c.manager.tick()));
+      const window = windowAt('minute', clock.now()).startMs;
+      carry += perStep;
+      const n = Math.floor(carry);
+      carry -= n;
+      const asks = Array.from({ length: n }, () => {
+        const c = clients[Math.floor(random() * clients.length)]!.manager;
+        const estimate = 500 + Math.floor(random() * 1000);
+        return { c, estimate, used: Math.round(estimate * (0.5 + random() * 0.55)) };
+      });
+      const admitted = await Promise.all(
+        asks.map(async (a) => {
+          try {
+            return { ...a, res: await a.c.reserve('interactive', a.estimate) };
+          } catch (err) {
+            if (err instanceof GatewayError && err.code === 'llmgw_quota_exhausted') refusedAt.push(ledger.get(window) ?? 0);
+            else other.push(String(err));
+            return undefined;
+          }
+        }),
+      );
+      for (const a of admitted) {
+        if (a === undefined) continue;
+        ledger.set(window, (ledger.get(window) ?? 0) + a.used);
+        inflight.push({ client: a.c, res: a.res, used: a.used, doneAt: step + 2 });
+      }
+      for (const f of inflight) if (f.doneAt <= step) f.client.settle(f.res, f.used, 'gpt-4o-mini');
+      inflight = inflight.filter((f) => f.doneAt > step);
+      // The invariant, as the database holds it: what was consumed and what leases hold never pass the limit.
+      if (step % 8 === 0) {
+        const [v] = await services[step % 2]!.allocator.getBudgets('namespace/race');
+        worst = Math.max(worst, (v!.used + v!.outstanding) / budget);
+      }
+    }
+    for (const f of inflight) f.client.settle(f.res, f.used, 'gpt-4o-mini');
+    await Promise.all(clients.map((c) => c.manager.close()));
+    for (const c of clients) c.rpc.close();
+    const recorded = new Map<number, number>();
+    const minutes = await services[1]!.allocator.usage('namespace/race', 'minute', 10);
+    for (const w of ledger.keys()) recorded.set(w, minutes.find((u) => u.startMs === w)?.used ?? 0);
+    console.log('replicas race', { worst: worst.toFixed(4), ledger: [...ledger.values()], refusals: refusedAt.length, firstRefusalAt: Math.min(...refusedAt) / budget });
+    expect(other).toEqual([]);
+    expect(recorded).toEqual(ledger);
+    expect(worst).toBeLessThanOrEqual(1.03);
+    expect([...ledger.keys()]).toHaveLength(2);
+    for (const used of ledger.values()) {
+      expect(used).toBeGreaterThanOrEqual(budget * 0.98);
+      expect(used).toBeLessThanOrEqual(budget * 1.03);
+    }
+    expect(refusedAt.length).toBeGreaterThan(0);
+    for (const at of refusedAt) expect(at).toBeGreaterThanOrEqual(budget * 0.98);
+  }, 120_000);
+});
