@@ -28,6 +28,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{- define "llmgw.quotaAddress" -}}{{ include "llmgw.quotaName" . }}.{{ .Release.Namespace }}.svc:{{ .Values.quota.port }}{{- end -}}
 
+{{/* quota.store=postgres: several replicas over one database, with a headless Service beside the normal one. */}}
+{{- define "llmgw.quotaPostgres" -}}{{ if eq (.Values.quota.store | default "sqlite") "postgres" }}true{{ end }}{{- end -}}
+{{- define "llmgw.quotaHeadlessName" -}}{{ include "llmgw.quotaName" . }}-headless{{- end -}}
+{{/* The sidecars' quota.address: with replicas, every replica's address from the headless Service's A records (grpc-js connects to each and goes round robin). */}}
+{{- define "llmgw.sidecarQuotaAddress" -}}
+{{- if include "llmgw.quotaPostgres" . -}}dns:///{{ include "llmgw.quotaHeadlessName" . }}.{{ .Release.Namespace }}.svc.cluster.local:{{ .Values.quota.port }}{{- else -}}{{ include "llmgw.quotaAddress" . }}{{- end -}}
+{{- end -}}
+
 {{/* The restricted security context every container of the chart runs under. */}}
 {{- define "llmgw.containerSecurity" -}}
 runAsNonRoot: true
@@ -82,8 +90,13 @@ seccompProfile:
 {{- if .Values.sidecar.cache }}{{ $_ := set $cfg "cache" .Values.sidecar.cache }}{{ end -}}
 {{- if .Values.sidecar.rateLimits }}{{ $_ := set $cfg "rateLimits" .Values.sidecar.rateLimits }}{{ end -}}
 {{- if .Values.quota.enabled -}}
-{{- $quota := dict "address" (include "llmgw.quotaAddress" .) "tokenFile" (include "llmgw.sidecarTokenFile" .) -}}
-{{- if include "llmgw.quotaTlsOn" . }}{{ $_ := set $quota "tls" (dict "caFile" (include "llmgw.sidecarQuotaCaFile" .)) }}{{ end -}}
+{{- $quota := dict "address" (include "llmgw.sidecarQuotaAddress" .) "tokenFile" (include "llmgw.sidecarTokenFile" .) -}}
+{{- if include "llmgw.quotaTlsOn" . -}}
+{{- $tls := dict "caFile" (include "llmgw.sidecarQuotaCaFile" .) -}}
+{{- /* The headless name is not on the service's certificate (nor on one an issuer made for the Service): the certificate is checked for the Service's name. */ -}}
+{{- if include "llmgw.quotaPostgres" . }}{{ $_ := set $tls "serverName" (printf "%s.%s.svc" (include "llmgw.quotaName" .) .Release.Namespace) }}{{ end -}}
+{{- $_ := set $quota "tls" $tls -}}
+{{- end -}}
 {{- $_ := set $cfg "quota" (merge $quota (deepCopy .Values.sidecar.quota)) -}}
 {{- end -}}
 {{- toPrettyJson $cfg -}}
@@ -162,6 +175,10 @@ result is kept in .Values, which every template of the render shares (the schema
 {{- end -}}
 {{- if and .Values.quota.enabled (eq .Values.quota.auth.mode "jwks") (not .Values.quota.auth.issuer) -}}
 {{- fail "quota.auth.mode=jwks needs quota.auth.issuer (the iss of the cluster's service-account tokens, e.g. https://kubernetes.default.svc.cluster.local): without it, tokens of any issuer whose keys the JWKS holds would pass" -}}
+{{- end -}}
+{{- if and .Values.quota.enabled (include "llmgw.quotaPostgres" .) -}}
+{{- if not .Values.quota.postgres.existingSecret }}{{ fail "quota.store=postgres needs quota.postgres.existingSecret: an existing Secret in the release namespace whose key quota.postgres.key (default url) holds the connection string (postgres://user:password@host:5432/db); the chart bundles no database" }}{{ end -}}
+{{- if lt (int .Values.quota.replicas) 2 }}{{ fail (printf "quota.store=postgres needs quota.replicas of 2 or more (got %v): the shared database is there so that one replica's loss stops nothing; for a single replica use quota.store=sqlite" .Values.quota.replicas) }}{{ end -}}
 {{- end -}}
 {{- include "llmgw.validateSidecar" . -}}
 {{- end -}}
