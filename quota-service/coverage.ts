@@ -17,11 +17,23 @@ export interface OverReport {
   coveredTokens: number;
 }
 
-/** Since this process started; bounded (past 100,000 incarnations it starts again). */
-export class Coverage {
-  private readonly byIncarnation = new Map<string, { covered: number; reported: number; flagged: boolean }>();
+/** What an incarnation was granted and reported, and whether it was flagged. */
+export interface CoverageEntry {
+  covered: number;
+  reported: number;
+  flagged: boolean;
+}
 
-  constructor(private readonly onOverReport: (flag: OverReport) => void = () => undefined) {}
+/**
+ * One replica: since this process started, bounded (past 100,000 incarnations it starts again). Several
+ * replicas: each call's coverage is seeded with the entries of the incarnations it touches, kept in the
+ * database (the entries it was given are updated in place, for the caller to write back).
+ */
+export class Coverage {
+  constructor(
+    private readonly onOverReport: (flag: OverReport) => void = () => undefined,
+    private readonly byIncarnation = new Map<string, CoverageEntry>(),
+  ) {}
 
   granted(incarnation: string, tokens: number): void {
     this.of(incarnation).covered += tokens;
@@ -40,7 +52,7 @@ export class Coverage {
     this.onOverReport({ incarnation, owner, reportedTokens: c.reported, coveredTokens: c.covered });
   }
 
-  private of(incarnation: string): { covered: number; reported: number; flagged: boolean } {
+  private of(incarnation: string): CoverageEntry {
     let c = this.byIncarnation.get(incarnation);
     if (c === undefined) {
       if (this.byIncarnation.size >= 100_000) this.byIncarnation.clear();

@@ -52,6 +52,7 @@ export function leaseFromRow(row: LeaseRow, scopes: string[]): Lease {
     renewAtMs: row.renewAtMs > 0 ? row.renewAtMs : row.expiresAtMs,
     failOpen: row.failOpen,
     failOpenNext: row.failOpenNext,
+    claim: row.claim === undefined || row.claim === null ? undefined : (JSON.parse(row.claim) as { keys: string[]; untilMs: number }),
     nano:
       row.usd === 1
         ? { outstanding: row.outstandingNano, demand: row.demandNano, requestTokens: row.requestNano, inflight: 0, failOpen: row.failOpenNano, failOpenNext: row.failOpenNextNano }
@@ -81,5 +82,6 @@ export function leaseRow(lease: Lease): LeaseRow {
     requestNano: lease.nano?.requestTokens ?? 0,
     failOpenNano: lease.nano?.failOpen ?? 0,
     failOpenNextNano: lease.nano?.failOpenNext ?? 0,
+    claim: lease.claim === undefined ? null : JSON.stringify(lease.claim),
   };
 }

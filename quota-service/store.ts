@@ -48,6 +48,11 @@ export interface LeaseRow {
   requestNano: number;
   failOpenNano: number;
   failOpenNextNano: number;
+  /**
+   * JSON {keys, untilMs} of the lease's claim (see Allocator.grant). Kept by the PostgreSQL store, where each
+   * call's allocator starts from the rows; one replica over SQLite keeps claims in memory only.
+   */
+  claim?: string | null;
 }
 
 export interface TeamRow {
@@ -241,7 +246,7 @@ export class SqliteQuotaStore {
         `SELECT id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens AS requestTokens,
            expires_at_ms AS expiresAtMs, renew_at_ms AS renewAtMs, windows, owner, fail_open AS failOpen, fail_open_next AS failOpenNext,
            usd, outstanding_nano AS outstandingNano, demand_nano AS demandNano, request_nano AS requestNano,
-           fail_open_nano AS failOpenNano, fail_open_next_nano AS failOpenNextNano FROM leases`,
+           fail_open_nano AS failOpenNano, fail_open_next_nano AS failOpenNextNano, NULL AS claim FROM leases`,
       ),
       saveLease: db.prepare(
         `INSERT INTO leases (id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens, expires_at_ms,

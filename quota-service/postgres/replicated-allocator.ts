@@ -10,6 +10,7 @@
 import type { Clock } from '../../common/clock.js';
 import { Allocator, type AllocatorOptions, type AllocatorShared, type UsageReport, type WindowUsage } from '../allocator.js';
 import { Coverage } from '../coverage.js';
+import type { IncarnationClaims } from '../ownership.js';
 import type { QuotaAllocator } from '../quota-allocator.js';
 import type { Identity } from '../scopes.js';
 import { usageSpans, type UsageOptions } from '../usage-query.js';
@@ -23,15 +24,14 @@ import { flushChanges, loadSnapshot, lockNamespaces, relatedNamespaces, type Sna
 const INCARNATION = 'incarnation:';
 
 export class ReplicatedAllocator implements QuotaAllocator {
-  private readonly shared: AllocatorShared;
+  /** New incarnations per pod and hour, as this replica counted them (an abuse bound: each replica allows its own). */
+  private readonly claims: IncarnationClaims = new Map();
   private leaseCount = 0;
 
   constructor(
     private readonly store: PgQuotaStore,
     private readonly opts: AllocatorOptions,
-  ) {
-    this.shared = opts.shared ?? { coverage: new Coverage(opts.onOverReport), claims: new Map() };
-  }
+  ) {}
 
   get activeLeases(): number {
     return this.leaseCount;
@@ -153,8 +153,10 @@ export class ReplicatedAllocator implements QuotaAllocator {
   private async run<T>(q: Queryable, snapshot: SnapshotStore, now: number, fn: (a: Allocator) => T): Promise<T> {
     // The call's instant, fixed: its snapshot holds the budgets' windows at that instant.
     const clock: Clock = { now: () => now, monotonic: () => this.opts.clock.monotonic() };
-    const result = fn(new Allocator(snapshot, { ...this.opts, clock, shared: this.shared }));
-    await flushChanges(q, snapshot.changes);
+    // What the call's incarnations were granted and reported, whichever replicas granted and received it.
+    const shared: AllocatorShared = { coverage: new Coverage(this.opts.onOverReport, snapshot.coverage), claims: this.claims };
+    const result = fn(new Allocator(snapshot, { ...this.opts, clock, shared }));
+    await flushChanges(q, snapshot.changes, snapshot.coverage, now);
     return result;
   }
 

@@ -92,7 +92,9 @@ CREATE TABLE leases (
   demand_nano DOUBLE PRECISION NOT NULL DEFAULT 0,
   request_nano DOUBLE PRECISION NOT NULL DEFAULT 0,
   fail_open_nano BIGINT NOT NULL DEFAULT 0,
-  fail_open_next_nano BIGINT NOT NULL DEFAULT 0
+  fail_open_next_nano BIGINT NOT NULL DEFAULT 0,
+  -- JSON {keys, untilMs}: a need refused because other leases hold what it waits for (they give back meanwhile).
+  claim TEXT
 );
 -- Any replica sweeps the expired leases (what they held is no longer outstanding).
 CREATE INDEX leases_expiry ON leases (expires_at_ms);
@@ -100,11 +102,16 @@ CREATE INDEX leases_expiry ON leases (expires_at_ms);
 -- The highest report sequence processed per sidecar incarnation, when it last advanced, and the verified
 -- identity that owns the incarnation. A report's check and its consumption go in one transaction that
 -- locks this row (SELECT … FOR UPDATE), so that two replicas never both apply one report.
+-- With it, what the incarnation was granted and reported (coverage.ts: covered -1 when unlimited) and whether
+-- it was flagged for reporting well beyond its grants, whichever replicas granted and received them.
 CREATE TABLE acked (
   incarnation TEXT COLLATE "C" PRIMARY KEY,
   sequence BIGINT NOT NULL,
   seen_ms BIGINT NOT NULL DEFAULT 0,
-  owner TEXT NOT NULL DEFAULT ''
+  owner TEXT NOT NULL DEFAULT '',
+  covered BIGINT NOT NULL DEFAULT 0,
+  reported BIGINT NOT NULL DEFAULT 0,
+  flagged BOOLEAN NOT NULL DEFAULT false
 );
 CREATE INDEX acked_seen ON acked (seen_ms);
 

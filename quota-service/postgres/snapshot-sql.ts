@@ -4,6 +4,7 @@
 import { MAX_MODELS_PER_WINDOW, OTHER_MODEL, type BudgetRow, type LeaseRow, type TeamRow } from '../store.js';
 import { windowAt, type WindowName } from '../windows.js';
 import { LEASE_COLUMNS, PgQuotaRecords, type Queryable } from './pg-records.js';
+import type { CoverageEntry } from '../coverage.js';
 import { windowKey, type Changes, type Snapshot, type WindowUsed } from './snapshot-store.js';
 
 /** Advisory-lock keys of namespaces: a second argument of our own, so other users of hashtextextended cannot collide by design. */
@@ -72,19 +73,23 @@ export async function loadSnapshot(q: Queryable, scope: SnapshotScope): Promise<
     for (const r of used.rows) windows.set(windowKey(r.scope, r.window, r.startMs), { used: r.used, costNano: r.costNano });
   }
   const incarnations = new Map<string, { acked: number; owner: string }>();
+  const coverage = new Map<string, CoverageEntry>();
   for (const i of scope.incarnations) incarnations.set(i, { acked: 0, owner: '' });
   if (scope.incarnations.length > 0) {
-    const acked = await q.query<{ incarnation: string; sequence: number; owner: string }>(
-      'SELECT incarnation, sequence, owner FROM acked WHERE incarnation = ANY($1::text[])',
+    const acked = await q.query<{ incarnation: string; sequence: number; owner: string; covered: number; reported: number; flagged: boolean }>(
+      'SELECT incarnation, sequence, owner, covered, reported, flagged FROM acked WHERE incarnation = ANY($1::text[])',
       [scope.incarnations],
     );
-    for (const r of acked.rows) incarnations.set(r.incarnation, { acked: r.sequence, owner: r.owner });
+    for (const r of acked.rows) {
+      incarnations.set(r.incarnation, { acked: r.sequence, owner: r.owner });
+      coverage.set(r.incarnation, { covered: r.covered < 0 ? Infinity : r.covered, reported: r.reported, flagged: r.flagged });
+    }
   }
-  return { budgets, leases: leases.rows, teams: teams.rows, windows, incarnations };
+  return { budgets, leases: leases.rows, teams: teams.rows, windows, incarnations, coverage };
 }
 
-/** Writes back what a call changed, in its transaction. */
-export async function flushChanges(q: Queryable, c: Changes): Promise<void> {
+/** Writes back what a call changed, in its transaction; `now`: when (the sequences' last-seen time for new rows). */
+export async function flushChanges(q: Queryable, c: Changes, coverage: ReadonlyMap<string, CoverageEntry>, now: number): Promise<void> {
   const records = new PgQuotaRecords(q, (fn) => fn(q));
   for (const b of c.budgets.upsert) await records.upsertBudget(b);
   for (const d of c.budgets.delete) await records.deleteBudget(d.scope, d.window, d.unit);
@@ -96,6 +101,15 @@ export async function flushChanges(q: Queryable, c: Changes): Promise<void> {
   for (const l of c.savedLeases.values()) await records.saveLease(l);
   for (const [incarnation, o] of c.owners) await records.setOwner(incarnation, o.owner, o.seenMs);
   for (const [incarnation, a] of c.acked) await records.setAcked(incarnation, a.sequence, a.seenMs);
+  if (coverage.size > 0) {
+    const rows = [...coverage];
+    await q.query(
+      `INSERT INTO acked (incarnation, sequence, seen_ms, covered, reported, flagged)
+        SELECT i, 0, $2, c, r, f FROM unnest($1::text[], $3::bigint[], $4::bigint[], $5::boolean[]) AS u(i, c, r, f)
+        ON CONFLICT (incarnation) DO UPDATE SET covered = EXCLUDED.covered, reported = EXCLUDED.reported, flagged = EXCLUDED.flagged`,
+      [rows.map(([i]) => i), now, rows.map(([, e]) => (Number.isFinite(e.covered) ? Math.round(e.covered) : -1)), rows.map(([, e]) => Math.round(e.reported)), rows.map(([, e]) => e.flagged)],
+    );
+  }
 }
 
 async function addUsage(q: Queryable, rows: Changes['usage']): Promise<void> {

@@ -3,6 +3,7 @@
 // SQLite), then written back in the call's transaction (flush). Reads of anything not loaded throw: the
 // loader's job is to load everything the call can read, and a miss is a bug, never a silent zero.
 import type { AllocatorStore } from '../allocator-store.js';
+import type { CoverageEntry } from '../coverage.js';
 import type { BudgetRow, BudgetUnit, LeaseRow, ModelUsageRow, ScopeUsageRow, TagUsageRow, TeamRow, WindowTotals } from '../store.js';
 import type { WindowName } from '../windows.js';
 import type { TokenKinds } from '../../proto/token-kinds.js';
@@ -23,6 +24,8 @@ export interface Snapshot {
   windows: Map<string, WindowUsed>;
   /** By incarnation: the highest sequence applied and the owner, for the incarnations the call names. */
   incarnations: Map<string, { acked: number; owner: string }>;
+  /** By incarnation: what it was granted and reported (coverage.ts), for the same incarnations; updated in place by the call. */
+  coverage: Map<string, CoverageEntry>;
 }
 
 /** What the call changed, in order of kind: written back by flush (postgres/flush.ts). */
@@ -55,6 +58,11 @@ export class SnapshotStore implements AllocatorStore {
   };
 
   constructor(private readonly snap: Snapshot) {}
+
+  /** The coverage entries of the call's incarnations: its allocator's coverage updates them, flush writes them. */
+  get coverage(): Map<string, CoverageEntry> {
+    return this.snap.coverage;
+  }
 
   transaction<T>(fn: () => T): T {
     return fn();

@@ -85,6 +85,41 @@ describe('replicas over one PostgreSQL', () => {
     await expect(a!.allocator.renew({ leaseId: g.leaseId, owner: '', need: 0, demand: 1, reports: [], unused: 0 })).rejects.toThrow(/unknown or expired/);
   });
 
+  it('a claim made at one replica makes the holder give back at another (claims live with the lease rows)', async () => {
+    const clock = fakeClock(Date.UTC(2026, 10, 23, 0, 0, 0));
+    const [a, b] = await replicas(2, clock, await pg.createDatabase());
+    await a!.allocator.setBudget('namespace/demo', 'hour', 100_000, { batch: 0.1, background: 0.1 });
+    await a!.allocator.report({ namespace: 'demo', service: '', pod: 'earlier' }, '', 'earlier', [{ sequence: 1, tokens: 80_000, startedAtMs: clock.now() }]);
+    const acquire = (at: QuotaService, pod: string, need: number) =>
+      at.allocator.acquire({ owner: '', identity: { namespace: 'demo', service: '', pod }, priority: 'background', incarnation: pod, need, demand: 100 });
+    const holder = await a!.allocator.acquire({ owner: '', identity: { namespace: 'demo', service: '', pod: 'g' }, priority: 'background', incarnation: 'g', need: 0, demand: 100 });
+    expect(holder.leaseTokens).toBe(1000);
+    // Needs more than is free for background; the holder holds part of it: refused as held, at replica B.
+    expect((await acquire(b!, 'wb', 9500)).refusal).toMatchObject({ reason: 'held' });
+    // The holder renews at replica A: told to give back.
+    expect((await a!.allocator.renew({ owner: '', leaseId: holder.leaseId, need: 0, demand: 100, reports: [], unused: 0 })).giveBack).toBe(true);
+  });
+
+  it('counts an incarnation\'s grants and reports across replicas: no false over-report, one true one', async () => {
+    const clock = fakeClock(Date.UTC(2026, 10, 23, 0, 0, 0));
+    const [a, b] = await replicas(2, clock, await pg.createDatabase());
+    await a!.allocator.setBudget('namespace/cov', 'day', 100_000_000);
+    const identity = { namespace: 'cov', service: '', pod: 'p' };
+    const g = await a!.allocator.acquire({ identity, owner: '', priority: 'interactive', incarnation: 'cov-1', need: 400_000, demand: 100_000 });
+    expect(g.granted).toBeGreaterThanOrEqual(400_000);
+    const overReports = async (q: QuotaService): Promise<number> => {
+      const text = await (await fetch(`http://127.0.0.1:${q.statusAddress.port}/metrics`)).text();
+      return Number(/^llmgw_quota_over_reports_total (\d+)/m.exec(text)?.[1] ?? 0);
+    };
+    // Reported at the replica that granted nothing: within what the lease was granted at the other.
+    await b!.allocator.report(identity, '', 'cov-1', [{ sequence: 1, tokens: 400_000, startedAtMs: clock.now() }]);
+    expect(await overReports(b!)).toBe(0);
+    // Far beyond it: flagged once, whichever replica gets the reports.
+    await b!.allocator.report(identity, '', 'cov-1', [{ sequence: 2, tokens: 2_000_000, startedAtMs: clock.now() }]);
+    await a!.allocator.report(identity, '', 'cov-1', [{ sequence: 3, tokens: 2_000_000, startedAtMs: clock.now() }]);
+    expect((await overReports(a!)) + (await overReports(b!))).toBe(1);
+  });
+
   it('50 clients over 2 replicas at 1.5x a per-minute budget: grants never exceed a window, usage recorded exactly, nothing refused before 98%', async () => {
     const clock = fakeClock(Date.UTC(2026, 10, 23, 0, 0, 0));
     const services = await replicas(2, clock, await pg.createDatabase());

@@ -205,6 +205,8 @@ describe.each(implementations)('$name store', ({ open }) => {
         id: 'lease-b', namespace: 'a', service: 'x', team: '', pod: 'x-1', priority: 2, incarnation: 'inc-1', outstanding: 5_000_000_000, demand: 12.5,
         requestTokens: 800.25, expiresAtMs: NOW + 30_000, renewAtMs: NOW + 10_000, windows: '{"team/core|day":1795392000000}', owner: 'sa:a:x',
         failOpen: 100, failOpenNext: 50, usd: 1, outstandingNano: 9_000_000_000_000, demandNano: 0.5, requestNano: 1234.5, failOpenNano: 7, failOpenNextNano: 3,
+        // Claims are kept by PostgreSQL only (one replica over SQLite keeps them in memory): none here.
+        claim: null,
       };
       const other: LeaseRow = { ...lease, id: 'lease-a', usd: 0, outstandingNano: 0, demandNano: 0, requestNano: 0, failOpenNano: 0, failOpenNextNano: 0 };
       await s.saveLease(lease);
