@@ -111,11 +111,10 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
   server.addService(proto.QuotaAdmin.service, quotaAdminHandlers(allocator, auth, metrics, logger));
   server.addService(proto.Health.service, health.implementation());
   let ready = false;
-  const usageView = backend.usageView?.({ metrics, prices: () => prices.current.index.table });
   const statusServer = createStatusServer({
     registry: metrics.registry,
     ready: () => ready && backend.ready(),
-    ...(usageView === undefined ? {} : { mount: usagePageMount({ view: usageView, auth, clock, logger }) }),
+    mount: usagePageMount({ view: backend.usageView({ metrics, prices: () => prices.current.index.table }), auth, clock, logger }),
   });
 
   const closeAll = async (): Promise<void> => {

@@ -22,8 +22,8 @@ export interface StoreBackend {
   budgets(): BudgetView[];
   /** Every second: lapsed leases go (their grants are no longer outstanding). */
   tick(): void | Promise<void>;
-  /** The usage page's view of the state (undefined: this store has no page yet). */
-  usageView: ((deps: { metrics: QuotaMetrics; prices: () => Readonly<PriceTable> }) => UsageView) | undefined;
+  /** The usage page's view of the state. */
+  usageView(deps: { metrics: QuotaMetrics; prices: () => Readonly<PriceTable> }): UsageView;
   close(): Promise<void>;
 }
 

@@ -23,6 +23,19 @@ import type { WindowName } from '../windows.js';
 /** A pool or a client: what the records run their statements on. */
 export type Queryable = Pick<pg.Pool, 'query'> | Pick<pg.PoolClient, 'query'>;
 
+/** One window's consumption of one tag value. */
+export interface TaggedWindowRow extends TagUsageRow {
+  startMs: number;
+}
+
+/** One window's consumption of one model, in tokens and nano-USD. */
+export interface ModelWindowRow {
+  startMs: number;
+  model: string;
+  used: number;
+  costNano: number;
+}
+
 /** Runs `fn` in a transaction: a new one over a pool, the current one for records already bound to one. */
 export type Atomically = <T>(fn: (q: Queryable) => Promise<T>) => Promise<T>;
 
@@ -70,6 +83,13 @@ const SQL = {
     ORDER BY cost_nano DESC, used DESC, scope`,
   history: `SELECT start_ms AS "startMs", end_ms AS "endMs", used, cost_nano AS "costNano" FROM consumption
     WHERE scope = $1 AND window_name = $2 AND start_ms <= $3 ORDER BY start_ms DESC LIMIT $4`,
+  // The usage page's reads of many windows at once (one statement rather than one per window).
+  taggedHistory: `SELECT start_ms AS "startMs", tag_value AS value, used, cost_nano AS "costNano" FROM tagged_consumption
+    WHERE scope = $1 AND window_name = $2 AND start_ms >= $3 AND start_ms <= $4 AND tag_key = $5
+    ORDER BY start_ms DESC, used DESC, tag_value LIMIT $6`,
+  modelHistory: `SELECT start_ms AS "startMs", model, sum(used)::bigint AS used, sum(cost_nano)::bigint AS "costNano" FROM model_consumption
+    WHERE scope = ANY($1::text[]) AND window_name = $2 AND start_ms >= $3 AND start_ms <= $4
+    GROUP BY start_ms, model ORDER BY start_ms DESC, "costNano" DESC, used DESC, model LIMIT $5`,
   // No DELETE … LIMIT in PostgreSQL: the batch is chosen by primary key.
   pruneUsage: `DELETE FROM consumption WHERE (scope, window_name, start_ms) IN
     (SELECT scope, window_name, start_ms FROM consumption WHERE window_name = $1 AND end_ms < $2 LIMIT $3)`,
@@ -159,6 +179,22 @@ export class PgQuotaRecords implements QuotaRecords {
 
   async history(scope: string, window: WindowName, beforeMs: number, limit: number): Promise<UsageRow[]> {
     return this.rows<UsageRow>(SQL.history, [scope, window, beforeMs, limit]);
+  }
+
+  /**
+   * Up to `limit` rows of `scope`'s consumption per value of tag `key`, in the windows that started at or
+   * after `sinceMs` and at or before `beforeMs`: newest window first, most used first within one.
+   */
+  async taggedHistory(scope: string, window: WindowName, sinceMs: number, beforeMs: number, key: string, limit: number): Promise<TaggedWindowRow[]> {
+    return this.rows<TaggedWindowRow>(SQL.taggedHistory, [scope, window, sinceMs, beforeMs, key, limit]);
+  }
+
+  /**
+   * Up to `limit` rows of consumption per model (whatever its provider) summed over `scopes`, in the windows
+   * that started at or after `sinceMs` and at or before `beforeMs`: newest window first, most cost first within one.
+   */
+  async modelHistory(scopes: readonly string[], window: WindowName, sinceMs: number, beforeMs: number, limit: number): Promise<ModelWindowRow[]> {
+    return this.rows<ModelWindowRow>(SQL.modelHistory, [[...scopes], window, sinceMs, beforeMs, limit]);
   }
 
   async pruneUsage(window: WindowName, beforeMs: number, opts: { tagged: boolean; models?: boolean; limit: number }): Promise<number> {

@@ -1,6 +1,7 @@
 // The quota service over PostgreSQL, one replica of several (store-backend.ts): the store, migrated at open;
 // the replicated allocator; readiness that is the database's (pinged every second); the budgets the
-// metrics show, refreshed every few seconds in the background (a scrape reads them synchronously).
+// metrics show, refreshed every few seconds in the background (a scrape reads them synchronously); the usage
+// page's view, which reads the database at each (cached) answer.
 import type { Logger } from 'pino';
 import { throttledWarn } from '../../common/logger.js';
 import type { AllocatorOptions, BudgetView } from '../allocator.js';
@@ -8,6 +9,7 @@ import type { StoreBackend } from '../store-backend.js';
 import { PgQuotaStore } from './pg-store.js';
 import { redactUrl } from './redact-url.js';
 import { ReplicatedAllocator } from './replicated-allocator.js';
+import { replicatedUsageView } from './replicated-usage-view.js';
 
 /** How often the metrics' budget figures are read again. */
 const BUDGETS_EVERY_MS = 5000;
@@ -44,7 +46,7 @@ export async function postgresBackend(url: string, allocatorOptions: AllocatorOp
         ok = false;
       }
     },
-    usageView: undefined,
+    usageView: (deps) => replicatedUsageView({ allocator, store, clock: allocatorOptions.clock, ...deps }),
     close: () => store.close(),
   };
 }

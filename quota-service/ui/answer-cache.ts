@@ -13,8 +13,9 @@ export class AnswerCache {
   constructor(private readonly ttlMs = ANSWER_TTL_MS) {}
 
   /**
-   * The JSON text for `key`, made by `make` unless an answer younger than the TTL is kept or being made
-   * (readers asking meanwhile share it). A failure is not kept.
+   * The JSON text for `key`, made by `make` (a value, or a promise of one: the view may read the store
+   * asynchronously) unless an answer younger than the TTL is kept or being made (readers asking meanwhile
+   * share it). A failure, thrown or rejected, is not kept.
    */
   get(key: string, nowMs: number, make: () => unknown): Promise<string> {
     const kept = this.answers.get(key);

@@ -1,7 +1,8 @@
 // The usage page's JSON answers, built from a UsageView: the summary (budgets, leases, refusals, prices)
 // and spend over time per group. Every answer is bounded whatever the service holds: at most
 // MAX_ROWS rows per table, MAX_POINTS windows and MAX_SERIES series per chart (the rest in one "other").
-// A chart reads the store per scope: it lets the event loop (and the lease RPCs) run between slices.
+// A chart reads the store per scope: it lets the event loop (and the lease RPCs) run between slices. The
+// view's reads may answer at once (SQLite) or asynchronously (PostgreSQL): every one is awaited.
 import { performance } from 'node:perf_hooks';
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { TAG_KEY } from '../../proto/tags.js';
@@ -63,14 +64,15 @@ export class BadQuery extends Error {}
 
 const truncate = <T>(rows: T[]): { rows: T[]; more: number } => ({ rows: rows.slice(0, MAX_ROWS), more: Math.max(0, rows.length - MAX_ROWS) });
 
-export function summary(view: UsageView, now: number): Summary {
-  const prices = view.prices?.() ?? null;
+/** The summary, once every part the view answers (at once or asynchronously) is in. */
+export async function summary(view: UsageView, now: number): Promise<Summary> {
+  const [budgets, leases, refusals, prices] = await Promise.all([view.budgets(), view.leases(), view.refusals?.(), view.prices?.()]);
   return {
     generatedAtMs: now,
-    budgets: truncate(view.budgets()),
-    leases: truncate([...view.leases()].sort((a, b) => b.tokensHeld - a.tokensHeld || a.namespace.localeCompare(b.namespace) || a.pod.localeCompare(b.pod))),
-    refusals: view.refusals?.() ?? null,
-    prices: prices === null ? null : { ...prices, rows: prices.rows.slice(0, MAX_ROWS) },
+    budgets: truncate(budgets),
+    leases: truncate([...leases].sort((a, b) => b.tokensHeld - a.tokensHeld || a.namespace.localeCompare(b.namespace) || a.pod.localeCompare(b.pod))),
+    refusals: refusals ?? null,
+    prices: prices === undefined ? null : { ...prices, rows: prices.rows.slice(0, MAX_ROWS) },
   };
 }
 
@@ -107,18 +109,18 @@ export async function seriesAnswer(view: UsageView, q: { group: GroupName; range
   const base = { group: q.group, range: q.range, window, ...(q.tag === undefined ? {} : { tag: q.tag }), startsMs };
   if (q.group === 'model') {
     if (view.modelHistory === undefined) return { ...base, available: false, series: [], scopesLeftOut: 0 };
-    return { ...base, available: true, series: topSeries(view.modelHistory(window, sinceMs), startsMs), scopesLeftOut: 0 };
+    return { ...base, available: true, series: topSeries(await view.modelHistory(window, sinceMs), startsMs), scopesLeftOut: 0 };
   }
   // Every request is charged to exactly one namespace/<ns> scope: tags are summed over those, never over
   // teams or services (which would count a request more than once).
   const pattern = SCOPE_OF[q.group === 'tag' ? 'namespace' : q.group];
-  const scopes = view.scopes().filter((s) => pattern.test(s));
+  const scopes = (await view.scopes()).filter((s) => pattern.test(s));
   const used = scopes.slice(0, MAX_SCOPES);
   const labelled: LabelledPoint[] = [];
   let sliceStart = performance.now();
   for (const scope of used) {
-    if (q.group === 'tag') labelled.push(...view.tagHistory(scope, window, sinceMs, q.tag!));
-    else for (const p of view.history(scope, window, sinceMs)) labelled.push({ ...p, label: scope.slice(scope.indexOf('/') + 1) });
+    if (q.group === 'tag') labelled.push(...(await view.tagHistory(scope, window, sinceMs, q.tag!)));
+    else for (const p of await view.history(scope, window, sinceMs)) labelled.push({ ...p, label: scope.slice(scope.indexOf('/') + 1) });
     if (performance.now() - sliceStart > SLICE_MS) {
       await nextTurn();
       sliceStart = performance.now();

@@ -1,6 +1,7 @@
 // What the usage page reads from the quota service: a narrow, read-only view, so the page does not depend
 // on the allocator's or the store's shapes. Fields the service does not keep yet (cost, per-model usage,
-// refusal details, prices) are optional; the page shows "—" where they are absent.
+// refusal details, prices) are optional; the page shows "—" where they are absent. A view answers at once
+// (SQLite, one replica) or asynchronously (PostgreSQL, several replicas); the page awaits either.
 import type { WindowName } from '../windows.js';
 
 export type PriorityName = 'interactive' | 'background' | 'batch';
@@ -80,18 +81,33 @@ export interface PriceTable {
   rows: PriceRow[];
 }
 
+/** A value now, or later (a view over a database several replicas share answers asynchronously). */
+export type MaybePromise<T> = T | Promise<T>;
+
 export interface UsageView {
   /** Every budget in its current window. */
-  budgets(): BudgetStatus[];
+  budgets(): MaybePromise<BudgetStatus[]>;
   /** Live (not lapsed) leases. */
-  leases(): LeaseStatus[];
+  leases(): MaybePromise<LeaseStatus[]>;
   /** Scopes that may have consumption to chart: namespace/…, namespace/…/service/…, team/…. */
-  scopes(): string[];
+  scopes(): MaybePromise<string[]>;
   /** A scope's windows that started at or after `sinceMs`, any order; windows without consumption may be left out. */
-  history(scope: string, window: WindowName, sinceMs: number): UsagePoint[];
+  history(scope: string, window: WindowName, sinceMs: number): MaybePromise<UsagePoint[]>;
   /** The same, per value of tag `key` (label = the value). */
-  tagHistory(scope: string, window: WindowName, sinceMs: number, key: string): LabelledPoint[];
+  tagHistory(scope: string, window: WindowName, sinceMs: number, key: string): MaybePromise<LabelledPoint[]>;
   /** Consumption of all scopes per model (label = the model), when the service keeps it. */
+  modelHistory?(window: WindowName, sinceMs: number): MaybePromise<LabelledPoint[]>;
+  refusals?(): MaybePromise<RefusalCounts>;
+  prices?(): MaybePromise<PriceTable>;
+}
+
+/** A view that answers at once (one replica's, over SQLite): what UsageView's methods return, never a promise. */
+export interface SyncUsageView extends UsageView {
+  budgets(): BudgetStatus[];
+  leases(): LeaseStatus[];
+  scopes(): string[];
+  history(scope: string, window: WindowName, sinceMs: number): UsagePoint[];
+  tagHistory(scope: string, window: WindowName, sinceMs: number, key: string): LabelledPoint[];
   modelHistory?(window: WindowName, sinceMs: number): LabelledPoint[];
   refusals?(): RefusalCounts;
   prices?(): PriceTable;

@@ -1,10 +1,10 @@
 // The usage page in real headless Chromium (Debian's `chromium`, driven by playwright-core) against the real
 // quota service parts: a SQLite store, the allocator and the sidecar-facing gRPC handlers fed with usage,
 // the page mounted on a real status listener behind a JWKS verifier and an admin token.
-import { accessSync, constants, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import type { Server } from 'node:http';
 import { tmpdir } from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { systemClock } from '../../common/clock.js';
@@ -19,28 +19,13 @@ import type { UsageView } from '../../quota-service/ui/usage-view.js';
 import { windowAt } from '../../quota-service/windows.js';
 import { inProcessQuota, type InProcessQuota } from '../helpers/in-process-quota.js';
 import { createTokenIssuer, type TokenIssuer } from '../helpers/sa-tokens.js';
+import { chartPixels, chromiumPath, legend, rows } from '../helpers/usage-page-browser.js';
 
 const ADMIN = 'usage-page-admin-token-0123456789';
 const HOSTILE_TAG = '<img src=x onerror=alert(1)>';
 const HOSTILE_MODEL = '<script>alert(2)</script>';
 const HOUR = 3_600_000;
 /** The first series' color in usage-page.js (#2563eb). */
-const FIRST_COLOR = [0x25, 0x63, 0xeb];
-
-/** Debian's chromium on PATH (or $CHROMIUM_PATH): .ci/run installs it. */
-function chromiumPath(): string {
-  const candidates = [process.env.CHROMIUM_PATH, ...(process.env.PATH ?? '').split(delimiter).flatMap((d) => ['chromium', 'chromium-browser'].map((n) => join(d, n)))];
-  for (const c of candidates) {
-    if (c === undefined || c === '') continue;
-    try {
-      accessSync(c, constants.X_OK);
-      return c;
-    } catch {
-      /* next */
-    }
-  }
-  throw new Error('no chromium executable on PATH (apt-get install chromium, or set CHROMIUM_PATH)');
-}
 
 const dir = mkdtempSync(join(tmpdir(), 'llmgw-usage-page-'));
 /** Screenshots of the page, kept after the run ($LLMGW_TEST_ARTIFACTS, else a folder in the temp dir). */
@@ -162,40 +147,7 @@ async function signIn(page: Page, token: string): Promise<void> {
 }
 
 /** A table row as the callbacks see it (this project compiles without the DOM library). */
-interface Row {
-  cells: ArrayLike<{ textContent: string | null }>;
-}
-
-const rows = (page: Page, table: string): Promise<string[][]> =>
-  page.$$eval(`#${table} tbody tr`, (trs) => trs.map((tr) => Array.from((tr as unknown as Row).cells, (c) => c.textContent ?? '')));
-
 const fmt = (n: number): string => n.toLocaleString('en-US');
-
-/** Per chart: its canvas size, and pixels of the first series' color in all and in the upper half (data above zero). */
-async function chartPixels(page: Page, group: string): Promise<{ width: number; height: number; first: number; upper: number } | null> {
-  return page.$eval(
-    `figure.chart[data-group="${group}"]`,
-    (fig, color) => {
-      const c = fig.querySelector('canvas');
-      if (c === null) return null;
-      const d = c.getContext('2d')!.getImageData(0, 0, c.width, c.height).data;
-      let first = 0;
-      let upper = 0;
-      for (let i = 0; i < d.length; i += 4) {
-        if (d[i + 3]! > 200 && Math.abs(d[i]! - color[0]!) < 24 && Math.abs(d[i + 1]! - color[1]!) < 24 && Math.abs(d[i + 2]! - color[2]!) < 24) {
-          first++;
-          if (i / 4 / c.width < c.height / 2) upper++;
-        }
-      }
-      const box = c.getBoundingClientRect();
-      return { width: box.width, height: box.height, first, upper };
-    },
-    FIRST_COLOR,
-  );
-}
-
-const legend = (page: Page, group: string): Promise<string[]> =>
-  page.$$eval(`figure.chart[data-group="${group}"] .u-legend .u-label`, (ls) => ls.map((l) => l.textContent ?? ''));
 
 const noHorizontalOverflow = (page: Page): Promise<{ scroll: number; inner: number }> =>
   page.evaluate('({ scroll: document.documentElement.scrollWidth, inner: window.innerWidth })');

@@ -115,7 +115,7 @@ describe('usage page API', () => {
     expect(parseSeriesQuery({ group: 'tag', range: null, tag: 'feature' })).toEqual({ group: 'tag', range: '24h', tag: 'feature' });
   });
 
-  it('bounds the summary: at most MAX_ROWS budgets and leases, the rest counted; leases largest first', () => {
+  it('bounds the summary: at most MAX_ROWS budgets and leases, the rest counted; leases largest first', async () => {
     const budgets = Array.from({ length: MAX_ROWS + 5 }, (_, i) => ({
       scope: `namespace/n${i}`,
       window: 'day' as const,
@@ -127,7 +127,7 @@ describe('usage page API', () => {
       windowEndMs: 1,
     }));
     const leases = Array.from({ length: MAX_ROWS + 1 }, (_, i) => ({ namespace: 'a', service: '', pod: `p${i}`, priority: 'batch' as const, tokensHeld: i, expiresAtMs: NOW }));
-    const s = summary(view({ budgets: () => budgets, leases: () => leases }), NOW);
+    const s = await summary(view({ budgets: () => budgets, leases: () => leases }), NOW);
     expect(s.budgets.rows).toHaveLength(MAX_ROWS);
     expect(s.budgets.more).toBe(5);
     expect(s.leases.rows).toHaveLength(MAX_ROWS);
