@@ -18,7 +18,7 @@ import type { WindowName } from '../windows.js';
 import type { PgQuotaStore } from './pg-store.js';
 import type { Queryable } from './pg-records.js';
 import { SnapshotStore } from './snapshot-store.js';
-import { flushChanges, loadSnapshot, lockNamespaces, relatedNamespaces, type SnapshotScope } from './snapshot-sql.js';
+import { flushChanges, loadSnapshot, lockKeys, relatedNamespaces, type SnapshotScope } from './snapshot-sql.js';
 
 /** Incarnation locks are keyed apart from namespace locks. */
 const INCARNATION = 'incarnation:';
@@ -127,15 +127,14 @@ export class ReplicatedAllocator implements QuotaAllocator {
   private locked<T>(namespaces: readonly string[], incarnations: readonly string[], fn: (a: Allocator) => T): Promise<T> {
     return this.store.inOneTransaction(async (q) => {
       const locked = await relatedNamespaces(q, namespaces);
-      await lockNamespaces(q, locked);
-      for (const i of [...new Set(incarnations)].sort()) await lockNamespaces(q, [`${INCARNATION}${i}`]);
+      await lockKeys(q, [...locked, ...incarnations.map((i) => `${INCARNATION}${i}`)]);
       const now = this.opts.clock.now();
       let snap = await loadSnapshot(q, { namespaces: locked, incarnations, now });
       // A team listed one of these namespaces after the first read: lock its namespaces too and read again
       // (out of order: a deadlock this may cause is detected and the transaction retried).
       const more = relatedFromTeams(snap.teams, namespaces).filter((ns) => !locked.includes(ns));
       if (more.length > 0) {
-        await lockNamespaces(q, more);
+        await lockKeys(q, more);
         snap = await loadSnapshot(q, { namespaces: [...locked, ...more], incarnations, now });
       }
       return this.run(q, new SnapshotStore(snap), now, fn);

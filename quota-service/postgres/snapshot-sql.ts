@@ -23,12 +23,17 @@ export async function relatedNamespaces(q: Queryable, namespaces: readonly strin
 }
 
 /**
- * Locks namespaces until the transaction ends, one at a time in sorted order (two calls locking some of the
- * same namespaces always take them in the same order; a deadlock after a team change is detected by
- * PostgreSQL and the transaction retried).
+ * Locks namespaces and incarnations (`incarnation:<id>`: a namespace has no colon, so the two never mix)
+ * until the transaction ends, in one statement, in sorted order: two calls that lock some of the same keys
+ * take them in the same order (a deadlock after a team change is detected by PostgreSQL and the transaction
+ * retried).
  */
-export async function lockNamespaces(q: Queryable, namespaces: readonly string[]): Promise<void> {
-  for (const ns of [...namespaces].sort()) await q.query('SELECT pg_advisory_xact_lock(hashtextextended($1, $2))', [ns, LOCK_SEED]);
+export async function lockKeys(q: Queryable, keys: readonly string[]): Promise<void> {
+  if (keys.length === 0) return;
+  await q.query(
+    `SELECT count(pg_advisory_xact_lock(hashtextextended(k, $2))) FROM (SELECT k FROM unnest($1::text[]) WITH ORDINALITY AS u(k, i) ORDER BY i) s`,
+    [[...new Set(keys)].sort(), LOCK_SEED],
+  );
 }
 
 export interface SnapshotScope {
@@ -40,53 +45,64 @@ export interface SnapshotScope {
   windows?: readonly { scope: string; window: WindowName }[];
 }
 
-/** Everything a call's allocator can read: every budget and its current window, the leases, the teams, the incarnations. */
+/**
+ * Everything a call's allocator can read, in one statement (one round trip): every budget and its current
+ * window's consumption, the live leases and the teams of the namespaces, the incarnations' sequences,
+ * owners and coverage. JSON carries the rows: BIGINTs stay below 2^53, so they parse to exact numbers.
+ */
 export async function loadSnapshot(q: Queryable, scope: SnapshotScope): Promise<Snapshot> {
-  const records = new PgQuotaRecords(q, (fn) => fn(q));
-  const budgets: BudgetRow[] = await records.budgets();
-  const leases = await q.query<LeaseRow>(
-    `${LEASE_COLUMNS} FROM leases WHERE expires_at_ms > $1 AND ($2::text[] IS NULL OR namespace = ANY($2::text[])) ORDER BY id`,
-    [scope.now, scope.namespaces ?? null],
-  );
-  const teams = await q.query<TeamRow>(
-    `SELECT team, namespace FROM team_namespaces WHERE $1::text[] IS NULL OR team IN (SELECT team FROM team_namespaces WHERE namespace = ANY($1::text[])) ORDER BY team, namespace`,
-    [scope.namespaces ?? null],
-  );
+  const extra = scope.windows ?? [];
+  const { rows } = await q.query<{ budgets: BudgetRow[]; leases: LeaseRow[]; teams: TeamRow[]; used: { scope: string; window: string; startMs: number; used: number; costNano: number }[]; acked: AckedRow[] }>(SNAPSHOT, [
+    scope.now,
+    scope.namespaces ?? null,
+    scope.incarnations,
+    windowAt('minute', scope.now).startMs,
+    windowAt('hour', scope.now).startMs,
+    windowAt('day', scope.now).startMs,
+    windowAt('month', scope.now).startMs,
+    extra.map((w) => w.scope),
+    extra.map((w) => w.window),
+  ]);
+  const r = rows[0]!;
   const windows = new Map<string, WindowUsed>();
-  const keys = { scope: [] as string[], window: [] as string[], start: [] as number[] };
-  for (const b of [...budgets, ...(scope.windows ?? [])]) {
-    const start = windowAt(b.window, scope.now).startMs;
-    const k = windowKey(b.scope, b.window, start);
-    if (windows.has(k)) continue;
-    windows.set(k, { used: 0, costNano: 0 });
-    keys.scope.push(b.scope);
-    keys.window.push(b.window);
-    keys.start.push(start);
-  }
-  if (keys.scope.length > 0) {
-    const used = await q.query<{ scope: string; window: string; startMs: number; used: number; costNano: number }>(
-      `SELECT c.scope, c.window_name AS "window", c.start_ms AS "startMs", c.used, c.cost_nano AS "costNano"
-        FROM consumption c JOIN unnest($1::text[], $2::text[], $3::bigint[]) AS k(scope, window_name, start_ms)
-        ON c.scope = k.scope AND c.window_name = k.window_name AND c.start_ms = k.start_ms`,
-      [keys.scope, keys.window, keys.start],
-    );
-    for (const r of used.rows) windows.set(windowKey(r.scope, r.window, r.startMs), { used: r.used, costNano: r.costNano });
-  }
+  for (const b of [...r.budgets, ...extra]) windows.set(windowKey(b.scope, b.window, windowAt(b.window, scope.now).startMs), { used: 0, costNano: 0 });
+  for (const u of r.used) windows.set(windowKey(u.scope, u.window, u.startMs), { used: u.used, costNano: u.costNano });
   const incarnations = new Map<string, { acked: number; owner: string }>();
   const coverage = new Map<string, CoverageEntry>();
   for (const i of scope.incarnations) incarnations.set(i, { acked: 0, owner: '' });
-  if (scope.incarnations.length > 0) {
-    const acked = await q.query<{ incarnation: string; sequence: number; owner: string; covered: number; reported: number; flagged: boolean }>(
-      'SELECT incarnation, sequence, owner, covered, reported, flagged FROM acked WHERE incarnation = ANY($1::text[])',
-      [scope.incarnations],
-    );
-    for (const r of acked.rows) {
-      incarnations.set(r.incarnation, { acked: r.sequence, owner: r.owner });
-      coverage.set(r.incarnation, { covered: r.covered < 0 ? Infinity : r.covered, reported: r.reported, flagged: r.flagged });
-    }
+  for (const a of r.acked) {
+    incarnations.set(a.incarnation, { acked: a.sequence, owner: a.owner });
+    coverage.set(a.incarnation, { covered: a.covered < 0 ? Infinity : a.covered, reported: a.reported, flagged: a.flagged });
   }
-  return { budgets, leases: leases.rows, teams: teams.rows, windows, incarnations, coverage };
+  return { budgets: r.budgets, leases: r.leases, teams: r.teams, windows, incarnations, coverage };
 }
+
+interface AckedRow {
+  incarnation: string;
+  sequence: number;
+  owner: string;
+  covered: number;
+  reported: number;
+  flagged: boolean;
+}
+
+/**
+ * $1 now, $2 the namespaces (NULL: all), $3 the incarnations, $4–$7 the current minute, hour, day and month
+ * starts, $8/$9 scopes and windows to read beside the budgets'.
+ */
+const SNAPSHOT = `SELECT
+  (SELECT coalesce(json_agg(b ORDER BY b.unit = 'usd', b.scope, b."window"), '[]') FROM
+    (SELECT scope, window_name AS "window", unit, amount AS tokens, batch_floor AS "batchFloor", background_floor AS "backgroundFloor" FROM budgets) b) AS budgets,
+  (SELECT coalesce(json_agg(l ORDER BY l.id), '[]') FROM
+    (${LEASE_COLUMNS} FROM leases WHERE expires_at_ms > $1 AND ($2::text[] IS NULL OR namespace = ANY($2::text[]))) l) AS leases,
+  (SELECT coalesce(json_agg(t ORDER BY t.team, t.namespace), '[]') FROM
+    (SELECT team, namespace FROM team_namespaces WHERE $2::text[] IS NULL OR team IN (SELECT team FROM team_namespaces WHERE namespace = ANY($2::text[]))) t) AS teams,
+  (SELECT coalesce(json_agg(c), '[]') FROM
+    (SELECT c.scope, c.window_name AS "window", c.start_ms AS "startMs", c.used, c.cost_nano AS "costNano" FROM consumption c
+      JOIN (SELECT scope, window_name FROM budgets UNION SELECT * FROM unnest($8::text[], $9::text[])) k ON c.scope = k.scope AND c.window_name = k.window_name
+      WHERE c.start_ms = CASE c.window_name WHEN 'minute' THEN $4::bigint WHEN 'hour' THEN $5::bigint WHEN 'day' THEN $6::bigint ELSE $7::bigint END) c) AS used,
+  (SELECT coalesce(json_agg(a), '[]') FROM
+    (SELECT incarnation, sequence, owner, covered, reported, flagged FROM acked WHERE incarnation = ANY($3::text[])) a) AS acked`;
 
 /** Writes back what a call changed, in its transaction; `now`: when (the sequences' last-seen time for new rows). */
 export async function flushChanges(q: Queryable, c: Changes, coverage: ReadonlyMap<string, CoverageEntry>, now: number): Promise<void> {
