@@ -3,6 +3,7 @@
 // database migrated by a newer build is refused rather than written with a schema this build misreads.
 import type pg from 'pg';
 import { SCHEMA_V1 } from './schema-v1.js';
+import { SCHEMA_V2 } from './schema-v2.js';
 
 export interface Migration {
   /** 1, 2, …: applied in this order, each once. */
@@ -13,7 +14,10 @@ export interface Migration {
 }
 
 /** Append only: a released migration is never edited, a change is a new version. */
-export const MIGRATIONS: readonly Migration[] = [{ version: 1, name: 'initial schema', sql: SCHEMA_V1 }];
+export const MIGRATIONS: readonly Migration[] = [
+  { version: 1, name: 'initial schema', sql: SCHEMA_V1 },
+  { version: 2, name: 'lease call functions', sql: SCHEMA_V2 },
+];
 
 /** The advisory lock's key: arbitrary, but the same in every build forever (bigint, passed as text). */
 export const MIGRATION_LOCK_KEY = '7813012309812345';

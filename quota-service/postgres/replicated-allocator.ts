@@ -18,7 +18,7 @@ import type { WindowName } from '../windows.js';
 import type { PgQuotaStore } from './pg-store.js';
 import type { Queryable } from './pg-records.js';
 import { SnapshotStore } from './snapshot-store.js';
-import { flushChanges, loadSnapshot, lockKeys, relatedNamespaces, type SnapshotScope } from './snapshot-sql.js';
+import { flushChanges, lockAndLoad, relatedNamespaces, type SnapshotScope } from './snapshot-sql.js';
 
 /** Incarnation locks are keyed apart from namespace locks. */
 const INCARNATION = 'incarnation:';
@@ -38,21 +38,19 @@ export class ReplicatedAllocator implements QuotaAllocator {
   }
 
   acquire(req: Parameters<Allocator['acquire']>[0]) {
-    return this.locked([req.identity.namespace], [req.incarnation], (a) => a.acquire(req));
+    return this.locked({ namespaces: [req.identity.namespace], incarnations: [req.incarnation] }, (a) => a.acquire(req));
   }
 
-  async renew(req: Parameters<Allocator['renew']>[0]) {
-    const home = await this.leaseHome(req.leaseId);
-    return this.locked(home.namespaces, home.incarnations, (a) => a.renew(req));
+  renew(req: Parameters<Allocator['renew']>[0]) {
+    return this.locked({ leaseId: req.leaseId }, (a) => a.renew(req));
   }
 
-  async release(leaseId: string, owner: string, reports: UsageReport[]) {
-    const home = await this.leaseHome(leaseId);
-    return this.locked(home.namespaces, home.incarnations, (a) => a.release(leaseId, owner, reports));
+  release(leaseId: string, owner: string, reports: UsageReport[]) {
+    return this.locked({ leaseId }, (a) => a.release(leaseId, owner, reports));
   }
 
   report(identity: Identity, owner: string, incarnation: string, reports: UsageReport[]) {
-    return this.locked([identity.namespace], [incarnation], (a) => a.report(identity, owner, incarnation, reports));
+    return this.locked({ namespaces: [identity.namespace], incarnations: [incarnation] }, (a) => a.report(identity, owner, incarnation, reports));
   }
 
   // Operator calls: budgets are read at every grant, so a budget is written without locks; views read every live lease.
@@ -76,12 +74,12 @@ export class ReplicatedAllocator implements QuotaAllocator {
   /** A team change locks the namespaces it had and gets (their leases are dropped and acquired anew). */
   async setTeam(team: string, namespaces: readonly string[]) {
     const had = await this.namespacesOf(team);
-    return this.locked([...had, ...namespaces], [], (a) => a.setTeam(team, namespaces));
+    return this.locked({ namespaces: [...had, ...namespaces], incarnations: [] }, (a) => a.setTeam(team, namespaces));
   }
 
   async deleteTeam(team: string) {
     const had = await this.namespacesOf(team);
-    return this.locked(had, [], (a) => a.deleteTeam(team));
+    return this.locked({ namespaces: had, incarnations: [] }, (a) => a.deleteTeam(team));
   }
 
   listTeams() {
@@ -121,22 +119,24 @@ export class ReplicatedAllocator implements QuotaAllocator {
   }
 
   /**
-   * Runs `fn` on an allocator over the rows of `namespaces` (and those that share budgets with them), under
-   * their locks and those of `incarnations`, and writes back what it changed: one transaction.
+   * Runs `fn` on an allocator over the rows of the call's namespaces (and those that share budgets with
+   * them; a lease's own namespace and incarnation when the call names a lease), under their locks and those
+   * of its incarnations, and writes back what it changed: one transaction.
    */
-  private locked<T>(namespaces: readonly string[], incarnations: readonly string[], fn: (a: Allocator) => T): Promise<T> {
+  private locked<T>(call: { namespaces: readonly string[]; incarnations: readonly string[] } | { leaseId: string }, fn: (a: Allocator) => T): Promise<T> {
     return this.store.inOneTransaction(async (q) => {
-      const locked = await relatedNamespaces(q, namespaces);
-      await lockKeys(q, [...locked, ...incarnations.map((i) => `${INCARNATION}${i}`)]);
+      const asked = 'leaseId' in call ? [] : call.namespaces;
+      const related = await relatedNamespaces(q, asked, 'leaseId' in call ? call.leaseId : undefined);
+      const own = 'leaseId' in call ? (related.home === undefined ? [] : [related.home.namespace]) : call.namespaces;
+      const incarnations = 'leaseId' in call ? (related.home === undefined ? [] : [related.home.incarnation]) : call.incarnations;
+      const locked = related.namespaces;
       const now = this.opts.clock.now();
-      let snap = await loadSnapshot(q, { namespaces: locked, incarnations, now });
+      const keys = [...locked, ...incarnations.map((i) => `${INCARNATION}${i}`)];
+      let snap = await lockAndLoad(q, { locks: keys, namespaces: locked, incarnations, now });
       // A team listed one of these namespaces after the first read: lock its namespaces too and read again
       // (out of order: a deadlock this may cause is detected and the transaction retried).
-      const more = relatedFromTeams(snap.teams, namespaces).filter((ns) => !locked.includes(ns));
-      if (more.length > 0) {
-        await lockKeys(q, more);
-        snap = await loadSnapshot(q, { namespaces: [...locked, ...more], incarnations, now });
-      }
+      const more = relatedFromTeams(snap.teams, own).filter((ns) => !locked.includes(ns));
+      if (more.length > 0) snap = await lockAndLoad(q, { locks: more, namespaces: [...locked, ...more], incarnations, now });
       return this.run(q, new SnapshotStore(snap), now, fn);
     });
   }
@@ -145,7 +145,7 @@ export class ReplicatedAllocator implements QuotaAllocator {
   private unlocked<T>(fn: (a: Allocator) => T, windows: SnapshotScope['windows'] = []): Promise<T> {
     return this.store.inOneTransaction(async (q) => {
       const now = this.opts.clock.now();
-      return this.run(q, new SnapshotStore(await loadSnapshot(q, { namespaces: undefined, incarnations: [], now, windows })), now, fn);
+      return this.run(q, new SnapshotStore(await lockAndLoad(q, { locks: [], namespaces: undefined, incarnations: [], now, windows })), now, fn);
     });
   }
 
@@ -157,13 +157,6 @@ export class ReplicatedAllocator implements QuotaAllocator {
     const result = fn(new Allocator(snapshot, { ...this.opts, clock, shared }));
     await flushChanges(q, snapshot.changes, snapshot.coverage, now);
     return result;
-  }
-
-  /** The namespace and incarnation of a lease (none when it is unknown: the allocator says so). */
-  private async leaseHome(leaseId: string): Promise<{ namespaces: string[]; incarnations: string[] }> {
-    const { rows } = await this.store.query<{ namespace: string; incarnation: string }>('SELECT namespace, incarnation FROM leases WHERE id = $1', [leaseId]);
-    const row = rows[0];
-    return row === undefined ? { namespaces: [], incarnations: [] } : { namespaces: [row.namespace], incarnations: [row.incarnation] };
   }
 
   private async namespacesOf(team: string): Promise<string[]> {
