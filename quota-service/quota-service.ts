@@ -114,6 +114,7 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
   const statusServer = createStatusServer({
     registry: metrics.registry,
     ready: () => ready && backend.ready(),
+    ...(backend.refreshBudgets === undefined ? {} : { beforeMetrics: backend.refreshBudgets }),
     mount: usagePageMount({ view: backend.usageView({ metrics, prices: () => prices.current.index.table }), auth, clock, logger }),
   });
 

@@ -18,8 +18,10 @@ export interface StoreBackend {
   readonly prunable: { pruneUsage(...args: Parameters<SqliteQuotaStore['pruneUsage']>): number | Promise<number>; pruneAcked(...args: Parameters<SqliteQuotaStore['pruneAcked']>): number | Promise<number> };
   /** The store answers (readiness). */
   ready(): boolean;
-  /** Every budget in its current window, for the metrics (read synchronously at a scrape). */
+  /** Every budget in its current window, for the metrics (read synchronously at a scrape)… */
   budgets(): BudgetView[];
+  /** …after this, when the budgets are read from elsewhere (awaited before each scrape). */
+  refreshBudgets?: () => Promise<void>;
   /** Every second: lapsed leases go (their grants are no longer outstanding). */
   tick(): void | Promise<void>;
   /** The usage page's view of the state. */

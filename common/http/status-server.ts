@@ -16,6 +16,8 @@ export interface StatusServerOptions {
   ready: () => boolean;
   /** Extra paths, asked first (default none). */
   mount?: StatusMount;
+  /** Awaited before /metrics renders (figures read from elsewhere, e.g. a database); a failure renders what is held. */
+  beforeMetrics?: () => Promise<void>;
 }
 
 export function createStatusServer(opts: StatusServerOptions): Server {
@@ -40,7 +42,8 @@ export function createStatusServer(opts: StatusServerOptions): Server {
         else text(503, 'not ready\n');
         return;
       case '/metrics':
-        text(200, opts.registry.render(), Registry.contentType);
+        if (opts.beforeMetrics === undefined) text(200, opts.registry.render(), Registry.contentType);
+        else void opts.beforeMetrics().catch(() => undefined).then(() => text(200, opts.registry.render(), Registry.contentType));
         return;
       default:
         text(404, 'not found\n');

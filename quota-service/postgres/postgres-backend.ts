@@ -1,7 +1,7 @@
 // The quota service over PostgreSQL, one replica of several (store-backend.ts): the store, migrated at open;
 // the replicated allocator; readiness that is the database's (pinged every second); the budgets the
-// metrics show, refreshed every few seconds in the background (a scrape reads them synchronously); the usage
-// page's view, which reads the database at each (cached) answer.
+// metrics show, read again before a scrape (at most once a second, concurrent scrapes sharing the read);
+// the usage page's view, which reads the database at each (cached) answer.
 import type { Logger } from 'pino';
 import { throttledWarn } from '../../common/logger.js';
 import type { AllocatorOptions, BudgetView } from '../allocator.js';
@@ -11,20 +11,30 @@ import { redactUrl } from './redact-url.js';
 import { ReplicatedAllocator } from './replicated-allocator.js';
 import { replicatedUsageView } from './replicated-usage-view.js';
 
-/** How often the metrics' budget figures are read again. */
-const BUDGETS_EVERY_MS = 5000;
+/** The metrics' budget figures are read again at most this often (however often they are scraped). */
+const BUDGETS_EVERY_MS = 1000;
 const PING_TIMEOUT_MS = 1000;
 
 export async function postgresBackend(url: string, allocatorOptions: AllocatorOptions, logger: Logger): Promise<StoreBackend> {
   const warn = throttledWarn(logger, allocatorOptions.clock, 'the PostgreSQL store failed');
   const store = await PgQuotaStore.open(url, { onIdleError: (err) => warn({ err }) });
-  const allocator = new ReplicatedAllocator(store, allocatorOptions);
+  let budgetsAt = -Infinity;
+  // A budget this replica changed is shown at the next scrape (others' changes within BUDGETS_EVERY_MS).
+  const allocator = new ReplicatedAllocator(store, allocatorOptions, () => void (budgetsAt = -Infinity));
   let ok = true;
   let budgets: BudgetView[] = [];
-  let budgetsAt = -Infinity;
-  const refreshBudgets = async (): Promise<void> => {
-    budgets = await allocator.listBudgets();
-    budgetsAt = allocatorOptions.clock.monotonic();
+  let reading: Promise<void> | undefined;
+  const refreshBudgets = (): Promise<void> => {
+    if (allocatorOptions.clock.monotonic() - budgetsAt < BUDGETS_EVERY_MS) return Promise.resolve();
+    return (reading ??= allocator
+      .listBudgets()
+      .then((b) => {
+        budgets = b;
+        budgetsAt = allocatorOptions.clock.monotonic();
+      })
+      .finally(() => {
+        reading = undefined;
+      }));
   };
   await refreshBudgets();
   await allocator.sweep();
@@ -34,11 +44,11 @@ export async function postgresBackend(url: string, allocatorOptions: AllocatorOp
     prunable: store,
     ready: () => ok,
     budgets: () => budgets,
+    refreshBudgets,
     async tick() {
       try {
         await store.ping(PING_TIMEOUT_MS);
         await allocator.sweep();
-        if (allocatorOptions.clock.monotonic() - budgetsAt >= BUDGETS_EVERY_MS) await refreshBudgets();
         if (!ok) logger.info('the PostgreSQL store answers again: ready');
         ok = true;
       } catch (err) {

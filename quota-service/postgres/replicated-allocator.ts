@@ -31,6 +31,8 @@ export class ReplicatedAllocator implements QuotaAllocator {
   constructor(
     private readonly store: PgQuotaStore,
     private readonly opts: AllocatorOptions,
+    /** Told after this replica changed a budget (what is held of the budgets is stale). */
+    private readonly onBudgetsChanged: () => void = () => undefined,
   ) {}
 
   get activeLeases(): number {
@@ -54,9 +56,11 @@ export class ReplicatedAllocator implements QuotaAllocator {
   }
 
   // Operator calls: budgets are read at every grant, so a budget is written without locks; views read every live lease.
-  setBudget(...args: Parameters<Allocator['setBudget']>) {
+  async setBudget(...args: Parameters<Allocator['setBudget']>) {
     const [scope, window] = args;
-    return this.unlocked((a) => a.setBudget(...args), [{ scope, window }]);
+    const view = await this.unlocked((a) => a.setBudget(...args), [{ scope, window }]);
+    this.onBudgetsChanged();
+    return view;
   }
 
   getBudgets(scope: string) {
@@ -67,8 +71,10 @@ export class ReplicatedAllocator implements QuotaAllocator {
     return this.unlocked((a) => a.listBudgets());
   }
 
-  deleteBudget(...args: Parameters<Allocator['deleteBudget']>) {
-    return this.unlocked((a) => a.deleteBudget(...args));
+  async deleteBudget(...args: Parameters<Allocator['deleteBudget']>) {
+    const n = await this.unlocked((a) => a.deleteBudget(...args));
+    this.onBudgetsChanged();
+    return n;
   }
 
   /** A team change locks the namespaces it had and gets (their leases are dropped and acquired anew). */

@@ -90,8 +90,14 @@ export class SnapshotStore implements AllocatorStore {
     return this.window(scope, window, startMs).costNano;
   }
 
+  /** Queued for flush, and counted at once in the loaded window: the call's own grant sees the usage it was just told of. */
   addUsage(scope: string, window: WindowName, startMs: number, endMs: number, tokens: number, kinds: TokenKinds, costNano: number): void {
     this.changes.usage.push({ scope, window, startMs, endMs, tokens, kinds, costNano });
+    const loaded = this.snap.windows.get(windowKey(scope, window, startMs));
+    if (loaded !== undefined) {
+      loaded.used += tokens;
+      loaded.costNano += costNano;
+    }
   }
 
   addTaggedUsage(scope: string, window: WindowName, startMs: number, endMs: number, tag: { key: string; value: string }, tokens: number, costNano: number): void {
