@@ -63,7 +63,7 @@ beforeAll(async () => {
   });
   closing.push(() => service.stop());
   addr = `127.0.0.1:${service.address.port}`;
-  service.allocator.setBudget('namespace/shop', 'day', 10_000_000);
+  await service.allocator.setBudget('namespace/shop', 'day', 10_000_000);
   const tokenFile = join(dir, 'shop-token');
   writeFileSync(tokenFile, await issuer.mint({ namespace: 'shop', serviceAccount: 'web', pod: 'shop-1' }));
   stack = await startStack({
@@ -260,7 +260,7 @@ describe('metrics and the price file', () => {
 
   it('exposes every budget\'s current use and limit for alerts, and forgets a deleted budget', async () => {
     const scrape = async (): Promise<string> => (await request(`http://127.0.0.1:${service.statusAddress.port}/metrics`)).body.text();
-    service.allocator.setBudget('team/alerts', 'hour', 5_000);
+    await service.allocator.setBudget('team/alerts', 'hour', 5_000);
     const shop = (await service.allocator.listBudgets()).find((b) => b.scope === 'namespace/shop' && b.window === 'day')!;
     expect(shop.used).toBeGreaterThan(0);
     let text = await scrape();
@@ -268,7 +268,7 @@ describe('metrics and the price file', () => {
     expect(text).toContain('llmgw_quota_budget_limit{scope="namespace/shop",window="day",unit="tokens"} 10000000');
     expect(text).toContain('llmgw_quota_budget_limit{scope="team/alerts",window="hour",unit="tokens"} 5000');
     expect(text).toContain('llmgw_quota_budget_used{scope="team/alerts",window="hour",unit="tokens"} 0');
-    service.allocator.deleteBudget('team/alerts', 'hour');
+    await service.allocator.deleteBudget('team/alerts', 'hour');
     text = await scrape();
     expect(text).not.toContain('scope="team/alerts"');
   });

@@ -92,7 +92,7 @@ describe('sidecar identity comes from the verified token', () => {
   it('charges the namespace and service account the token names, filling in what the message leaves empty', async () => {
     const call = raw();
     const token = await tokenOf('alpha', 'chat');
-    service.allocator.setBudget('namespace/alpha', 'day', 100_000);
+    await service.allocator.setBudget('namespace/alpha', 'day', 100_000);
     const lease = await call<LeaseResponse>('AcquireLease', { identity: empty, priority: 'PRIORITY_INTERACTIVE', incarnation: 'alpha-inc', needTokens: 100 }, token);
     expect(lease.unlimited).toBe(false);
     expect(lease.grantedTokens).toBeGreaterThanOrEqual(100);
@@ -155,7 +155,7 @@ describe('usage reports are bound to their owner', () => {
     const call = raw();
     const bravo = await tokenOf('bravo');
     const mallory = await tokenOf('mallory');
-    service.allocator.setBudget('namespace/bravo', 'day', 1_000_000);
+    await service.allocator.setBudget('namespace/bravo', 'day', 1_000_000);
     const lease = await call<LeaseResponse>('AcquireLease', { identity: empty, priority: 'PRIORITY_INTERACTIVE', incarnation: 'bravo-inc', needTokens: 10 }, bravo);
     await call('RenewLease', { leaseId: lease.leaseId, reports: [{ sequence: 1, tokens: 10, startedAtMs: now() }] }, bravo);
     const attempts = [
@@ -165,8 +165,10 @@ describe('usage reports are bound to their owner', () => {
       // Replaying the owner's lease as a new one of the attacker's: the incarnation is not theirs either.
       call('AcquireLease', { identity: empty, priority: 'PRIORITY_INTERACTIVE', incarnation: 'bravo-inc', needTokens: 1 }, mallory),
     ];
-    for (const attempt of attempts) {
-      const err = await refusal(attempt);
+    // Every refusal is awaited from the start: they may come back in any order.
+    const refusals = attempts.map(refusal);
+    for (const pending of refusals) {
+      const err = await pending;
       expect(err.code).toBe(grpcStatus.PERMISSION_DENIED);
       expect(err.details).toMatch(/belongs to another identity/);
     }
@@ -231,7 +233,7 @@ describe('usage reports are bound to their owner', () => {
   it('flags, in a metric, an incarnation reporting far beyond what its leases covered', async () => {
     const call = raw();
     const token = await tokenOf('delta');
-    service.allocator.setBudget('namespace/delta', 'day', 10_000_000);
+    await service.allocator.setBudget('namespace/delta', 'day', 10_000_000);
     const lease = await call<LeaseResponse>('AcquireLease', { identity: empty, priority: 'PRIORITY_INTERACTIVE', incarnation: 'delta-inc', needTokens: 100 }, token);
     await call('RenewLease', { leaseId: lease.leaseId, reports: [{ sequence: 1, tokens: 2_000_000, startedAtMs: now() }] }, token);
     const metrics = await (await fetch(`http://127.0.0.1:${service.statusAddress.port}/metrics`)).text();
@@ -297,8 +299,8 @@ describe('the admin API is an operator’s alone', () => {
 
 describe('the real sidecar authenticates with its token file', () => {
   it('is charged to the namespace its token names, not to POD_NAMESPACE, and picks up a replaced token file', async () => {
-    service.allocator.setBudget('namespace/india', 'day', 1_000_000);
-    service.allocator.setBudget('namespace/victim', 'day', 1_000_000);
+    await service.allocator.setBudget('namespace/india', 'day', 1_000_000);
+    await service.allocator.setBudget('namespace/victim', 'day', 1_000_000);
     const tokenFile = join(dir, 'india-token');
     // A token of an unknown issuer first: the service refuses it and the sidecar refuses requests (503).
     writeFileSync(tokenFile, await createTokenIssuer().mint({ namespace: 'india', serviceAccount: 'web', pod: 'india-1' }));
@@ -342,7 +344,7 @@ describe('TokenReview', () => {
       auth: { mode: 'kubernetes', verifier: createTokenReviewVerifier({ apiServerUrl: api.url, caFile: api.caFile, bearerTokenFile: ownToken, audience: 'llm-gateway' }) },
     });
     closing.push(() => reviewed.stop());
-    reviewed.allocator.setBudget('namespace/juliet', 'day', 1000);
+    await reviewed.allocator.setBudget('namespace/juliet', 'day', 1000);
     const call = raw(`127.0.0.1:${reviewed.address.port}`);
     const token = await kubeIssuer.mint({ namespace: 'juliet', serviceAccount: 'api', pod: 'juliet-7' });
     const lease = await call<LeaseResponse>('AcquireLease', { identity: empty, priority: 'PRIORITY_INTERACTIVE', incarnation: 'juliet-inc', needTokens: 50 }, token);

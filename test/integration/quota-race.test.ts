@@ -64,7 +64,7 @@ async function race(r: Race): Promise<RaceResult> {
     auth: { mode: 'none' },
   });
   stopping.push(() => service.stop());
-  service.allocator.setBudget('namespace/race', r.window, r.budget);
+  await service.allocator.setBudget('namespace/race', r.window, r.budget);
   const address = `127.0.0.1:${service.address.port}`;
   const config = { address, tokenFile: '/nonexistent/token', failMode: 'failClosed', failOpenTokensPerMinute: 1, defaultOutputTokens: 1024, acquireTimeoutMs: 5000, defaultPriority: 'interactive' } as const;
   const clients = Array.from({ length: CLIENTS }, (_, i) => {

@@ -129,7 +129,7 @@ describe('truthful refusals of global budgets', () => {
     const clock = jumpingClock();
     const dir = mkdtempSync(join(tmpdir(), 'llmgw-refusals-'));
     const quota = await quotaService(clock, dir);
-    quota.allocator.setBudget('namespace/default', 'minute', 500);
+    await quota.allocator.setBudget('namespace/default', 'minute', 500);
     const client = await sidecar(clock, dir, { quota });
 
     // No max_tokens: the prompt plus quota.defaultOutputTokens (1024).
@@ -143,8 +143,8 @@ describe('truthful refusals of global budgets', () => {
     for (let i = 0; i < 5; i++) expect((await chat(client, { max: 50 })).usage!.total_tokens).toBeGreaterThan(0);
 
     // A batch request is held to what the batch floor leaves it.
-    quota.allocator.deleteBudget('namespace/default', 'minute');
-    quota.allocator.setBudget('namespace/default', 'day', 1000);
+    await quota.allocator.deleteBudget('namespace/default', 'minute');
+    await quota.allocator.setBudget('namespace/default', 'day', 1000);
     const batch = await refusal(chat(client, { max: 600, priority: 'batch' }));
     expect(batch.status).toBe(400);
     expect(batch.code).toBe('llmgw_request_exceeds_budget');
@@ -157,7 +157,7 @@ describe('truthful refusals of global budgets', () => {
     const clock = jumpingClock();
     const dir = mkdtempSync(join(tmpdir(), 'llmgw-refusals-'));
     const quota = await quotaService(clock, dir);
-    quota.allocator.setBudget('namespace/default', 'minute', 500);
+    await quota.allocator.setBudget('namespace/default', 'minute', 500);
     const client = await sidecar(clock, dir, { quota });
     // "Hello there" and "Be brief." (20 characters, 5 tokens), plus quota.defaultOutputTokens (1024).
     const never = await refusal(client.responses.create({ model: 'gpt-4o-mini', instructions: 'Be brief.', input: 'Hello there' }));
@@ -176,8 +176,8 @@ describe('truthful refusals of global budgets', () => {
     const clock = jumpingClock();
     const dir = mkdtempSync(join(tmpdir(), 'llmgw-refusals-'));
     const quota = await quotaService(clock, dir);
-    quota.allocator.setBudget('namespace/default', 'hour', 1000);
-    earlierUse(quota, 700, clock.now());
+    await quota.allocator.setBudget('namespace/default', 'hour', 1000);
+    await earlierUse(quota, 700, clock.now());
     const client = await sidecar(clock, dir, { quota });
 
     const err = await refusal(chat(client, { max: 400 }));
@@ -198,13 +198,13 @@ describe('truthful refusals of global budgets', () => {
     const clock = jumpingClock();
     const dir = mkdtempSync(join(tmpdir(), 'llmgw-refusals-'));
     const quota = await quotaService(clock, dir);
-    quota.allocator.setBudget('namespace/default', 'hour', 100);
-    earlierUse(quota, 100, clock.now());
+    await quota.allocator.setBudget('namespace/default', 'hour', 100);
+    await earlierUse(quota, 100, clock.now());
     const client = await sidecar(clock, dir, { quota });
     const spent = await refusal(chat(client, { max: 20 }));
     expect(spent.code).toBe('llmgw_quota_exhausted');
     expect(spent.message).toContain('budget namespace/default (100 tokens a hour) is spent for interactive requests in this hour');
-    quota.allocator.setBudget('namespace/default', 'hour', 1000);
+    await quota.allocator.setBudget('namespace/default', 'hour', 1000);
     clock.advance(1000);
     expect((await chat(client, { max: 20 })).usage!.total_tokens).toBeGreaterThan(0);
   });
@@ -214,7 +214,7 @@ describe('truthful refusals of global budgets', () => {
     const dir = mkdtempSync(join(tmpdir(), 'llmgw-refusals-'));
     // Leases renewed every 2 s.
     const quota = await quotaService(clock, dir, 6000);
-    quota.allocator.setBudget('namespace/default', 'minute', 1000);
+    await quota.allocator.setBudget('namespace/default', 'minute', 1000);
     const a = await sidecar(clock, dir, { quota, pod: 'pod-a' });
     const b = await sidecar(clock, dir, { quota, pod: 'pod-b' });
 

@@ -94,7 +94,7 @@ describe('global budgets at scale, with latency between the sidecars and the quo
     });
     cleanup.push(() => quota.stop());
     const scope = (g: Group): string => `namespace/scale-${g}`;
-    for (const g of ['a', 'b'] as const) quota.allocator.setBudget(scope(g), 'minute', 1_000_000_000_000);
+    for (const g of ['a', 'b'] as const) await quota.allocator.setBudget(scope(g), 'minute', 1_000_000_000_000);
     const proxies = { a: await latencyProxy(quota.address.port, ONE_WAY_MS), b: await latencyProxy(quota.address.port, ONE_WAY_MS) };
     cleanup.push(() => proxies.a.close(), () => proxies.b.close());
     const fake: FakeProvider = await startFakeProvider({ host: '127.0.0.1', port: 0 }, { apiKey: UPSTREAM_KEY });
@@ -206,7 +206,7 @@ describe('global budgets at scale, with latency between the sidecars and the quo
     const budget = { a: Math.round((rateOf('a') * 60) / OVERLOAD), b: Math.round((rateOf('b') * 60) / OVERLOAD) };
     await until(m1 - 500);
     const overloadFrom = await serviceMetrics(quota);
-    for (const g of ['a', 'b'] as const) quota.allocator.setBudget(scope(g), 'minute', budget[g]);
+    for (const g of ['a', 'b'] as const) await quota.allocator.setBudget(scope(g), 'minute', budget[g]);
     await until(m1 + 24_000);
     const [outageBudget] = await quota.allocator.getBudgets(scope('b'));
     await proxies.b.down();

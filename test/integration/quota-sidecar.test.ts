@@ -50,7 +50,7 @@ const used = async (quota: QuotaService): Promise<number> => (await quota.alloca
 describe('global budget in the sidecar', () => {
   it('shows its leases on the status listener: tokens held and lease calls by class', async () => {
     const { stack, quota } = await quotaStack();
-    quota.allocator.setBudget('namespace/default', 'day', 1_000_000);
+    await quota.allocator.setBudget('namespace/default', 'day', 1_000_000);
     for (let i = 0; i < 3; i++) expect((await (await chat(stack.url)).body.text()).length).toBeGreaterThan(0);
     await eventually(async () => {
       const text = await (await request(`${stack.statusUrl}/metrics`)).body.text();
@@ -61,7 +61,7 @@ describe('global budget in the sidecar', () => {
 
   it('reports the remaining tokens and refuses with 429 llmgw_quota_exhausted once the budget is spent', async () => {
     const { stack, quota } = await quotaStack();
-    quota.allocator.setBudget('namespace/default', 'day', 300);
+    await quota.allocator.setBudget('namespace/default', 'day', 300);
     let remaining = Infinity;
     let last;
     // Each request reserves 53 tokens and uses 12: about 25 fit.
@@ -86,8 +86,8 @@ describe('global budget in the sidecar', () => {
 
   it('stops a batch request at the batch floor while interactive ones go on', async () => {
     const { stack, quota } = await quotaStack();
-    quota.allocator.setBudget('namespace/default', 'day', 1000);
-    quota.allocator.report({ namespace: 'default', service: '', pod: '' }, '', 'an-earlier-pod', [{ sequence: 1, tokens: 600, startedAtMs: Date.now() }]);
+    await quota.allocator.setBudget('namespace/default', 'day', 1000);
+    await quota.allocator.report({ namespace: 'default', service: '', pod: '' }, '', 'an-earlier-pod', [{ sequence: 1, tokens: 600, startedAtMs: Date.now() }]);
     const batch = await chat(stack.url, { 'x-llmgw-priority': 'batch' });
     expect(batch.statusCode).toBe(429);
     expect(await batch.body.json()).toMatchObject({ error: { code: 'llmgw_quota_exhausted' } });
@@ -98,7 +98,7 @@ describe('global budget in the sidecar', () => {
 
   it('settles an abandoned stream to what was sent, not to its estimate', async () => {
     const { stack, quota } = await quotaStack();
-    quota.allocator.setBudget('namespace/default', 'day', 1_000_000);
+    await quota.allocator.setBudget('namespace/default', 'day', 1_000_000);
     stack.fake.faults.add({ match: { path: '/v1/chat/completions' }, chunkDelayMs: 100 });
     const client = new OpenAI({ baseURL: `${stack.url}/v1`, apiKey: APP_KEY, maxRetries: 0 });
     const stream = await client.chat.completions.create({
@@ -117,7 +117,7 @@ describe('global budget in the sidecar', () => {
 
   it('answers 503 llmgw_quota_unavailable when the service is out of reach in failClosed mode', async () => {
     const { stack, quota } = await quotaStack((q) => (q.failMode = 'failClosed'));
-    quota.allocator.setBudget('namespace/default', 'day', 1_000_000);
+    await quota.allocator.setBudget('namespace/default', 'day', 1_000_000);
     await quota.stop();
     // Whatever lease the sidecar got at start covers a little; a large request exceeds it.
     let res;

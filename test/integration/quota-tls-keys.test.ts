@@ -179,7 +179,7 @@ describe('TLS to the quota service', () => {
   it('keeps serving, with no failed request, while the service certificate is replaced on disk', async () => {
     const server = issueLocalServer(ca);
     const q = await quota({ dbName: 'rotate.db', tls: { certFile: server.certFile, keyFile: server.keyFile, refreshMs: 100 } });
-    q.service.allocator.setBudget('namespace/oscar', 'day', 1_000_000);
+    await q.service.allocator.setBudget('namespace/oscar', 'day', 1_000_000);
     const stack = await sidecar('oscar-1', 'oscar', { address: q.addr, tls: { caFile: ca.certFile } }, false);
     await eventually(async () => expect((await ask(stack)).choices).toHaveLength(1), 8000);
     const next = issueLocalServer(ca, 'quota-next');
@@ -205,7 +205,7 @@ describe('TLS to the quota service', () => {
     const server = issueLocalServer(ca);
     const clientCa = createCa('client-ca');
     const q = await quota({ dbName: 'mtls.db', tls: { certFile: server.certFile, keyFile: server.keyFile, clientCaFile: clientCa.certFile } });
-    q.service.allocator.setBudget('namespace/papa', 'day', 1_000_000);
+    await q.service.allocator.setBudget('namespace/papa', 'day', 1_000_000);
     const good = issue(clientCa, { cn: 'papa-1', client: true });
     const foreign = issue(createCa('other-client-ca'), { cn: 'papa-3', client: true });
     const cases: [string, Record<string, unknown>, boolean][] = [

@@ -20,7 +20,7 @@ it('carries input, output, cached input and cache-write tokens from the provider
   const quota = await startQuotaService({ listen: { host: '127.0.0.1', port: 0 }, statusListen: { host: '127.0.0.1', port: 0 }, dbPath: join(dir, 'quota.db'), logger: silent, auth: { mode: 'none' } });
   const fake = await startFakeProvider({ host: '127.0.0.1', port: 0 }, { apiKey: UPSTREAM_KEY });
   try {
-    quota.allocator.setBudget('namespace/default', 'day', 1_000_000_000);
+    await quota.allocator.setBudget('namespace/default', 'day', 1_000_000_000);
     const raw = { ...stackConfig(fake.url), storage: { path: join(dir, 'sidecar.db') }, quota: { address: `127.0.0.1:${quota.address.port}`, tokenFile: join(dir, 'no-token') } };
     const sidecar = await startSidecar({ config: validateConfig(raw, 'test config'), listen: { host: '127.0.0.1', port: 0 }, statusListen: { host: '127.0.0.1', port: 0 }, logger: silent, env: { POD_NAME: 'pod-k' } });
     const url = `http://127.0.0.1:${sidecar.address.port}`;

@@ -105,7 +105,7 @@ describe('dollar budgets', () => {
     const clock = jumpingClock();
     const dir = mkdtempSync(join(tmpdir(), 'llmgw-usd-'));
     const quota = await quotaService(clock, dir);
-    quota.allocator.setBudget('namespace/default', 'hour', usd(0.05), undefined, 'usd');
+    await quota.allocator.setBudget('namespace/default', 'hour', usd(0.05), undefined, 'usd');
     const { client, sc } = await sidecar(clock, dir, quota);
 
     // "Hello there" is 3 prompt tokens by the sidecar's estimate: 3 × $100 + 1000 × $200 per million = $0.2003.
@@ -156,8 +156,8 @@ describe('dollar budgets', () => {
     const clock = jumpingClock();
     const dir = mkdtempSync(join(tmpdir(), 'llmgw-usd-'));
     const quota = await quotaService(clock, dir);
-    quota.allocator.setBudget('namespace/default', 'hour', 2000);
-    quota.allocator.setBudget('namespace/default', 'hour', usd(0.5), undefined, 'usd');
+    await quota.allocator.setBudget('namespace/default', 'hour', 2000);
+    await quota.allocator.setBudget('namespace/default', 'hour', usd(0.5), undefined, 'usd');
     const { client } = await sidecar(clock, dir, quota);
     // 200 prompt tokens: about $0.02 a request.
     const words = 'word '.repeat(200).trim();
@@ -178,7 +178,7 @@ describe('dollar budgets', () => {
     expect(spentByThen).toBeLessThan(usd(0.5));
 
     // Tokens plenty from now on: the dollar budget refuses once spent.
-    quota.allocator.setBudget('namespace/default', 'hour', 1_000_000);
+    await quota.allocator.setBudget('namespace/default', 'hour', 1_000_000);
     clock.advance(1100); // past the remembered refusal
     const byDollars = await untilRefused();
     expect(byDollars.status).toBe(429);
@@ -196,7 +196,7 @@ describe('dollar budgets', () => {
     const dir = mkdtempSync(join(tmpdir(), 'llmgw-usd-'));
     let quota = await quotaService(clock, dir);
     const port = quota.address.port;
-    quota.allocator.setBudget('namespace/default', 'day', usd(100), undefined, 'usd');
+    await quota.allocator.setBudget('namespace/default', 'day', usd(100), undefined, 'usd');
     const { client, sc } = await sidecar(clock, dir, quota);
     let spent = 0;
     for (let i = 0; i < 10; i++) spent += costOf((await chat(client, 20)).usage!);
@@ -216,7 +216,7 @@ describe('dollar budgets', () => {
     const clock = jumpingClock();
     const dir = mkdtempSync(join(tmpdir(), 'llmgw-usd-'));
     const quota = await quotaService(clock, dir);
-    quota.allocator.setBudget('namespace/legacy', 'hour', usd(0.01), undefined, 'usd');
+    await quota.allocator.setBudget('namespace/legacy', 'hour', usd(0.01), undefined, 'usd');
     const rpc = createGrpcQuotaClient(`127.0.0.1:${quota.address.port}`, { token: () => '' });
     open.push({ close: async () => rpc.close() });
     const identity = { namespace: 'legacy', service: 'old', team: '', pod: 'old-1' };

@@ -29,7 +29,7 @@ async function service(tls?: { certFile: string; keyFile: string }): Promise<Quo
     ...(tls ? { tls } : {}),
   });
   cleanup.push(() => q.stop());
-  q.allocator.setBudget('namespace/worker-test', 'day', 10_000);
+  await q.allocator.setBudget('namespace/worker-test', 'day', 10_000);
   return q;
 }
 

@@ -90,7 +90,7 @@ describe('a sidecar that believes every price is zero', () => {
       auth: { mode: 'none' },
     });
     toClose.push(() => quota.stop());
-    quota.allocator.setBudget('namespace/claims', 'day', 5_000_000_000, undefined, 'usd');
+    await quota.allocator.setBudget('namespace/claims', 'day', 5_000_000_000, undefined, 'usd');
 
     // The man in the middle: forwards every QuotaService call, and zeroes every price of the table the
     // service sends with its lease answers.

@@ -40,8 +40,8 @@ beforeAll(async () => {
     auth: { mode: 'none' },
   });
   closing.push(() => quota.stop());
-  quota.allocator.setBudget('namespace/traced', 'day', 1_000_000);
-  quota.allocator.setBudget('namespace/starved', 'day', 10);
+  await quota.allocator.setBudget('namespace/traced', 'day', 1_000_000);
+  await quota.allocator.setBudget('namespace/starved', 'day', 10);
 });
 afterAll(async () => {
   killAll();
