@@ -71,6 +71,8 @@ export interface RenewLeaseRequest {
   requestNanoUsd?: number;
   unusedNanoUsd?: number;
   inflightNanoUsd?: number;
+  /** Increasing per sidecar; a renewal sent again carries the same (absent or 0 from sidecars that predate it). */
+  renewal?: number;
 }
 
 export interface ReleaseLeaseRequest {

@@ -255,6 +255,7 @@ export class Allocator {
       expiresAtMs: now + this.ttlMs,
       windows: {},
       renewAtMs: now,
+      renewal: 0,
       failOpen: 0,
       failOpenNext: 0,
       nano: req.usd === undefined ? undefined : { ...emptyState(), demand: Math.max(MIN_DEMAND, req.usd.demand), requestTokens: Math.max(0, req.usd.requestNano ?? 0) },
@@ -278,14 +279,22 @@ export class Allocator {
     inflight?: number;
     /** From sidecars that keep a USD balance (absent: the lease has none from now on). */
     usd?: UsdAsk;
+    /** The sidecar's renewal number (0 or absent: a sidecar that predates them). */
+    renewal?: number;
   }): Grant {
     const now = this.clock.now();
     this.sweep(now);
     const lease = this.owned(req.leaseId, req.owner, '; acquire a new one');
     const reports = checkedReports(req.reports, this.ackedOf(lease.incarnation), now);
+    // A renewal sent again (its first went to a replica that died after applying it): what it gives back
+    // was taken already. (Its grant may be made twice: the lease then holds more than its sidecar knows,
+    // which only spends less of the budget, until the lease is released or its window ends.)
+    const renewal = req.renewal ?? 0;
+    const again = renewal > 0 && renewal <= lease.renewal;
+    if (renewal > lease.renewal) lease.renewal = renewal;
     return this.store.transaction(() => {
       this.apply(lease.scopes, lease.incarnation, reports, lease);
-      lease.outstanding = Math.max(0, lease.outstanding - Math.max(0, req.unused));
+      if (!again) lease.outstanding = Math.max(0, lease.outstanding - Math.max(0, req.unused));
       lease.demand = Math.max(MIN_DEMAND, req.demand);
       lease.requestTokens = Math.max(0, req.requestTokens ?? 0);
       lease.inflight = Math.max(0, req.inflight ?? 0);
@@ -294,7 +303,7 @@ export class Allocator {
       if (usd === undefined) lease.nano = undefined;
       else {
         const n = (lease.nano ??= emptyState());
-        n.outstanding = Math.max(0, n.outstanding - Math.max(0, usd.unused ?? 0));
+        if (!again) n.outstanding = Math.max(0, n.outstanding - Math.max(0, usd.unused ?? 0));
         n.demand = Math.max(MIN_DEMAND, usd.demand);
         n.requestTokens = Math.max(0, usd.requestNano ?? 0);
         n.inflight = Math.max(0, usd.inflight ?? 0);

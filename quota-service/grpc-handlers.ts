@@ -197,6 +197,7 @@ export function quotaServiceHandlers(d: QuotaServiceDeps): UntypedServiceImpleme
         demand: r.demandTokensPerSecond,
         reports: reportsOf(r.reports),
         unused: r.unusedTokens,
+        renewal: Number(r.renewal ?? 0),
         requestTokens: r.requestTokens ?? 0,
         inflight: r.inflightTokens ?? 0,
         ...usdAskOf(r),

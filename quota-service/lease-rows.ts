@@ -22,6 +22,8 @@ export interface Lease {
   windows: Record<string, number>;
   /** When its sidecar was told to renew. */
   renewAtMs: number;
+  /** The highest renewal number applied: a renewal sent again gives nothing back twice. */
+  renewal: number;
   /** Its fail-open allowance in the window of `windows`, and in later ones (see lease-sizing.ts). */
   failOpen: number;
   failOpenNext: number;
@@ -50,6 +52,7 @@ export function leaseFromRow(row: LeaseRow, scopes: string[]): Lease {
     windows: JSON.parse(row.windows) as Record<string, number>,
     // Rows from before renewal times were kept: their expiry.
     renewAtMs: row.renewAtMs > 0 ? row.renewAtMs : row.expiresAtMs,
+    renewal: row.renewal,
     failOpen: row.failOpen,
     failOpenNext: row.failOpenNext,
     claim: row.claim === undefined || row.claim === null ? undefined : (JSON.parse(row.claim) as { keys: string[]; untilMs: number }),
@@ -72,6 +75,7 @@ export function leaseRow(lease: Lease): LeaseRow {
     requestTokens: lease.requestTokens,
     expiresAtMs: lease.expiresAtMs,
     renewAtMs: lease.renewAtMs,
+    renewal: lease.renewal,
     windows: JSON.stringify(lease.windows),
     owner: lease.owner,
     failOpen: lease.failOpen,

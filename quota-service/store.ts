@@ -48,6 +48,8 @@ export interface LeaseRow {
   requestNano: number;
   failOpenNano: number;
   failOpenNextNano: number;
+  /** The highest renewal number its sidecar sent (0: none yet, or a sidecar that predates them). */
+  renewal: number;
   /**
    * JSON {keys, untilMs} of the lease's claim (see Allocator.grant). Kept by the PostgreSQL store, where each
    * call's allocator starts from the rows; one replica over SQLite keeps claims in memory only.
@@ -178,6 +180,8 @@ export class SqliteQuotaStore {
                ALTER TABLE leases ADD COLUMN fail_open_nano INTEGER NOT NULL DEFAULT 0;
                ALTER TABLE leases ADD COLUMN fail_open_next_nano INTEGER NOT NULL DEFAULT 0;`);
     }
+    // Leases from before renewal numbers: none seen yet.
+    if (!columnsOf(db, 'leases').includes('renewal')) db.exec('ALTER TABLE leases ADD COLUMN renewal INTEGER NOT NULL DEFAULT 0');
     this.stmts = {
       usdBudgets: db.prepare(
         "SELECT scope, window, 'usd' AS unit, nano_usd AS tokens, batch_floor AS batchFloor, background_floor AS backgroundFloor FROM usd_budgets ORDER BY scope, window",
@@ -246,18 +250,18 @@ export class SqliteQuotaStore {
         `SELECT id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens AS requestTokens,
            expires_at_ms AS expiresAtMs, renew_at_ms AS renewAtMs, windows, owner, fail_open AS failOpen, fail_open_next AS failOpenNext,
            usd, outstanding_nano AS outstandingNano, demand_nano AS demandNano, request_nano AS requestNano,
-           fail_open_nano AS failOpenNano, fail_open_next_nano AS failOpenNextNano, NULL AS claim FROM leases`,
+           fail_open_nano AS failOpenNano, fail_open_next_nano AS failOpenNextNano, renewal, NULL AS claim FROM leases`,
       ),
       saveLease: db.prepare(
         `INSERT INTO leases (id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens, expires_at_ms,
-           renew_at_ms, windows, owner, fail_open, fail_open_next, usd, outstanding_nano, demand_nano, request_nano, fail_open_nano, fail_open_next_nano)
+           renew_at_ms, windows, owner, fail_open, fail_open_next, usd, outstanding_nano, demand_nano, request_nano, fail_open_nano, fail_open_next_nano, renewal)
          VALUES (@id, @namespace, @service, @team, @pod, @priority, @incarnation, @outstanding, @demand, @requestTokens, @expiresAtMs,
-           @renewAtMs, @windows, @owner, @failOpen, @failOpenNext, @usd, @outstandingNano, @demandNano, @requestNano, @failOpenNano, @failOpenNextNano)
+           @renewAtMs, @windows, @owner, @failOpen, @failOpenNext, @usd, @outstandingNano, @demandNano, @requestNano, @failOpenNano, @failOpenNextNano, @renewal)
          ON CONFLICT (id) DO UPDATE SET outstanding = excluded.outstanding, demand = excluded.demand, request_tokens = excluded.request_tokens,
            expires_at_ms = excluded.expires_at_ms, renew_at_ms = excluded.renew_at_ms, windows = excluded.windows,
            fail_open = excluded.fail_open, fail_open_next = excluded.fail_open_next, usd = excluded.usd, outstanding_nano = excluded.outstanding_nano,
            demand_nano = excluded.demand_nano, request_nano = excluded.request_nano, fail_open_nano = excluded.fail_open_nano,
-           fail_open_next_nano = excluded.fail_open_next_nano`,
+           fail_open_next_nano = excluded.fail_open_next_nano, renewal = excluded.renewal`,
       ),
       deleteLease: db.prepare('DELETE FROM leases WHERE id = ?'),
       acked: db.prepare('SELECT sequence FROM acked WHERE incarnation = ?'),

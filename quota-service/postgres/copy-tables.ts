@@ -113,16 +113,16 @@ export const COPY_TABLES: readonly CopyTable[] = [
     columns: cols(
       `id:text namespace:text service:text team:text pod:text priority:int incarnation:text owner:text outstanding:int demand:real
        request_tokens:real expires_at_ms:int renew_at_ms:int windows:text fail_open:int fail_open_next:int usd:int outstanding_nano:int
-       demand_nano:real request_nano:real fail_open_nano:int fail_open_next_nano:int`,
+       demand_nano:real request_nano:real fail_open_nano:int fail_open_next_nano:int renewal:int`,
     ),
     keyLength: 1,
     sqliteSelect(shape, nowMs) {
       if (!has(shape, 'leases') || !shape.columns('leases').includes('owner')) return undefined;
       const c = pick(shape, 'leases');
-      const later = ['renew_at_ms', 'request_tokens', 'fail_open', 'fail_open_next', 'usd', 'outstanding_nano', 'demand_nano', 'request_nano', 'fail_open_nano', 'fail_open_next_nano'];
-      const [renew, request, failOpen, failOpenNext, ...usd] = later.map((k) => c(k, '0'));
+      const later = ['renew_at_ms', 'request_tokens', 'fail_open', 'fail_open_next', 'usd', 'outstanding_nano', 'demand_nano', 'request_nano', 'fail_open_nano', 'fail_open_next_nano', 'renewal'];
+      const [renew, request, failOpen, failOpenNext, ...rest] = later.map((k) => c(k, '0'));
       return `SELECT id, namespace, service, team, pod, priority, incarnation, owner, outstanding, demand, ${request}, expires_at_ms, ${renew},
-          windows, ${failOpen}, ${failOpenNext}, ${usd.join(', ')}
+          windows, ${failOpen}, ${failOpenNext}, ${rest.join(', ')}
         FROM leases WHERE expires_at_ms > ${Math.trunc(nowMs)} ORDER BY 1`;
     },
   },

@@ -43,7 +43,7 @@ export type Atomically = <T>(fn: (q: Queryable) => Promise<T>) => Promise<T>;
 export const LEASE_COLUMNS = `SELECT id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens AS "requestTokens",
   expires_at_ms AS "expiresAtMs", renew_at_ms AS "renewAtMs", windows, owner, fail_open AS "failOpen", fail_open_next AS "failOpenNext",
   usd, outstanding_nano AS "outstandingNano", demand_nano AS "demandNano", request_nano AS "requestNano",
-  fail_open_nano AS "failOpenNano", fail_open_next_nano AS "failOpenNextNano", claim`;
+  fail_open_nano AS "failOpenNano", fail_open_next_nano AS "failOpenNextNano", renewal, claim`;
 
 const SQL = {
   budgets: `SELECT scope, window_name AS "window", unit, amount AS tokens, batch_floor AS "batchFloor", background_floor AS "backgroundFloor"
@@ -100,13 +100,13 @@ const SQL = {
   leases: `${LEASE_COLUMNS} FROM leases ORDER BY id`,
   // Identity and owner are set when a lease is acquired and never change, as in SQLite.
   saveLease: `INSERT INTO leases (id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens, expires_at_ms,
-      renew_at_ms, windows, owner, fail_open, fail_open_next, usd, outstanding_nano, demand_nano, request_nano, fail_open_nano, fail_open_next_nano, claim)
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23)
+      renew_at_ms, windows, owner, fail_open, fail_open_next, usd, outstanding_nano, demand_nano, request_nano, fail_open_nano, fail_open_next_nano, claim, renewal)
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24)
     ON CONFLICT (id) DO UPDATE SET outstanding = EXCLUDED.outstanding, demand = EXCLUDED.demand, request_tokens = EXCLUDED.request_tokens,
       expires_at_ms = EXCLUDED.expires_at_ms, renew_at_ms = EXCLUDED.renew_at_ms, windows = EXCLUDED.windows,
       fail_open = EXCLUDED.fail_open, fail_open_next = EXCLUDED.fail_open_next, usd = EXCLUDED.usd, outstanding_nano = EXCLUDED.outstanding_nano,
       demand_nano = EXCLUDED.demand_nano, request_nano = EXCLUDED.request_nano, fail_open_nano = EXCLUDED.fail_open_nano,
-      fail_open_next_nano = EXCLUDED.fail_open_next_nano, claim = EXCLUDED.claim`,
+      fail_open_next_nano = EXCLUDED.fail_open_next_nano, claim = EXCLUDED.claim, renewal = EXCLUDED.renewal`,
   setAcked: `INSERT INTO acked (incarnation, sequence, seen_ms) VALUES ($1, $2, $3)
     ON CONFLICT (incarnation) DO UPDATE SET sequence = EXCLUDED.sequence, seen_ms = EXCLUDED.seen_ms`,
   setOwner: `INSERT INTO acked (incarnation, sequence, seen_ms, owner) VALUES ($1, 0, $2, $3)
@@ -209,7 +209,7 @@ export class PgQuotaRecords implements QuotaRecords {
   async saveLease(l: LeaseRow): Promise<void> {
     await this.db.query(SQL.saveLease, [
       l.id, l.namespace, l.service, l.team, l.pod, l.priority, l.incarnation, l.outstanding, l.demand, l.requestTokens, l.expiresAtMs,
-      l.renewAtMs, l.windows, l.owner, l.failOpen, l.failOpenNext, l.usd, l.outstandingNano, l.demandNano, l.requestNano, l.failOpenNano, l.failOpenNextNano, l.claim ?? null,
+      l.renewAtMs, l.windows, l.owner, l.failOpen, l.failOpenNext, l.usd, l.outstandingNano, l.demandNano, l.requestNano, l.failOpenNano, l.failOpenNextNano, l.claim ?? null, l.renewal,
     ]);
   }
 

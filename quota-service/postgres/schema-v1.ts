@@ -94,7 +94,9 @@ CREATE TABLE leases (
   fail_open_nano BIGINT NOT NULL DEFAULT 0,
   fail_open_next_nano BIGINT NOT NULL DEFAULT 0,
   -- JSON {keys, untilMs}: a need refused because other leases hold what it waits for (they give back meanwhile).
-  claim TEXT
+  claim TEXT,
+  -- The highest renewal number its sidecar sent: a renewal sent again (to another replica) gives back once.
+  renewal BIGINT NOT NULL DEFAULT 0
 );
 -- Any replica sweeps the expired leases (what they held is no longer outstanding).
 CREATE INDEX leases_expiry ON leases (expires_at_ms);

@@ -30,7 +30,7 @@ BEGIN
       (SELECT id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens AS "requestTokens",
         expires_at_ms AS "expiresAtMs", renew_at_ms AS "renewAtMs", windows, owner, fail_open AS "failOpen", fail_open_next AS "failOpenNext",
         usd, outstanding_nano AS "outstandingNano", demand_nano AS "demandNano", request_nano AS "requestNano",
-        fail_open_nano AS "failOpenNano", fail_open_next_nano AS "failOpenNextNano", claim
+        fail_open_nano AS "failOpenNano", fail_open_next_nano AS "failOpenNextNano", renewal, claim
         FROM leases WHERE expires_at_ms > now_ms AND (namespaces IS NULL OR namespace = ANY(namespaces))) l),
     'teams', (SELECT coalesce(json_agg(t ORDER BY t.team, t.namespace), '[]') FROM
       (SELECT team, namespace FROM team_namespaces WHERE namespaces IS NULL OR team IN (SELECT team FROM team_namespaces WHERE namespace = ANY(namespaces))) t),
@@ -78,19 +78,19 @@ BEGIN
 
   DELETE FROM leases WHERE id IN (SELECT jsonb_array_elements_text(changes->'deletedLeases'));
   INSERT INTO leases (id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens, expires_at_ms,
-      renew_at_ms, windows, owner, fail_open, fail_open_next, usd, outstanding_nano, demand_nano, request_nano, fail_open_nano, fail_open_next_nano, claim)
+      renew_at_ms, windows, owner, fail_open, fail_open_next, usd, outstanding_nano, demand_nano, request_nano, fail_open_nano, fail_open_next_nano, claim, renewal)
     SELECT r.id, r.namespace, r.service, r.team, r.pod, r.priority, r.incarnation, r.outstanding, r.demand, r."requestTokens", r."expiresAtMs",
       r."renewAtMs", r.windows, r.owner, r."failOpen", r."failOpenNext", r.usd, r."outstandingNano", r."demandNano", r."requestNano",
-      r."failOpenNano", r."failOpenNextNano", r.claim
+      r."failOpenNano", r."failOpenNextNano", r.claim, r.renewal
     FROM jsonb_to_recordset(changes->'savedLeases') AS r(id text, namespace text, service text, team text, pod text, priority smallint, incarnation text,
       outstanding bigint, demand double precision, "requestTokens" double precision, "expiresAtMs" bigint, "renewAtMs" bigint, windows text, owner text,
       "failOpen" bigint, "failOpenNext" bigint, usd smallint, "outstandingNano" bigint, "demandNano" double precision, "requestNano" double precision,
-      "failOpenNano" bigint, "failOpenNextNano" bigint, claim text)
+      "failOpenNano" bigint, "failOpenNextNano" bigint, claim text, renewal bigint)
     ON CONFLICT (id) DO UPDATE SET outstanding = EXCLUDED.outstanding, demand = EXCLUDED.demand, request_tokens = EXCLUDED.request_tokens,
       expires_at_ms = EXCLUDED.expires_at_ms, renew_at_ms = EXCLUDED.renew_at_ms, windows = EXCLUDED.windows,
       fail_open = EXCLUDED.fail_open, fail_open_next = EXCLUDED.fail_open_next, usd = EXCLUDED.usd, outstanding_nano = EXCLUDED.outstanding_nano,
       demand_nano = EXCLUDED.demand_nano, request_nano = EXCLUDED.request_nano, fail_open_nano = EXCLUDED.fail_open_nano,
-      fail_open_next_nano = EXCLUDED.fail_open_next_nano, claim = EXCLUDED.claim;
+      fail_open_next_nano = EXCLUDED.fail_open_next_nano, claim = EXCLUDED.claim, renewal = EXCLUDED.renewal;
 
   INSERT INTO acked (incarnation, sequence, seen_ms, owner)
     SELECT r.incarnation, 0, r."seenMs", r.owner FROM jsonb_to_recordset(changes->'owners') AS r(incarnation text, owner text, "seenMs" bigint)

@@ -62,6 +62,8 @@ type CallReason = 'ahead' | 'due' | 'request' | 'window' | 'give_back' | 'report
 interface ClassLease {
   priority: Priority;
   leaseId: string | undefined;
+  /** The last renewal's number: a renewal the client sends again (another replica) keeps its number. */
+  renewals: number;
   balance: number;
   epoch: number;
   /** Estimates of this epoch's requests still running: a replacement lease must cover them again. */
@@ -511,6 +513,7 @@ export class LeaseManager {
       l = {
         priority,
         leaseId: undefined,
+        renewals: 0,
         balance: 0,
         epoch: 0,
         inflightTokens: 0,
@@ -612,6 +615,7 @@ export class LeaseManager {
           res = await this.opts.rpc.renew(
             {
               leaseId: l.leaseId,
+              renewal: ++l.renewals,
               needTokens: need,
               demandTokensPerSecond: demand,
               reports,

@@ -49,15 +49,16 @@ type Method = 'AcquireLease' | 'RenewLease' | 'ReleaseLease' | 'ReportUsage' | '
  * connection broke after it was sent, which the replica may have carried out. Sending it again must then
  * change nothing: reports carry sequence numbers the service applies once; an acquire replaces the lease
  * the incarnation already holds (its tokens go back first); a release already done answers NOT_FOUND,
- * which the lease manager takes as released; provider keys are a read. A renew that gives tokens back
- * (`unusedTokens`, `unusedNanoUsd`) is the exception: done twice, the service would take them off the
- * lease twice and could grant that much beyond the budget, so it fails to the lease manager, which spends
- * from its lease and renews again after its backoff (2 s).
+ * which the lease manager takes as released; provider keys are a read; a renewal carries its number, and
+ * the service takes what it gives back (`unusedTokens`, `unusedNanoUsd`) once per number. Only a renewal
+ * without a number that gives tokens back (a caller that predates numbers) is not sent again: done twice,
+ * the service would take them off the lease twice.
  */
 export function retriesOnUnavailable(method: Method, req: object): boolean {
   if (method !== 'RenewLease') return true;
   const r = req as Partial<RenewLeaseRequest>;
-  return Number(r.unusedTokens ?? 0) === 0 && Number(r.unusedNanoUsd ?? 0) === 0;
+  // A numbered renewal's give-back is taken once however often it is sent.
+  return Number(r.renewal ?? 0) > 0 || (Number(r.unusedTokens ?? 0) === 0 && Number(r.unusedNanoUsd ?? 0) === 0);
 }
 
 export function createGrpcQuotaClient(address: string, opts: QuotaClientOptions): QuotaRpc {

@@ -43,7 +43,7 @@ const lease = (id: string, expiresAtMs: number, usd: number): LeaseRow => ({
   id, namespace: 'a', service: 'api', team: 'core', pod: `pod-${id}`, priority: 1, incarnation: `inc-${id}`, outstanding: 300, demand: 12.5,
   requestTokens: 800.25, expiresAtMs, renewAtMs: expiresAtMs - 10_000, windows: JSON.stringify({ 'namespace/a|hour': HOUR.startMs }), owner: 'a/api',
   failOpen: 40, failOpenNext: 20, usd, outstandingNano: usd * 7_000_000_001, demandNano: usd * 1.5e6, requestNano: usd * 3.25e5,
-  failOpenNano: usd * 9_000, failOpenNextNano: usd * 4_000,
+  failOpenNano: usd * 9_000, failOpenNextNano: usd * 4_000, renewal: 7,
 });
 
 const windowsUsed: { scope: string; window: WindowName; span: WindowSpan }[] = [

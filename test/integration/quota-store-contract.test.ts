@@ -204,7 +204,7 @@ describe.each(implementations)('$name store', ({ open }) => {
       const lease: LeaseRow = {
         id: 'lease-b', namespace: 'a', service: 'x', team: '', pod: 'x-1', priority: 2, incarnation: 'inc-1', outstanding: 5_000_000_000, demand: 12.5,
         requestTokens: 800.25, expiresAtMs: NOW + 30_000, renewAtMs: NOW + 10_000, windows: '{"team/core|day":1795392000000}', owner: 'sa:a:x',
-        failOpen: 100, failOpenNext: 50, usd: 1, outstandingNano: 9_000_000_000_000, demandNano: 0.5, requestNano: 1234.5, failOpenNano: 7, failOpenNextNano: 3,
+        failOpen: 100, failOpenNext: 50, usd: 1, outstandingNano: 9_000_000_000_000, demandNano: 0.5, requestNano: 1234.5, failOpenNano: 7, failOpenNextNano: 3, renewal: 41,
         // Claims are kept by PostgreSQL only (one replica over SQLite keeps them in memory): none here.
         claim: null,
       };

@@ -22,6 +22,24 @@ function acquire(alloc: Allocator, ns = 'demo', priority: PriorityClass = 'inter
 }
 
 describe('allocator', () => {
+  it('takes what a numbered renewal gives back once, however often it is sent; an unnumbered one each time', () => {
+    const { alloc } = setup();
+    alloc.setBudget('namespace/demo', 'hour', 1_000_000);
+    const g = acquire(alloc, 'demo', 'interactive', 5000, 10);
+    const held = (): number => alloc.getBudgets('namespace/demo')[0]!.outstanding;
+    const before = held();
+    const giveBack = { owner: 'o', leaseId: g.leaseId, need: 0, demand: 0, reports: [], unused: 1000 };
+    // Sent to a replica that died after applying it, then again to another: taken once.
+    alloc.renew({ ...giveBack, renewal: 1 });
+    const once = held();
+    expect(once).toBeLessThanOrEqual(before - 1000);
+    alloc.renew({ ...giveBack, renewal: 1 });
+    expect(held()).toBeGreaterThanOrEqual(once);
+    // The next renewal's give-back counts.
+    alloc.renew({ ...giveBack, renewal: 2 });
+    expect(held()).toBeLessThanOrEqual(once - 1000);
+  });
+
   it('grants without limit when no budget matches, and still records usage', () => {
     const { alloc, clock } = setup();
     const g = acquire(alloc);
