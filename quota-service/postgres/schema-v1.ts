@@ -100,6 +100,8 @@ CREATE TABLE leases (
 );
 -- Any replica sweeps the expired leases (what they held is no longer outstanding).
 CREATE INDEX leases_expiry ON leases (expires_at_ms);
+-- A lease call reads the live leases of the namespaces it locked.
+CREATE INDEX leases_namespace ON leases (namespace);
 
 -- The highest report sequence processed per sidecar incarnation, when it last advanced, and the verified
 -- identity that owns the incarnation. A report's check and its consumption go in one transaction that

@@ -14,7 +14,27 @@
 //
 // JSON numbers are exact for the store's values (below 2^53).
 
-const BIGINT_WINDOW = `CASE c.window_name WHEN 'minute' THEN starts[1] WHEN 'hour' THEN starts[2] WHEN 'day' THEN starts[3] ELSE starts[4] END`;
+/** The snapshot's document, over the CTE call_budgets (the budgets the call reads). */
+const SNAPSHOT_JSON = `json_build_object(
+      'budgets', (SELECT coalesce(json_agg(b ORDER BY b.unit = 'usd', b.scope, b."window"), '[]') FROM
+        (SELECT scope, window_name AS "window", unit, amount AS tokens, batch_floor AS "batchFloor", background_floor AS "backgroundFloor" FROM call_budgets) b),
+      'leases', (SELECT coalesce(json_agg(l ORDER BY l.id), '[]') FROM
+        (SELECT id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens AS "requestTokens",
+          expires_at_ms AS "expiresAtMs", renew_at_ms AS "renewAtMs", windows, owner, fail_open AS "failOpen", fail_open_next AS "failOpenNext",
+          usd, outstanding_nano AS "outstandingNano", demand_nano AS "demandNano", request_nano AS "requestNano",
+          fail_open_nano AS "failOpenNano", fail_open_next_nano AS "failOpenNextNano", renewal, claim
+          FROM leases WHERE expires_at_ms > now_ms AND (namespaces IS NULL OR namespace = ANY(namespaces))) l),
+      'teams', (SELECT coalesce(json_agg(t ORDER BY t.team, t.namespace), '[]') FROM
+        (SELECT team, namespace FROM team_namespaces WHERE namespaces IS NULL OR team IN (SELECT team FROM team_namespaces WHERE namespace = ANY(namespaces))) t),
+      -- Each budget's current window by the whole primary key (not every window the scope ever had).
+      'used', (SELECT coalesce(json_agg(u), '[]') FROM
+        (SELECT c.scope, c.window_name AS "window", c.start_ms AS "startMs", c.used, c.cost_nano AS "costNano" FROM consumption c
+          JOIN (SELECT k.scope, k.window_name, CASE k.window_name WHEN 'minute' THEN starts[1] WHEN 'hour' THEN starts[2] WHEN 'day' THEN starts[3] ELSE starts[4] END AS start_ms
+            FROM (SELECT scope, window_name FROM call_budgets UNION SELECT * FROM unnest(extra_scopes, extra_windows)) k) w
+          ON c.scope = w.scope AND c.window_name = w.window_name AND c.start_ms = w.start_ms) u),
+      'acked', (SELECT coalesce(json_agg(a), '[]') FROM
+        (SELECT incarnation, sequence, owner, covered, reported, flagged FROM acked WHERE incarnation = ANY(incarnations)) a)
+    )`;
 
 export const SCHEMA_V2 = `
 CREATE FUNCTION llmgw_lock_and_load(keys text[], namespaces text[], incarnations text[], now_ms bigint, starts bigint[], extra_scopes text[], extra_windows text[], lock_seed bigint)
@@ -23,24 +43,23 @@ DECLARE
   result json;
 BEGIN
   PERFORM pg_advisory_xact_lock(hashtextextended(k, lock_seed)) FROM (SELECT k FROM unnest(keys) WITH ORDINALITY AS u(k, i) ORDER BY i) s;
-  SELECT json_build_object(
-    'budgets', (SELECT coalesce(json_agg(b ORDER BY b.unit = 'usd', b.scope, b."window"), '[]') FROM
-      (SELECT scope, window_name AS "window", unit, amount AS tokens, batch_floor AS "batchFloor", background_floor AS "backgroundFloor" FROM budgets) b),
-    'leases', (SELECT coalesce(json_agg(l ORDER BY l.id), '[]') FROM
-      (SELECT id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens AS "requestTokens",
-        expires_at_ms AS "expiresAtMs", renew_at_ms AS "renewAtMs", windows, owner, fail_open AS "failOpen", fail_open_next AS "failOpenNext",
-        usd, outstanding_nano AS "outstandingNano", demand_nano AS "demandNano", request_nano AS "requestNano",
-        fail_open_nano AS "failOpenNano", fail_open_next_nano AS "failOpenNextNano", renewal, claim
-        FROM leases WHERE expires_at_ms > now_ms AND (namespaces IS NULL OR namespace = ANY(namespaces))) l),
-    'teams', (SELECT coalesce(json_agg(t ORDER BY t.team, t.namespace), '[]') FROM
-      (SELECT team, namespace FROM team_namespaces WHERE namespaces IS NULL OR team IN (SELECT team FROM team_namespaces WHERE namespace = ANY(namespaces))) t),
-    'used', (SELECT coalesce(json_agg(u), '[]') FROM
-      (SELECT c.scope, c.window_name AS "window", c.start_ms AS "startMs", c.used, c.cost_nano AS "costNano" FROM consumption c
-        JOIN (SELECT scope, window_name FROM budgets UNION SELECT * FROM unnest(extra_scopes, extra_windows)) k ON c.scope = k.scope AND c.window_name = k.window_name
-        WHERE c.start_ms = ${BIGINT_WINDOW}) u),
-    'acked', (SELECT coalesce(json_agg(a), '[]') FROM
-      (SELECT incarnation, sequence, owner, covered, reported, flagged FROM acked WHERE incarnation = ANY(incarnations)) a)
-  ) INTO result;
+  -- Two statements, so that each has a plan of its own: a lease call's reads go by index to its namespaces'
+  -- rows; an operator's read (namespaces NULL) takes every budget and live lease.
+  IF namespaces IS NULL THEN
+    WITH call_budgets AS (SELECT * FROM budgets)
+    SELECT ${SNAPSHOT_JSON} INTO result;
+  ELSE
+    -- The budgets a call can grant from: its namespaces', their services' (a key range of the primary key:
+    -- '/' and '0' are neighbours in byte order), and their teams'.
+    WITH call_budgets AS (
+      SELECT b.* FROM budgets b WHERE b.scope IN (SELECT 'namespace/' || n FROM unnest(namespaces) n
+        UNION SELECT 'team/' || t.team FROM team_namespaces t WHERE t.namespace = ANY(namespaces))
+      UNION ALL
+      SELECT b.* FROM budgets b JOIN unnest(namespaces) n
+        ON b.scope > 'namespace/' || n || '/service/' AND b.scope < 'namespace/' || n || '/service0'
+    )
+    SELECT ${SNAPSHOT_JSON} INTO result;
+  END IF;
   RETURN result;
 END
 $fn$;

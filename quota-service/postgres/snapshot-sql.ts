@@ -17,14 +17,16 @@ const LOCK_SEED = 7411;
  * namespace and incarnation of that lease come first (none when it is unknown).
  */
 export async function relatedNamespaces(q: Queryable, namespaces: readonly string[], leaseId?: string): Promise<{ namespaces: string[]; home?: { namespace: string; incarnation: string } }> {
-  const { rows } = await q.query<{ related: string[]; namespace: string | null; incarnation: string | null }>(
-    `WITH home AS (SELECT namespace, incarnation FROM leases WHERE id = $2),
+  const { rows } = await q.query<{ related: string[]; namespace: string | null; incarnation: string | null }>({
+    // Named: prepared once per connection, not parsed and planned at every call.
+    name: 'llmgw_related_namespaces',
+    text: `WITH home AS (SELECT namespace, incarnation FROM leases WHERE id = $2),
       asked AS (SELECT unnest($1::text[]) AS namespace UNION SELECT namespace FROM home)
     SELECT array(SELECT namespace FROM asked UNION SELECT t2.namespace FROM team_namespaces t1 JOIN team_namespaces t2 ON t1.team = t2.team
         WHERE t1.namespace IN (SELECT namespace FROM asked)) AS related,
       (SELECT namespace FROM home) AS namespace, (SELECT incarnation FROM home) AS incarnation`,
-    [namespaces, leaseId ?? null],
-  );
+    values: [namespaces, leaseId ?? null],
+  });
   const r = rows[0]!;
   return { namespaces: [...r.related].sort(), ...(r.namespace === null || r.incarnation === null ? {} : { home: { namespace: r.namespace, incarnation: r.incarnation } }) };
 }
@@ -44,10 +46,11 @@ export interface SnapshotScope {
 export async function lockAndLoad(q: Queryable, scope: SnapshotScope): Promise<Snapshot> {
   const extra = scope.windows ?? [];
   const starts = (['minute', 'hour', 'day', 'month'] as const).map((w) => windowAt(w, scope.now).startMs);
-  const { rows } = await q.query<{ snapshot: { budgets: BudgetRow[]; leases: LeaseRow[]; teams: TeamRow[]; used: UsedRow[]; acked: AckedRow[] } }>(
-    'SELECT llmgw_lock_and_load($1::text[], $2::text[], $3::text[], $4::bigint, $5::bigint[], $6::text[], $7::text[], $8::bigint) AS snapshot',
-    [[...new Set(scope.locks)].sort(), scope.namespaces ?? null, scope.incarnations, scope.now, starts, extra.map((w) => w.scope), extra.map((w) => w.window), LOCK_SEED],
-  );
+  const { rows } = await q.query<{ snapshot: { budgets: BudgetRow[]; leases: LeaseRow[]; teams: TeamRow[]; used: UsedRow[]; acked: AckedRow[] } }>({
+    name: 'llmgw_lock_and_load',
+    text: 'SELECT llmgw_lock_and_load($1::text[], $2::text[], $3::text[], $4::bigint, $5::bigint[], $6::text[], $7::text[], $8::bigint) AS snapshot',
+    values: [[...new Set(scope.locks)].sort(), scope.namespaces ?? null, scope.incarnations, scope.now, starts, extra.map((w) => w.scope), extra.map((w) => w.window), LOCK_SEED],
+  });
   const r = rows[0]!.snapshot;
   const windows = new Map<string, WindowUsed>();
   for (const b of [...r.budgets, ...extra]) windows.set(windowKey(b.scope, b.window, windowAt(b.window, scope.now).startMs), { used: 0, costNano: 0 });
@@ -98,5 +101,5 @@ export async function flushChanges(q: Queryable, c: Changes, coverage: ReadonlyM
     acked: [...c.acked].map(([incarnation, a]) => ({ incarnation, ...a })),
     coverage: [...coverage].map(([incarnation, e]) => ({ incarnation, covered: Number.isFinite(e.covered) ? Math.round(e.covered) : -1, reported: Math.round(e.reported), flagged: e.flagged })),
   };
-  await q.query('SELECT llmgw_apply($1::jsonb, $2::bigint, $3::bigint, $4::text)', [JSON.stringify(changes), now, MAX_MODELS_PER_WINDOW - 1, OTHER_MODEL]);
+  await q.query({ name: 'llmgw_apply', text: 'SELECT llmgw_apply($1::jsonb, $2::bigint, $3::bigint, $4::text)', values: [JSON.stringify(changes), now, MAX_MODELS_PER_WINDOW - 1, OTHER_MODEL] });
 }
