@@ -29,6 +29,7 @@ import { openDatabase } from '../../sidecar/storage/database.js';
 import { systemClock } from '../../common/clock.js';
 import { killAll, runCli, startCli, type Running } from '../helpers/cli.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { prng } from '../helpers/prng.js';
 
 const silent = pino({ level: 'silent' });
 const SCOPE = 'namespace/race';
@@ -66,14 +67,6 @@ afterAll(async () => {
   await pg?.stop();
 });
 
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Replicas: processes of the built executable.

@@ -13,6 +13,7 @@ import { UsageOutbox } from '../../sidecar/quota/usage-outbox.js';
 import { openDatabase } from '../../sidecar/storage/database.js';
 import { fakeClock, type FakeClock } from '../helpers/fake-clock.js';
 import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { prng } from '../helpers/prng.js';
 
 const silent = pino({ level: 'silent' });
 let pg: TestPostgres;
@@ -26,14 +27,6 @@ afterAll(async () => {
   await pg?.stop();
 });
 
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 async function replicas(n: number, clock: FakeClock, storeUrl: string): Promise<QuotaService[]> {
   const out: QuotaService[] = [];

@@ -28,6 +28,7 @@ import { windowAt } from '../../quota-service/windows.js';
 import { startFakeProvider, type FakeProvider } from '../../sidecar/fake-provider/fake-provider.js';
 import { envWithoutKeys, killAll, startCli, type Running } from '../helpers/cli.js';
 import { APP_KEY, stackConfig, UPSTREAM_KEY } from '../helpers/stack.js';
+import { prng } from '../helpers/prng.js';
 
 const PER_GROUP = 10;
 /** Requests a second through each sidecar. */
@@ -54,14 +55,6 @@ interface Outcome {
   overheadMs: number;
 }
 
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** What the quota service's /metrics says now: QuotaService RPCs answered, requests that waited (by class) and their seconds. */
 async function serviceMetrics(q: QuotaService): Promise<{ rpcs: number; waited: Record<string, number>; waitedSeconds: number }> {

@@ -16,17 +16,10 @@ import { createGrpcQuotaClient } from '../../sidecar/quota/quota-client.js';
 import { UsageOutbox } from '../../sidecar/quota/usage-outbox.js';
 import { openDatabase } from '../../sidecar/storage/database.js';
 import { fakeClock } from '../helpers/fake-clock.js';
+import { prng } from '../helpers/prng.js';
 
 const silent = pino({ level: 'silent' });
 
-function prng(seed: number): () => number {
-  return () => {
-    seed = (seed + 0x6d2b79f5) | 0;
-    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface Race {
   window: WindowName;
