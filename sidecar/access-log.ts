@@ -81,14 +81,18 @@ function upstreamFailed(entry: AccessLogEntry): boolean {
   return e.startsWith('provider_') && Number(e.slice(9)) >= 500;
 }
 
+/** Printable ASCII but `"` and `\`: a string JSON writes as it is, between quotes (ids, paths, model names). */
+const PLAIN = /^[\x20\x21\x23-\x5b\x5d-\x7e]*$/;
+
 /** pino's line (info by default): level and time first, then the entry's fields in order, then the message. */
 export function accessLine(entry: AccessLogEntry, timeMs: number, level: number = INFO): string {
   let line = `{"level":${level},"time":${timeMs}`;
   for (const key in entry) {
     const v = entry[key as keyof AccessLogEntry];
     if (v === undefined) continue;
-    // Keys are this interface's own names: nothing to escape.
-    line += `,"${key}":${typeof v === 'number' ? (Number.isFinite(v) ? String(v) : 'null') : typeof v === 'boolean' ? String(v) : JSON.stringify(v)}`;
+    // Keys are this interface's own names: nothing to escape. Values: JSON.stringify only where it changes something.
+    const json = typeof v === 'number' ? (Number.isFinite(v) ? String(v) : 'null') : typeof v === 'boolean' ? String(v) : typeof v === 'string' && PLAIN.test(v) ? `"${v}"` : JSON.stringify(v);
+    line += `,"${key}":${json}`;
   }
   return `${line},"msg":"request"}\n`;
 }

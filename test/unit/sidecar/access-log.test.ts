@@ -27,7 +27,7 @@ const entry = (i: number): AccessLogEntry => ({
   status: 200,
   latencyMs: 0.812,
   stream: false,
-  model: 'gpt-4o-mini "quoted" \u2028 ünïcode',
+  model: 'gpt-4o-mini "quoted" \u2028 ünïcode \\ back\tslash \u0001 \u007f',
   tags: { team: 'core', feature: 'a=b' },
   tokensIn: 7,
   upstreamMs: Number.NaN,
