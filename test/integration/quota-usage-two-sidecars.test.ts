@@ -505,8 +505,11 @@ describe('spend you can see: two sidecars, tags and priorities, token and dollar
     for (const r of batchRefusals) expect(r.message).toContain('budget namespace/team-b ($0.06 a minute, of which batch requests may use $0.03)');
     expect(spentBy(firstRefusal('batch').endedAt)).toBeGreaterThanOrEqual(budget * 0.2);
     expect(firstRefusal('batch').endedAt).toBeLessThan(firstRefusal('interactive').endedAt);
-    const batchAdmittedAt = ok.filter((d) => d.priority === 'batch').map((d) => spentBy(d.startedAt + 1));
-    expect(Math.max(...batchAdmittedAt)).toBeLessThanOrEqual(budget * 0.5 * 1.03);
+    // What batch requests spent in all stays within the half batch may use (+3%). (The budget as a whole may be
+    // past half when a batch request is admitted: its lease was granted while half was left, and interactive
+    // requests spent meanwhile.)
+    const batchSpent = ok.filter((d) => d.priority === 'batch').reduce((n, d) => n + d.nano, 0);
+    expect(batchSpent).toBeLessThanOrEqual(budget * 0.5 * 1.03);
     // Interactive: nothing refused before 98% of the budget was used.
     expect(spentBy(firstRefusal('interactive').endedAt)).toBeGreaterThanOrEqual(budget * 0.98);
     // The last refusals send the app to the window's end.
