@@ -12,7 +12,7 @@ type JsonSchema = { [key: string]: unknown; properties?: Record<string, JsonSche
  * llmgw.sidecarConfig), each under the config key of the same name. Every other key of `sidecar` is the
  * chart's own and stays hand-written in the schema file.
  */
-export const COPIED_KEYS = ['providers', 'models', 'cache', 'quota', 'rateLimits', 'logging'] as const;
+export const COPIED_KEYS = ['providers', 'models', 'cache', 'quota', 'rateLimits', 'logging', 'tracing'] as const;
 
 /** Keys the chart fills in itself: a value for them would be overridden, so the values schema refuses them. */
 export const CHART_FILLED: Record<string, string[]> = { quota: ['address', 'tokenFile', 'tls'] };
@@ -33,6 +33,7 @@ const DESCRIPTIONS: Record<string, string> = {
   cache: 'The response cache. Empty ({}, the default): off, and config.yaml gets no cache section; any key turns it on, the others taking their defaults.',
   quota: 'Sidecar quota settings; address, tokenFile and tls come from the chart (quota.*). Used only with quota.enabled.',
   rateLimits: 'Per-pod local limits; empty: none.',
+  tracing: 'OpenTelemetry traces of every request over OTLP/HTTP (README, "Tracing"); absent: off.',
 };
 
 /** The JSON Schema of one copied key, as the values under `sidecar.<key>` must be. */

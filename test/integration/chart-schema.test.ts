@@ -85,13 +85,16 @@ describe('values.schema.json: the sidecar section is the sidecar config schema',
   });
 
   it('describes exactly the values the chart copies into config.yaml, and refuses the keys the chart fills in', () => {
-    const values = { sidecar: { cache: { ttlSeconds: 60 }, rateLimits: { requestsPerMinute: 600 }, logging: { level: 'debug', accessLog: false }, quota: { failMode: 'failClosed' } } };
+    const values = {
+      sidecar: { cache: { ttlSeconds: 60 }, rateLimits: { requestsPerMinute: 600 }, logging: { level: 'debug', accessLog: false }, quota: { failMode: 'failClosed' }, tracing: { endpoint: 'http://otel-collector:4318/v1/traces' } },
+    };
     const config = sidecarConfigOf(rendered(values));
     // Every top-level key of config.yaml comes from the values the schema describes, except the SQLite path.
     expect(Object.keys(config).sort()).toEqual([...COPIED_KEYS, 'storage'].sort());
     expect(config.cache).toEqual(values.sidecar.cache);
     expect(config.rateLimits).toEqual(values.sidecar.rateLimits);
     expect(config.logging).toEqual(values.sidecar.logging);
+    expect(config.tracing).toEqual(values.sidecar.tracing);
     expect(config.quota).toMatchObject({ failMode: 'failClosed', address: 'rel-llm-gateway-quota.llm-gateway.svc:50051' });
     const schema = JSON.parse(readFileSync(SCHEMA_FILE, 'utf8')) as { properties: { sidecar: { properties: Record<string, { $comment?: string }> } } };
     for (const key of COPIED_KEYS) expect(schema.properties.sidecar.properties[key]?.$comment, key).toMatch(/Generated from sidecar\/config\/schema\.ts/);

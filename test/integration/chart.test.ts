@@ -221,6 +221,19 @@ describe('helm chart', () => {
     expect(docs.filter((d) => d.kind === 'ClusterRoleBinding').map((d) => d.roleRef.name).sort()).toEqual(['rel-llm-gateway-injector', 'system:auth-delegator']);
   });
 
+  it('passes sidecar.tracing to the sidecars\' config as the sidecar reads it, off when unset, and refuses a bad one', () => {
+    const off = rawSidecarConfig(sidecarMaps(render())[0]!);
+    expect(off.tracing).toBeUndefined();
+    // --set makes 0.25 a string; a values file is how operators set it.
+    const values = join(mkdtempSync(join(tmpdir(), 'llmgw-chart-tracing-')), 'values.yaml');
+    writeFileSync(values, 'sidecar:\n  tracing:\n    endpoint: http://otel-collector.observability:4318/v1/traces\n    sampleRatio: 0.25\n    protocol: http/json\n');
+    const on = sidecarMaps(render([], '1.30.0', ['-f', values]))[0]!;
+    const sidecar = validateConfig(rawSidecarConfig(on), 'rendered sidecar config', { readSecret: () => 'sk-test' });
+    expect(sidecar.tracing).toMatchObject({ endpoint: 'http://otel-collector.observability:4318/v1/traces', sampleRatio: 0.25, protocol: 'http/json', propagateUpstream: false });
+    expect(renderError(['sidecar.tracing.endpoint=http://collector:4318/v1/traces', 'sidecar.tracing.protocol=grpc'])).toMatch(/tracing/);
+    expect(renderError(['sidecar.tracing.propagateUpstream=true'])).toMatch(/endpoint/);
+  });
+
   it("renders configs the injector and the sidecar accept, and that agree with each other and the Services", () => {
     const docs = render(['sidecar.namespaces={team-a,team-b}', 'sidecar.providerSecretName=llm-keys']);
     const injectorConfig = validateInjectorConfig(JSON.parse(find(docs, 'ConfigMap', 'rel-llm-gateway-injector').data['config.json']), 'rendered injector config');

@@ -89,6 +89,7 @@ seccompProfile:
 {{- $cfg := dict "providers" (include "llmgw.sidecarProviders" . | fromJson) "models" .Values.sidecar.models "logging" .Values.sidecar.logging "storage" (dict "path" "/var/lib/llm-gateway/llmgw.db") -}}
 {{- if .Values.sidecar.cache }}{{ $_ := set $cfg "cache" .Values.sidecar.cache }}{{ end -}}
 {{- if .Values.sidecar.rateLimits }}{{ $_ := set $cfg "rateLimits" .Values.sidecar.rateLimits }}{{ end -}}
+{{- if .Values.sidecar.tracing }}{{ $_ := set $cfg "tracing" .Values.sidecar.tracing }}{{ end -}}
 {{- if .Values.quota.enabled -}}
 {{- $quota := dict "address" (include "llmgw.sidecarQuotaAddress" .) "tokenFile" (include "llmgw.sidecarTokenFile" .) -}}
 {{- if include "llmgw.quotaTlsOn" . -}}
