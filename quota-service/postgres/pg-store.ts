@@ -6,6 +6,7 @@ import pg from 'pg';
 import type { QuotaRecords, QuotaStore } from '../store-api.js';
 import { migrate } from './migrations.js';
 import { PgQuotaRecords, type Queryable } from './pg-records.js';
+import { storeUnavailable } from './store-unavailable.js';
 
 export interface PgStoreOptions {
   /** Connections per replica; default 10. */
@@ -79,7 +80,9 @@ export class PgQuotaStore extends PgQuotaRecords implements QuotaStore {
 
   /** One statement of the caller's own on the pool (outside any transaction). */
   query<R extends pg.QueryResultRow>(sql: string, values: unknown[]): Promise<pg.QueryResult<R>> {
-    return this.pool.query<R>(sql, values);
+    return this.pool.query<R>(sql, values).catch((err: unknown) => {
+      throw storeUnavailable(err) ?? err;
+    });
   }
 
   async ping(timeoutMs = 1000): Promise<void> {
@@ -101,7 +104,12 @@ export class PgQuotaStore extends PgQuotaRecords implements QuotaStore {
 
   private async inTransaction<T>(isolation: Isolation, fn: (client: Queryable) => Promise<T>): Promise<T> {
     for (let attempt = 1; ; attempt++) {
-      const client = await this.pool.connect();
+      let client: pg.PoolClient;
+      try {
+        client = await this.pool.connect();
+      } catch (err) {
+        throw storeUnavailable(err) ?? err;
+      }
       let broken = false;
       try {
         await client.query(BEGIN[isolation]);
@@ -112,7 +120,7 @@ export class PgQuotaStore extends PgQuotaRecords implements QuotaStore {
         // A connection that cannot even roll back is not given back to the pool.
         await client.query('ROLLBACK').catch(() => (broken = true));
         const code = (err as { code?: unknown }).code;
-        if (attempt >= TRANSACTION_ATTEMPTS || typeof code !== 'string' || !RETRYABLE.has(code)) throw err;
+        if (attempt >= TRANSACTION_ATTEMPTS || typeof code !== 'string' || !RETRYABLE.has(code)) throw storeUnavailable(err) ?? err;
       } finally {
         client.release(broken);
       }

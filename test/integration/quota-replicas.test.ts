@@ -8,7 +8,9 @@ import { GatewayError } from '../../common/errors.js';
 import { startQuotaService, type QuotaService } from '../../quota-service/quota-service.js';
 import { windowAt } from '../../quota-service/windows.js';
 import { LeaseManager, type Reservation } from '../../sidecar/quota/lease-manager.js';
+import { status as grpcStatus } from '@grpc/grpc-js';
 import { createGrpcQuotaClient } from '../../sidecar/quota/quota-client.js';
+import { QuotaRpcError } from '../../sidecar/quota/quota-rpc.js';
 import { UsageOutbox } from '../../sidecar/quota/usage-outbox.js';
 import { openDatabase } from '../../sidecar/storage/database.js';
 import { fakeClock, type FakeClock } from '../helpers/fake-clock.js';
@@ -112,6 +114,31 @@ describe('replicas over one PostgreSQL', () => {
     await a!.allocator.report(identity, '', 'cov-1', [{ sequence: 3, tokens: 2_000_000, startedAtMs: clock.now() }]);
     expect((await overReports(a!)) + (await overReports(b!))).toBe(1);
   });
+
+  it('a database that stops answering: lease calls are UNAVAILABLE (sent again elsewhere), and the replica is not ready', async () => {
+    const own = await startPostgres();
+    stopping.push(() => own.stop());
+    const clock = fakeClock(Date.UTC(2026, 10, 23, 0, 0, 0));
+    const [q] = await replicas(1, clock, await own.createDatabase());
+    const rpc = createGrpcQuotaClient(`127.0.0.1:${q!.address.port}`, { token: () => '' });
+    stopping.push(() => rpc.close());
+    const ask = { identity: { namespace: 'gone', service: 'web', team: '', pod: 'p' }, priority: 'PRIORITY_INTERACTIVE' as const, incarnation: 'gone-1', needTokens: 10, demandTokensPerSecond: 1, reports: [] };
+    await rpc.acquire(ask, 5000);
+    const ready = async (): Promise<number> => (await fetch(`http://127.0.0.1:${q!.statusAddress.port}/healthz/ready`)).status;
+    expect(await ready()).toBe(200);
+    await own.stop();
+    const err = await rpc.acquire(ask, 8000).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(QuotaRpcError);
+    expect((err as QuotaRpcError).code).toBe(grpcStatus.UNAVAILABLE);
+    expect((err as Error).message).toMatch(/database is unavailable/);
+    // The readiness probe follows the database within a couple of its pings (one a second).
+    const deadline = Date.now() + 5000;
+    while ((await ready()) !== 503 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 100));
+    expect(await ready()).toBe(503);
+  }, 30_000);
 
   it('50 clients over 2 replicas at 1.5x a per-minute budget: grants never exceed a window, usage recorded exactly, nothing refused before 98%', async () => {
     const clock = fakeClock(Date.UTC(2026, 10, 23, 0, 0, 0));
