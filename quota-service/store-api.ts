@@ -1,6 +1,7 @@
 // What the quota service keeps durably, as one asynchronous interface that both stores satisfy: SQLite
-// (embedded, one replica; through asyncStore) and PostgreSQL (several replicas; PgQuotaStore). The row types
-// are SqliteQuotaStore's, so both speak the same shapes; the semantics are those documented there.
+// (embedded, one replica; behind this interface in the store tests only, test/helpers/async-store.ts) and
+// PostgreSQL (several replicas; PgQuotaStore). The row types are SqliteQuotaStore's, so both speak the same
+// shapes; the semantics are those documented there.
 import type { TokenKinds } from '../proto/token-kinds.js';
 import type {
   BudgetRow,

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { asyncStore } from '../../quota-service/async-store.js';
+import { asyncStore } from '../helpers/async-store.js';
 import { compareSorted, formatDifference } from '../../quota-service/postgres/compare-rows.js';
 import { copyFromSqlite } from '../../quota-service/postgres/copy-from-sqlite.js';
 import { COPY_TABLES, type Row } from '../../quota-service/postgres/copy-tables.js';

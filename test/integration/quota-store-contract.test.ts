@@ -1,7 +1,7 @@
 // One set of store behaviours run against every QuotaStore: SQLite (through asyncStore) and PostgreSQL (a
 // real server from test/helpers/postgres.ts). Each test gets an empty store (a fresh database in PostgreSQL).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { asyncStore } from '../../quota-service/async-store.js';
+import { asyncStore } from '../helpers/async-store.js';
 import { PgQuotaStore } from '../../quota-service/postgres/pg-store.js';
 import { MAX_MODELS_PER_WINDOW, OTHER_MODEL, type BudgetRow, type LeaseRow, type QuotaStore } from '../../quota-service/store-api.js';
 import { SqliteQuotaStore } from '../../quota-service/store.js';

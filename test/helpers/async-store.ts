@@ -1,7 +1,7 @@
-// SqliteQuotaStore behind the asynchronous QuotaStore interface, so that code (and the contract tests)
-// written against QuotaStore runs on the embedded store too. Each call runs synchronously, as before.
-import type { QuotaStore } from './store-api.js';
-import type { SqliteQuotaStore } from './store.js';
+// For the store tests: SqliteQuotaStore behind the asynchronous QuotaStore interface, so the contract suite
+// runs on the embedded store too (the service itself uses it synchronously). Each call runs synchronously.
+import type { QuotaStore } from '../../quota-service/store-api.js';
+import type { SqliteQuotaStore } from '../../quota-service/store.js';
 
 export function asyncStore(s: SqliteQuotaStore): QuotaStore {
   // `async` turns the store's synchronous throws into rejections, as a database's errors arrive.
