@@ -5,7 +5,7 @@ import { PassThrough } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { GatewayError } from '../../../../common/errors.js';
 import type { EntryLimits } from '../../../../common/http/json-scanner.js';
-import { bodyLeftUnread, MAX_ENTRIES, MAX_JSON_DEPTH, readJsonBody, SCAN_BYTES_PER_TURN, SMALL_BODY_BYTES } from '../../../../common/http/read-json-body.js';
+import { bodyLeftUnread, MAX_ENTRIES, MAX_JSON_DEPTH, readJsonBody, SCAN_BYTES_PER_TURN, SCAN_MS_PER_TURN, SCAN_PIECE_BYTES, SMALL_BODY_BYTES } from '../../../../common/http/read-json-body.js';
 
 const named: EntryLimits = { keys: { messages: { max: 10 } } };
 
@@ -146,5 +146,26 @@ describe('reading a large body a bounded amount a turn', () => {
     expect((read.body as { messages: unknown[] }).messages).toHaveLength(9_000);
     expect(perTurn.size).toBeGreaterThan(5);
     expect(Math.max(...perTurn.values())).toBeLessThanOrEqual(SCAN_BYTES_PER_TURN + (64 << 10));
+  });
+
+  it('also stops a turn once SCAN_MS_PER_TURN has passed, so a slow scanner (not yet compiled, or on a small CPU share) holds the loop no longer', async () => {
+    const messages = Array.from({ length: 2_000 }, (_, i) => ({ role: 'user', content: `message ${i} ${'x'.repeat(200)}` }));
+    const body = Buffer.from(JSON.stringify({ model: 'm', messages }));
+    const req = fakeRequest(body.length);
+    for (let i = 0; i < body.length; i += 64 << 10) req.write(body.subarray(i, i + (64 << 10)));
+    req.end();
+    let turn = 0;
+    let counting = true;
+    const count = (): void => {
+      turn++;
+      if (counting) setImmediate(count);
+    };
+    setImmediate(count);
+    // Every reading of the clock finds a whole budget gone: each turn scans one piece, then yields.
+    let clock = 0;
+    const read = await readJsonBody(req, 16 << 20, { keys: { messages: { max: 10_000 } } }, () => (clock += SCAN_MS_PER_TURN));
+    counting = false;
+    expect((read.body as { messages: unknown[] }).messages).toHaveLength(2_000);
+    expect(turn).toBeGreaterThanOrEqual(Math.floor(body.length / SCAN_PIECE_BYTES));
   });
 });
