@@ -1,11 +1,14 @@
 // The stall that hostile request bodies cause for the other requests of a pod (issue 17: no request may
 // stall the event loop for others by more than ~50 ms at the default 16 MiB body limit). A fresh sidecar
 // (pinned like the others) is sent bodies of each hostile shape, one after another, while small requests
-// run beside them on their own connections; their latency is compared with the same probes against the
-// idle sidecar. The probes are `GET /v1/models`, which the sidecar answers itself: a chat probe would also
+// run beside them on their own connections, from a process of their own; their latency is compared with
+// the same probes against the idle sidecar. The probes are `GET /v1/models`, which the sidecar answers itself: a chat probe would also
 // wait for a fake upstream that shares the load core with the one parsing the hostile 16 MB, and measure
 // that instead of the sidecar's event loop.
+import { fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
 import type { Endpoint } from './probes.js';
@@ -77,14 +80,16 @@ export function hostileShapes(limit: number): Shape[] {
 export async function measureHostileBodies(up: Upstreams, workDir: string, plan: HostilePlan, name = 'sidecar-hostile', distDir?: string): Promise<HostileResult> {
   const spec = await sidecarSpec({ name, upstreams: up, logLevel: 'info', logFile: `${workDir}/${name}.log`, workDir, ...(distDir === undefined ? {} : { distDir }) });
   const proc = await startProc(spec.spec);
+  let prober: Prober | undefined;
   try {
     const ep = spec.endpoint;
-    await probeWhile(ep, () => sleep(plan.idleMs));
-    const idle = (await probeWhile(ep, () => sleep(plan.idleMs))).stats;
+    prober = await Prober.start(ep);
+    await prober.during(() => sleep(plan.idleMs));
+    const idle = await prober.during(() => sleep(plan.idleMs));
     const shapes: HostileShapeResult[] = [];
     for (const shape of hostileShapes(DEFAULT_BODY_LIMIT)) {
       const answers: { status: number; ms: number }[] = [];
-      const { stats } = await probeWhile(ep, async () => {
+      const stats = await prober.during(async () => {
         for (let i = 0; i < plan.sends; i++) answers.push(await send(ep, shape.body));
       });
       shapes.push({ shape: shape.name, bytes: shape.body.length, statuses: answers.map((a) => a.status), answerMs: median(answers.map((a) => a.ms)), ...stats });
@@ -93,34 +98,65 @@ export async function measureHostileBodies(up: Upstreams, workDir: string, plan:
     }
     return { idle, shapes };
   } finally {
+    await prober?.close();
     await proc.stop();
   }
 }
 
-/** Runs `work` while small requests go to the sidecar back to back; their latencies meanwhile. */
-async function probeWhile(ep: Endpoint, work: () => Promise<unknown>): Promise<{ stats: ProbeStats }> {
-  const url = new URL(ep.url);
-  const pool = new Pool(url.origin, { connections: PROBE_CONNECTIONS });
-  const ms: number[] = [];
-  let done = false;
-  const loop = async (): Promise<void> => {
-    while (!done) {
-      const t0 = performance.now();
-      const res = await pool.request({ path: '/v1/models', method: 'GET', headers: ep.headers });
-      await res.body.dump();
-      if (res.statusCode !== 200) throw new Error(`a probe request got status ${res.statusCode}`);
-      ms.push(performance.now() - t0);
-    }
-  };
-  const loops = Array.from({ length: PROBE_CONNECTIONS }, loop);
-  try {
-    await work();
-  } finally {
-    done = true;
-    await Promise.all(loops);
-    await pool.close();
+/** Small requests sent to the sidecar back to back, from a process of their own (probe-loop.ts). */
+class Prober {
+  private readonly messages: unknown[] = [];
+  private waiter: ((m: unknown) => void) | undefined;
+
+  private constructor(private readonly child: ChildProcess) {
+    child.on('message', (m) => {
+      if (this.waiter === undefined) this.messages.push(m);
+      else this.waiter(m);
+    });
   }
-  return { stats: { probes: ms.length, p50Ms: median(ms), p99Ms: percentile(ms, 99), maxMs: Math.max(...ms) } };
+
+  static async start(ep: Endpoint): Promise<Prober> {
+    const target = { origin: new URL(ep.url).origin, headers: ep.headers, connections: PROBE_CONNECTIONS };
+    // The child inherits this process's core (the load core).
+    const child = fork(fileURLToPath(new URL('./probe-loop.js', import.meta.url)), [JSON.stringify(target)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+    const p = new Prober(child);
+    await p.next();
+    return p;
+  }
+
+  /** Runs `work` while the probes run (from their first answer on); their latencies meanwhile. */
+  async during(work: () => Promise<unknown>): Promise<ProbeStats> {
+    this.child.send('start');
+    await this.next();
+    try {
+      await work();
+    } finally {
+      this.child.send('stop');
+    }
+    const ms = (await this.next()) as number[];
+    return { probes: ms.length, p50Ms: median(ms), p99Ms: percentile(ms, 99), maxMs: Math.max(...ms) };
+  }
+
+  async close(): Promise<void> {
+    const exited = once(this.child, 'exit');
+    this.child.send('exit');
+    await exited;
+  }
+
+  /** The child's next message; rejects if it exits first. */
+  private next(): Promise<unknown> {
+    const queued = this.messages.shift();
+    if (queued !== undefined) return Promise.resolve(queued);
+    return new Promise((resolve, reject) => {
+      const exited = (code: number | null): void => reject(new Error(`the probe process exited with code ${String(code)}`));
+      this.child.once('exit', exited);
+      this.waiter = (m) => {
+        this.waiter = undefined;
+        this.child.off('exit', exited);
+        resolve(m);
+      };
+    });
+  }
 }
 
 /** One hostile body on a connection of its own (a refused body closes it); status 0 if no answer came. */
