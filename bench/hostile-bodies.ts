@@ -1,7 +1,7 @@
 // `node dist/bench/hostile-bodies.js [--sends N] [--idle-ms MS] [--baseline DIR]` (after `npm run build`):
 // only the hostile-bodies scenario of `npm run bench` (bench/lib/hostile-bodies.ts), in a few seconds.
 // With `--baseline DIR` the sidecar of another build (its `dist/`) is measured the same way first, so one run
-// gives before and after. Prints the per-shape table and the issue 17 check (max ≤ 50 ms).
+// gives before and after. Prints the per-shape table and the issue 17 check (the sidecar's event-loop stall ≤ 50 ms).
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,8 +26,11 @@ async function main(): Promise<void> {
     runs.push(['this build', await measureHostileBodies(up, work, plan)]);
     for (const [name, r] of runs) {
       const worst = worstShape(r)!;
-      const met = worst.maxMs <= STALL_TARGET_MS ? 'yes' : 'NO';
-      process.stdout.write(`\n${name}:\n${hostileTable(r)}\nmax ≤ ${STALL_TARGET_MS} ms: ${met} (worst: ${worst.shape}, max ${worst.maxMs.toFixed(1)} ms)\n`);
+      const met = worst.loopMaxMs <= STALL_TARGET_MS ? 'yes' : 'NO';
+      const slowestProbe = Math.max(...r.shapes.map((s) => s.maxMs));
+      process.stdout.write(
+        `\n${name}:\n${hostileTable(r)}\nevent-loop stall ≤ ${STALL_TARGET_MS} ms: ${met} (worst: ${worst.shape}, ${worst.loopMaxMs.toFixed(1)} ms); slowest small request meanwhile ${slowestProbe.toFixed(1)} ms\n`,
+      );
     }
   } finally {
     await Promise.all(up.procs.map((p) => p.stop()));

@@ -8,7 +8,9 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { performance } from 'node:perf_hooks';
-import { fileURLToPath } from 'node:url';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Pool } from 'undici';
 import type { Endpoint } from './probes.js';
@@ -26,6 +28,8 @@ export interface ProbeStats {
   p50Ms: number;
   p99Ms: number;
   maxMs: number;
+  /** The sidecar's own longest event-loop delay meanwhile (loop-delay-preload.ts). */
+  loopMaxMs: number;
 }
 
 export interface HostileShapeResult extends ProbeStats {
@@ -79,28 +83,46 @@ export function hostileShapes(limit: number): Shape[] {
 /** Starts a fresh sidecar (this build, or `distDir`'s), measures every shape against it, and stops it. */
 export async function measureHostileBodies(up: Upstreams, workDir: string, plan: HostilePlan, name = 'sidecar-hostile', distDir?: string): Promise<HostileResult> {
   const spec = await sidecarSpec({ name, upstreams: up, logLevel: 'info', logFile: `${workDir}/${name}.log`, workDir, ...(distDir === undefined ? {} : { distDir }) });
+  const delayFile = join(workDir, `${name}-loop-delay.txt`);
+  const preload = pathToFileURL(fileURLToPath(new URL('./loop-delay-preload.js', import.meta.url))).href;
+  spec.spec.env = { ...process.env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import ${preload}`.trim(), LLMGW_BENCH_LOOP_DELAY_FILE: delayFile };
   const proc = await startProc(spec.spec);
   let prober: Prober | undefined;
+  /** Each probing window's wall-clock span, to find the sidecar's own delay samples in. */
+  const windows: { startMs: number; endMs: number }[] = [];
+  const during = async (work: () => Promise<unknown>): Promise<Omit<ProbeStats, 'loopMaxMs'>> => {
+    const startMs = Date.now();
+    const stats = await prober!.during(work);
+    windows.push({ startMs, endMs: Date.now() });
+    return stats;
+  };
+  let idle: Omit<ProbeStats, 'loopMaxMs'>;
+  const shapes: (Omit<HostileShapeResult, 'loopMaxMs'> & { window: number })[] = [];
   try {
     const ep = spec.endpoint;
     prober = await Prober.start(ep);
-    await prober.during(() => sleep(plan.idleMs));
-    const idle = await prober.during(() => sleep(plan.idleMs));
-    const shapes: HostileShapeResult[] = [];
+    await during(() => sleep(plan.idleMs));
+    idle = await during(() => sleep(plan.idleMs));
     for (const shape of hostileShapes(DEFAULT_BODY_LIMIT)) {
       const answers: { status: number; ms: number }[] = [];
-      const stats = await prober.during(async () => {
+      const stats = await during(async () => {
         for (let i = 0; i < plan.sends; i++) answers.push(await send(ep, shape.body));
       });
-      shapes.push({ shape: shape.name, bytes: shape.body.length, statuses: answers.map((a) => a.status), answerMs: median(answers.map((a) => a.ms)), ...stats });
+      shapes.push({ shape: shape.name, bytes: shape.body.length, statuses: answers.map((a) => a.status), answerMs: median(answers.map((a) => a.ms)), ...stats, window: windows.length - 1 });
       // Let the sidecar collect what the last body left before the next shape is measured.
       await sleep(300);
     }
-    return { idle, shapes };
   } finally {
     await prober?.close();
     await proc.stop();
   }
+  // A sample covers the 20 ms before it, and comes late when the loop stalled: those up to 100 ms after a window count for it.
+  const samples = readFileSync(delayFile, 'utf8').trim().split('\n').map((line) => line.split(' ').map(Number) as [number, number]);
+  const loopMax = (i: number): number => Math.max(0, ...samples.filter(([t]) => t > windows[i]!.startMs && t <= windows[i]!.endMs + 100).map(([, ms]) => ms));
+  return {
+    idle: { ...idle, loopMaxMs: loopMax(1) },
+    shapes: shapes.map(({ window, ...s }) => ({ ...s, loopMaxMs: loopMax(window) })),
+  };
 }
 
 /** Small requests sent to the sidecar back to back, from a process of their own (probe-loop.ts). */
@@ -125,7 +147,7 @@ class Prober {
   }
 
   /** Runs `work` while the probes run (from their first answer on); their latencies meanwhile. */
-  async during(work: () => Promise<unknown>): Promise<ProbeStats> {
+  async during(work: () => Promise<unknown>): Promise<Omit<ProbeStats, 'loopMaxMs'>> {
     this.child.send('start');
     await this.next();
     try {
@@ -175,6 +197,6 @@ async function send(ep: Endpoint, body: Buffer): Promise<{ status: number; ms: n
   }
 }
 
-/** The worst shape: the one whose probes waited longest. */
+/** The worst shape: the one that stalled the sidecar's event loop longest. */
 export const worstShape = (r: HostileResult): HostileShapeResult | undefined =>
-  r.shapes.reduce<HostileShapeResult | undefined>((w, s) => (w === undefined || s.maxMs > w.maxMs ? s : w), undefined);
+  r.shapes.reduce<HostileShapeResult | undefined>((w, s) => (w === undefined || s.loopMaxMs > w.loopMaxMs ? s : w), undefined);
