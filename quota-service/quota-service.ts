@@ -78,7 +78,7 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
   };
   let backend: StoreBackend;
   try {
-    backend = opts.storeUrl === undefined ? sqliteBackend(opts.dbPath, allocatorOptions, clock) : await (await import('./postgres/postgres-backend.js')).postgresBackend(opts.storeUrl, allocatorOptions, logger);
+    backend = opts.storeUrl === undefined ? sqliteBackend(opts.dbPath, allocatorOptions, clock, logger) : await (await import('./postgres/postgres-backend.js')).postgresBackend(opts.storeUrl, allocatorOptions, logger);
   } catch (err) {
     prices.close();
     providerKeys?.close();

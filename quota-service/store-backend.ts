@@ -3,7 +3,9 @@
 // only when asked for). The composition root (quota-service.ts) sees only this.
 import type { Clock } from '../common/clock.js';
 import type { PriceTable } from '../common/pricing/price-table.js';
-import { Allocator, type AllocatorOptions, type BudgetView } from './allocator.js';
+import type { Logger } from 'pino';
+import type { AllocatorOptions, BudgetView } from './allocator.js';
+import { groupCommitted } from './group-committed-allocator.js';
 import type { QuotaAllocator } from './quota-allocator.js';
 import type { QuotaMetrics } from './quota-metrics.js';
 import { SqliteQuotaStore } from './store.js';
@@ -29,17 +31,17 @@ export interface StoreBackend {
   close(): Promise<void>;
 }
 
-export function sqliteBackend(path: string, allocatorOptions: AllocatorOptions, clock: Clock): StoreBackend {
+export function sqliteBackend(path: string, allocatorOptions: AllocatorOptions, clock: Clock, logger?: Logger): StoreBackend {
   const store = new SqliteQuotaStore(path);
-  const allocator = new Allocator(store, allocatorOptions);
+  const { allocator, current } = groupCommitted(store, allocatorOptions, logger);
   return {
     allocator,
     where: { db: path },
     prunable: store,
     ready: () => true,
-    budgets: () => allocator.listBudgets(),
-    tick: () => void allocator.sweep(),
-    usageView: (deps) => allocatorUsageView({ allocator, store, clock, ...deps }),
+    budgets: () => current().listBudgets(),
+    tick: () => void current().sweep(),
+    usageView: (deps) => allocatorUsageView({ allocator: { listBudgets: () => current().listBudgets(), listTeams: () => current().listTeams() }, store, clock, ...deps }),
     close: async () => store.close(),
   };
 }

@@ -5,6 +5,7 @@
 import { columnsOf, openSqlite, type SqliteDatabase } from '../common/sqlite.js';
 import { noKinds, type TokenKinds } from '../proto/token-kinds.js';
 import type { WindowName } from './windows.js';
+import { GroupCommit, type Transactional } from './group-commit.js';
 
 /** What a budget limits: tokens, or USD (its amounts in nano-USD). */
 export type BudgetUnit = 'tokens' | 'usd';
@@ -139,6 +140,7 @@ CREATE TABLE IF NOT EXISTS team_namespaces (team TEXT NOT NULL, namespace TEXT N
 export class SqliteQuotaStore {
   private readonly db: SqliteDatabase;
   private readonly stmts;
+  private group: GroupCommit | undefined;
 
   constructor(path: string) {
     this.db = openSqlite(path, { synchronous: 'FULL', busyTimeoutMs: 5000 });
@@ -279,9 +281,38 @@ export class SqliteQuotaStore {
     };
   }
 
-  /** Runs `fn` in one transaction: all its writes land together or not at all. */
+  /**
+   * Runs `fn` in one transaction: all its writes land together or not at all. With group commits on, that
+   * is a savepoint of the turn's transaction, committed at the end of the turn (see `durable`).
+   */
   transaction<T>(fn: () => T): T {
+    this.group?.join();
     return this.db.transaction(fn)();
+  }
+
+  /**
+   * From now on the writes of one turn of the event loop are committed together (group-commit.ts);
+   * `onFailure` is told when such a commit failed (the turn's writes are then undone). `wrap`: what drives
+   * the transaction instead of the store's own (tests count or fail its commits).
+   */
+  groupCommits(onFailure: (err: unknown) => void, wrap: (tx: Transactional) => Transactional = (tx) => tx): void {
+    this.group = new GroupCommit(wrap(this.sqliteTransaction()), onFailure);
+  }
+
+  /** Resolves once every write so far is on disk (at once without group commits: each was committed). */
+  durable(): Promise<void> {
+    return this.group?.durable() ?? Promise.resolve();
+  }
+
+  private sqliteTransaction(): Transactional {
+    const db = this.db;
+    return {
+      begin: () => db.exec('BEGIN IMMEDIATE'),
+      commit: () => db.exec('COMMIT'),
+      rollback: () => {
+        if (db.inTransaction) db.exec('ROLLBACK');
+      },
+    };
   }
 
   /** Every budget, token budgets first. */
@@ -432,6 +463,7 @@ export class SqliteQuotaStore {
   }
 
   close(): void {
+    this.group?.commit();
     this.db.close();
   }
 }

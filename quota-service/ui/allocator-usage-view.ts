@@ -13,7 +13,7 @@ import type { LabelledPoint, SyncUsageView, UsagePoint } from './usage-view.js';
 export { refusalCounts } from './refusal-counts.js';
 
 export interface AllocatorUsageViewOptions {
-  allocator: Allocator;
+  allocator: Pick<Allocator, 'listBudgets' | 'listTeams'>;
   store: SqliteQuotaStore;
   clock: Clock;
   /** For refusal counts (since start); without it the page shows "—" for refusals. */

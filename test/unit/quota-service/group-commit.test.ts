@@ -1,0 +1,73 @@
+// Group commit: the writes of one turn in one transaction, committed at the end of the turn; callers are
+// told only after it, and all refused when it failed.
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { GroupCommit, type Transactional } from '../../../quota-service/group-commit.js';
+
+function fakeTx(opts: { failCommit?: boolean } = {}) {
+  const log: string[] = [];
+  const tx: Transactional = {
+    begin: () => void log.push('begin'),
+    commit: () => {
+      log.push('commit');
+      if (opts.failCommit === true) throw new Error('disk I/O error');
+    },
+    rollback: () => void log.push('rollback'),
+  };
+  return { tx, log };
+}
+
+describe('group commit', () => {
+  it('commits every write of one turn once, at the end of the turn, and tells each caller only then', async () => {
+    const { tx, log } = fakeTx();
+    const group = new GroupCommit(tx, () => expect.fail('no failure'));
+    const told: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      group.join();
+      void group.durable().then(() => told.push(`call ${i} after ${log.at(-1)}`));
+    }
+    await Promise.resolve();
+    expect(log).toEqual(['begin']);
+    expect(told).toEqual([]);
+    await nextTurn();
+    await Promise.resolve();
+    expect(log).toEqual(['begin', 'commit']);
+    expect(told).toEqual([0, 1, 2, 3, 4].map((i) => `call ${i} after commit`));
+    // The next turn's writes are a transaction of their own.
+    group.join();
+    await group.durable();
+    expect(log).toEqual(['begin', 'commit', 'begin', 'commit']);
+  });
+
+  it('answers at once when nothing waits to be committed', async () => {
+    const { tx, log } = fakeTx();
+    await new GroupCommit(tx, () => undefined).durable();
+    expect(log).toEqual([]);
+  });
+
+  it("refuses every caller of a turn whose commit failed, rolls back, and says so once", async () => {
+    const { tx, log } = fakeTx({ failCommit: true });
+    const failures: unknown[] = [];
+    const group = new GroupCommit(tx, (err) => failures.push(err));
+    group.join();
+    const a = group.durable();
+    group.join();
+    const b = group.durable();
+    await expect(a).rejects.toThrow('disk I/O error');
+    await expect(b).rejects.toThrow('disk I/O error');
+    expect(log).toEqual(['begin', 'commit', 'rollback']);
+    expect(failures).toHaveLength(1);
+  });
+
+  it('commits what is open when asked (shutdown)', async () => {
+    const { tx, log } = fakeTx();
+    const group = new GroupCommit(tx, () => undefined);
+    group.join();
+    const done = group.durable();
+    group.commit();
+    await done;
+    expect(log).toEqual(['begin', 'commit']);
+    await nextTurn();
+    expect(log).toEqual(['begin', 'commit']);
+  });
+});
