@@ -18,6 +18,7 @@ import type { QuotaRpc } from '../sidecar/quota/quota-rpc.js';
 import { startPostgres } from './lib/postgres.js';
 import { cpuSeconds, freePort, pinSelf, pinningAvailable, startProc, type Proc } from './lib/proc.js';
 import { percentile } from './lib/stats.js';
+import { shebangFlags } from './lib/targets.js';
 
 const quick = process.argv.includes('--quick');
 const onlyAt = process.argv.indexOf('--only');
@@ -64,7 +65,8 @@ function postgresCpuSeconds(): number {
 async function replica(name: string, work: string, store: { db: string } | { url: string }): Promise<{ proc: Proc; address: string }> {
   const port = await freePort();
   const status = await freePort();
-  const args = [cli, 'quota-service', '--listen', `127.0.0.1:${port}`, '--status-listen', `127.0.0.1:${status}`, '--auth', 'none', '--log-level', 'warn'];
+  // As `llmgw` runs it: with the executable's own V8 flags.
+  const args = [...shebangFlags(cli), cli, 'quota-service', '--listen', `127.0.0.1:${port}`, '--status-listen', `127.0.0.1:${status}`, '--auth', 'none', '--log-level', 'warn'];
   if ('db' in store) args.push('--db', store.db);
   const env = 'url' in store ? { ...process.env, LLMGW_QUOTA_STORE: store.url } : process.env;
   const proc = await startProc({ name, cmd: process.execPath, args, core: 0, env, logFile: join(work, `${name}.log`), readyUrl: `http://127.0.0.1:${status}/healthz/ready` });

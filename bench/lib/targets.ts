@@ -54,7 +54,7 @@ function executableIn(distDir: string): string {
 }
 
 /** Node flags from an executable's `#!/usr/bin/env -S node …` line, so it runs as `llmgw` would. */
-function shebangFlags(file: string): string[] {
+export function shebangFlags(file: string): string[] {
   const first = readFileSync(file, 'utf8').split('\n', 1)[0] ?? '';
   const m = /^#!\/usr\/bin\/env -S node (.*)$/.exec(first);
   return m === null ? [] : m[1]!.trim().split(/\s+/);
@@ -189,7 +189,7 @@ export async function startQuotaService(workDir: string, name: string, auth: 've
   const proc = await startProc({
     name,
     cmd: process.execPath,
-    args: [cli, 'quota-service', '--listen', address, '--status-listen', `127.0.0.1:${statusPort}`, '--db', join(workDir, `${name}.db`), '--log-level', 'warn', ...authArgs],
+    args: [...shebangFlags(cli), cli, 'quota-service', '--listen', address, '--status-listen', `127.0.0.1:${statusPort}`, '--db', join(workDir, `${name}.db`), '--log-level', 'warn', ...authArgs],
     core: LOAD_CORE,
     readyUrl: `http://127.0.0.1:${statusPort}/healthz/ready`,
   });
