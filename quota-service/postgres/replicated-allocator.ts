@@ -7,6 +7,10 @@
 // replicas), a report is applied once whichever replica receives it (the sequence check and the
 // consumption in one transaction, under the incarnation's lock), and a lease lives in the database: any
 // replica renews or releases it, and a replica's death loses nothing.
+//
+// Lease calls that arrive while a replica's transactions run wait and go together into the next one: the
+// locks of all of them, one snapshot, one Allocator that runs them in order, one write-back and one commit.
+// A call alone costs what it did; under load the round trips and the commit are shared.
 import type { Clock } from '../../common/clock.js';
 import { Allocator, type AllocatorOptions, type AllocatorShared, type UsageReport, type WindowUsage } from '../allocator.js';
 import { Coverage } from '../coverage.js';
@@ -22,11 +26,31 @@ import { flushChanges, lockAndLoad, relatedNamespaces, type SnapshotScope } from
 
 /** Incarnation locks are keyed apart from namespace locks. */
 const INCARNATION = 'incarnation:';
+/** Lease-call transactions a replica runs at once (each on a connection of the pool)… */
+const MAX_BATCHES = 2;
+/** …and the most calls one of them carries. */
+const MAX_BATCH_CALLS = 64;
+
+/** What a call locks: namespaces and incarnations it names, or the lease it names. */
+type CallScope = { namespaces: readonly string[]; incarnations: readonly string[] } | { leaseId: string };
+
+interface Pending {
+  scope: CallScope;
+  fn: (a: Allocator) => unknown;
+  resolve: (value: unknown) => void;
+  reject: (err: unknown) => void;
+}
+
+/** A call of a batch threw: the transaction is rolled back, and the others run again without it. */
+class CallFailed extends Error {}
 
 export class ReplicatedAllocator implements QuotaAllocator {
   /** New incarnations per pod and hour, as this replica counted them (an abuse bound: each replica allows its own). */
   private readonly claims: IncarnationClaims = new Map();
   private leaseCount = 0;
+  /** Lease calls waiting for the next batch. */
+  private readonly queue: Pending[] = [];
+  private running = 0;
 
   constructor(
     private readonly store: PgQuotaStore,
@@ -80,12 +104,12 @@ export class ReplicatedAllocator implements QuotaAllocator {
   /** A team change locks the namespaces it had and gets (their leases are dropped and acquired anew). */
   async setTeam(team: string, namespaces: readonly string[]) {
     const had = await this.namespacesOf(team);
-    return this.locked({ namespaces: [...had, ...namespaces], incarnations: [] }, (a) => a.setTeam(team, namespaces));
+    return this.locked({ namespaces: [...had, ...namespaces], incarnations: [] }, (a) => a.setTeam(team, namespaces), true);
   }
 
   async deleteTeam(team: string) {
     const had = await this.namespacesOf(team);
-    return this.locked({ namespaces: had, incarnations: [] }, (a) => a.deleteTeam(team));
+    return this.locked({ namespaces: had, incarnations: [] }, (a) => a.deleteTeam(team), true);
   }
 
   listTeams() {
@@ -127,24 +151,100 @@ export class ReplicatedAllocator implements QuotaAllocator {
   /**
    * Runs `fn` on an allocator over the rows of the call's namespaces (and those that share budgets with
    * them; a lease's own namespace and incarnation when the call names a lease), under their locks and those
-   * of its incarnations, and writes back what it changed: one transaction.
+   * of its incarnations, and writes back what it changed: one transaction, shared with the lease calls that
+   * came meanwhile (see `pump`). `alone`: in a transaction of its own (team changes: they change what the
+   * other calls of a batch would have to lock).
    */
-  private locked<T>(call: { namespaces: readonly string[]; incarnations: readonly string[] } | { leaseId: string }, fn: (a: Allocator) => T): Promise<T> {
-    return this.store.inOneTransaction(async (q) => {
-      const asked = 'leaseId' in call ? [] : call.namespaces;
-      const related = await relatedNamespaces(q, asked, 'leaseId' in call ? call.leaseId : undefined);
-      const own = 'leaseId' in call ? (related.home === undefined ? [] : [related.home.namespace]) : call.namespaces;
-      const incarnations = 'leaseId' in call ? (related.home === undefined ? [] : [related.home.incarnation]) : call.incarnations;
-      const locked = related.namespaces;
-      const now = this.opts.clock.now();
-      const keys = [...locked, ...incarnations.map((i) => `${INCARNATION}${i}`)];
-      let snap = await lockAndLoad(q, { locks: keys, namespaces: locked, incarnations, now });
-      // A team listed one of these namespaces after the first read: lock its namespaces too and read again
-      // (out of order: a deadlock this may cause is detected and the transaction retried).
-      const more = relatedFromTeams(snap.teams, own).filter((ns) => !locked.includes(ns));
-      if (more.length > 0) snap = await lockAndLoad(q, { locks: more, namespaces: [...locked, ...more], incarnations, now });
-      return this.run(q, new SnapshotStore(snap), now, fn);
+  private locked<T>(scope: CallScope, fn: (a: Allocator) => T, alone = false): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const call: Pending = { scope, fn, resolve: resolve as (v: unknown) => void, reject };
+      if (alone) {
+        void this.runBatch([call]);
+        return;
+      }
+      this.queue.push(call);
+      if (this.queue.length === 1) setImmediate(() => this.pump());
     });
+  }
+
+  /**
+   * Starts batches while fewer than MAX_BATCHES run: each takes the calls that waited (up to
+   * MAX_BATCH_CALLS). A call alone when the service is quiet; under load, as many as came during the
+   * batches before, for one transaction's round trips and one commit.
+   */
+  private pump(): void {
+    while (this.running < MAX_BATCHES && this.queue.length > 0) {
+      const calls = this.queue.splice(0, MAX_BATCH_CALLS);
+      this.running++;
+      void this.runBatch(calls).finally(() => {
+        this.running--;
+        this.pump();
+      });
+    }
+  }
+
+  /**
+   * The calls in one transaction, in order, on one Allocator (each sees what those before it did). A call
+   * that throws rolls the transaction back, is answered with its error, and the others run again without
+   * it: what it changed before it threw must not be written.
+   */
+  private async runBatch(calls: Pending[]): Promise<void> {
+    let live = calls;
+    while (live.length > 0) {
+      const failed = new Map<Pending, unknown>();
+      try {
+        const results = await this.store.inOneTransaction((q) => this.attempt(q, live, failed));
+        live.forEach((c, i) => c.resolve(results[i]));
+        return;
+      } catch (err) {
+        if (!(err instanceof CallFailed)) {
+          for (const c of live) c.reject(err);
+          return;
+        }
+        for (const [c, e] of failed) c.reject(e);
+        live = live.filter((c) => !failed.has(c));
+      }
+    }
+  }
+
+  private async attempt(q: Queryable, calls: readonly Pending[], failed: Map<Pending, unknown>): Promise<unknown[]> {
+    const asked = calls.flatMap((c) => ('leaseId' in c.scope ? [] : c.scope.namespaces));
+    const leaseIds = calls.flatMap((c) => ('leaseId' in c.scope ? [c.scope.leaseId] : []));
+    const related = await relatedNamespaces(q, asked, leaseIds);
+    const own: string[] = [];
+    const incarnations: string[] = [];
+    for (const c of calls) {
+      if ('leaseId' in c.scope) {
+        const home = related.homes.get(c.scope.leaseId);
+        if (home !== undefined) {
+          own.push(home.namespace);
+          incarnations.push(home.incarnation);
+        }
+      } else {
+        own.push(...c.scope.namespaces);
+        incarnations.push(...c.scope.incarnations);
+      }
+    }
+    const locked = related.namespaces;
+    const now = this.opts.clock.now();
+    const keys = [...locked, ...incarnations.map((i) => `${INCARNATION}${i}`)];
+    let snap = await lockAndLoad(q, { locks: keys, namespaces: locked, incarnations, now });
+    // A team listed one of these namespaces after the first read: lock its namespaces too and read again
+    // (out of order: a deadlock this may cause is detected and the transaction retried).
+    const more = relatedFromTeams(snap.teams, own).filter((ns) => !locked.includes(ns));
+    if (more.length > 0) snap = await lockAndLoad(q, { locks: more, namespaces: [...locked, ...more], incarnations, now });
+    const snapshot = new SnapshotStore(snap);
+    const allocator = this.allocatorOver(snapshot, now);
+    const results = calls.map((c) => {
+      try {
+        return c.fn(allocator);
+      } catch (err) {
+        failed.set(c, err);
+        throw new CallFailed();
+      }
+    });
+    await flushChanges(q, snapshot.changes, snapshot.coverage, now);
+    return results;
   }
 
   /** Runs `fn` on an allocator over every live lease, without locks (operator reads, budget writes). */
@@ -156,13 +256,17 @@ export class ReplicatedAllocator implements QuotaAllocator {
   }
 
   private async run<T>(q: Queryable, snapshot: SnapshotStore, now: number, fn: (a: Allocator) => T): Promise<T> {
+    const result = fn(this.allocatorOver(snapshot, now));
+    await flushChanges(q, snapshot.changes, snapshot.coverage, now);
+    return result;
+  }
+
+  private allocatorOver(snapshot: SnapshotStore, now: number): Allocator {
     // The call's instant, fixed: its snapshot holds the budgets' windows at that instant.
     const clock: Clock = { now: () => now, monotonic: () => this.opts.clock.monotonic() };
     // What the call's incarnations were granted and reported, whichever replicas granted and received it.
     const shared: AllocatorShared = { coverage: new Coverage(this.opts.onOverReport, snapshot.coverage), claims: this.claims };
-    const result = fn(new Allocator(snapshot, { ...this.opts, clock, shared }));
-    await flushChanges(q, snapshot.changes, snapshot.coverage, now);
-    return result;
+    return new Allocator(snapshot, { ...this.opts, clock, shared });
   }
 
   private async namespacesOf(team: string): Promise<string[]> {

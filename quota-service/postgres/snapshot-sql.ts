@@ -11,24 +11,30 @@ import { windowKey, type Changes, type Snapshot, type WindowUsed } from './snaps
 /** Advisory-lock keys: a seed of our own, so other users of hashtextextended cannot collide by design. */
 const LOCK_SEED = 7411;
 
+/** Where a lease lives: what a call naming only the lease locks. */
+export interface LeaseHome {
+  namespace: string;
+  incarnation: string;
+}
+
 /**
- * The namespaces whose pods can share a budget with pods of `namespaces`: themselves, and every namespace
- * of a team that lists one of them (a team's budget is shared by its namespaces). With `leaseId`, the
- * namespace and incarnation of that lease come first (none when it is unknown).
+ * The namespaces whose pods can share a budget with pods of `namespaces` and of the leases `leaseIds`:
+ * themselves, and every namespace of a team that lists one of them (a team's budget is shared by its
+ * namespaces); and each known lease's namespace and incarnation (an unknown lease has none).
  */
-export async function relatedNamespaces(q: Queryable, namespaces: readonly string[], leaseId?: string): Promise<{ namespaces: string[]; home?: { namespace: string; incarnation: string } }> {
-  const { rows } = await q.query<{ related: string[]; namespace: string | null; incarnation: string | null }>({
+export async function relatedNamespaces(q: Queryable, namespaces: readonly string[], leaseIds: readonly string[] = []): Promise<{ namespaces: string[]; homes: Map<string, LeaseHome> }> {
+  const { rows } = await q.query<{ related: string[]; homes: { id: string; namespace: string; incarnation: string }[] }>({
     // Named: prepared once per connection, not parsed and planned at every call.
-    name: 'llmgw_related_namespaces',
-    text: `WITH home AS (SELECT namespace, incarnation FROM leases WHERE id = $2),
-      asked AS (SELECT unnest($1::text[]) AS namespace UNION SELECT namespace FROM home)
+    name: 'llmgw_related_namespaces_of_leases',
+    text: `WITH homes AS (SELECT id, namespace, incarnation FROM leases WHERE id = ANY($2::text[])),
+      asked AS (SELECT unnest($1::text[]) AS namespace UNION SELECT namespace FROM homes)
     SELECT array(SELECT namespace FROM asked UNION SELECT t2.namespace FROM team_namespaces t1 JOIN team_namespaces t2 ON t1.team = t2.team
         WHERE t1.namespace IN (SELECT namespace FROM asked)) AS related,
-      (SELECT namespace FROM home) AS namespace, (SELECT incarnation FROM home) AS incarnation`,
-    values: [namespaces, leaseId ?? null],
+      coalesce((SELECT json_agg(json_build_object('id', id, 'namespace', namespace, 'incarnation', incarnation)) FROM homes), '[]') AS homes`,
+    values: [namespaces, leaseIds],
   });
   const r = rows[0]!;
-  return { namespaces: [...r.related].sort(), ...(r.namespace === null || r.incarnation === null ? {} : { home: { namespace: r.namespace, incarnation: r.incarnation } }) };
+  return { namespaces: [...r.related].sort(), homes: new Map(r.homes.map((h) => [h.id, { namespace: h.namespace, incarnation: h.incarnation }])) };
 }
 
 export interface SnapshotScope {
@@ -92,8 +98,12 @@ export async function flushChanges(q: Queryable, c: Changes, coverage: ReadonlyM
   for (const d of c.budgets.delete) await records.deleteBudget(d.scope, d.window, d.unit);
   for (const t of c.teams) await records.setTeam(t.team, t.namespaces);
   const changes = {
-    usage: c.usage.map((u) => ({ scope: u.scope, window: u.window, startMs: u.startMs, endMs: u.endMs, tokens: u.tokens, costNano: u.costNano, ...u.kinds })),
-    tagged: c.tagged,
+    usage: summed(
+      c.usage.map((u) => ({ scope: u.scope, window: u.window, startMs: u.startMs, endMs: u.endMs, tokens: u.tokens, costNano: u.costNano, ...u.kinds })),
+      (u) => windowKey(u.scope, u.window, u.startMs),
+      ['tokens', 'costNano', 'input', 'output', 'cachedInput', 'cacheWrite'],
+    ),
+    tagged: summed(c.tagged, (t) => `${windowKey(t.scope, t.window, t.startMs)}|${t.key}|${t.value}`, ['tokens', 'costNano']),
     models: c.models.map((m) => ({ scope: m.scope, window: m.window, startMs: m.startMs, endMs: m.endMs, provider: m.provider, model: m.model, tokens: m.tokens, ...m.totals })),
     deletedLeases: [...c.deletedLeases],
     savedLeases: [...c.savedLeases.values()],
@@ -102,4 +112,19 @@ export async function flushChanges(q: Queryable, c: Changes, coverage: ReadonlyM
     coverage: [...coverage].map(([incarnation, e]) => ({ incarnation, covered: Number.isFinite(e.covered) ? Math.round(e.covered) : -1, reported: Math.round(e.reported), flagged: e.flagged })),
   };
   await q.query({ name: 'llmgw_apply', text: 'SELECT llmgw_apply($1::jsonb, $2::bigint, $3::bigint, $4::text)', values: [JSON.stringify(changes), now, MAX_MODELS_PER_WINDOW - 1, OTHER_MODEL] });
+}
+
+/**
+ * Rows of one key summed into one (the calls of a batch each add to the same windows): one INSERT … ON
+ * CONFLICT DO UPDATE may not touch a row twice.
+ */
+function summed<R extends object>(rows: readonly R[], key: (r: R) => string, fields: readonly (keyof R & string)[]): R[] {
+  const byKey = new Map<string, R>();
+  for (const r of rows) {
+    const k = key(r);
+    const seen = byKey.get(k);
+    if (seen === undefined) byKey.set(k, { ...r });
+    else for (const f of fields) (seen[f] as number) += r[f] as number;
+  }
+  return [...byKey.values()];
 }
