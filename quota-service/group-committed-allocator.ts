@@ -1,14 +1,17 @@
 // The single replica's allocator over SQLite with group commits (group-commit.ts): every call runs on the
-// in-memory Allocator at once and is answered after the turn's commit. When a commit fails, the calls of
-// that turn are refused as UNAVAILABLE (a sidecar resends them: its reports stay in its outbox until
-// acknowledged) and the Allocator is rebuilt from the file, so that memory never holds what the disk does
-// not: a report counted only in memory would have its resend taken for a duplicate and be lost.
+// in-memory Allocator at once and is answered after the turn's commit, whether it succeeded or threw
+// (what it wrote before throwing commits with the turn). When the turn's writes are lost, its calls are
+// refused as UNAVAILABLE (a sidecar resends them: its reports stay in its outbox until acknowledged) and the
+// Allocator is rebuilt from the file, so that memory never holds what the disk does not: a report counted
+// only in memory would have its resend taken for a duplicate and be lost. Until a rebuild succeeds (the
+// file cannot be read either), every call is refused.
 import type { Logger } from 'pino';
-import { Allocator, type AllocatorOptions } from './allocator.js';
-import { unavailable } from './errors.js';
+import { Allocator, type AllocatorOptions, type AllocatorShared } from './allocator.js';
+import { Coverage } from './coverage.js';
+import { unavailable, type QuotaError } from './errors.js';
+import { TurnLost, type Transactional } from './group-commit.js';
 import type { QuotaAllocator } from './quota-allocator.js';
 import type { SqliteQuotaStore } from './store.js';
-import type { Transactional } from './group-commit.js';
 
 export interface GroupCommitted {
   /** What the gRPC handlers call: each call resolves once its writes are committed. */
@@ -19,24 +22,54 @@ export interface GroupCommitted {
 
 const CALLS = ['acquire', 'renew', 'release', 'report', 'setBudget', 'getBudgets', 'listBudgets', 'deleteBudget', 'usage', 'setTeam', 'deleteTeam', 'listTeams', 'sweep'] as const;
 
+const refused = (err: unknown): QuotaError =>
+  unavailable(`the quota service could not write its store (${err instanceof Error ? err.message : String(err)}); send the call again`);
+
 /** `wrap`: around the store's transaction (tests count or fail its commits). */
 export function groupCommitted(store: SqliteQuotaStore, options: AllocatorOptions, logger?: Logger, wrap?: (tx: Transactional) => Transactional): GroupCommitted {
-  let current = new Allocator(store, options);
-  store.groupCommits((err) => {
-    logger?.error({ err }, 'the quota store could not commit; the calls of that turn are refused and the state is read again from the file');
-    current = new Allocator(store, options);
-  }, wrap);
-  const refused = (err: unknown): never => {
-    throw unavailable(`the quota service could not write its store (${err instanceof Error ? err.message : String(err)}); send the call again`);
+  // What outlives a rebuild: what incarnations were granted and reported, and the new-incarnation limiter.
+  const shared: AllocatorShared = options.shared ?? { coverage: new Coverage(options.onOverReport), claims: new Map() };
+  const build = (): Allocator => new Allocator(store, { ...options, shared });
+  let built: Allocator | undefined = build();
+  const current = (): Allocator => {
+    if (built === undefined) {
+      try {
+        built = build();
+      } catch (err) {
+        throw refused(err);
+      }
+    }
+    return built;
   };
+  store.groupCommits((err) => {
+    logger?.error({ err }, 'the quota store lost the writes of a turn; its calls are refused and the state is read again from the file');
+    built = undefined;
+    try {
+      current();
+    } catch (again) {
+      logger?.error({ err: again }, 'the quota store cannot be read again; calls are refused until it can');
+    }
+  }, wrap);
   const calls: Record<string, (...args: unknown[]) => Promise<unknown>> = {};
   for (const name of CALLS) {
     calls[name] = async (...args) => {
-      const result = (current[name] as (...a: unknown[]) => unknown)(...args);
-      await store.durable().catch(refused);
+      let result: unknown;
+      try {
+        result = (current()[name] as (...a: unknown[]) => unknown)(...args);
+      } catch (err) {
+        // Its answer rests on what the turn wrote so far: given once that is on disk, or refused with it.
+        const committed = await store.durable().then(
+          () => true,
+          () => false,
+        );
+        throw committed && !(err instanceof TurnLost) ? err : refused(err);
+      }
+      await store.durable().catch((err: unknown) => {
+        throw refused(err);
+      });
       return result;
     };
   }
-  const allocator = Object.defineProperty(calls, 'activeLeases', { get: () => current.activeLeases }) as unknown as QuotaAllocator;
-  return { allocator, current: () => current };
+  const allocator = Object.defineProperty(calls, 'activeLeases', { get: () => current().activeLeases }) as unknown as QuotaAllocator;
+  return { allocator, current };
 }

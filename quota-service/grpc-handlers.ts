@@ -26,7 +26,7 @@ import type { QuotaAllocator } from './quota-allocator.js';
 import type { Access, Authenticator } from './auth/authenticator.js';
 import type { VerifiedIdentity } from './auth/token-verifier.js';
 import { budgetMsg, optionalUnitOf, optionalWindowOf, priorityOf, refusalMsg, reportsOf, windowEnum, windowOf } from './convert.js';
-import { usdAskOf } from './usd-ask.js';
+import { num, usdAskOf } from './usd-ask.js';
 import { failedPrecondition, invalidArgument, permissionDenied, QuotaError } from './errors.js';
 import { SHIPPED_PRICES } from '../common/pricing/shipped-prices.js';
 import { loadedPrices, type LoadedPrices } from './prices.js';
@@ -178,9 +178,9 @@ export function quotaServiceHandlers(d: QuotaServiceDeps): UntypedServiceImpleme
         ...caller,
         priority,
         incarnation: r.incarnation,
-        need: r.needTokens,
-        demand: r.demandTokensPerSecond,
-        requestTokens: r.requestTokens ?? 0,
+        need: num(r.needTokens),
+        demand: num(r.demandTokensPerSecond),
+        requestTokens: num(r.requestTokens),
         reports: reportsOf(r.reports),
         ...usdAskOf(r),
       });
@@ -193,13 +193,13 @@ export function quotaServiceHandlers(d: QuotaServiceDeps): UntypedServiceImpleme
       const g = await alloc.renew({
         leaseId: r.leaseId,
         owner: who,
-        need: r.needTokens,
-        demand: r.demandTokensPerSecond,
+        need: num(r.needTokens),
+        demand: num(r.demandTokensPerSecond),
         reports: reportsOf(r.reports),
-        unused: r.unusedTokens,
-        renewal: Number(r.renewal ?? 0),
-        requestTokens: r.requestTokens ?? 0,
-        inflight: r.inflightTokens ?? 0,
+        unused: num(r.unusedTokens),
+        renewal: num(r.renewal),
+        requestTokens: num(r.requestTokens),
+        inflight: num(r.inflightTokens),
         ...usdAskOf(r),
       });
       waited(g.priority, r);

@@ -312,6 +312,7 @@ export class SqliteQuotaStore {
       rollback: () => {
         if (db.inTransaction) db.exec('ROLLBACK');
       },
+      active: () => db.inTransaction,
     };
   }
 

@@ -2,8 +2,8 @@
 // (usd_leases); absent for older ones, which are then granted no USD balance (see allocator.ts).
 import type { UsdAsk } from './allocator.js';
 
-/** Numbers as they cross the wire: anything not a finite number counts as 0. */
-const num = (v: unknown): number => {
+/** Numbers as they cross the wire: anything not a finite number counts as 0 (NaN must not reach a store). */
+export const num = (v: unknown): number => {
   const n = Number(v ?? 0);
   return Number.isFinite(n) ? n : 0;
 };

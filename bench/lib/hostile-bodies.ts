@@ -104,13 +104,14 @@ export async function measureHostileBodies(up: Upstreams, workDir: string, plan:
     await during(() => sleep(plan.idleMs));
     idle = await during(() => sleep(plan.idleMs));
     for (const shape of hostileShapes(DEFAULT_BODY_LIMIT)) {
+      // Apart from the window before (a delay sample counts for the window it lands in, up to 100 ms late),
+      // and the sidecar has collected what the last body left.
+      await sleep(300);
       const answers: { status: number; ms: number }[] = [];
       const stats = await during(async () => {
         for (let i = 0; i < plan.sends; i++) answers.push(await send(ep, shape.body));
       });
       shapes.push({ shape: shape.name, bytes: shape.body.length, statuses: answers.map((a) => a.status), answerMs: median(answers.map((a) => a.ms)), ...stats, window: windows.length - 1 });
-      // Let the sidecar collect what the last body left before the next shape is measured.
-      await sleep(300);
     }
   } finally {
     await prober?.close();
@@ -128,13 +129,21 @@ export async function measureHostileBodies(up: Upstreams, workDir: string, plan:
 /** Small requests sent to the sidecar back to back, from a process of their own (probe-loop.ts). */
 class Prober {
   private readonly messages: unknown[] = [];
-  private waiter: ((m: unknown) => void) | undefined;
+  private waiter: { resolve: (m: unknown) => void; reject: (err: Error) => void } | undefined;
+  /** Set once the child exited (a failed probe ends it). */
+  private exited: Error | undefined;
 
   private constructor(private readonly child: ChildProcess) {
     child.on('message', (m) => {
       if (this.waiter === undefined) this.messages.push(m);
-      else this.waiter(m);
+      else this.waiter.resolve(m);
     });
+    child.on('exit', (code) => {
+      this.exited = new Error(`the probe process exited with code ${String(code)}`);
+      this.waiter?.reject(this.exited);
+    });
+    // Sending to a child that is gone: the exit says why.
+    child.on('error', () => undefined);
   }
 
   static async start(ep: Endpoint): Promise<Prober> {
@@ -160,6 +169,7 @@ class Prober {
   }
 
   async close(): Promise<void> {
+    if (this.exited !== undefined) return;
     const exited = once(this.child, 'exit');
     this.child.send('exit');
     await exited;
@@ -169,13 +179,12 @@ class Prober {
   private next(): Promise<unknown> {
     const queued = this.messages.shift();
     if (queued !== undefined) return Promise.resolve(queued);
+    if (this.exited !== undefined) return Promise.reject(this.exited);
     return new Promise((resolve, reject) => {
-      const exited = (code: number | null): void => reject(new Error(`the probe process exited with code ${String(code)}`));
-      this.child.once('exit', exited);
-      this.waiter = (m) => {
-        this.waiter = undefined;
-        this.child.off('exit', exited);
-        resolve(m);
+      const done = (): void => void (this.waiter = undefined);
+      this.waiter = {
+        resolve: (m) => (done(), resolve(m)),
+        reject: (err) => (done(), reject(err)),
       };
     });
   }

@@ -11,9 +11,11 @@
 // Lease calls that arrive while a replica's transactions run wait and go together into the next one: the
 // locks of all of them, one snapshot, one Allocator that runs them in order, one write-back and one commit.
 // A call alone costs what it did; under load the round trips and the commit are shared.
+import { status } from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
 import { Allocator, type AllocatorOptions, type AllocatorShared, type UsageReport, type WindowUsage } from '../allocator.js';
 import { Coverage } from '../coverage.js';
+import { QuotaError } from '../errors.js';
 import type { IncarnationClaims } from '../ownership.js';
 import type { QuotaAllocator } from '../quota-allocator.js';
 import type { Identity } from '../scopes.js';
@@ -21,7 +23,7 @@ import { usageSpans, type UsageOptions } from '../usage-query.js';
 import type { WindowName } from '../windows.js';
 import type { PgQuotaStore } from './pg-store.js';
 import type { Queryable } from './pg-records.js';
-import { SnapshotStore } from './snapshot-store.js';
+import { SnapshotStore, type Snapshot } from './snapshot-store.js';
 import { flushChanges, lockAndLoad, relatedNamespaces, type SnapshotScope } from './snapshot-sql.js';
 
 /** Incarnation locks are keyed apart from namespace locks. */
@@ -42,7 +44,15 @@ interface Pending {
 }
 
 /** A call of a batch threw: the transaction is rolled back, and the others run again without it. */
-class CallFailed extends Error {}
+class CallFailed extends Error {
+  /** `late`: while the batch ran (after its locks), not on an unknown lease before them. */
+  constructor(readonly late: boolean) {
+    super('a call of the batch failed');
+  }
+}
+
+/** No rows at all: what a call naming an unknown lease runs on. */
+const emptySnapshot = (): Snapshot => ({ budgets: [], leases: [], teams: [], windows: new Map(), incarnations: new Map(), coverage: new Map() });
 
 export class ReplicatedAllocator implements QuotaAllocator {
   /** New incarnations per pod and hour, as this replica counted them (an abuse bound: each replica allows its own). */
@@ -186,10 +196,14 @@ export class ReplicatedAllocator implements QuotaAllocator {
   /**
    * The calls in one transaction, in order, on one Allocator (each sees what those before it did). A call
    * that throws rolls the transaction back, is answered with its error, and the others run again without
-   * it: what it changed before it threw must not be written.
+   * it: what it changed before it threw must not be written. Calls naming a lease that is unknown or
+   * lapsed are answered before anything is locked. From a second failing call on, or when the batch fails
+   * for a reason that is not the database's, the rest run one by one, so that no call's answer waits on a
+   * chain of other callers' failures.
    */
   private async runBatch(calls: Pending[]): Promise<void> {
     let live = calls;
+    let failedOnce = false;
     while (live.length > 0) {
       const failed = new Map<Pending, unknown>();
       try {
@@ -197,36 +211,53 @@ export class ReplicatedAllocator implements QuotaAllocator {
         live.forEach((c, i) => c.resolve(results[i]));
         return;
       } catch (err) {
-        if (!(err instanceof CallFailed)) {
-          for (const c of live) c.reject(err);
-          return;
+        if (err instanceof CallFailed) {
+          for (const [c, e] of failed) c.reject(e);
+          live = live.filter((c) => !failed.has(c));
+          if (err.late && failedOnce) return this.oneByOne(live);
+          failedOnce ||= err.late;
+          continue;
         }
-        for (const [c, e] of failed) c.reject(e);
-        live = live.filter((c) => !failed.has(c));
+        if (live.length > 1 && !(err instanceof QuotaError && err.code === status.UNAVAILABLE)) return this.oneByOne(live);
+        for (const c of live) c.reject(err);
+        return;
       }
     }
+  }
+
+  private async oneByOne(calls: readonly Pending[]): Promise<void> {
+    await Promise.all(calls.map((c) => this.runBatch([c])));
   }
 
   private async attempt(q: Queryable, calls: readonly Pending[], failed: Map<Pending, unknown>): Promise<unknown[]> {
     const asked = calls.flatMap((c) => ('leaseId' in c.scope ? [] : c.scope.namespaces));
     const leaseIds = calls.flatMap((c) => ('leaseId' in c.scope ? [c.scope.leaseId] : []));
     const related = await relatedNamespaces(q, asked, leaseIds);
+    const now = this.opts.clock.now();
+    // A lease unknown or lapsed: the call fails as it would on any state (NOT_FOUND), so it is run on none.
+    for (const c of calls) {
+      if (!('leaseId' in c.scope) || (related.homes.get(c.scope.leaseId)?.expiresAtMs ?? -Infinity) > now) continue;
+      try {
+        c.fn(this.allocatorOver(new SnapshotStore(emptySnapshot()), now));
+      } catch (err) {
+        failed.set(c, err);
+      }
+    }
+    if (failed.size > 0) throw new CallFailed(false);
     const own: string[] = [];
     const incarnations: string[] = [];
     for (const c of calls) {
       if ('leaseId' in c.scope) {
         const home = related.homes.get(c.scope.leaseId);
-        if (home !== undefined) {
-          own.push(home.namespace);
-          incarnations.push(home.incarnation);
-        }
+        if (home === undefined) continue;
+        own.push(home.namespace);
+        incarnations.push(home.incarnation);
       } else {
         own.push(...c.scope.namespaces);
         incarnations.push(...c.scope.incarnations);
       }
     }
     const locked = related.namespaces;
-    const now = this.opts.clock.now();
     const keys = [...locked, ...incarnations.map((i) => `${INCARNATION}${i}`)];
     let snap = await lockAndLoad(q, { locks: keys, namespaces: locked, incarnations, now });
     // A team listed one of these namespaces after the first read: lock its namespaces too and read again
@@ -240,7 +271,7 @@ export class ReplicatedAllocator implements QuotaAllocator {
         return c.fn(allocator);
       } catch (err) {
         failed.set(c, err);
-        throw new CallFailed();
+        throw new CallFailed(true);
       }
     });
     await flushChanges(q, snapshot.changes, snapshot.coverage, now);

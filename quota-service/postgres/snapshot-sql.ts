@@ -15,6 +15,7 @@ const LOCK_SEED = 7411;
 export interface LeaseHome {
   namespace: string;
   incarnation: string;
+  expiresAtMs: number;
 }
 
 /**
@@ -23,18 +24,18 @@ export interface LeaseHome {
  * namespaces); and each known lease's namespace and incarnation (an unknown lease has none).
  */
 export async function relatedNamespaces(q: Queryable, namespaces: readonly string[], leaseIds: readonly string[] = []): Promise<{ namespaces: string[]; homes: Map<string, LeaseHome> }> {
-  const { rows } = await q.query<{ related: string[]; homes: { id: string; namespace: string; incarnation: string }[] }>({
+  const { rows } = await q.query<{ related: string[]; homes: ({ id: string } & LeaseHome)[] }>({
     // Named: prepared once per connection, not parsed and planned at every call.
     name: 'llmgw_related_namespaces_of_leases',
-    text: `WITH homes AS (SELECT id, namespace, incarnation FROM leases WHERE id = ANY($2::text[])),
+    text: `WITH homes AS (SELECT id, namespace, incarnation, expires_at_ms FROM leases WHERE id = ANY($2::text[])),
       asked AS (SELECT unnest($1::text[]) AS namespace UNION SELECT namespace FROM homes)
     SELECT array(SELECT namespace FROM asked UNION SELECT t2.namespace FROM team_namespaces t1 JOIN team_namespaces t2 ON t1.team = t2.team
         WHERE t1.namespace IN (SELECT namespace FROM asked)) AS related,
-      coalesce((SELECT json_agg(json_build_object('id', id, 'namespace', namespace, 'incarnation', incarnation)) FROM homes), '[]') AS homes`,
+      coalesce((SELECT json_agg(json_build_object('id', id, 'namespace', namespace, 'incarnation', incarnation, 'expiresAtMs', expires_at_ms)) FROM homes), '[]') AS homes`,
     values: [namespaces, leaseIds],
   });
   const r = rows[0]!;
-  return { namespaces: [...r.related].sort(), homes: new Map(r.homes.map((h) => [h.id, { namespace: h.namespace, incarnation: h.incarnation }])) };
+  return { namespaces: [...r.related].sort(), homes: new Map(r.homes.map(({ id, ...home }) => [id, home])) };
 }
 
 export interface SnapshotScope {

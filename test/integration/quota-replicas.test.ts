@@ -140,6 +140,25 @@ describe('replicas over one PostgreSQL', () => {
     expect(await ready()).toBe(503);
   }, 30_000);
 
+  it('lease calls carrying NaN or infinite numbers are answered, and do not fail the other calls of their batch', async () => {
+    const clock = fakeClock(Date.UTC(2026, 10, 23, 0, 0, 0));
+    const [q] = await replicas(1, clock, await pg.createDatabase());
+    await q!.allocator.setBudget('namespace/odd', 'day', 1_000_000);
+    const rpc = createGrpcQuotaClient(`127.0.0.1:${q!.address.port}`, { token: () => '' });
+    stopping.push(() => rpc.close());
+    const ask = (i: number, numbers: { demandTokensPerSecond: number; requestTokens?: number }) =>
+      rpc.acquire({ identity: { namespace: 'odd', service: 'web', team: '', pod: `p-${i}` }, priority: 'PRIORITY_INTERACTIVE', incarnation: `odd-${i}`, needTokens: 10, reports: [], ...numbers }, 5000);
+    const answers = await Promise.allSettled([
+      ask(0, { demandTokensPerSecond: 5 }),
+      ask(1, { demandTokensPerSecond: NaN }),
+      ask(2, { demandTokensPerSecond: 5, requestTokens: Infinity }),
+      ask(3, { demandTokensPerSecond: -Infinity }),
+      ask(4, { demandTokensPerSecond: 5 }),
+    ]);
+    expect(answers.map((a) => a.status)).toEqual(Array(5).fill('fulfilled'));
+    expect((await q!.allocator.getBudgets('namespace/odd'))[0]!.outstanding).toBeGreaterThanOrEqual(50);
+  });
+
   it('50 clients over 2 replicas at 1.5x a per-minute budget: grants never exceed a window, usage recorded exactly, nothing refused before 98%', async () => {
     const clock = fakeClock(Date.UTC(2026, 10, 23, 0, 0, 0));
     const services = await replicas(2, clock, await pg.createDatabase());

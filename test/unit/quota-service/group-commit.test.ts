@@ -2,17 +2,29 @@
 // told only after it, and all refused when it failed.
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
-import { GroupCommit, type Transactional } from '../../../quota-service/group-commit.js';
+import { GroupCommit, TurnLost, type Transactional } from '../../../quota-service/group-commit.js';
 
-function fakeTx(opts: { failCommit?: boolean } = {}) {
+function fakeTx(opts: { failCommit?: boolean; failRollback?: boolean } = {}) {
   const log: string[] = [];
-  const tx: Transactional = {
-    begin: () => void log.push('begin'),
+  let active = false;
+  const tx: Transactional & { drop(): void } = {
+    begin: () => {
+      log.push('begin');
+      active = true;
+    },
     commit: () => {
       log.push('commit');
       if (opts.failCommit === true) throw new Error('disk I/O error');
+      active = false;
     },
-    rollback: () => void log.push('rollback'),
+    rollback: () => {
+      log.push('rollback');
+      active = false;
+      if (opts.failRollback === true) throw new Error('disk I/O error');
+    },
+    active: () => active,
+    // SQLite ending the transaction by itself (a statement failed on a full disk).
+    drop: () => void (active = false),
   };
   return { tx, log };
 }
@@ -57,6 +69,31 @@ describe('group commit', () => {
     await expect(b).rejects.toThrow('disk I/O error');
     expect(log).toEqual(['begin', 'commit', 'rollback']);
     expect(failures).toHaveLength(1);
+  });
+
+  it('refuses its callers and says so even when undoing the turn fails too', async () => {
+    const { tx } = fakeTx({ failCommit: true, failRollback: true });
+    const failures: unknown[] = [];
+    const group = new GroupCommit(tx, (err) => failures.push(err));
+    group.join();
+    await expect(group.durable()).rejects.toThrow('disk I/O error');
+    expect(failures).toHaveLength(1);
+  });
+
+  it('fails the turn, and the call that finds it, when SQLite rolled the turn back by itself', async () => {
+    const { tx, log } = fakeTx();
+    const failures: unknown[] = [];
+    const group = new GroupCommit(tx, (err) => failures.push(err));
+    group.join();
+    const first = group.durable();
+    tx.drop();
+    expect(() => group.join()).toThrow(TurnLost);
+    await expect(first).rejects.toThrow(TurnLost);
+    expect(failures).toHaveLength(1);
+    // The next write opens a transaction of its own.
+    group.join();
+    await group.durable();
+    expect(log).toEqual(['begin', 'rollback', 'begin', 'commit']);
   });
 
   it('commits what is open when asked (shutdown)', async () => {
