@@ -121,27 +121,35 @@ describe('a large body is refused on the chunk that passes a bound', () => {
   });
 });
 
+/**
+ * A body of `n` messages whose chunks have all arrived before the reader starts (nothing but the reader
+ * itself spreads the work out), and a count of the event loop's turns from now on (once each, in its
+ * check phase).
+ */
+function arrivedWhole(n: number) {
+  const messages = Array.from({ length: n }, (_, i) => ({ role: 'user', content: `message ${i} ${'x'.repeat(200)}` }));
+  const body = Buffer.from(JSON.stringify({ model: 'm', messages }));
+  const req = fakeRequest(body.length);
+  for (let i = 0; i < body.length; i += 64 << 10) req.write(body.subarray(i, i + (64 << 10)));
+  req.end();
+  let turn = 0;
+  let counting = true;
+  const count = (): void => {
+    turn++;
+    if (counting) setImmediate(count);
+  };
+  setImmediate(count);
+  return { body, req, turns: { now: () => turn, stop: () => void (counting = false) } };
+}
+
 describe('reading a large body a bounded amount a turn', () => {
   it(`scans at most about SCAN_BYTES_PER_TURN a turn of the event loop, however much has arrived, and still reads it all`, async () => {
-    const messages = Array.from({ length: 9_000 }, (_, i) => ({ role: 'user', content: `message ${i} ${'x'.repeat(200)}` }));
-    const body = Buffer.from(JSON.stringify({ model: 'm', messages }));
+    const { body, req, turns } = arrivedWhole(9_000);
     expect(body.length).toBeGreaterThan(6 * SCAN_BYTES_PER_TURN);
-    const req = fakeRequest(body.length);
-    // Every chunk is there before the reader starts: nothing but the reader itself spreads the work out.
-    for (let i = 0; i < body.length; i += 64 << 10) req.write(body.subarray(i, i + (64 << 10)));
-    req.end();
-    // Turns of the event loop, counted once each in its check phase.
-    let turn = 0;
-    let counting = true;
-    const count = (): void => {
-      turn++;
-      if (counting) setImmediate(count);
-    };
-    setImmediate(count);
     const perTurn = new Map<number, number>();
-    req.on('data', (c: Buffer) => perTurn.set(turn, (perTurn.get(turn) ?? 0) + c.length));
+    req.on('data', (c: Buffer) => perTurn.set(turns.now(), (perTurn.get(turns.now()) ?? 0) + c.length));
     const read = await readJsonBody(req, 16 << 20, { keys: { messages: { max: 10_000 } } });
-    counting = false;
+    turns.stop();
     expect(read.bytes).toBe(body.length);
     expect((read.body as { messages: unknown[] }).messages).toHaveLength(9_000);
     expect(perTurn.size).toBeGreaterThan(5);
@@ -149,23 +157,12 @@ describe('reading a large body a bounded amount a turn', () => {
   });
 
   it('also stops a turn once SCAN_MS_PER_TURN has passed, so a slow scanner (not yet compiled, or on a small CPU share) holds the loop no longer', async () => {
-    const messages = Array.from({ length: 2_000 }, (_, i) => ({ role: 'user', content: `message ${i} ${'x'.repeat(200)}` }));
-    const body = Buffer.from(JSON.stringify({ model: 'm', messages }));
-    const req = fakeRequest(body.length);
-    for (let i = 0; i < body.length; i += 64 << 10) req.write(body.subarray(i, i + (64 << 10)));
-    req.end();
-    let turn = 0;
-    let counting = true;
-    const count = (): void => {
-      turn++;
-      if (counting) setImmediate(count);
-    };
-    setImmediate(count);
+    const { body, req, turns } = arrivedWhole(2_000);
     // Every reading of the clock finds a whole budget gone: each turn scans one piece, then yields.
     let clock = 0;
     const read = await readJsonBody(req, 16 << 20, { keys: { messages: { max: 10_000 } } }, () => (clock += SCAN_MS_PER_TURN));
-    counting = false;
+    turns.stop();
     expect((read.body as { messages: unknown[] }).messages).toHaveLength(2_000);
-    expect(turn).toBeGreaterThanOrEqual(Math.floor(body.length / SCAN_PIECE_BYTES));
+    expect(turns.now()).toBeGreaterThanOrEqual(Math.floor(body.length / SCAN_PIECE_BYTES));
   });
 });
