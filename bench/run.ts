@@ -127,9 +127,19 @@ async function main(): Promise<void> {
     const up = await startUpstreams(PACE_MS);
     procs.push(...up.procs);
     const start = async (s: ServerSpec): Promise<Proc> => {
-      const p = await startProc(s.spec);
-      procs.push(p);
-      return p;
+      for (let attempt = 1; ; attempt++) {
+        try {
+          const p = await startProc(s.spec);
+          procs.push(p);
+          return p;
+        } catch (err) {
+          // Tests and other processes bind ports meanwhile: one probed free may be taken before the server
+          // binds it. The same server on fresh ports, up to three tries.
+          if (s.again === undefined || attempt >= 3) throw err;
+          log(`${s.spec.name} did not start (${(err as Error).message}); again on fresh ports`);
+          Object.assign(s, await s.again());
+        }
+      }
     };
 
     // As deployed, the quota service verifies each sidecar's token; the unverified one (--auth none) is the

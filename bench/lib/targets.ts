@@ -66,6 +66,8 @@ export interface ServerSpec {
   endpoint: Endpoint;
   /** A sidecar's config file (it reloads on change) and status listener. */
   sidecar?: { configPath: string; statusUrl: string };
+  /** The same server on fresh ports: a port probed free can be taken by another process before it binds. */
+  again?: () => Promise<ServerSpec>;
 }
 
 export async function minimalProxySpec(upstream: string): Promise<ServerSpec> {
@@ -79,6 +81,7 @@ export async function minimalProxySpec(upstream: string): Promise<ServerSpec> {
       readyUrl: `http://127.0.0.1:${port}/_fake/stats`,
     },
     endpoint: { url: `http://127.0.0.1:${port}${CHAT}`, headers: JSON_HEADERS },
+    again: () => minimalProxySpec(upstream),
   };
 }
 
@@ -135,6 +138,7 @@ export async function sidecarSpec(opts: SidecarOptions): Promise<ServerSpec> {
     },
     endpoint: { url: `http://127.0.0.1:${port}${CHAT}`, headers: JSON_HEADERS },
     sidecar: { configPath, statusUrl: `http://127.0.0.1:${statusPort}` },
+    again: () => sidecarSpec(opts),
   };
 }
 
