@@ -7,6 +7,12 @@ import { invalidArgument } from './errors.js';
 import type { Refusal } from './refusal.js';
 import type { WindowName } from './windows.js';
 
+/** A number as it crosses the wire: anything not a finite number counts as 0 (NaN must not reach a store). */
+export function wireNumber(v: unknown): number {
+  const n = Number(v ?? 0);
+  return Number.isFinite(n) ? n : 0;
+}
+
 export function priorityOf(p: PriorityName | undefined): PriorityClass {
   if (p === 'PRIORITY_BATCH') return 'batch';
   if (p === 'PRIORITY_BACKGROUND') return 'background';

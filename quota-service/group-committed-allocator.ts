@@ -10,7 +10,7 @@ import { Allocator, type AllocatorOptions, type AllocatorShared } from './alloca
 import { Coverage } from './coverage.js';
 import { unavailable, type QuotaError } from './errors.js';
 import { TurnLost, type Transactional } from './group-commit.js';
-import type { QuotaAllocator } from './quota-allocator.js';
+import { QUOTA_CALLS, type QuotaAllocator } from './quota-allocator.js';
 import type { SqliteQuotaStore } from './store.js';
 
 export interface GroupCommitted {
@@ -19,8 +19,6 @@ export interface GroupCommitted {
   /** The Allocator in force, for synchronous reads (metrics, the usage page). */
   current(): Allocator;
 }
-
-const CALLS = ['acquire', 'renew', 'release', 'report', 'setBudget', 'getBudgets', 'listBudgets', 'deleteBudget', 'usage', 'setTeam', 'deleteTeam', 'listTeams', 'sweep'] as const;
 
 const refused = (err: unknown): QuotaError =>
   unavailable(`the quota service could not write its store (${err instanceof Error ? err.message : String(err)}); send the call again`);
@@ -51,7 +49,7 @@ export function groupCommitted(store: SqliteQuotaStore, options: AllocatorOption
     }
   }, wrap);
   const calls: Record<string, (...args: unknown[]) => Promise<unknown>> = {};
-  for (const name of CALLS) {
+  for (const name of QUOTA_CALLS) {
     calls[name] = async (...args) => {
       let result: unknown;
       try {

@@ -6,7 +6,8 @@ type MaybePromise<T> = T | Promise<T>;
 type Async<F> = F extends (...args: infer A) => infer R ? (...args: A) => MaybePromise<R> : never;
 
 /** The calls both allocators answer (sweep: drops lapsed leases and returns how many). */
-type Calls = 'acquire' | 'renew' | 'release' | 'report' | 'setBudget' | 'getBudgets' | 'listBudgets' | 'deleteBudget' | 'usage' | 'setTeam' | 'deleteTeam' | 'listTeams' | 'sweep';
+export const QUOTA_CALLS = ['acquire', 'renew', 'release', 'report', 'setBudget', 'getBudgets', 'listBudgets', 'deleteBudget', 'usage', 'setTeam', 'deleteTeam', 'listTeams', 'sweep'] as const;
+type Calls = (typeof QUOTA_CALLS)[number];
 
 export type QuotaAllocator = { [K in Calls]: Async<Allocator[K]> } & {
   /** Live leases (with several replicas: as of the last sweep). */

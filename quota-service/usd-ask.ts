@@ -1,12 +1,8 @@
 // The USD part of a lease call (nano-USD), from sidecars that keep a USD balance beside tokens
 // (usd_leases); absent for older ones, which are then granted no USD balance (see allocator.ts).
 import type { UsdAsk } from './allocator.js';
+import { wireNumber as num } from './convert.js';
 
-/** Numbers as they cross the wire: anything not a finite number counts as 0 (NaN must not reach a store). */
-export const num = (v: unknown): number => {
-  const n = Number(v ?? 0);
-  return Number.isFinite(n) ? n : 0;
-};
 
 export function usdAskOf(r: {
   usdLeases?: boolean;

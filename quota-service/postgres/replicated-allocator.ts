@@ -1,5 +1,5 @@
-// The allocator of one replica among several over one PostgreSQL database. Every call is one transaction:
-// it locks the namespaces whose pods can share a budget with the caller's (its own, and every namespace of
+// The allocator of one replica among several over one PostgreSQL database. Every call runs in a transaction
+// that locks the namespaces whose pods can share a budget with the caller's (its own, and every namespace of
 // its teams; transaction-scoped advisory locks, in sorted order) and the incarnations it reports for, loads
 // what those namespaces' leases and the budgets' current windows hold (snapshot-store.ts), runs the very
 // Allocator one replica over SQLite runs on those rows, and writes back what it changed before it commits.
@@ -282,14 +282,11 @@ export class ReplicatedAllocator implements QuotaAllocator {
   private unlocked<T>(fn: (a: Allocator) => T, windows: SnapshotScope['windows'] = []): Promise<T> {
     return this.store.inOneTransaction(async (q) => {
       const now = this.opts.clock.now();
-      return this.run(q, new SnapshotStore(await lockAndLoad(q, { locks: [], namespaces: undefined, incarnations: [], now, windows })), now, fn);
+      const snapshot = new SnapshotStore(await lockAndLoad(q, { locks: [], namespaces: undefined, incarnations: [], now, windows }));
+      const result = fn(this.allocatorOver(snapshot, now));
+      await flushChanges(q, snapshot.changes, snapshot.coverage, now);
+      return result;
     });
-  }
-
-  private async run<T>(q: Queryable, snapshot: SnapshotStore, now: number, fn: (a: Allocator) => T): Promise<T> {
-    const result = fn(this.allocatorOver(snapshot, now));
-    await flushChanges(q, snapshot.changes, snapshot.coverage, now);
-    return result;
   }
 
   private allocatorOver(snapshot: SnapshotStore, now: number): Allocator {

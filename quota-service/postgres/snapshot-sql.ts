@@ -1,7 +1,8 @@
 // The statements of a replica's call (replicated-allocator.ts): the namespaces it locks, then one call of
 // llmgw_lock_and_load (the locks and the snapshot the call reads, snapshot-store.ts) and one of llmgw_apply
-// (what the call changed), the functions of migration 2 (schema-v2.ts): five round trips per call with
-// BEGIN and COMMIT, whatever the number of scopes, windows, tags and models a batch of reports touches.
+// (what the call changed), the functions of migration 2 (schema-v2.ts): five round trips per transaction
+// with BEGIN and COMMIT, whatever the number of calls it carries and of scopes, windows, tags and models
+// their reports touch.
 import type { CoverageEntry } from '../coverage.js';
 import { MAX_MODELS_PER_WINDOW, OTHER_MODEL, type BudgetRow, type LeaseRow, type TeamRow } from '../store.js';
 import { windowAt, type WindowName } from '../windows.js';
