@@ -12,6 +12,7 @@ import { measureLargeAnswers } from './lib/large-answers.js';
 import { latencyProxy } from './lib/latency-proxy.js';
 import { loadTool } from './lib/load.js';
 import { MB, measureRound, measureThroughput, type RoundResult, type Timed } from './lib/measure.js';
+import { measureQuotaToggled, QUOTA_DELAY_MS } from './lib/quota-toggle.js';
 import { checkSame, concurrentStreams, fetchText, normalize, streamTimings, timeToFirstAnswer, type Endpoint } from './lib/probes.js';
 import { freePort, pinned, pinningAvailable, pinSelf, rssBytes, spawnProc, startProc, type Proc, withPaused } from './lib/proc.js';
 import { checks, checksTable, hostileTable, machine, resultsMarkdown, summarizeRounds, table, type BenchResult, type InstanceComparison } from './lib/report.js';
@@ -63,8 +64,6 @@ const PACE_MS = 10;
 const INSTANCES = 3;
 /** Rounds of those comparisons: each instance runs alone under load once a round, the order alternating. */
 const INSTANCE_ROUNDS: Record<keyof typeof PLANS, number> = { full: 4, quick: 3, tiny: 1 };
-/** Delay each way between the `sidecar-quota-slow` sidecar and its quota service (issue 18: "a few ms"). */
-const QUOTA_DELAY_MS = 3;
 const body = (model: string, stream: boolean): string =>
   JSON.stringify({ model, ...(stream ? { stream: true } : {}), messages: [{ role: 'user', content: 'Hello there, this is the benchmark speaking' }] });
 
@@ -339,6 +338,15 @@ async function main(): Promise<void> {
       verifiedVsUnverifiedPct: (median(verifiedVsNot) - 1) * 100,
       slowVsNoQuotaPct: (median(slowVsNone) - 1) * 100,
       slowVsNoQuota: await acrossInstances('sidecar', 'sidecar-quota-slow'),
+      // The figure issue 18's target is judged on: quota switched off and on in each of those processes.
+      slowToggled: await measureQuotaToggled({
+        sidecars: instances('sidecar-quota-slow').map((name) => ({ spec: specs[name]!, pid: running[name]!.pid })),
+        body: jsonBody,
+        rounds: INSTANCE_ROUNDS[args.mode],
+        warmSec: Math.max(1, plan.warmSec),
+        c1Sec: plan.c1Sec,
+        c32Sec: plan.c32Sec,
+      }),
       rpcsPerThousandRequests: requests > 0 ? (rpcs / requests) * 1000 : NaN,
     };
 

@@ -4,6 +4,7 @@ import { summarize, type Summary } from './stats.js';
 import { STALL_TARGET_MS, worstShape, type HostileResult } from './hostile-bodies.js';
 import { CHART_MEMORY_LIMIT_MB, type LargeAnswersResult } from './large-answers.js';
 import type { RoundResult } from './measure.js';
+import type { QuotaToggleResult } from './quota-toggle.js';
 
 export interface TargetResult {
   c1P50Ms: Summary;
@@ -63,8 +64,10 @@ export interface BenchResult {
     upVsNoQuotaPct: number;
     /** Quota on with the service 3 ms away each way, side by side with quota off (issue 18). */
     slowVsNoQuotaPct?: number;
-    /** The same, across several processes of each (the figure the target is judged on). */
+    /** The same, across several processes of each. */
     slowVsNoQuota?: InstanceComparison;
+    /** The same sidecars with their quota switched off and on between measurements (the figure the target is judged on). */
+    slowToggled?: QuotaToggleResult;
     /** The sidecar whose quota service verifies its token, side by side with one whose service verifies nothing. */
     verifiedVsUnverifiedPct: number;
     /** Quota RPCs the verified service answered per 1,000 requests of its sidecar (leases, renewals, reports). */
@@ -86,6 +89,14 @@ export interface InstanceComparison {
   /** Each instance's median throughput (req/s). */
   aRps: number[];
   bRps: number[];
+}
+
+const pctOf = (added: number, base: number): number => (added / base) * 100;
+
+/** The toggled comparison's figure furthest from zero: throughput, c=1 p50 or c=1 p99, in percent. */
+function worstOf(t: QuotaToggleResult): number {
+  const all = [t.throughputPct, pctOf(t.c1P50AddedMs, t.off.c1P50Ms), pctOf(t.c1P99AddedMs, t.off.c1P99Ms)];
+  return all.reduce((w, v) => (Math.abs(v) > Math.abs(w) ? v : w));
 }
 
 const instancesText = (c: InstanceComparison): string =>
@@ -164,12 +175,19 @@ export function checks(r: BenchResult): Check[] {
     (v) => `${v >= 0 ? '+' : ''}${f(v, 1)}% side by side; quota RPCs per 1,000 requests: ${f(q!.rpcsPerThousandRequests, 2)}`,
   );
   const slow = r.targets['sidecar-quota-slow'];
+  const tog = q?.slowToggled;
+  const sign = (v: number, digits: number): string => `${v >= 0 ? '+' : ''}${f(v, digits)}`;
   add(
-    'quota on (service 3 ms away each way) vs off: throughput (issue 18)',
+    'quota on (service 3 ms away each way) vs off: throughput and c=1 p50/p99 (issue 18)',
     'within 2%',
-    q?.slowVsNoQuota?.pct ?? q?.slowVsNoQuotaPct,
+    tog === undefined ? (q?.slowVsNoQuota?.pct ?? q?.slowVsNoQuotaPct) : worstOf(tog),
     (v) => Math.abs(v) <= 2,
     () =>
+      (tog === undefined
+        ? ''
+        : `same process, quota switched off and on (${tog.pairs} pairs): throughput ${sign(tog.throughputPct, 1)}% (${f(tog.on.rps, 0)} vs ${f(tog.off.rps, 0)} req/s), ` +
+          `CPU per request ${sign(tog.cpuPct, 1)}% (${f(tog.on.cpuUs, 1)} vs ${f(tog.off.cpuUs, 1)} µs), c=1 p50 ${sign(tog.c1P50AddedMs, 3)} ms (${sign(pctOf(tog.c1P50AddedMs, tog.off.c1P50Ms), 1)}%), ` +
+          `p99 ${sign(tog.c1P99AddedMs, 3)} ms (${sign(pctOf(tog.c1P99AddedMs, tog.off.c1P99Ms), 1)}%); separate processes: `) +
       `${q!.slowVsNoQuota === undefined ? '' : `${instancesText(q!.slowVsNoQuota)}; `}one process each side by side ${f(q!.slowVsNoQuotaPct, 1)}%; c=1 p50 ${f(slow?.c1P50Ms.median, 3)} vs ${f(sc?.c1P50Ms.median, 3)} ms, p99 ${f(slow?.c1P99Ms.median, 3)} vs ${f(sc?.c1P99Ms.median, 3)} ms`,
   );
   const h = r.hostile;

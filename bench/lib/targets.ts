@@ -144,16 +144,28 @@ export async function sidecarSpec(opts: SidecarOptions): Promise<ServerSpec> {
 
 /** Sets a running sidecar's `logging.level` through its config file; resolves once the reload applied. */
 export async function setLogLevel(s: ServerSpec, level: 'info' | 'silent'): Promise<void> {
+  await reloadConfig(s, (config) => {
+    (config.logging as { level: string }).level = level;
+  });
+}
+
+/**
+ * Changes a running sidecar's config file with `change`; resolves once the sidecar applied it (at once
+ * when the change leaves the file as it was: the sidecar would not reload).
+ */
+export async function reloadConfig(s: ServerSpec, change: (config: Record<string, unknown>) => void): Promise<void> {
   if (s.sidecar === undefined) throw new Error('not a sidecar');
   const { configPath, statusUrl } = s.sidecar;
-  const config = JSON.parse(readFileSync(configPath, 'utf8')) as { logging: { level: string } };
-  if (config.logging.level === level) return;
+  const before = readFileSync(configPath, 'utf8');
+  const config = JSON.parse(before) as Record<string, unknown>;
+  change(config);
+  const after = JSON.stringify(config, null, 2);
+  if (after === before) return;
   const applied = (): Promise<number> => counterTotal(statusUrl, 'llmgw_config_reloads_total', 'result="applied"');
-  const before = await applied();
-  config.logging.level = level;
-  writeFileSync(configPath, JSON.stringify(config, null, 2));
+  const count = await applied();
+  writeFileSync(configPath, after);
   const deadline = performance.now() + 10_000;
-  while ((await applied()) === before) {
+  while ((await applied()) === count) {
     if (performance.now() > deadline) throw new Error(`${configPath}: the sidecar did not reload within 10 s`);
     await new Promise((r) => setTimeout(r, 50));
   }

@@ -31,6 +31,7 @@ describe('benchmark harness (tiny mode)', () => {
         verifiedVsUnverifiedPct: number;
         slowVsNoQuotaPct: number;
         slowVsNoQuota: { pct: number; aRps: number[]; bRps: number[] };
+        slowToggled: { pairs: number; throughputPct: number; c1P50AddedMs: number; on: { rps: number; cpuUs: number }; off: { rps: number; cpuUs: number } };
         rpcsPerThousandRequests: number;
       };
       logging: { infoRps: number; silentRps: number };
@@ -66,6 +67,14 @@ describe('benchmark harness (tiny mode)', () => {
     for (const rps of [...r.quota.slowVsNoQuota.aRps, ...r.quota.slowVsNoQuota.bRps]) expect(rps).toBeGreaterThan(0);
     expect(r.quota.slowVsNoQuota.aRps).toHaveLength(3);
     expect(r.quota.slowVsNoQuota.bRps).toHaveLength(3);
+    // …and in each of those processes with its quota switched off and on: a pair per process.
+    expect(r.quota.slowToggled.pairs).toBe(3);
+    for (const side of [r.quota.slowToggled.on, r.quota.slowToggled.off]) {
+      expect(side.rps).toBeGreaterThan(0);
+      expect(side.cpuUs).toBeGreaterThan(0);
+    }
+    expect(Number.isFinite(r.quota.slowToggled.throughputPct)).toBe(true);
+    expect(Number.isFinite(r.quota.slowToggled.c1P50AddedMs)).toBe(true);
     expect(r.quota.rpcsPerThousandRequests).toBeLessThan(100);
     expect(r.logging.infoRps).toBeGreaterThan(0);
     expect(r.logging.silentRps).toBeGreaterThan(0);
@@ -74,5 +83,5 @@ describe('benchmark harness (tiny mode)', () => {
     expect(r.startupMs.sidecar).toBeGreaterThan(0);
     expect(r.checks.length).toBeGreaterThanOrEqual(12);
     expect(stdout).toContain('DESIGN §8 target');
-  }, 120_000);
+  }, 180_000);
 });
