@@ -84,6 +84,8 @@ interface Sidecar {
   rpc: QuotaRpc;
   leaseId: string;
   sequence: number;
+  /** The price table it holds: as a sidecar does, it names it, so answers carry the table only when it changed. */
+  pricesVersion: string;
 }
 
 /** One lease per simulated sidecar, acquired through the replicas in turn. */
@@ -94,7 +96,7 @@ async function sidecars(addresses: string[]): Promise<Sidecar[]> {
     const rpc = rpcs[i % rpcs.length]!;
     const identity = { namespace: `ns-${i % NAMESPACES}`, service: 'app', team: '', pod: `pod-${i}` };
     const res: LeaseResponse = await rpc.acquire({ identity, priority: 'PRIORITY_INTERACTIVE', incarnation: `inc-${i}`, needTokens: 1000, demandTokensPerSecond: 100, reports: [] }, 10_000);
-    out.push({ rpc, leaseId: res.leaseId, sequence: 0 });
+    out.push({ rpc, leaseId: res.leaseId, sequence: 0, pricesVersion: res.pricesVersion ?? '' });
   }
   return out;
 }
@@ -117,7 +119,7 @@ async function load(all: Sidecar[], rate: number): Promise<{ latencies: number[]
         const t0 = performance.now();
         pending.push(
           s.rpc
-            .renew({ leaseId: s.leaseId, needTokens: 0, demandTokensPerSecond: 100, unusedTokens: 0, renewal: s.sequence, reports: [{ sequence: s.sequence, tokens: 100, startedAtMs: Date.now(), model: 'gpt-4o-mini', providerType: 'openai' }] }, 10_000)
+            .renew({ leaseId: s.leaseId, needTokens: 0, demandTokensPerSecond: 100, unusedTokens: 0, renewal: s.sequence, pricesVersion: s.pricesVersion, reports: [{ sequence: s.sequence, tokens: 100, startedAtMs: Date.now(), model: 'gpt-4o-mini', providerType: 'openai' }] }, 10_000)
             .then(
               () => void latencies.push(performance.now() - t0),
               () => void failed++,
