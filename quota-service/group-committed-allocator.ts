@@ -4,12 +4,14 @@
 // refused as UNAVAILABLE (a sidecar resends them: its reports stay in its outbox until acknowledged) and the
 // Allocator is rebuilt from the file, so that memory never holds what the disk does not: a report counted
 // only in memory would have its resend taken for a duplicate and be lost. Until a rebuild succeeds (the
-// file cannot be read either), every call is refused.
+// file cannot be read either), every call is refused. When an fsync fails, the file can no longer tell
+// what is on disk: every call is refused from then on and the process ends (`onSyncFailure`, by default),
+// so that it starts again from what the disk holds, as PostgreSQL does.
 import type { Logger } from 'pino';
 import { Allocator, type AllocatorOptions, type AllocatorShared } from './allocator.js';
 import { Coverage } from './coverage.js';
 import { unavailable, type QuotaError } from './errors.js';
-import { TurnLost, type Transactional } from './group-commit.js';
+import { TurnLost, type SyncFailed, type Transactional } from './group-commit.js';
 import { QUOTA_CALLS, type QuotaAllocator } from './quota-allocator.js';
 import type { SqliteQuotaStore } from './store.js';
 
@@ -23,8 +25,21 @@ export interface GroupCommitted {
 const refused = (err: unknown): QuotaError =>
   unavailable(`the quota service could not write its store (${err instanceof Error ? err.message : String(err)}); send the call again`);
 
-/** `wrap`: around the store's transaction (tests count or fail its commits). */
-export function groupCommitted(store: SqliteQuotaStore, options: AllocatorOptions, logger?: Logger, wrap?: (tx: Transactional) => Transactional): GroupCommitted {
+/** How long the refusals of a failed fsync have to go out before the process ends. */
+const EXIT_AFTER_MS = 200;
+
+const exitProcess = (): void => {
+  setTimeout(() => process.exit(1), EXIT_AFTER_MS);
+};
+
+/** `wrap`: around the store's transaction (tests count or fail its commits and fsyncs). */
+export function groupCommitted(
+  store: SqliteQuotaStore,
+  options: AllocatorOptions,
+  logger?: Logger,
+  wrap?: (tx: Transactional) => Transactional,
+  onSyncFailure: (err: SyncFailed) => void = exitProcess,
+): GroupCommitted {
   // What outlives a rebuild: what incarnations were granted and reported, and the new-incarnation limiter.
   const shared: AllocatorShared = options.shared ?? { coverage: new Coverage(options.onOverReport), claims: new Map() };
   const build = (): Allocator => new Allocator(store, { ...options, shared });
@@ -47,6 +62,9 @@ export function groupCommitted(store: SqliteQuotaStore, options: AllocatorOption
     } catch (again) {
       logger?.error({ err: again }, 'the quota store cannot be read again; calls are refused until it can');
     }
+  }, (err) => {
+    logger?.fatal({ err }, 'the quota store could not make its writes durable; calls are refused and the service ends, to start again from what the disk holds');
+    onSyncFailure(err);
   }, wrap);
   const calls: Record<string, (...args: unknown[]) => Promise<unknown>> = {};
   for (const name of QUOTA_CALLS) {

@@ -5,7 +5,8 @@
 import { columnsOf, openSqlite, type SqliteDatabase } from '../common/sqlite.js';
 import { noKinds, type TokenKinds } from '../proto/token-kinds.js';
 import type { WindowName } from './windows.js';
-import { GroupCommit, type Transactional } from './group-commit.js';
+import { GroupCommit, type SyncFailed, type Transactional } from './group-commit.js';
+import { walSyncedTransaction, type WalSynced } from './wal-sync.js';
 
 /** What a budget limits: tokens, or USD (its amounts in nano-USD). */
 export type BudgetUnit = 'tokens' | 'usd';
@@ -141,6 +142,7 @@ export class SqliteQuotaStore {
   private readonly db: SqliteDatabase;
   private readonly stmts;
   private group: GroupCommit | undefined;
+  private wal: WalSynced | undefined;
 
   constructor(path: string) {
     this.db = openSqlite(path, { synchronous: 'FULL', busyTimeoutMs: 5000 });
@@ -291,12 +293,14 @@ export class SqliteQuotaStore {
   }
 
   /**
-   * From now on the writes of one turn of the event loop are committed together (group-commit.ts);
-   * `onFailure` is told when such a commit failed (the turn's writes are then undone). `wrap`: what drives
-   * the transaction instead of the store's own (tests count or fail its commits).
+   * From now on the writes of one turn of the event loop are committed together (group-commit.ts), and made
+   * durable off the event loop (wal-sync.ts); `onFailure` is told when such a commit failed (the turn's
+   * writes are then undone), `onSyncFailure` when an fsync did. `wrap`: what drives the transaction instead
+   * of the store's own (tests count or fail its commits and fsyncs).
    */
-  groupCommits(onFailure: (err: unknown) => void, wrap: (tx: Transactional) => Transactional = (tx) => tx): void {
-    this.group = new GroupCommit(wrap(this.sqliteTransaction()), onFailure);
+  groupCommits(onFailure: (err: unknown) => void, onSyncFailure?: (err: SyncFailed) => void, wrap: (tx: Transactional) => Transactional = (tx) => tx): void {
+    this.wal = this.db.memory ? undefined : walSyncedTransaction(this.db);
+    this.group = new GroupCommit(wrap(this.wal ?? this.sqliteTransaction()), onFailure, onSyncFailure);
   }
 
   /** Resolves once every write so far is on disk (at once without group commits: each was committed). */
@@ -466,5 +470,6 @@ export class SqliteQuotaStore {
   close(): void {
     this.group?.commit();
     this.db.close();
+    this.wal?.close();
   }
 }

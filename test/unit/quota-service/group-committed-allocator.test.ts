@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { status } from '@grpc/grpc-js';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Transactional } from '../../../quota-service/group-commit.js';
+import { SyncFailed, type Transactional } from '../../../quota-service/group-commit.js';
 import { groupCommitted } from '../../../quota-service/group-committed-allocator.js';
 import { SqliteQuotaStore } from '../../../quota-service/store.js';
 import { fakeClock } from '../../helpers/fake-clock.js';
@@ -17,11 +17,11 @@ afterEach(() => {
   for (const c of open.splice(0)) c.close();
 });
 
-function setup(wrap?: (tx: Transactional) => Transactional) {
+function setup(wrap?: (tx: Transactional) => Transactional, onSyncFailure: (err: SyncFailed) => void = () => expect.fail('no failed fsync')) {
   const file = join(mkdtempSync(join(tmpdir(), 'llmgw-group-commit-')), 'quota.db');
   const clock = fakeClock();
   const store = new SqliteQuotaStore(file);
-  const { allocator } = groupCommitted(store, { clock }, undefined, wrap);
+  const { allocator } = groupCommitted(store, { clock }, undefined, wrap, onSyncFailure);
   // Another connection to the file: what it sees is what is on disk.
   const reader = new Database(file, { readonly: true });
   open.push(reader, store);
@@ -88,5 +88,46 @@ describe('the SQLite allocator with group commits', () => {
     await expect(allocator.report(identity, 'o', 'inc-a', [{ sequence: 1, tokens: 5, startedAtMs: clock.now() }])).rejects.toMatchObject({ code: status.UNAVAILABLE });
     expect(await allocator.report(identity, 'o', 'inc-b', [{ sequence: 1, tokens: 7, startedAtMs: clock.now() }])).toBe(1);
     expect(onDisk()).toBe(7);
+  });
+
+  it("answers a turn's calls only once the fsync of the file's WAL returned", async () => {
+    let hold = false;
+    const held: (() => void)[] = [];
+    const { clock, allocator, onDisk } = setup((tx) => ({
+      ...tx,
+      sync: (done) => (hold ? held.push(() => tx.sync!(done)) : tx.sync!(done)),
+    }));
+    await allocator.setBudget('namespace/demo', 'day', 1_000_000);
+    hold = true;
+    let answered = false;
+    const call = Promise.resolve(allocator.report(identity, 'o', 'inc-1', [{ sequence: 1, tokens: 40, startedAtMs: clock.now() }])).then((acked) => {
+      answered = true;
+      return acked;
+    });
+    for (let i = 0; i < 5 && held.length === 0; i++) await new Promise((r) => setImmediate(r));
+    // Committed (another connection reads it), but not answered while its fsync has not run.
+    expect(held).toHaveLength(1);
+    expect(onDisk()).toBe(40);
+    await new Promise((r) => setTimeout(r, 20));
+    expect(answered).toBe(false);
+    hold = false;
+    held.shift()!();
+    expect(await call).toBe(1);
+  });
+
+  it('refuses the calls as UNAVAILABLE from a failed fsync on, and tells the service to end', async () => {
+    let fail = false;
+    const failures: SyncFailed[] = [];
+    const { clock, allocator } = setup(
+      (tx) => ({ ...tx, sync: (done) => (fail ? done(new Error('EIO: i/o error, fsync')) : tx.sync!(done)) }),
+      (err) => failures.push(err),
+    );
+    await allocator.setBudget('namespace/demo', 'day', 1_000_000);
+    fail = true;
+    await expect(allocator.report(identity, 'o', 'inc-1', [{ sequence: 1, tokens: 5, startedAtMs: clock.now() }])).rejects.toMatchObject({ code: status.UNAVAILABLE });
+    expect(failures).toHaveLength(1);
+    fail = false;
+    await expect(allocator.report(identity, 'o', 'inc-2', [{ sequence: 1, tokens: 5, startedAtMs: clock.now() }])).rejects.toMatchObject({ code: status.UNAVAILABLE });
+    expect(failures).toHaveLength(1);
   });
 });
