@@ -24,8 +24,9 @@ await build({
   banner: { js: "import { createRequire as __llmgwCreateRequire } from 'node:module'; const require = __llmgwCreateRequire(import.meta.url);" },
 });
 
-// The gRPC service definitions are read at run time (proto/load.ts looks for them beside its chunk).
-cpSync('proto', `${outdir}/proto`, { recursive: true, filter: (src) => !src.endsWith('.ts') });
+// The gRPC service definitions are read at run time (proto/load.ts looks for them beside its chunk), by
+// the bundle and by the compiled tree the benches run from (dist/proto/load.js).
+for (const dir of [`${outdir}/proto`, 'dist/proto']) cpSync('proto', dir, { recursive: true, filter: (src) => !src.endsWith('.ts') });
 
 // The quota service's usage page (quota-service/ui/static-assets.ts serves them from ui/ beside main.mjs):
 // its shell, scripts and style, and the chart library from node_modules, so the page needs no network.
