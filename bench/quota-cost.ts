@@ -1,8 +1,9 @@
-// `npm run bench:quota-cost [-- --rounds N --instances N --warm SECONDS]` (after `npm run build`): what global budgets cost
-// a request (issue 18: quota on vs off within 2%), without the whole bench. Sidecars spend leases from a
-// quota service QUOTA_DELAY_MS away each way; each has its quota switched off and on between measurements
-// (bench/lib/quota-toggle.ts), so both sides of a pair run in one process: 2 s at 32 connections (req/s, CPU
-// per request) and 1 s at concurrency 1 (p50, p99) each, after a warm-up (default 1 s).
+// `npm run bench:quota-cost [-- --rounds N --instances N --warm SECONDS]` (after `npm run build`): what
+// global budgets cost a request (issue 18: quota on vs off within 2%), without the whole bench. Sidecars
+// spend leases from a quota service QUOTA_DELAY_MS away each way; each has its quota switched off and on
+// between measurements (bench/lib/quota-toggle.ts), so both sides of a pair run in one process: 2 s at 32
+// connections (req/s, CPU per request) and 1 s at concurrency 1 (p50, p99) each, after a warm-up (1 s by
+// default).
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
