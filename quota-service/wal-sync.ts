@@ -8,7 +8,13 @@
 // disk, and a power loss would lose committed writes. So the automatic checkpoint is off, and one runs
 // after a commit at most once every CHECKPOINT_EVERY_MS (and when the store closes), with `synchronous =
 // FULL`: SQLite syncs the WAL before copying it and the database file before the WAL may be reused.
-import { closeSync, fsync, fsyncSync, openSync } from 'node:fs';
+//
+// Restarts. Once a checkpoint copied the whole WAL, the next write starts it again from its beginning with
+// a new header, which SQLite syncs before the first frame unless syncing is off: otherwise a disk that
+// writes out of order could leave frames under the wrong header (sqlite.org ticket ff5be73dee). So from
+// such a checkpoint until the WAL's header shows the restart (its checkpoint sequence number, bytes 12-15,
+// changed), turns run with `synchronous = FULL`: their COMMIT syncs in the event loop, about once a second.
+import { closeSync, fsync, fsyncSync, openSync, readSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { SqliteDatabase } from '../common/sqlite.js';
 import type { Transactional } from './group-commit.js';
@@ -27,14 +33,37 @@ export function walSyncedTransaction(db: SqliteDatabase, now: () => number = () 
   let syncing = false;
   let closed = false;
   let lastCheckpoint = now();
+  /** The WAL's checkpoint sequence number when a checkpoint copied all of it (undefined: no restart due). */
+  let restartFrom: number | undefined;
+  const walFd = (): number => {
+    if (wal === undefined) {
+      wal = openSync(`${db.name}-wal`, 'r');
+      // The WAL's name in its folder must be on disk too (once: SQLite keeps the file while it is open).
+      const dir = openSync(dirname(db.name), 'r');
+      try {
+        fsyncSync(dir);
+      } finally {
+        closeSync(dir);
+      }
+    }
+    return wal;
+  };
+  const header = Buffer.alloc(4);
+  /** The WAL header's checkpoint sequence number (-1: no header yet). */
+  const walSequence = (): number => (readSync(walFd(), header, 0, 4, 12) === 4 ? header.readUInt32BE(0) : -1);
   const closeWal = (): void => {
     if (wal !== undefined) closeSync(wal);
     wal = undefined;
   };
   const full = (): void => void db.pragma('synchronous = FULL');
+  const checkpoint = (): void => {
+    lastCheckpoint = now();
+    const [r] = db.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
+    if (r !== undefined && r.busy === 0 && r.log === r.checkpointed) restartFrom ??= walSequence();
+  };
   return {
     begin: () => {
-      db.pragma('synchronous = OFF');
+      db.pragma(restartFrom === undefined ? 'synchronous = OFF' : 'synchronous = FULL');
       try {
         db.exec('BEGIN IMMEDIATE');
       } catch (err) {
@@ -48,13 +77,11 @@ export function walSyncedTransaction(db: SqliteDatabase, now: () => number = () 
       } finally {
         if (!db.inTransaction) full();
       }
-      if (now() - lastCheckpoint >= CHECKPOINT_EVERY_MS) {
-        lastCheckpoint = now();
-        try {
-          db.pragma('wal_checkpoint(PASSIVE)');
-        } catch {
-          // The turn is committed all the same (its fsync makes it durable); the WAL is copied next time.
-        }
+      try {
+        if (restartFrom !== undefined && walSequence() !== restartFrom) restartFrom = undefined;
+        if (now() - lastCheckpoint >= CHECKPOINT_EVERY_MS) checkpoint();
+      } catch {
+        // The turn is committed all the same (its fsync makes it durable); the WAL is copied next time.
       }
     },
     rollback: () => {
@@ -65,22 +92,14 @@ export function walSyncedTransaction(db: SqliteDatabase, now: () => number = () 
     sync: (done) => {
       // Closed: the database's last checkpoint, with fsyncs on, made every commit durable.
       if (closed) return done(null);
+      let fd: number;
       try {
-        if (wal === undefined) {
-          wal = openSync(`${db.name}-wal`, 'r');
-          // The WAL's name in its folder must be on disk too (once: SQLite keeps the file while it is open).
-          const dir = openSync(dirname(db.name), 'r');
-          try {
-            fsyncSync(dir);
-          } finally {
-            closeSync(dir);
-          }
-        }
+        fd = walFd();
       } catch (err) {
         return done(err as Error);
       }
       syncing = true;
-      fsync(wal, (err) => {
+      fsync(fd, (err) => {
         syncing = false;
         if (closed) closeWal();
         done(err);

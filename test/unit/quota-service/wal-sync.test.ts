@@ -63,6 +63,29 @@ describe('group commits with the fsync off the event loop', () => {
     expect(checked).toBeLessThan(unchecked / 10);
   });
 
+  it('syncs in the event loop the turn that starts the WAL again after a checkpoint copied all of it', () => {
+    const db = database();
+    let t = 0;
+    const tx = walSyncedTransaction(db, () => t);
+    const turn = (): number => {
+      tx.begin();
+      const during = synchronous(db);
+      db.prepare('INSERT INTO t (v) VALUES (?)').run(Buffer.alloc(100));
+      tx.commit();
+      return during;
+    };
+    expect(turn()).toBe(0);
+    // A second later: this commit is followed by a checkpoint that copies the whole WAL.
+    t = 1000;
+    expect(turn()).toBe(0);
+    // The next write starts the WAL from its beginning, with a new header that must reach the disk before
+    // its frames: with syncing on, as SQLite does it.
+    expect(turn()).toBe(2);
+    // The restart is done (the header's checkpoint sequence number changed): back to fsyncs off the loop.
+    expect(turn()).toBe(0);
+    expect(turn()).toBe(0);
+  });
+
   it('lets an fsync under way finish when the database closes, and answers later ones at once', async () => {
     const db = database();
     const tx = walSyncedTransaction(db);
