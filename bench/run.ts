@@ -349,6 +349,20 @@ async function main(): Promise<void> {
       }),
       rpcsPerThousandRequests: requests > 0 ? (rpcs / requests) * 1000 : NaN,
     };
+    // The other two in one process as well: sidecar-quota-up switched between its service and one out of
+    // reach (the figure the ±1% check is judged on), and between its service and the one that verifies nobody.
+    const upToggled = (off: (on: Record<string, unknown>) => Record<string, unknown>) =>
+      measureQuotaToggled({
+        sidecars: [{ spec: specs['sidecar-quota-up']!, pid: running['sidecar-quota-up']!.pid }],
+        off,
+        body: jsonBody,
+        rounds: plan.sideBySideRounds,
+        warmSec: Math.max(1, plan.warmSec),
+        c1Sec: plan.c1Sec,
+        c32Sec: plan.c32Sec,
+      });
+    result.quota.upDownToggled = await upToggled((on) => ({ ...on, address: noQuotaService }));
+    result.quota.verifiedToggled = await upToggled(() => ({ ...unverifiedQuota.sidecarQuota, failOpenTokensPerMinute: 1_000_000_000 }));
 
     // The metered path against the previous build (its sidecar on the same quota service), side by side as
     // above: the cost of what this build adds there (durable in-flight accounting, validated answers).

@@ -1,6 +1,7 @@
 // Quota on vs off in one process (issue 18's "within 2%"): each sidecar's `quota` section is taken out of
 // its config and put back (the sidecar reloads it) between measurements, so both sides of every pair run in
-// the same process. Comparing separate processes measures mostly which process got the faster JIT and heap
+// the same process. "Off" may also be another `quota` section: the service out of reach, or one that
+// verifies nobody (DESIGN §8's other quota comparisons). Comparing separate processes measures mostly which process got the faster JIT and heap
 // layout: two processes of one build, one config, differ by up to ~10% here, more than the question.
 import { readFileSync } from 'node:fs';
 import { measureRound, measureThroughput, type RoundResult, type Timed } from './measure.js';
@@ -24,8 +25,10 @@ export interface QuotaToggleResult {
 }
 
 export interface ToggleOptions {
-  /** The sidecars, configured with quota; each is left with it on. */
+  /** The sidecars, configured with quota ("on"); each is left with it. */
   sidecars: { spec: ServerSpec; pid: number }[];
+  /** What "off" is: the `quota` section a sidecar gets instead of its own (default none). */
+  off?: (on: Record<string, unknown>) => Record<string, unknown> | undefined;
   body: string;
   rounds: number;
   warmSec: number;
@@ -37,18 +40,19 @@ export async function measureQuotaToggled(opts: ToggleOptions): Promise<QuotaTog
   const on: RoundResult[] = [];
   const off: RoundResult[] = [];
   const quotas = opts.sidecars.map(({ spec }) => {
-    const quota = spec.sidecar === undefined ? undefined : readConfig(spec).quota;
+    const quota = spec.sidecar === undefined ? undefined : (readConfig(spec).quota as Record<string, unknown> | undefined);
     if (quota === undefined) throw new Error('measureQuotaToggled: sidecars configured with quota are needed');
-    return quota;
+    return { on: quota, off: opts.off?.(quota) };
   });
   for (let round = 0; round < opts.rounds; round++) {
     for (const [i, { spec, pid }] of opts.sidecars.entries()) {
-      const quota = quotas[i];
+      const quota = quotas[i]!;
       const t: Timed = { name: 'toggled', endpoint: spec.endpoint, body: opts.body, pid };
       for (const withQuota of round % 2 === 0 ? [true, false] : [false, true]) {
         await reloadConfig(spec, (c) => {
-          if (withQuota) c.quota = quota;
-          else delete c.quota;
+          const section = withQuota ? quota.on : quota.off;
+          if (section === undefined) delete c.quota;
+          else c.quota = section;
         });
         // The switch builds or closes the quota stack; the first requests after it take the lease.
         if (opts.warmSec > 0) await measureThroughput(t, opts.warmSec);
@@ -57,7 +61,7 @@ export async function measureQuotaToggled(opts: ToggleOptions): Promise<QuotaTog
         (withQuota ? on : off).push(r);
       }
       await reloadConfig(spec, (c) => {
-        c.quota = quota;
+        c.quota = quota.on;
       });
     }
   }

@@ -32,6 +32,8 @@ describe('benchmark harness (tiny mode)', () => {
         slowVsNoQuotaPct: number;
         slowVsNoQuota: { pct: number; aRps: number[]; bRps: number[] };
         slowToggled: { pairs: number; throughputPct: number; c1P50AddedMs: number; on: { rps: number; cpuUs: number }; off: { rps: number; cpuUs: number } };
+        upDownToggled: { pairs: number; throughputPct: number; on: { rps: number }; off: { rps: number } };
+        verifiedToggled: { pairs: number; throughputPct: number; on: { rps: number }; off: { rps: number } };
         rpcsPerThousandRequests: number;
       };
       logging: { infoRps: number; silentRps: number };
@@ -75,6 +77,13 @@ describe('benchmark harness (tiny mode)', () => {
     }
     expect(Number.isFinite(r.quota.slowToggled.throughputPct)).toBe(true);
     expect(Number.isFinite(r.quota.slowToggled.c1P50AddedMs)).toBe(true);
+    // The service up vs down, and verifying vs not, each in one process switched between the two.
+    for (const t of [r.quota.upDownToggled, r.quota.verifiedToggled]) {
+      expect(t.pairs).toBe(2);
+      expect(t.on.rps).toBeGreaterThan(0);
+      expect(t.off.rps).toBeGreaterThan(0);
+      expect(Number.isFinite(t.throughputPct)).toBe(true);
+    }
     expect(r.quota.rpcsPerThousandRequests).toBeLessThan(100);
     expect(r.logging.infoRps).toBeGreaterThan(0);
     expect(r.logging.silentRps).toBeGreaterThan(0);
@@ -83,5 +92,5 @@ describe('benchmark harness (tiny mode)', () => {
     expect(r.startupMs.sidecar).toBeGreaterThan(0);
     expect(r.checks.length).toBeGreaterThanOrEqual(12);
     expect(stdout).toContain('DESIGN §8 target');
-  }, 180_000);
+  }, 240_000);
 });
