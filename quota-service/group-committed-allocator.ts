@@ -5,8 +5,8 @@
 // Allocator is rebuilt from the file, so that memory never holds what the disk does not: a report counted
 // only in memory would have its resend taken for a duplicate and be lost. Until a rebuild succeeds (the
 // file cannot be read either), every call is refused. When an fsync fails, the file can no longer tell
-// what is on disk: every call is refused from then on and the process ends (`onSyncFailure`, by default),
-// so that it starts again from what the disk holds, as PostgreSQL does.
+// what is on disk: every call is refused from then on, and `onSyncFailure` is told (the service ends, to
+// start again from what the disk holds: store-backend.ts).
 import type { Logger } from 'pino';
 import { Allocator, type AllocatorOptions, type AllocatorShared } from './allocator.js';
 import { Coverage } from './coverage.js';
@@ -25,20 +25,16 @@ export interface GroupCommitted {
 const refused = (err: unknown): QuotaError =>
   unavailable(`the quota service could not write its store (${err instanceof Error ? err.message : String(err)}); send the call again`);
 
-/** How long the refusals of a failed fsync have to go out before the process ends. */
-const EXIT_AFTER_MS = 200;
-
-const exitProcess = (): void => {
-  setTimeout(() => process.exit(1), EXIT_AFTER_MS);
-};
-
-/** `wrap`: around the store's transaction (tests count or fail its commits and fsyncs). */
+/**
+ * `onSyncFailure`: what the service does once an fsync failed (after logging it and refusing the calls);
+ * `wrap`: around the store's transaction (tests count or fail its commits and fsyncs).
+ */
 export function groupCommitted(
   store: SqliteQuotaStore,
   options: AllocatorOptions,
+  onSyncFailure: (err: SyncFailed) => void,
   logger?: Logger,
   wrap?: (tx: Transactional) => Transactional,
-  onSyncFailure: (err: SyncFailed) => void = exitProcess,
 ): GroupCommitted {
   // What outlives a rebuild: what incarnations were granted and reported, and the new-incarnation limiter.
   const shared: AllocatorShared = options.shared ?? { coverage: new Coverage(options.onOverReport), claims: new Map() };

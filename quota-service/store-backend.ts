@@ -31,9 +31,15 @@ export interface StoreBackend {
   close(): Promise<void>;
 }
 
+/** How long the refusals of a failed fsync have to go out before the process ends. */
+const EXIT_AFTER_SYNC_FAILURE_MS = 200;
+
 export function sqliteBackend(path: string, allocatorOptions: AllocatorOptions, clock: Clock, logger?: Logger): StoreBackend {
   const store = new SqliteQuotaStore(path);
-  const { allocator, current } = groupCommitted(store, allocatorOptions, logger);
+  // After a failed fsync the file's pages may not be what the disk holds: the service ends and starts again
+  // from the disk (Kubernetes restarts it), as PostgreSQL does; sidecars resend what was not acknowledged.
+  const endProcess = (): void => void setTimeout(() => process.exit(1), EXIT_AFTER_SYNC_FAILURE_MS);
+  const { allocator, current } = groupCommitted(store, allocatorOptions, endProcess, logger);
   return {
     allocator,
     where: { db: path },

@@ -3,7 +3,6 @@
 import type { UsdAsk } from './allocator.js';
 import { wireNumber as num } from './convert.js';
 
-
 export function usdAskOf(r: {
   usdLeases?: boolean;
   needNanoUsd?: number;

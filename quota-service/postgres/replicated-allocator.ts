@@ -264,29 +264,32 @@ export class ReplicatedAllocator implements QuotaAllocator {
     // (out of order: a deadlock this may cause is detected and the transaction retried).
     const more = relatedFromTeams(snap.teams, own).filter((ns) => !locked.includes(ns));
     if (more.length > 0) snap = await lockAndLoad(q, { locks: more, namespaces: [...locked, ...more], incarnations, now });
-    const snapshot = new SnapshotStore(snap);
-    const allocator = this.allocatorOver(snapshot, now);
-    const results = calls.map((c) => {
-      try {
-        return c.fn(allocator);
-      } catch (err) {
-        failed.set(c, err);
-        throw new CallFailed(true);
-      }
-    });
-    await flushChanges(q, snapshot.changes, snapshot.coverage, now);
-    return results;
+    return this.runOver(q, snap, now, (allocator) =>
+      calls.map((c) => {
+        try {
+          return c.fn(allocator);
+        } catch (err) {
+          failed.set(c, err);
+          throw new CallFailed(true);
+        }
+      }),
+    );
   }
 
   /** Runs `fn` on an allocator over every live lease, without locks (operator reads, budget writes). */
   private unlocked<T>(fn: (a: Allocator) => T, windows: SnapshotScope['windows'] = []): Promise<T> {
     return this.store.inOneTransaction(async (q) => {
       const now = this.opts.clock.now();
-      const snapshot = new SnapshotStore(await lockAndLoad(q, { locks: [], namespaces: undefined, incarnations: [], now, windows }));
-      const result = fn(this.allocatorOver(snapshot, now));
-      await flushChanges(q, snapshot.changes, snapshot.coverage, now);
-      return result;
+      return this.runOver(q, await lockAndLoad(q, { locks: [], namespaces: undefined, incarnations: [], now, windows }), now, fn);
     });
+  }
+
+  /** Runs `fn` on an allocator over `snap` and writes back what it changed (in the caller's transaction). */
+  private async runOver<T>(q: Queryable, snap: Snapshot, now: number, fn: (a: Allocator) => T): Promise<T> {
+    const snapshot = new SnapshotStore(snap);
+    const result = fn(this.allocatorOver(snapshot, now));
+    await flushChanges(q, snapshot.changes, snapshot.coverage, now);
+    return result;
   }
 
   private allocatorOver(snapshot: SnapshotStore, now: number): Allocator {

@@ -21,7 +21,7 @@ function setup(wrap?: (tx: Transactional) => Transactional, onSyncFailure: (err:
   const file = join(mkdtempSync(join(tmpdir(), 'llmgw-group-commit-')), 'quota.db');
   const clock = fakeClock();
   const store = new SqliteQuotaStore(file);
-  const { allocator } = groupCommitted(store, { clock }, undefined, wrap, onSyncFailure);
+  const { allocator } = groupCommitted(store, { clock }, onSyncFailure, undefined, wrap);
   // Another connection to the file: what it sees is what is on disk.
   const reader = new Database(file, { readonly: true });
   open.push(reader, store);
