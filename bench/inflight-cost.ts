@@ -9,8 +9,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { runLoad } from './lib/load.js';
 import { cpuSeconds, pinSelf, startProc, type Proc } from './lib/proc.js';
+import { signed } from './lib/report.js';
 import { median } from './lib/stats.js';
-import { LOAD_CORE, sidecarSpec, startQuotaService, startUpstreams, type ServerSpec } from './lib/targets.js';
+import { benchQuota, LOAD_CORE, sidecarSpec, startQuotaService, startUpstreams, type ServerSpec } from './lib/targets.js';
 
 /** What each process of a round gave: CPU per request (µs), requests per second at c=32, p50 at c=1 (ms). */
 interface Round {
@@ -34,7 +35,7 @@ async function main(): Promise<void> {
   const procs: Proc[] = [quota.proc, ...up.procs];
   try {
     const spec = (name: string, distDir?: string): Promise<ServerSpec> =>
-      sidecarSpec({ name, upstreams: up, logLevel: 'info', logFile: join(work, `${name}.log`), workDir: work, ...(distDir === undefined ? {} : { distDir }), quota: { ...quota.sidecarQuota, failOpenTokensPerMinute: 1_000_000_000 } });
+      sidecarSpec({ name, upstreams: up, logLevel: 'info', logFile: join(work, `${name}.log`), workDir: work, ...(distDir === undefined ? {} : { distDir }), quota: benchQuota(quota.sidecarQuota) });
     const sides = { with: await spec('with-line'), without: await spec('without-line', without) };
     const pids = { with: 0, without: 0 };
     for (const k of ['with', 'without'] as const) {
@@ -66,7 +67,7 @@ async function main(): Promise<void> {
     }
     process.stdout.write(
       `\nthe in-flight line, pairwise medians over ${rounds} rounds: CPU per request ${cpuPct.toFixed(1)}%, throughput ${rpsPct.toFixed(1)}% (target ≥ -3%), ` +
-        `p50 at c=1 ${p50Ms >= 0 ? '+' : ''}${p50Ms.toFixed(3)} ms (target ≤ 0.05 ms)\n`,
+        `p50 at c=1 ${signed(p50Ms, 3)} ms (target ≤ 0.05 ms)\n`,
     );
   } finally {
     // Sidecars first, so that they give their leases back.

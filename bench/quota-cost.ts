@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { latencyProxy } from './lib/latency-proxy.js';
 import { pinSelf, startProc, type Proc } from './lib/proc.js';
 import { measureQuotaToggled, QUOTA_DELAY_MS } from './lib/quota-toggle.js';
-import { LOAD_CORE, sidecarSpec, startQuotaService, startUpstreams, type ServerSpec } from './lib/targets.js';
+import { signed } from './lib/report.js';
+import { benchQuota, LOAD_CORE, sidecarSpec, startQuotaService, startUpstreams, type ServerSpec } from './lib/targets.js';
 
 async function main(): Promise<void> {
   const value = (flag: string, fallback: number): number => {
@@ -38,7 +39,7 @@ async function main(): Promise<void> {
         logLevel: 'info',
         logFile: join(work, `${name}.log`),
         workDir: work,
-        quota: { ...quota.sidecarQuota, address: `127.0.0.1:${slowPath.port}`, failOpenTokensPerMinute: 1_000_000_000 },
+        quota: benchQuota({ ...quota.sidecarQuota, address: `127.0.0.1:${slowPath.port}` }),
       });
       const p = await startProc(spec.spec);
       procs.push(p);
@@ -46,13 +47,12 @@ async function main(): Promise<void> {
     }
     const body = JSON.stringify({ model: 'gpt-4o-mini', messages: [{ role: 'user', content: 'Hello there, this is the benchmark speaking' }] });
     const r = await measureQuotaToggled({ sidecars, body, rounds, warmSec, c1Sec: 1, c32Sec: 2 });
-    const sign = (v: number, digits: number): string => `${v >= 0 ? '+' : ''}${v.toFixed(digits)}`;
     process.stdout.write(
       `quota on vs off, same process, ${r.pairs} pairs (pairwise medians; target within 2%):\n` +
-        `  throughput at c=32   ${sign(r.throughputPct, 1)}%  (${r.on.rps.toFixed(0)} vs ${r.off.rps.toFixed(0)} req/s)\n` +
-        `  CPU per request      ${sign(r.cpuPct, 1)}%  (${r.on.cpuUs.toFixed(1)} vs ${r.off.cpuUs.toFixed(1)} µs)\n` +
-        `  p50 at c=1           ${sign(r.c1P50AddedMs, 3)} ms  (${r.on.c1P50Ms.toFixed(3)} vs ${r.off.c1P50Ms.toFixed(3)} ms)\n` +
-        `  p99 at c=1           ${sign(r.c1P99AddedMs, 3)} ms  (${r.on.c1P99Ms.toFixed(3)} vs ${r.off.c1P99Ms.toFixed(3)} ms)\n`,
+        `  throughput at c=32   ${signed(r.throughputPct, 1)}%  (${r.on.rps.toFixed(0)} vs ${r.off.rps.toFixed(0)} req/s)\n` +
+        `  CPU per request      ${signed(r.cpuPct, 1)}%  (${r.on.cpuUs.toFixed(1)} vs ${r.off.cpuUs.toFixed(1)} µs)\n` +
+        `  p50 at c=1           ${signed(r.c1P50AddedMs, 3)} ms  (${r.on.c1P50Ms.toFixed(3)} vs ${r.off.c1P50Ms.toFixed(3)} ms)\n` +
+        `  p99 at c=1           ${signed(r.c1P99AddedMs, 3)} ms  (${r.on.c1P99Ms.toFixed(3)} vs ${r.off.c1P99Ms.toFixed(3)} ms)\n`,
     );
   } finally {
     // Sidecars first, so that they give their leases back.

@@ -18,6 +18,7 @@ import { freePort, pinned, pinningAvailable, pinSelf, rssBytes, spawnProc, start
 import { checks, checksTable, hostileTable, machine, resultsMarkdown, summarizeRounds, table, type BenchResult, type InstanceComparison } from './lib/report.js';
 import { mean, median, percentile } from './lib/stats.js';
 import {
+  benchQuota,
   counterTotal,
   directEndpoint,
   installPortkey,
@@ -161,7 +162,7 @@ async function main(): Promise<void> {
         logLevel: 'info',
         logFile: join(work, `${name}.log`),
         workDir: work,
-        quota: { ...quota, failOpenTokensPerMinute: 1_000_000_000 },
+        quota: benchQuota(quota),
       });
     const specs: Record<string, ServerSpec> = {
       'minimal-proxy': await minimalProxySpec(up.instant),
@@ -306,6 +307,17 @@ async function main(): Promise<void> {
       return { pct: (mean(mb) / mean(ma) - 1) * 100, aRps: ma, bRps: mb };
     };
     if (plan.warmSec > 0) await sideBySide('sidecar-quota-up', 'sidecar-quota-down').catch(() => undefined);
+    // Sidecars switched by config reload between their quota and `off` (default none), in one process each.
+    const toggled = (names: string[], rounds: number, off?: (on: Record<string, unknown>) => Record<string, unknown>) =>
+      measureQuotaToggled({
+        sidecars: names.map((name) => ({ spec: specs[name]!, pid: running[name]!.pid })),
+        ...(off === undefined ? {} : { off }),
+        body: jsonBody,
+        rounds,
+        warmSec: Math.max(1, plan.warmSec),
+        c1Sec: plan.c1Sec,
+        c32Sec: plan.c32Sec,
+      });
     const downVsUp: number[] = [];
     const upVsNone: number[] = [];
     const verifiedVsNot: number[] = [];
@@ -339,30 +351,13 @@ async function main(): Promise<void> {
       slowVsNoQuotaPct: (median(slowVsNone) - 1) * 100,
       slowVsNoQuota: await acrossInstances('sidecar', 'sidecar-quota-slow'),
       // The figure issue 18's target is judged on: quota switched off and on in each of those processes.
-      slowToggled: await measureQuotaToggled({
-        sidecars: instances('sidecar-quota-slow').map((name) => ({ spec: specs[name]!, pid: running[name]!.pid })),
-        body: jsonBody,
-        rounds: INSTANCE_ROUNDS[args.mode],
-        warmSec: Math.max(1, plan.warmSec),
-        c1Sec: plan.c1Sec,
-        c32Sec: plan.c32Sec,
-      }),
+      slowToggled: await toggled(instances('sidecar-quota-slow'), INSTANCE_ROUNDS[args.mode]),
       rpcsPerThousandRequests: requests > 0 ? (rpcs / requests) * 1000 : NaN,
     };
     // The other two in one process as well: sidecar-quota-up switched between its service and one out of
     // reach (the figure the ±1% check is judged on), and between its service and the one that verifies nobody.
-    const upToggled = (off: (on: Record<string, unknown>) => Record<string, unknown>) =>
-      measureQuotaToggled({
-        sidecars: [{ spec: specs['sidecar-quota-up']!, pid: running['sidecar-quota-up']!.pid }],
-        off,
-        body: jsonBody,
-        rounds: plan.sideBySideRounds,
-        warmSec: Math.max(1, plan.warmSec),
-        c1Sec: plan.c1Sec,
-        c32Sec: plan.c32Sec,
-      });
-    result.quota.upDownToggled = await upToggled((on) => ({ ...on, address: noQuotaService }));
-    result.quota.verifiedToggled = await upToggled(() => ({ ...unverifiedQuota.sidecarQuota, failOpenTokensPerMinute: 1_000_000_000 }));
+    result.quota.upDownToggled = await toggled(['sidecar-quota-up'], plan.sideBySideRounds, (on) => ({ ...on, address: noQuotaService }));
+    result.quota.verifiedToggled = await toggled(['sidecar-quota-up'], plan.sideBySideRounds, () => benchQuota(unverifiedQuota.sidecarQuota));
 
     // The metered path against the previous build (its sidecar on the same quota service), side by side as
     // above: the cost of what this build adds there (durable in-flight accounting, validated answers).

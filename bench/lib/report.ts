@@ -104,13 +104,15 @@ function worstOf(t: QuotaToggleResult): number {
 }
 
 const instancesText = (c: InstanceComparison): string =>
-  `${c.pct >= 0 ? '+' : ''}${f(c.pct, 1)}% across ${c.aRps.length} processes each (req/s per process: ${c.bRps.map((x) => f(x, 0)).join(', ')} vs ${c.aRps.map((x) => f(x, 0)).join(', ')})`;
+  `${signed(c.pct, 1)}% across ${c.aRps.length} processes each (req/s per process: ${c.bRps.map((x) => f(x, 0)).join(', ')} vs ${c.aRps.map((x) => f(x, 0)).join(', ')})`;
 
 export function machine(loadTool: string, pinned: boolean): BenchResult['machine'] {
   return { cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length, node: process.version, kernel: release(), loadTool, pinned };
 }
 
 const f = (n: number | null | undefined, digits = 2): string => (n === undefined || n === null || Number.isNaN(n) ? 'n/a' : n.toFixed(digits)); // null: NaN once through JSON (--render)
+/** A difference with its sign: +1.2, -0.4. */
+export const signed = (v: number, digits: number): string => `${v >= 0 ? '+' : ''}${f(v, digits)}`;
 const ratio = (a: number | undefined, b: number | undefined): number | undefined => (a === undefined || b === undefined || b === 0 ? undefined : a / b);
 
 /** Compares the medians against DESIGN §8. */
@@ -164,7 +166,6 @@ export function checks(r: BenchResult): Check[] {
   add('start to first proxied response', '≤ 150 ms', r.startupMs.sidecar, (v) => v <= 150, (v) => `${f(v, 0)} ms (node -e 0: ${f(r.startupMs['node -e 0'], 0)} ms)`);
   add('info-level access log cost vs silent', '≤ 5%', r.logging?.costPct, (v) => v <= 5, (v) => `${f(v, 1)}%`);
   const q = r.quota;
-  const sign = (v: number, digits: number): string => `${v >= 0 ? '+' : ''}${f(v, digits)}`;
   const upDown = q?.upDownToggled;
   // Toggled "on" is the service up, "off" down: down vs up is the inverse of on vs off.
   const downVsUp = upDown === undefined ? q?.downVsUpPct : (1 / (1 + upDown.throughputPct / 100) - 1) * 100;
@@ -174,8 +175,8 @@ export function checks(r: BenchResult): Check[] {
     downVsUp,
     (v) => Math.abs(v) <= 1,
     (v) =>
-      (upDown === undefined ? '' : `${sign(v, 1)}% in one process, its service switched off and on (${upDown.pairs} pairs: up ${f(upDown.on.rps, 0)}, down ${f(upDown.off.rps, 0)} req/s); `) +
-      `${sign(q!.downVsUpPct, 1)}% two processes side by side (up vs no quota ${f(q!.upVsNoQuotaPct, 1)}%; each sharing the core: up ${f(q!.upRps, 0)}, down ${f(q!.downRps, 0)}, no quota ${f(q!.noQuotaRps, 0)} req/s)`,
+      (upDown === undefined ? '' : `${signed(v, 1)}% in one process, its service switched off and on (${upDown.pairs} pairs: up ${f(upDown.on.rps, 0)}, down ${f(upDown.off.rps, 0)} req/s); `) +
+      `${signed(q!.downVsUpPct, 1)}% two processes side by side (up vs no quota ${f(q!.upVsNoQuotaPct, 1)}%; each sharing the core: up ${f(q!.upRps, 0)}, down ${f(q!.downRps, 0)}, no quota ${f(q!.noQuotaRps, 0)} req/s)`,
   );
   const verified = q?.verifiedToggled;
   add(
@@ -184,8 +185,8 @@ export function checks(r: BenchResult): Check[] {
     verified?.throughputPct ?? q?.verifiedVsUnverifiedPct,
     (v) => Math.abs(v) <= 2,
     (v) =>
-      (verified === undefined ? '' : `${sign(v, 1)}% in one process, switched between the two services (${verified.pairs} pairs); `) +
-      `${sign(q!.verifiedVsUnverifiedPct, 1)}% two processes side by side; quota RPCs per 1,000 requests: ${f(q!.rpcsPerThousandRequests, 2)}`,
+      (verified === undefined ? '' : `${signed(v, 1)}% in one process, switched between the two services (${verified.pairs} pairs); `) +
+      `${signed(q!.verifiedVsUnverifiedPct, 1)}% two processes side by side; quota RPCs per 1,000 requests: ${f(q!.rpcsPerThousandRequests, 2)}`,
   );
   const slow = r.targets['sidecar-quota-slow'];
   const tog = q?.slowToggled;
@@ -197,9 +198,9 @@ export function checks(r: BenchResult): Check[] {
     () =>
       (tog === undefined
         ? ''
-        : `same process, quota switched off and on (${tog.pairs} pairs): throughput ${sign(tog.throughputPct, 1)}% (${f(tog.on.rps, 0)} vs ${f(tog.off.rps, 0)} req/s), ` +
-          `CPU per request ${sign(tog.cpuPct, 1)}% (${f(tog.on.cpuUs, 1)} vs ${f(tog.off.cpuUs, 1)} µs), c=1 p50 ${sign(tog.c1P50AddedMs, 3)} ms (${sign(pctOf(tog.c1P50AddedMs, tog.off.c1P50Ms), 1)}%), ` +
-          `p99 ${sign(tog.c1P99AddedMs, 3)} ms (${sign(pctOf(tog.c1P99AddedMs, tog.off.c1P99Ms), 1)}%); separate processes: `) +
+        : `same process, quota switched off and on (${tog.pairs} pairs): throughput ${signed(tog.throughputPct, 1)}% (${f(tog.on.rps, 0)} vs ${f(tog.off.rps, 0)} req/s), ` +
+          `CPU per request ${signed(tog.cpuPct, 1)}% (${f(tog.on.cpuUs, 1)} vs ${f(tog.off.cpuUs, 1)} µs), c=1 p50 ${signed(tog.c1P50AddedMs, 3)} ms (${signed(pctOf(tog.c1P50AddedMs, tog.off.c1P50Ms), 1)}%), ` +
+          `p99 ${signed(tog.c1P99AddedMs, 3)} ms (${signed(pctOf(tog.c1P99AddedMs, tog.off.c1P99Ms), 1)}%); separate processes: `) +
       `${q!.slowVsNoQuota === undefined ? '' : `${instancesText(q!.slowVsNoQuota)}; `}one process each side by side ${f(q!.slowVsNoQuotaPct, 1)}%; c=1 p50 ${f(slow?.c1P50Ms.median, 3)} vs ${f(sc?.c1P50Ms.median, 3)} ms, p99 ${f(slow?.c1P99Ms.median, 3)} vs ${f(sc?.c1P99Ms.median, 3)} ms`,
   );
   const h = r.hostile;

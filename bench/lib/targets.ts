@@ -171,6 +171,12 @@ export async function reloadConfig(s: ServerSpec, change: (config: Record<string
   }
 }
 
+/**
+ * A sidecar's `quota` section as the benches give it: `section` with a fail-open allowance no bench load
+ * reaches, so a service out of reach (or being switched) never refuses a measured request.
+ */
+export const benchQuota = (section: Record<string, unknown>): Record<string, unknown> => ({ ...section, failOpenTokensPerMinute: 1_000_000_000 });
+
 /** A quota service of the run, with what a sidecar's `quota` config needs to use it. */
 export interface BenchQuotaService {
   address: string;
