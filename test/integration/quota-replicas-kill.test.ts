@@ -53,10 +53,11 @@ const AFTER_LAST_KILL_MS = 5000;
 const RESTART_AFTER_MS = 1000;
 /**
  * A kill waits for lease calls carrying usage reports to be in flight: two of them for its first
- * KILL_PICKY_MS, then one, and gives up waiting after KILL_WAIT_MS (the check then fails).
+ * KILL_PICKY_MS, then one, and gives up waiting after KILL_WAIT_MS (the check then fails). On a loaded
+ * machine, after two kills, 5 s once passed with none in flight (one CI run in six): the wait is generous.
  */
 const KILL_PICKY_MS = 2000;
-const KILL_WAIT_MS = 5000;
+const KILL_WAIT_MS = 15_000;
 const RECOVERY_MS = 1000;
 
 let pg: TestPostgres | undefined;
