@@ -35,7 +35,7 @@ import { priceReport } from './report-pricing.js';
 import type { AllocatorStore } from './allocator-store.js';
 import type { BudgetRow, BudgetUnit, ModelUsageRow, ScopeUsageRow } from './store.js';
 import { usageSpans, type UsageOptions } from './usage-query.js';
-import { windowAt, type WindowName } from './windows.js';
+import { windowAt, windows, type WindowName } from './windows.js';
 import { DEFAULT_HORIZON_MS, MIN_DEMAND } from './lease-sizing.js';
 import { emptyState, grantUnit, unitFailOpen, type PriorityClass, type UnitGrant, type UnitState } from './unit-grant.js';
 
@@ -472,18 +472,21 @@ export class Allocator {
       lease.windows = current;
     }
     const others = (scope: string): Iterable<Lease> => this.byScope.get(scope) ?? [];
-    const common = { lease, others, now, horizonMs: this.horizonMs };
+    // Each input written out, not spread from a common one: objects made by a spread outlived many
+    // young-generation collections here (promoted, then dropped by a full one).
+    const grantOf = (state: UnitState, unitBudgets: typeof tokenBudgets, stateOf: (l: Lease) => UnitState | undefined, unitNeed: number): UnitGrant =>
+      grantUnit({ lease, others, now, horizonMs: this.horizonMs, state, budgets: unitBudgets, stateOf, need: unitNeed });
     // Tokens: against the token budgets (none: topped up to the lease's target with no limit).
-    const t = grantUnit({ ...common, state: lease, budgets: tokenBudgets, stateOf: (l) => l, need });
+    const t = grantOf(lease, tokenBudgets, (l) => l, need);
     // Dollars: a lease that keeps a USD balance is granted from the USD budgets like tokens; one that keeps
     // none (an older sidecar) gets nothing while a USD budget's window is spent (or held) for its class.
     let u: UnitGrant | undefined;
     let blocked = false;
     if (usdBudgets.length > 0) {
       const stateOf = (l: Lease): UnitState | undefined => l.nano;
-      if (lease.nano !== undefined) u = grantUnit({ ...common, state: lease.nano, budgets: usdBudgets, stateOf, need: needNano });
+      if (lease.nano !== undefined) u = grantOf(lease.nano, usdBudgets, stateOf, needNano);
       else {
-        u = grantUnit({ ...common, state: emptyState(), budgets: usdBudgets, stateOf, need: 1 });
+        u = grantOf(emptyState(), usdBudgets, stateOf, 1);
         blocked = u.refusals.length > 0;
       }
     }
@@ -550,7 +553,11 @@ export class Allocator {
   private apply(scopes: string[], incarnation: string, sorted: UsageReport[], lease: Lease | undefined): number {
     let acked = this.ackedOf(incarnation);
     // One write per scope and window touched (and per tag value and model in it), however many reports arrive.
+    // Flat maps, one entry per row written: a map per window sum made the sums outlive many young-generation
+    // collections (promoted, then dropped by a full one), the service's largest source of GC pauses.
     const sums = new Map<string, WindowSum>();
+    const byModel = new Map<string, ModelSum>();
+    const byTag = new Map<string, TagSum>();
     let reported = 0;
     let batchCost = 0;
     const prices = this.prices();
@@ -565,27 +572,30 @@ export class Allocator {
       if (unpriced !== undefined && tokens > 0) this.onUnpriced?.(unpriced, tokens);
       const modelKey = `${model.provider}\n${model.model}`;
       for (const scope of scopes) {
-        for (const w of ['minute', 'hour', 'day', 'month'] as const) {
+        for (const w of windows) {
           const span = windowAt(w, r.startedAtMs);
           const k = `${scope}|${w}|${span.startMs}`;
           let sum = sums.get(k);
-          if (sum === undefined) {
-            sums.set(k, (sum = { scope, window: w, startMs: span.startMs, endMs: span.endMs, tokens: 0, kinds: noKinds(), costNano: 0, byTag: new Map(), byModel: new Map() }));
-          }
+          if (sum === undefined) sums.set(k, (sum = { scope, window: w, startMs: span.startMs, endMs: span.endMs, tokens: 0, kinds: noKinds(), costNano: 0 }));
           sum.tokens += tokens;
           sum.costNano += cost;
           addKinds(sum.kinds, kinds);
           for (const tag of tags) {
-            const t = sum.byTag.get(tag.pair);
-            if (t === undefined) sum.byTag.set(tag.pair, { key: tag.key, value: tag.value, tokens, costNano: cost });
+            const tk = `${k}|${tag.pair}`;
+            const t = byTag.get(tk);
+            if (t === undefined) byTag.set(tk, { sum, key: tag.key, value: tag.value, tokens, costNano: cost });
             else {
               t.tokens += tokens;
               t.costNano += cost;
             }
           }
-          const m = sum.byModel.get(modelKey);
-          if (m === undefined) sum.byModel.set(modelKey, { ...model, tokens, totals: { ...kinds, costNano: cost } });
-          else {
+          const mk = `${k}|${modelKey}`;
+          const m = byModel.get(mk);
+          if (m === undefined) {
+            // Written out, not spread from `kinds`: a spread object here outlived young-generation collections.
+            const totals = { input: kinds.input, output: kinds.output, cachedInput: kinds.cachedInput, cacheWrite: kinds.cacheWrite, costNano: cost };
+            byModel.set(mk, { sum, provider: model.provider, model: model.model, tokens, totals });
+          } else {
             m.tokens += tokens;
             addKinds(m.totals, kinds);
             m.totals.costNano += cost;
@@ -602,13 +612,13 @@ export class Allocator {
     }
     for (const [k, s] of sums) {
       this.store.addUsage(s.scope, s.window, s.startMs, s.endMs, s.tokens, s.kinds, s.costNano);
-      for (const t of s.byTag.values()) this.store.addTaggedUsage(s.scope, s.window, s.startMs, s.endMs, t, t.tokens, t.costNano);
-      for (const m of s.byModel.values()) this.store.addModelUsage(s.scope, s.window, s, m, m.tokens, m.totals);
       const cached = this.used.get(k);
       if (cached !== undefined) this.used.set(k, cached + s.tokens);
       const cachedNano = this.usedNano.get(k);
       if (cachedNano !== undefined) this.usedNano.set(k, cachedNano + s.costNano);
     }
+    for (const t of byTag.values()) this.store.addTaggedUsage(t.sum.scope, t.sum.window, t.sum.startMs, t.sum.endMs, t, t.tokens, t.costNano);
+    for (const m of byModel.values()) this.store.addModelUsage(m.sum.scope, m.sum.window, m.sum, m, m.tokens, m.totals);
     if (acked !== this.ackedOf(incarnation)) {
       this.store.setAcked(incarnation, acked, this.clock.now());
       this.ackedBy.set(incarnation, acked);
@@ -699,8 +709,22 @@ interface WindowSum {
   tokens: number;
   kinds: TokenKinds;
   costNano: number;
-  /** By `key=value`. */
-  byTag: Map<string, { key: string; value: string; tokens: number; costNano: number }>;
-  /** By provider type and model. */
-  byModel: Map<string, { provider: string; model: string; tokens: number; totals: TokenKinds & { costNano: number } }>;
+}
+
+/** A window sum's share by `key=value`. */
+interface TagSum {
+  sum: WindowSum;
+  key: string;
+  value: string;
+  tokens: number;
+  costNano: number;
+}
+
+/** A window sum's share by provider type and model. */
+interface ModelSum {
+  sum: WindowSum;
+  provider: string;
+  model: string;
+  tokens: number;
+  totals: TokenKinds & { costNano: number };
 }

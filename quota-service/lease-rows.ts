@@ -66,7 +66,9 @@ export function leaseFromRow(row: LeaseRow, scopes: string[]): Lease {
 export function leaseRow(lease: Lease): LeaseRow {
   return {
     id: lease.id,
-    ...lease.identity,
+    namespace: lease.identity.namespace,
+    service: lease.identity.service,
+    pod: lease.identity.pod,
     team: '',
     priority: PRIORITIES.indexOf(lease.priority) + 1,
     incarnation: lease.incarnation,

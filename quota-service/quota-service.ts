@@ -44,6 +44,9 @@ export interface QuotaServiceOptions {
   pricesFile?: string;
 }
 
+/** The gRPC server's options (the RPC bench's no-op server takes them too). Channelz, gRPC's own introspection service, is not served: its per-call bookkeeping is pure cost here. */
+export const QUOTA_GRPC_SERVER_OPTIONS = { 'grpc.enable_channelz': 0 } as const;
+
 export interface QuotaService {
   readonly address: HostPort;
   readonly statusAddress: HostPort;
@@ -103,7 +106,10 @@ export async function startQuotaService(opts: QuotaServiceOptions): Promise<Quot
   const health = new HealthService(['llmgw.quota.v1.QuotaService', 'llmgw.quota.v1.QuotaAdmin']);
   // With client certificates, connections are renewed every half hour, so a client CA that was replaced
   // (a revoked client) stops being honoured on connections opened before the change too.
-  const server = new Server(opts.tls?.clientCaFile === undefined ? {} : { 'grpc.max_connection_age_ms': 1_800_000, 'grpc.max_connection_age_grace_ms': 30_000 });
+  const server = new Server({
+    ...QUOTA_GRPC_SERVER_OPTIONS,
+    ...(opts.tls?.clientCaFile === undefined ? {} : { 'grpc.max_connection_age_ms': 1_800_000, 'grpc.max_connection_age_grace_ms': 30_000 }),
+  });
   server.addService(
     proto.QuotaService.service,
     quotaServiceHandlers({ alloc: allocator, auth, metrics, logger, tls: tls !== undefined, prices: () => prices.current, ...(providerKeys ? { providerKeys } : {}) }),

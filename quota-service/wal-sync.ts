@@ -55,7 +55,11 @@ export function walSyncedTransaction(db: SqliteDatabase, now: () => number = () 
     if (wal !== undefined) closeSync(wal);
     wal = undefined;
   };
-  const full = (): void => void db.pragma('synchronous = FULL');
+  // Prepared once: they run on every turn. (Not the pragmas: SQLite applies `synchronous` when it prepares
+  // the statement, not when it runs it.)
+  const beginTurn = db.prepare('BEGIN IMMEDIATE');
+  const commitTurn = db.prepare('COMMIT');
+  const full = (): void => void db.exec('PRAGMA synchronous = FULL');
   const checkpoint = (): void => {
     lastCheckpoint = now();
     const [r] = db.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
@@ -63,9 +67,9 @@ export function walSyncedTransaction(db: SqliteDatabase, now: () => number = () 
   };
   return {
     begin: () => {
-      db.pragma(restartFrom === undefined ? 'synchronous = OFF' : 'synchronous = FULL');
+      db.exec(restartFrom === undefined ? 'PRAGMA synchronous = OFF' : 'PRAGMA synchronous = FULL');
       try {
-        db.exec('BEGIN IMMEDIATE');
+        beginTurn.run();
       } catch (err) {
         full();
         throw err;
@@ -73,7 +77,7 @@ export function walSyncedTransaction(db: SqliteDatabase, now: () => number = () 
     },
     commit: () => {
       try {
-        db.exec('COMMIT');
+        commitTurn.run();
       } finally {
         if (!db.inTransaction) full();
       }
