@@ -6,7 +6,11 @@
 // earlier ones answered, so queueing shows as latency). Per mode and rate: the calls answered per second
 // per replica and their p50 / p99 latency. Then the sidecars one replica can serve at the default lease TTL.
 //
-//   npm run build && npm run bench:quota [-- --quick] [--only sqlite|postgres|postgres-x2] [--out FILE]
+// The floor: the same load against a gRPC server with the service's protocol and options that answers at
+// once and stores nothing (noop-quota-server.ts). Its latency is what the load generator, gRPC and this
+// machine cost alone; no replica can show less.
+//
+//   npm run build && npm run bench:quota [-- --quick] [--only noop|sqlite|postgres|postgres-x2] [--out FILE]
 import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,11 +26,12 @@ import { shebangFlags } from './lib/targets.js';
 
 const quick = process.argv.includes('--quick');
 const onlyAt = process.argv.indexOf('--only');
-/** `--only sqlite|postgres|postgres-x2`: one mode. */
+/** `--only noop|sqlite|postgres|postgres-x2`: one mode. */
 const only = onlyAt >= 0 ? process.argv[onlyAt + 1] : undefined;
 const outAt = process.argv.indexOf('--out');
 const out = outAt >= 0 ? process.argv[outAt + 1] : undefined;
 const cli = fileURLToPath(new URL('../llmgw/main.mjs', import.meta.url));
+const noopServer = fileURLToPath(new URL('./noop-quota-server.js', import.meta.url));
 const NAMESPACES = 100;
 const SIDECARS = 1000;
 const SECONDS = quick ? 4 : 8;
@@ -62,13 +67,17 @@ function postgresCpuSeconds(): number {
   return s;
 }
 
-async function replica(name: string, work: string, store: { db: string } | { url: string }): Promise<{ proc: Proc; address: string }> {
+/** Where a replica keeps its state; `noop`: the floor server, which keeps none. */
+type Store = { db: string } | { url: string } | 'noop';
+
+async function replica(name: string, work: string, store: Store): Promise<{ proc: Proc; address: string }> {
   const port = await freePort();
   const status = await freePort();
+  const listen = ['--listen', `127.0.0.1:${port}`, '--status-listen', `127.0.0.1:${status}`];
   // As `llmgw` runs it: with the executable's own V8 flags.
-  const args = [...shebangFlags(cli), cli, 'quota-service', '--listen', `127.0.0.1:${port}`, '--status-listen', `127.0.0.1:${status}`, '--auth', 'none', '--log-level', 'warn'];
-  if ('db' in store) args.push('--db', store.db);
-  const env = 'url' in store ? { ...process.env, LLMGW_QUOTA_STORE: store.url } : process.env;
+  const args = store === 'noop' ? [...shebangFlags(cli), noopServer, ...listen] : [...shebangFlags(cli), cli, 'quota-service', ...listen, '--auth', 'none', '--log-level', 'warn'];
+  if (store !== 'noop' && 'db' in store) args.push('--db', store.db);
+  const env = store !== 'noop' && 'url' in store ? { ...process.env, LLMGW_QUOTA_STORE: store.url } : process.env;
   const proc = await startProc({ name, cmd: process.execPath, args, core: 0, env, logFile: join(work, `${name}.log`), readyUrl: `http://127.0.0.1:${status}/healthz/ready` });
   return { proc, address: `127.0.0.1:${port}` };
 }
@@ -103,13 +112,21 @@ async function sidecars(addresses: string[]): Promise<Sidecar[]> {
 
 /** `rate` renewals per second in all, for SECONDS, each with one usage report: latencies of those answered. */
 async function load(all: Sidecar[], rate: number): Promise<{ latencies: number[]; failed: number; seconds: number }> {
-  const latencies: number[] = [];
+  const total = rate * SECONDS;
+  // Preallocated, and no promise kept per call: what the load generator retains, it collects in full GCs
+  // that stall it, and its stalls count as the replica's latency.
+  const latencies = new Float64Array(total);
+  let answered = 0;
   let failed = 0;
   let next = 0;
-  const pending: Promise<void>[] = [];
-  const started = performance.now();
-  const total = rate * SECONDS;
   let sent = 0;
+  let settled = 0;
+  let allSettled = (): void => undefined;
+  const done = new Promise<void>((resolve) => (allSettled = resolve));
+  const settle = (): void => {
+    if (++settled === total) allSettled();
+  };
+  const started = performance.now();
   await new Promise<void>((resolve) => {
     const tick = setInterval(() => {
       const due = Math.min(total, Math.floor(((performance.now() - started) / 1000) * rate));
@@ -117,14 +134,13 @@ async function load(all: Sidecar[], rate: number): Promise<{ latencies: number[]
         const s = all[next++ % all.length]!;
         s.sequence++;
         const t0 = performance.now();
-        pending.push(
-          s.rpc
-            .renew({ leaseId: s.leaseId, needTokens: 0, demandTokensPerSecond: 100, unusedTokens: 0, renewal: s.sequence, pricesVersion: s.pricesVersion, reports: [{ sequence: s.sequence, tokens: 100, startedAtMs: Date.now(), model: 'gpt-4o-mini', providerType: 'openai' }] }, 10_000)
-            .then(
-              () => void latencies.push(performance.now() - t0),
-              () => void failed++,
-            ),
-        );
+        s.rpc
+          .renew({ leaseId: s.leaseId, needTokens: 0, demandTokensPerSecond: 100, unusedTokens: 0, renewal: s.sequence, pricesVersion: s.pricesVersion, reports: [{ sequence: s.sequence, tokens: 100, startedAtMs: Date.now(), model: 'gpt-4o-mini', providerType: 'openai' }] }, 10_000)
+          .then(
+            () => void (latencies[answered++] = performance.now() - t0),
+            () => void failed++,
+          )
+          .finally(settle);
       }
       if (sent >= total) {
         clearInterval(tick);
@@ -132,15 +148,15 @@ async function load(all: Sidecar[], rate: number): Promise<{ latencies: number[]
       }
     }, 2);
   });
-  await Promise.all(pending);
-  return { latencies, failed, seconds: (performance.now() - started) / 1000 };
+  if (total > 0) await done;
+  return { latencies: Array.from(latencies.subarray(0, answered)), failed, seconds: (performance.now() - started) / 1000 };
 }
 
-async function mode(name: string, stores: ({ db: string } | { url: string })[], work: string): Promise<Point[]> {
+async function mode(name: string, stores: Store[], work: string): Promise<Point[]> {
   const replicas: { proc: Proc; address: string }[] = [];
   for (const [i, s] of stores.entries()) replicas.push(await replica(`${name}-${i}`, work, s));
   try {
-    await budgets(replicas[0]!.address);
+    if (stores[0] !== 'noop') await budgets(replicas[0]!.address);
     const all = await sidecars(replicas.map((r) => r.address));
     const points: Point[] = [];
     const replicaCpu = (): number => replicas.reduce((n, r) => n + cpuSeconds(r.proc.pid), 0);
@@ -157,7 +173,7 @@ async function mode(name: string, stores: ({ db: string } | { url: string })[], 
         p99Ms: percentile(r.latencies, 99),
         failed: r.failed,
         replicaCpuMs: ((replicaCpu() - cpu0.replica) * 1000) / answered,
-        databaseCpuMs: name === 'sqlite' ? 0 : ((postgresCpuSeconds() - cpu0.database) * 1000) / answered,
+        databaseCpuMs: name.startsWith('postgres') ? ((postgresCpuSeconds() - cpu0.database) * 1000) / answered : 0,
       };
       console.log(
         `${name.padEnd(12)} ${String(perReplica).padStart(5)}/s per replica → ${String(p.answeredPerReplica).padStart(5)}/s answered, p50 ${p.p50Ms.toFixed(2)} ms, p99 ${p.p99Ms.toFixed(2)} ms; CPU per call ${p.replicaCpuMs.toFixed(2)} ms replica, ${p.databaseCpuMs.toFixed(2)} ms database${p.failed > 0 ? `; ${p.failed} failed` : ''}`,
@@ -175,20 +191,22 @@ async function mode(name: string, stores: ({ db: string } | { url: string })[], 
 
 if (pinningAvailable()) pinSelf(1);
 const work = mkdtempSync(join(tmpdir(), 'llmgw-quota-bench-'));
-const pg = await startPostgres();
+const pg = only === undefined || only.startsWith('postgres') ? await startPostgres() : undefined;
 const results: Point[] = [];
 try {
+  if (only === undefined || only === 'noop') results.push(...(await mode('noop', ['noop'], work)));
   if (only === undefined || only === 'sqlite') results.push(...(await mode('sqlite', [{ db: join(work, 'quota.db') }], work)));
-  if (only === undefined || only === 'postgres') results.push(...(await mode('postgres', [{ url: await pg.createDatabase() }], work)));
-  const shared = only === undefined || only === 'postgres-x2' ? await pg.createDatabase() : undefined;
+  if (pg !== undefined && (only === undefined || only === 'postgres')) results.push(...(await mode('postgres', [{ url: await pg.createDatabase() }], work)));
+  const shared = pg !== undefined && (only === undefined || only === 'postgres-x2') ? await pg.createDatabase() : undefined;
   if (shared !== undefined) results.push(...(await mode('postgres x2', [{ url: shared }, { url: shared }], work)));
 } finally {
-  await pg.stop();
+  await pg?.stop();
   rmSync(work, { recursive: true, force: true });
 }
 // The sidecars one replica serves: its best rate within a p99 bound, over the calls a sidecar makes at the
 // default TTL (a renewal every 10 s for each priority class it uses, up to 3). The target bound is 5 ms; a
 // renewal made ahead of need waits on nobody, so 50 ms is shown too.
+for (const p of results.filter((r) => r.mode === 'noop')) console.log(`floor (noop server): p99 ${p.p99Ms.toFixed(2)} ms at ${p.targetPerReplica}/s`);
 for (const m of ['sqlite', 'postgres', 'postgres x2']) {
   const best = (p99: number): number => Math.max(0, ...results.filter((p) => p.mode === m && p.p99Ms <= p99 && p.failed === 0).map((p) => p.answeredPerReplica));
   for (const bound of [5, 50]) {
