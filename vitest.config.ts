@@ -34,6 +34,7 @@ export default defineConfig({
             'test/integration/quota-replicas.test.ts',
             'test/integration/quota-replicas-kill.test.ts',
             'test/integration/quota-store-contract.test.ts',
+            'test/integration/quota-lease-functions.test.ts',
             'test/integration/quota-store-postgres.test.ts',
             'test/integration/quota-migrate.test.ts',
             // Starts no quota service (TLS of a bare grpc-js server).

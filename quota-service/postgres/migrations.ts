@@ -4,6 +4,7 @@
 import type pg from 'pg';
 import { SCHEMA_V1 } from './schema-v1.js';
 import { SCHEMA_V2 } from './schema-v2.js';
+import { SCHEMA_V3 } from './schema-v3.js';
 
 export interface Migration {
   /** 1, 2, …: applied in this order, each once. */
@@ -17,6 +18,7 @@ export interface Migration {
 export const MIGRATIONS: readonly Migration[] = [
   { version: 1, name: 'initial schema', sql: SCHEMA_V1 },
   { version: 2, name: 'lease call functions', sql: SCHEMA_V2 },
+  { version: 3, name: 'lease call lookups by index', sql: SCHEMA_V3 },
 ];
 
 /** The advisory lock's key: arbitrary, but the same in every build forever (bigint, passed as text). */
