@@ -36,6 +36,54 @@ const SNAPSHOT_JSON = `json_build_object(
         (SELECT incarnation, sequence, owner, covered, reported, flagged FROM acked WHERE incarnation = ANY(incarnations)) a)
     )`;
 
+/** The parts of llmgw_apply that later migrations' versions of it keep unchanged. */
+export const APPLY_USAGE = `  INSERT INTO consumption AS t (scope, window_name, start_ms, end_ms, used, input, output, cached_input, cache_write, cost_nano)
+    SELECT r.scope, r."window", r."startMs", r."endMs", r.tokens, r.input, r.output, r."cachedInput", r."cacheWrite", r."costNano"
+    FROM jsonb_to_recordset(changes->'usage') AS r(scope text, "window" text, "startMs" bigint, "endMs" bigint, tokens bigint,
+      input bigint, output bigint, "cachedInput" bigint, "cacheWrite" bigint, "costNano" bigint)
+    ON CONFLICT (scope, window_name, start_ms) DO UPDATE SET used = t.used + EXCLUDED.used, input = t.input + EXCLUDED.input,
+      output = t.output + EXCLUDED.output, cached_input = t.cached_input + EXCLUDED.cached_input,
+      cache_write = t.cache_write + EXCLUDED.cache_write, cost_nano = t.cost_nano + EXCLUDED.cost_nano;
+
+  INSERT INTO tagged_consumption AS t (scope, window_name, start_ms, end_ms, tag_key, tag_value, used, cost_nano)
+    SELECT r.scope, r."window", r."startMs", r."endMs", r.key, r.value, r.tokens, r."costNano"
+    FROM jsonb_to_recordset(changes->'tagged') AS r(scope text, "window" text, "startMs" bigint, "endMs" bigint, key text, value text, tokens bigint, "costNano" bigint)
+    ON CONFLICT (scope, window_name, start_ms, tag_key, tag_value) DO UPDATE SET used = t.used + EXCLUDED.used, cost_nano = t.cost_nano + EXCLUDED.cost_nano;
+
+`;
+export const APPLY_MODEL_INSERT = `    INSERT INTO model_consumption AS t (scope, window_name, start_ms, end_ms, provider, model, used, input, output, cached_input, cache_write, cost_nano)
+      VALUES (m.scope, m."window", m."startMs", m."endMs", CASE WHEN kept THEN m.provider ELSE '' END, CASE WHEN kept THEN m.model ELSE other_model END,
+        m.tokens, m.input, m.output, m."cachedInput", m."cacheWrite", m."costNano")
+      ON CONFLICT (scope, window_name, start_ms, provider, model) DO UPDATE SET used = t.used + EXCLUDED.used, input = t.input + EXCLUDED.input,
+        output = t.output + EXCLUDED.output, cached_input = t.cached_input + EXCLUDED.cached_input,
+        cache_write = t.cache_write + EXCLUDED.cache_write, cost_nano = t.cost_nano + EXCLUDED.cost_nano;
+`;
+export const APPLY_LEASES_AND_SEQUENCES = `  INSERT INTO leases (id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens, expires_at_ms,
+      renew_at_ms, windows, owner, fail_open, fail_open_next, usd, outstanding_nano, demand_nano, request_nano, fail_open_nano, fail_open_next_nano, claim, renewal)
+    SELECT r.id, r.namespace, r.service, r.team, r.pod, r.priority, r.incarnation, r.outstanding, r.demand, r."requestTokens", r."expiresAtMs",
+      r."renewAtMs", r.windows, r.owner, r."failOpen", r."failOpenNext", r.usd, r."outstandingNano", r."demandNano", r."requestNano",
+      r."failOpenNano", r."failOpenNextNano", r.claim, r.renewal
+    FROM jsonb_to_recordset(changes->'savedLeases') AS r(id text, namespace text, service text, team text, pod text, priority smallint, incarnation text,
+      outstanding bigint, demand double precision, "requestTokens" double precision, "expiresAtMs" bigint, "renewAtMs" bigint, windows text, owner text,
+      "failOpen" bigint, "failOpenNext" bigint, usd smallint, "outstandingNano" bigint, "demandNano" double precision, "requestNano" double precision,
+      "failOpenNano" bigint, "failOpenNextNano" bigint, claim text, renewal bigint)
+    ON CONFLICT (id) DO UPDATE SET outstanding = EXCLUDED.outstanding, demand = EXCLUDED.demand, request_tokens = EXCLUDED.request_tokens,
+      expires_at_ms = EXCLUDED.expires_at_ms, renew_at_ms = EXCLUDED.renew_at_ms, windows = EXCLUDED.windows,
+      fail_open = EXCLUDED.fail_open, fail_open_next = EXCLUDED.fail_open_next, usd = EXCLUDED.usd, outstanding_nano = EXCLUDED.outstanding_nano,
+      demand_nano = EXCLUDED.demand_nano, request_nano = EXCLUDED.request_nano, fail_open_nano = EXCLUDED.fail_open_nano,
+      fail_open_next_nano = EXCLUDED.fail_open_next_nano, claim = EXCLUDED.claim, renewal = EXCLUDED.renewal;
+
+  INSERT INTO acked (incarnation, sequence, seen_ms, owner)
+    SELECT r.incarnation, 0, r."seenMs", r.owner FROM jsonb_to_recordset(changes->'owners') AS r(incarnation text, owner text, "seenMs" bigint)
+    ON CONFLICT (incarnation) DO UPDATE SET owner = EXCLUDED.owner, seen_ms = EXCLUDED.seen_ms;
+  INSERT INTO acked (incarnation, sequence, seen_ms)
+    SELECT r.incarnation, r.sequence, r."seenMs" FROM jsonb_to_recordset(changes->'acked') AS r(incarnation text, sequence bigint, "seenMs" bigint)
+    ON CONFLICT (incarnation) DO UPDATE SET sequence = EXCLUDED.sequence, seen_ms = EXCLUDED.seen_ms;
+  INSERT INTO acked (incarnation, sequence, seen_ms, covered, reported, flagged)
+    SELECT r.incarnation, 0, now_ms, r.covered, r.reported, r.flagged FROM jsonb_to_recordset(changes->'coverage') AS r(incarnation text, covered bigint, reported bigint, flagged boolean)
+    ON CONFLICT (incarnation) DO UPDATE SET covered = EXCLUDED.covered, reported = EXCLUDED.reported, flagged = EXCLUDED.flagged;
+`;
+
 export const SCHEMA_V2 = `
 CREATE FUNCTION llmgw_lock_and_load(keys text[], namespaces text[], incarnations text[], now_ms bigint, starts bigint[], extra_scopes text[], extra_windows text[], lock_seed bigint)
 RETURNS json LANGUAGE plpgsql AS $fn$
@@ -70,56 +118,13 @@ DECLARE
   m record;
   kept boolean;
 BEGIN
-  INSERT INTO consumption AS t (scope, window_name, start_ms, end_ms, used, input, output, cached_input, cache_write, cost_nano)
-    SELECT r.scope, r."window", r."startMs", r."endMs", r.tokens, r.input, r.output, r."cachedInput", r."cacheWrite", r."costNano"
-    FROM jsonb_to_recordset(changes->'usage') AS r(scope text, "window" text, "startMs" bigint, "endMs" bigint, tokens bigint,
-      input bigint, output bigint, "cachedInput" bigint, "cacheWrite" bigint, "costNano" bigint)
-    ON CONFLICT (scope, window_name, start_ms) DO UPDATE SET used = t.used + EXCLUDED.used, input = t.input + EXCLUDED.input,
-      output = t.output + EXCLUDED.output, cached_input = t.cached_input + EXCLUDED.cached_input,
-      cache_write = t.cache_write + EXCLUDED.cache_write, cost_nano = t.cost_nano + EXCLUDED.cost_nano;
-
-  INSERT INTO tagged_consumption AS t (scope, window_name, start_ms, end_ms, tag_key, tag_value, used, cost_nano)
-    SELECT r.scope, r."window", r."startMs", r."endMs", r.key, r.value, r.tokens, r."costNano"
-    FROM jsonb_to_recordset(changes->'tagged') AS r(scope text, "window" text, "startMs" bigint, "endMs" bigint, key text, value text, tokens bigint, "costNano" bigint)
-    ON CONFLICT (scope, window_name, start_ms, tag_key, tag_value) DO UPDATE SET used = t.used + EXCLUDED.used, cost_nano = t.cost_nano + EXCLUDED.cost_nano;
-
-  FOR m IN SELECT * FROM jsonb_to_recordset(changes->'models') AS r(scope text, "window" text, "startMs" bigint, "endMs" bigint,
+${APPLY_USAGE}  FOR m IN SELECT * FROM jsonb_to_recordset(changes->'models') AS r(scope text, "window" text, "startMs" bigint, "endMs" bigint,
       provider text, model text, tokens bigint, input bigint, output bigint, "cachedInput" bigint, "cacheWrite" bigint, "costNano" bigint) LOOP
     kept := EXISTS (SELECT 1 FROM model_consumption WHERE scope = m.scope AND window_name = m."window" AND start_ms = m."startMs" AND provider = m.provider AND model = m.model)
       OR (SELECT count(*) FROM model_consumption WHERE scope = m.scope AND window_name = m."window" AND start_ms = m."startMs") < model_cap;
-    INSERT INTO model_consumption AS t (scope, window_name, start_ms, end_ms, provider, model, used, input, output, cached_input, cache_write, cost_nano)
-      VALUES (m.scope, m."window", m."startMs", m."endMs", CASE WHEN kept THEN m.provider ELSE '' END, CASE WHEN kept THEN m.model ELSE other_model END,
-        m.tokens, m.input, m.output, m."cachedInput", m."cacheWrite", m."costNano")
-      ON CONFLICT (scope, window_name, start_ms, provider, model) DO UPDATE SET used = t.used + EXCLUDED.used, input = t.input + EXCLUDED.input,
-        output = t.output + EXCLUDED.output, cached_input = t.cached_input + EXCLUDED.cached_input,
-        cache_write = t.cache_write + EXCLUDED.cache_write, cost_nano = t.cost_nano + EXCLUDED.cost_nano;
-  END LOOP;
+${APPLY_MODEL_INSERT}  END LOOP;
 
   DELETE FROM leases WHERE id IN (SELECT jsonb_array_elements_text(changes->'deletedLeases'));
-  INSERT INTO leases (id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens, expires_at_ms,
-      renew_at_ms, windows, owner, fail_open, fail_open_next, usd, outstanding_nano, demand_nano, request_nano, fail_open_nano, fail_open_next_nano, claim, renewal)
-    SELECT r.id, r.namespace, r.service, r.team, r.pod, r.priority, r.incarnation, r.outstanding, r.demand, r."requestTokens", r."expiresAtMs",
-      r."renewAtMs", r.windows, r.owner, r."failOpen", r."failOpenNext", r.usd, r."outstandingNano", r."demandNano", r."requestNano",
-      r."failOpenNano", r."failOpenNextNano", r.claim, r.renewal
-    FROM jsonb_to_recordset(changes->'savedLeases') AS r(id text, namespace text, service text, team text, pod text, priority smallint, incarnation text,
-      outstanding bigint, demand double precision, "requestTokens" double precision, "expiresAtMs" bigint, "renewAtMs" bigint, windows text, owner text,
-      "failOpen" bigint, "failOpenNext" bigint, usd smallint, "outstandingNano" bigint, "demandNano" double precision, "requestNano" double precision,
-      "failOpenNano" bigint, "failOpenNextNano" bigint, claim text, renewal bigint)
-    ON CONFLICT (id) DO UPDATE SET outstanding = EXCLUDED.outstanding, demand = EXCLUDED.demand, request_tokens = EXCLUDED.request_tokens,
-      expires_at_ms = EXCLUDED.expires_at_ms, renew_at_ms = EXCLUDED.renew_at_ms, windows = EXCLUDED.windows,
-      fail_open = EXCLUDED.fail_open, fail_open_next = EXCLUDED.fail_open_next, usd = EXCLUDED.usd, outstanding_nano = EXCLUDED.outstanding_nano,
-      demand_nano = EXCLUDED.demand_nano, request_nano = EXCLUDED.request_nano, fail_open_nano = EXCLUDED.fail_open_nano,
-      fail_open_next_nano = EXCLUDED.fail_open_next_nano, claim = EXCLUDED.claim, renewal = EXCLUDED.renewal;
-
-  INSERT INTO acked (incarnation, sequence, seen_ms, owner)
-    SELECT r.incarnation, 0, r."seenMs", r.owner FROM jsonb_to_recordset(changes->'owners') AS r(incarnation text, owner text, "seenMs" bigint)
-    ON CONFLICT (incarnation) DO UPDATE SET owner = EXCLUDED.owner, seen_ms = EXCLUDED.seen_ms;
-  INSERT INTO acked (incarnation, sequence, seen_ms)
-    SELECT r.incarnation, r.sequence, r."seenMs" FROM jsonb_to_recordset(changes->'acked') AS r(incarnation text, sequence bigint, "seenMs" bigint)
-    ON CONFLICT (incarnation) DO UPDATE SET sequence = EXCLUDED.sequence, seen_ms = EXCLUDED.seen_ms;
-  INSERT INTO acked (incarnation, sequence, seen_ms, covered, reported, flagged)
-    SELECT r.incarnation, 0, now_ms, r.covered, r.reported, r.flagged FROM jsonb_to_recordset(changes->'coverage') AS r(incarnation text, covered bigint, reported bigint, flagged boolean)
-    ON CONFLICT (incarnation) DO UPDATE SET covered = EXCLUDED.covered, reported = EXCLUDED.reported, flagged = EXCLUDED.flagged;
-END
+${APPLY_LEASES_AND_SEQUENCES}END
 $fn$;
 `;

@@ -96,7 +96,7 @@ describe('llmgw_lock_and_load', () => {
     }));
 
   it("finds a call's rows by index, not by reading the tables, whatever they hold", () =>
-    withDatabase(async (store, pool) => {
+    withDatabase(async (_store, pool) => {
       // A large cluster's tables: 2,000 namespaces' budgets and teams, 30 days of their daily windows, 20,000 leases and incarnations.
       await pool.query(`INSERT INTO budgets SELECT 'namespace/ns-' || i, 'day', 'tokens', 1000000, 0.1, 0.2 FROM generate_series(1, 2000) i`);
       await pool.query(`INSERT INTO consumption (scope, window_name, start_ms, end_ms, used)
