@@ -472,8 +472,8 @@ export class Allocator {
       lease.windows = current;
     }
     const others = (scope: string): Iterable<Lease> => this.byScope.get(scope) ?? [];
-    // Each input written out, not spread from a common one: objects made by a spread outlived many
-    // young-generation collections here (promoted, then dropped by a full one).
+    // Each input written out, not spread from a common one: objects made by a spread here outlived
+    // young-generation collections (promoted, then dropped by a full one).
     const grantOf = (state: UnitState, unitBudgets: typeof tokenBudgets, stateOf: (l: Lease) => UnitState | undefined, unitNeed: number): UnitGrant =>
       grantUnit({ lease, others, now, horizonMs: this.horizonMs, state, budgets: unitBudgets, stateOf, need: unitNeed });
     // Tokens: against the token budgets (none: topped up to the lease's target with no limit).
@@ -553,8 +553,8 @@ export class Allocator {
   private apply(scopes: string[], incarnation: string, sorted: UsageReport[], lease: Lease | undefined): number {
     let acked = this.ackedOf(incarnation);
     // One write per scope and window touched (and per tag value and model in it), however many reports arrive.
-    // Flat maps, one entry per row written: a map per window sum made the sums outlive many young-generation
-    // collections (promoted, then dropped by a full one), the service's largest source of GC pauses.
+    // Flat maps, one entry per row written: two maps per window sum cost more, and kept more of a call's
+    // objects past young-generation collections (`npm run bench:quota-alloc` shows what a renewal keeps).
     const sums = new Map<string, WindowSum>();
     const byModel = new Map<string, ModelSum>();
     const byTag = new Map<string, TagSum>();
@@ -592,7 +592,7 @@ export class Allocator {
           const mk = `${k}|${modelKey}`;
           const m = byModel.get(mk);
           if (m === undefined) {
-            // Written out, not spread from `kinds`: a spread object here outlived young-generation collections.
+            // Written out, not spread from `kinds`: an object made by a spread here outlived young-generation collections.
             const totals = { input: kinds.input, output: kinds.output, cachedInput: kinds.cachedInput, cacheWrite: kinds.cacheWrite, costNano: cost };
             byModel.set(mk, { sum, provider: model.provider, model: model.model, tokens, totals });
           } else {

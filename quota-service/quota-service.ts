@@ -44,7 +44,10 @@ export interface QuotaServiceOptions {
   pricesFile?: string;
 }
 
-/** The gRPC server's options (the RPC bench's no-op server takes them too). Channelz, gRPC's own introspection service, is not served: its per-call bookkeeping is pure cost here. */
+/**
+ * The gRPC server's options (the RPC bench's no-op server takes them too). Channelz, gRPC's own
+ * introspection service, is not served: its per-call bookkeeping is pure cost here.
+ */
 export const QUOTA_GRPC_SERVER_OPTIONS = { 'grpc.enable_channelz': 0 } as const;
 
 export interface QuotaService {
