@@ -14,16 +14,27 @@
 //
 // JSON numbers are exact for the store's values (below 2^53).
 
-/** The snapshot's document, over the CTE call_budgets (the budgets the call reads). */
-const SNAPSHOT_JSON = `json_build_object(
-      'budgets', (SELECT coalesce(json_agg(b ORDER BY b.unit = 'usd', b.scope, b."window"), '[]') FROM
+/** The parts of llmgw_lock_and_load that later migrations' versions of it keep unchanged. */
+export const LOCK_AND_LOAD_SIGNATURE = `llmgw_lock_and_load(keys text[], namespaces text[], incarnations text[], now_ms bigint, starts bigint[], extra_scopes text[], extra_windows text[], lock_seed bigint)`;
+export const LOCK_KEYS = `  PERFORM pg_advisory_xact_lock(hashtextextended(k, lock_seed)) FROM (SELECT k FROM unnest(keys) WITH ORDINALITY AS u(k, i) ORDER BY i) s;
+`;
+export const SNAPSHOT_BUDGETS = `      'budgets', (SELECT coalesce(json_agg(b ORDER BY b.unit = 'usd', b.scope, b."window"), '[]') FROM
         (SELECT scope, window_name AS "window", unit, amount AS tokens, batch_floor AS "batchFloor", background_floor AS "backgroundFloor" FROM call_budgets) b),
-      'leases', (SELECT coalesce(json_agg(l ORDER BY l.id), '[]') FROM
-        (SELECT id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens AS "requestTokens",
+`;
+/** The live leases' columns, up to the filter that follows. */
+export const SNAPSHOT_LEASES_WHERE = `(SELECT id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens AS "requestTokens",
           expires_at_ms AS "expiresAtMs", renew_at_ms AS "renewAtMs", windows, owner, fail_open AS "failOpen", fail_open_next AS "failOpenNext",
           usd, outstanding_nano AS "outstandingNano", demand_nano AS "demandNano", request_nano AS "requestNano",
           fail_open_nano AS "failOpenNano", fail_open_next_nano AS "failOpenNextNano", renewal, claim
-          FROM leases WHERE expires_at_ms > now_ms AND (namespaces IS NULL OR namespace = ANY(namespaces))) l),
+          FROM leases WHERE `;
+export const SNAPSHOT_ACKED = `      'acked', (SELECT coalesce(json_agg(a), '[]') FROM
+        (SELECT incarnation, sequence, owner, covered, reported, flagged FROM acked WHERE incarnation = ANY(incarnations)) a)
+`;
+
+/** The snapshot's document, over the CTE call_budgets (the budgets the call reads). */
+const SNAPSHOT_JSON = `json_build_object(
+${SNAPSHOT_BUDGETS}      'leases', (SELECT coalesce(json_agg(l ORDER BY l.id), '[]') FROM
+        ${SNAPSHOT_LEASES_WHERE}expires_at_ms > now_ms AND (namespaces IS NULL OR namespace = ANY(namespaces))) l),
       'teams', (SELECT coalesce(json_agg(t ORDER BY t.team, t.namespace), '[]') FROM
         (SELECT team, namespace FROM team_namespaces WHERE namespaces IS NULL OR team IN (SELECT team FROM team_namespaces WHERE namespace = ANY(namespaces))) t),
       -- Each budget's current window by the whole primary key (not every window the scope ever had).
@@ -32,9 +43,7 @@ const SNAPSHOT_JSON = `json_build_object(
           JOIN (SELECT k.scope, k.window_name, CASE k.window_name WHEN 'minute' THEN starts[1] WHEN 'hour' THEN starts[2] WHEN 'day' THEN starts[3] ELSE starts[4] END AS start_ms
             FROM (SELECT scope, window_name FROM call_budgets UNION SELECT * FROM unnest(extra_scopes, extra_windows)) k) w
           ON c.scope = w.scope AND c.window_name = w.window_name AND c.start_ms = w.start_ms) u),
-      'acked', (SELECT coalesce(json_agg(a), '[]') FROM
-        (SELECT incarnation, sequence, owner, covered, reported, flagged FROM acked WHERE incarnation = ANY(incarnations)) a)
-    )`;
+${SNAPSHOT_ACKED}    )`;
 
 /** The parts of llmgw_apply that later migrations' versions of it keep unchanged. */
 export const APPLY_USAGE = `  INSERT INTO consumption AS t (scope, window_name, start_ms, end_ms, used, input, output, cached_input, cache_write, cost_nano)
@@ -85,13 +94,12 @@ export const APPLY_LEASES_AND_SEQUENCES = `  INSERT INTO leases (id, namespace, 
 `;
 
 export const SCHEMA_V2 = `
-CREATE FUNCTION llmgw_lock_and_load(keys text[], namespaces text[], incarnations text[], now_ms bigint, starts bigint[], extra_scopes text[], extra_windows text[], lock_seed bigint)
+CREATE FUNCTION ${LOCK_AND_LOAD_SIGNATURE}
 RETURNS json LANGUAGE plpgsql AS $fn$
 DECLARE
   result json;
 BEGIN
-  PERFORM pg_advisory_xact_lock(hashtextextended(k, lock_seed)) FROM (SELECT k FROM unnest(keys) WITH ORDINALITY AS u(k, i) ORDER BY i) s;
-  -- Two statements, so that each has a plan of its own: a lease call's reads go by index to its namespaces'
+${LOCK_KEYS}  -- Two statements, so that each has a plan of its own: a lease call's reads go by index to its namespaces'
   -- rows; an operator's read (namespaces NULL) takes every budget and live lease.
   IF namespaces IS NULL THEN
     WITH call_budgets AS (SELECT * FROM budgets)

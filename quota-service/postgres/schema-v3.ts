@@ -1,9 +1,9 @@
-// Migration 3: the lease call's two functions (schema-v2.ts) with every lookup by index, so that a call
-// costs the same whatever the tables hold. Under load (`npm run bench:quota`, statistics of the tables)
-// each call of migration 2 read whole tables: the consumption join hashed every window row ever kept
-// (they grow by the minute until retention deletes them), the budgets of a call's namespaces were found
-// by scanning every budget, and the live leases and teams through a filter that also matched "all
-// namespaces", which a plan kept for the function's later calls cannot narrow by index.
+// Migration 3: the lease call's two functions (schema-v2.ts), with lookups that go by index however the
+// planner sizes the tables, and fewer statements per model row. Under the RPC bench's load (`npm run
+// bench:quota`, the tables' statistics) every call of migration 2 read the budgets and consumption tables
+// whole (the current-windows join hashed every window row kept) and team_namespaces three times, which has
+// no index by namespace. With large tables and fresh statistics the planner did choose indexes for budgets
+// and windows; team_namespaces it still read whole.
 //
 // Now: a call's budgets are looked up by scope (= ANY of its scopes, and the key range of its namespaces'
 // services), each current window by its whole primary key, one at a time; an operator's read (namespaces
@@ -11,18 +11,21 @@
 // id; and teams by namespace have an index. llmgw_apply adds to a model row its window keeps already in one
 // statement (it ran three per model row, and a report touches eight), as SQLite does. What the functions
 // return and write is unchanged.
-import { APPLY_LEASES_AND_SEQUENCES, APPLY_MODEL_INSERT, APPLY_USAGE } from './schema-v2.js';
+import {
+  APPLY_LEASES_AND_SEQUENCES,
+  APPLY_MODEL_INSERT,
+  APPLY_USAGE,
+  LOCK_AND_LOAD_SIGNATURE,
+  LOCK_KEYS,
+  SNAPSHOT_ACKED,
+  SNAPSHOT_BUDGETS,
+  SNAPSHOT_LEASES_WHERE,
+} from './schema-v2.js';
 
 /** The snapshot document; `leases` and `teams`: the filters of those two lists (the rest goes by call_budgets). */
 const snapshotJson = (leases: string, teams: string): string => `json_build_object(
-      'budgets', (SELECT coalesce(json_agg(b ORDER BY b.unit = 'usd', b.scope, b."window"), '[]') FROM
-        (SELECT scope, window_name AS "window", unit, amount AS tokens, batch_floor AS "batchFloor", background_floor AS "backgroundFloor" FROM call_budgets) b),
-      'leases', (SELECT coalesce(json_agg(l ORDER BY l.id), '[]') FROM
-        (SELECT id, namespace, service, team, pod, priority, incarnation, outstanding, demand, request_tokens AS "requestTokens",
-          expires_at_ms AS "expiresAtMs", renew_at_ms AS "renewAtMs", windows, owner, fail_open AS "failOpen", fail_open_next AS "failOpenNext",
-          usd, outstanding_nano AS "outstandingNano", demand_nano AS "demandNano", request_nano AS "requestNano",
-          fail_open_nano AS "failOpenNano", fail_open_next_nano AS "failOpenNextNano", renewal, claim
-          FROM leases WHERE ${leases}) l),
+${SNAPSHOT_BUDGETS}      'leases', (SELECT coalesce(json_agg(l ORDER BY l.id), '[]') FROM
+        ${SNAPSHOT_LEASES_WHERE}${leases}) l),
       'teams', (SELECT coalesce(json_agg(t ORDER BY t.team, t.namespace), '[]') FROM
         (SELECT team, namespace FROM team_namespaces ${teams}) t),
       -- Each budget's current window by its whole primary key, one lookup per window (LIMIT: not flattened
@@ -33,21 +36,18 @@ const snapshotJson = (leases: string, teams: string): string => `json_build_obje
           CROSS JOIN LATERAL (SELECT * FROM consumption c WHERE c.scope = w.scope AND c.window_name = w.window_name
             AND c.start_ms = CASE w.window_name WHEN 'minute' THEN starts[1] WHEN 'hour' THEN starts[2] WHEN 'day' THEN starts[3] ELSE starts[4] END
             LIMIT 1) c) u),
-      'acked', (SELECT coalesce(json_agg(a), '[]') FROM
-        (SELECT incarnation, sequence, owner, covered, reported, flagged FROM acked WHERE incarnation = ANY(incarnations)) a)
-    )`;
+${SNAPSHOT_ACKED}    )`;
 
 export const SCHEMA_V3 = `
 CREATE INDEX team_namespaces_namespace ON team_namespaces (namespace);
 
-CREATE OR REPLACE FUNCTION llmgw_lock_and_load(keys text[], namespaces text[], incarnations text[], now_ms bigint, starts bigint[], extra_scopes text[], extra_windows text[], lock_seed bigint)
+CREATE OR REPLACE FUNCTION ${LOCK_AND_LOAD_SIGNATURE}
 RETURNS json LANGUAGE plpgsql AS $fn$
 DECLARE
   result json;
   scopes text[];
 BEGIN
-  PERFORM pg_advisory_xact_lock(hashtextextended(k, lock_seed)) FROM (SELECT k FROM unnest(keys) WITH ORDINALITY AS u(k, i) ORDER BY i) s;
-  IF namespaces IS NULL THEN
+${LOCK_KEYS}  IF namespaces IS NULL THEN
     -- An operator's read: every budget and live lease.
     WITH call_budgets AS (SELECT * FROM budgets)
     SELECT ${snapshotJson('expires_at_ms > now_ms', '')} INTO result;
