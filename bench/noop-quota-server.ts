@@ -6,16 +6,19 @@
 //   node dist/bench/noop-quota-server.js --listen HOST:PORT --status-listen HOST:PORT
 import { createServer } from 'node:http';
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { parseHostPort } from '../cli/args.js';
+import { listen } from '../common/http/listen.js';
 import { loadQuotaProto } from '../proto/load.js';
 import type { LeaseResponse, RenewLeaseRequest } from '../proto/messages.js';
 import { QUOTA_GRPC_SERVER_OPTIONS } from '../quota-service/quota-service.js';
 
-const arg = (name: string): string => {
-  const at = process.argv.indexOf(name);
-  const v = at >= 0 ? process.argv[at + 1] : undefined;
-  if (v === undefined) throw new Error(`${name} HOST:PORT is required`);
-  return v;
+/** `--listen HOST:PORT` and `--status-listen HOST:PORT`, read as the commands read them. */
+const hostPort = (flag: string) => {
+  const at = process.argv.indexOf(flag);
+  return parseHostPort(flag, at >= 0 ? (process.argv[at + 1] ?? '') : '');
 };
+const grpcAt = hostPort('--listen');
+const statusAt = hostPort('--status-listen');
 
 /** A lease answer as a renewal with nothing to grant gets it. */
 function answer(leaseId: string, acked: number): LeaseResponse {
@@ -31,9 +34,8 @@ const renew = (call: ServerUnaryCall<RenewLeaseRequest, LeaseResponse>, cb: send
 
 const server = new Server(QUOTA_GRPC_SERVER_OPTIONS);
 server.addService(loadQuotaProto().QuotaService.service, { AcquireLease: lease, RenewLease: renew } as UntypedServiceImplementation);
-server.bindAsync(arg('--listen'), ServerCredentials.createInsecure(), (err) => {
+server.bindAsync(`${grpcAt.host.includes(":") ? `[${grpcAt.host}]` : grpcAt.host}:${grpcAt.port}`, ServerCredentials.createInsecure(), (err) => {
   if (err !== null) throw err;
-  const [host, port] = arg('--status-listen').split(':');
-  createServer((_req, res) => res.end('ok')).listen(Number(port), host);
+  void listen(createServer((_req, res) => res.end('ok')), statusAt, '--status-listen');
 });
 process.on('SIGTERM', () => server.tryShutdown(() => process.exit(0)));

@@ -206,7 +206,6 @@ try {
 // The sidecars one replica serves: its best rate within a p99 bound, over the calls a sidecar makes at the
 // default TTL (a renewal every 10 s for each priority class it uses, up to 3). The target bound is 5 ms; a
 // renewal made ahead of need waits on nobody, so 50 ms is shown too.
-for (const p of results.filter((r) => r.mode === 'noop')) console.log(`floor (noop server): p99 ${p.p99Ms.toFixed(2)} ms at ${p.targetPerReplica}/s`);
 for (const m of ['sqlite', 'postgres', 'postgres x2']) {
   const best = (p99: number): number => Math.max(0, ...results.filter((p) => p.mode === m && p.p99Ms <= p99 && p.failed === 0).map((p) => p.answeredPerReplica));
   for (const bound of [5, 50]) {
