@@ -1,28 +1,22 @@
 // The two database functions a replica's lease call runs (postgres/schema-v3.ts), on a real PostgreSQL
 // server: what llmgw_lock_and_load reads for a call (its namespaces' budgets, teams, live leases and current
 // windows, nothing of other namespaces), what llmgw_apply writes (model rows past a window's cap fold into
-// `other`), and that both find their rows by index however large the tables are: a call that read whole
-// tables grew slower with every window and lease the cluster kept.
+// `other`), and that both find their rows by index on a large cluster's tables (migration 2 read
+// team_namespaces whole there: it had no index by namespace).
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { PgQuotaStore } from '../../quota-service/postgres/pg-store.js';
 import { flushChanges, lockAndLoad } from '../../quota-service/postgres/snapshot-sql.js';
 import type { Changes } from '../../quota-service/postgres/snapshot-store.js';
 import { MAX_MODELS_PER_WINDOW, OTHER_MODEL, type LeaseRow } from '../../quota-service/store-api.js';
 import { windowAt } from '../../quota-service/windows.js';
-import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { postgresPerFile } from '../helpers/postgres-per-file.js';
 
 const NOW = Date.UTC(2026, 10, 23, 10, 30, 0);
 const DAY = windowAt('day', NOW);
 const HOUR = windowAt('hour', NOW);
 
-let server: TestPostgres;
-beforeAll(async () => {
-  server = await startPostgres();
-}, 60_000);
-afterAll(async () => {
-  await server?.stop();
-});
+const server = postgresPerFile();
 
 function lease(id: string, namespace: string, expiresAtMs = NOW + 30_000): LeaseRow {
   return {
@@ -38,7 +32,7 @@ const noChanges = (): Changes => ({
 
 /** A database migrated to the latest schema, with a pool on it; both closed by `fn`'s end. */
 async function withDatabase(fn: (store: PgQuotaStore, pool: pg.Pool) => Promise<void>): Promise<void> {
-  const url = await server.createDatabase();
+  const url = await server().createDatabase();
   const store = await PgQuotaStore.open(url);
   const pool = new pg.Pool({ connectionString: url, max: 2 });
   try {

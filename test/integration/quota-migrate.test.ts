@@ -19,7 +19,7 @@ import { MAX_MODELS_PER_WINDOW, OTHER_MODEL, type LeaseRow, type QuotaStore } fr
 import { SqliteQuotaStore } from '../../quota-service/store.js';
 import { windowAt, windowBefore, type WindowName, type WindowSpan } from '../../quota-service/windows.js';
 import { killAll, runCli } from '../helpers/cli.js';
-import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { postgresPerFile } from '../helpers/postgres-per-file.js';
 
 const NOW = Date.UTC(2026, 10, 23, 10, 30, 0);
 const HOUR = windowAt('hour', NOW);
@@ -27,14 +27,12 @@ const EARLIER_HOUR = windowBefore('hour', NOW, 3);
 const DAY = windowAt('day', NOW);
 const MONTH = windowAt('month', NOW);
 
-let server: TestPostgres;
+const server = postgresPerFile();
 let dir: string;
-beforeAll(async () => {
-  server = await startPostgres();
+beforeAll(() => {
   dir = mkdtempSync(join(tmpdir(), 'llmgw-migrate-'));
-}, 60_000);
-afterAll(async () => {
-  await server?.stop();
+});
+afterAll(() => {
   if (dir !== undefined) rmSync(dir, { recursive: true, force: true });
 });
 afterEach(() => killAll());
@@ -145,7 +143,7 @@ describe('llmgw quota-service migrate', () => {
     const path = writeSource('full.db');
     const before = sha256(path);
     const files = readdirSync(dir).sort();
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
 
     const r = await runCli(['quota-service', 'migrate', '--from', path, '--to', url]);
     expect(r.stderr + r.stdout).not.toContain(new URL(url).password);
@@ -182,7 +180,7 @@ describe('llmgw quota-service migrate', () => {
   }, 60_000);
 
   it('refuses a database holding another application\'s data without creating its tables there', async () => {
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     const client = new pg.Client({ connectionString: url });
     await client.connect();
     await client.query('CREATE TABLE invoices (id int); INSERT INTO invoices VALUES (1), (2)');
@@ -195,7 +193,7 @@ describe('llmgw quota-service migrate', () => {
 
   it('rolls everything back and exits 1 when the read-back differs from the file, and runs again once the cause is gone', async () => {
     const path = writeSource('doctored.db');
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     await (await PgQuotaStore.open(url)).close();
     const client = new pg.Client({ connectionString: url });
     await client.connect();
@@ -221,7 +219,7 @@ describe('llmgw quota-service migrate', () => {
 
   it('rolls back when the file is written to during the copy (a service still running on it)', async () => {
     const path = writeSource('busy.db');
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     const result = await copyFromSqlite({
       sqlitePath: path,
       url,
@@ -253,7 +251,7 @@ describe('llmgw quota-service migrate', () => {
   });
 
   it('exits 2 on a missing --from file, a file that is no quota database, and a --to that is no postgres URL', async () => {
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     const missing = await runCli(['quota-service', 'migrate', '--from', join(dir, 'nope.db'), '--to', url]);
     expect(missing.code).toBe(2);
     expect(missing.stderr).toContain(`--from ${join(dir, 'nope.db')}: no such file`);
@@ -304,7 +302,7 @@ describe('llmgw quota-service migrate', () => {
       }
     });
     s.close();
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     const started = performance.now();
     const r = await runCli(['quota-service', 'migrate', '--from', path, '--to', url]);
     const seconds = (performance.now() - started) / 1000;

@@ -1,12 +1,12 @@
 // One set of store behaviours run against every QuotaStore: SQLite (through asyncStore) and PostgreSQL (a
 // real server from test/helpers/postgres.ts). Each test gets an empty store (a fresh database in PostgreSQL).
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { asyncStore } from '../helpers/async-store.js';
 import { PgQuotaStore } from '../../quota-service/postgres/pg-store.js';
 import { MAX_MODELS_PER_WINDOW, OTHER_MODEL, type BudgetRow, type LeaseRow, type QuotaStore } from '../../quota-service/store-api.js';
 import { SqliteQuotaStore } from '../../quota-service/store.js';
 import { windowAt, windowBefore } from '../../quota-service/windows.js';
-import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { postgresPerFile } from '../helpers/postgres-per-file.js';
 
 const NOW = Date.UTC(2026, 10, 23, 10, 0, 0);
 const HOUR = windowAt('hour', NOW);
@@ -14,17 +14,11 @@ const DAY = windowAt('day', NOW);
 const kinds = (input: number, output: number, cachedInput = 0, cacheWrite = 0) => ({ input, output, cachedInput, cacheWrite });
 const totals = (input: number, output: number, costNano: number) => ({ ...kinds(input, output), costNano });
 
-let server: TestPostgres;
-beforeAll(async () => {
-  server = await startPostgres();
-}, 60_000);
-afterAll(async () => {
-  await server?.stop();
-});
+const server = postgresPerFile();
 
 const implementations: { name: string; open: () => Promise<QuotaStore> }[] = [
   { name: 'SQLite', open: async () => asyncStore(new SqliteQuotaStore(':memory:')) },
-  { name: 'PostgreSQL', open: async () => PgQuotaStore.open(await server.createDatabase()) },
+  { name: 'PostgreSQL', open: async () => PgQuotaStore.open(await server().createDatabase()) },
 ];
 
 describe.each(implementations)('$name store', ({ open }) => {

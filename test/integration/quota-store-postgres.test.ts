@@ -1,22 +1,16 @@
 // What only the PostgreSQL store has to get right: migrations when several replicas start at once, a
 // database migrated by a newer build, increments from several replicas at once, and transactions.
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { migrate, MIGRATIONS, SchemaTooNewError } from '../../quota-service/postgres/migrations.js';
 import { PgQuotaStore } from '../../quota-service/postgres/pg-store.js';
 import { windowAt } from '../../quota-service/windows.js';
-import { startPostgres, type TestPostgres } from '../helpers/postgres.js';
+import { postgresPerFile } from '../helpers/postgres-per-file.js';
 
 const HOUR = windowAt('hour', Date.UTC(2026, 10, 23, 10, 0, 0));
 const LATEST = MIGRATIONS.at(-1)!.version;
 
-let server: TestPostgres;
-beforeAll(async () => {
-  server = await startPostgres();
-}, 60_000);
-afterAll(async () => {
-  await server?.stop();
-});
+const server = postgresPerFile();
 
 /** Runs `fn` with pools of its own on `url`, ended afterwards. */
 async function withPools<T>(url: string, n: number, fn: (pools: pg.Pool[]) => Promise<T>): Promise<T> {
@@ -34,7 +28,7 @@ async function query<R extends pg.QueryResultRow>(url: string, sql: string, valu
 
 describe('schema migrations', () => {
   it('applies each migration once: a second run is a no-op', async () => {
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     await withPools(url, 1, async ([pool]) => {
       expect(await migrate(pool!)).toEqual(MIGRATIONS.map((m) => m.version));
       expect(await migrate(pool!)).toEqual([]);
@@ -43,7 +37,7 @@ describe('schema migrations', () => {
   });
 
   it('lets two replicas migrate a fresh database at once: one applies the schema, the other finds it done', async () => {
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     const results = await withPools(url, 2, (pools) => Promise.all(pools.map((p) => migrate(p))));
     expect(results.map((r) => r.length).sort()).toEqual([0, MIGRATIONS.length]);
     expect(await query(url, 'SELECT count(*)::int AS n FROM schema_migrations')).toEqual([{ n: MIGRATIONS.length }]);
@@ -52,7 +46,7 @@ describe('schema migrations', () => {
   });
 
   it('refuses a database a newer build migrated, naming both versions', async () => {
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     await (await PgQuotaStore.open(url)).close();
     await query(url, 'INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [LATEST + 1, 'from the future']);
     const err = await PgQuotaStore.open(url).catch((e: unknown) => e);
@@ -62,7 +56,7 @@ describe('schema migrations', () => {
   });
 
   it('rolls a failing migration back entirely and does not record it', async () => {
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     const broken = [...MIGRATIONS, { version: LATEST + 1, name: 'broken', sql: 'CREATE TABLE half_done (x int); SELECT no_such_function();' }];
     await withPools(url, 1, async ([pool]) => {
       await expect(migrate(pool!, { migrations: broken })).rejects.toThrow(`schema migration ${LATEST + 1} (broken) failed`);
@@ -74,7 +68,7 @@ describe('schema migrations', () => {
 
 describe('PgQuotaStore', () => {
   it('sums 20 concurrent increments from 4 replicas exactly, into rows none of them had created', async () => {
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     const stores = await Promise.all([1, 2, 3, 4].map(() => PgQuotaStore.open(url, { maxConnections: 5 })));
     try {
       await Promise.all(
@@ -100,7 +94,7 @@ describe('PgQuotaStore', () => {
   });
 
   it('commits everything a transaction did, or nothing when it throws', async () => {
-    const store = await PgQuotaStore.open(await server.createDatabase());
+    const store = await PgQuotaStore.open(await server().createDatabase());
     try {
       const boom = new Error('boom');
       await expect(
@@ -125,7 +119,7 @@ describe('PgQuotaStore', () => {
   });
 
   it('runs a transaction again when PostgreSQL aborts it for a concurrent update, so neither update is lost', async () => {
-    const store = await PgQuotaStore.open(await server.createDatabase());
+    const store = await PgQuotaStore.open(await server().createDatabase());
     try {
       await store.setAcked('inc-1', 0, 1);
       let attempts = 0;
@@ -148,7 +142,7 @@ describe('PgQuotaStore', () => {
   });
 
   it('refuses a count it cannot return exactly rather than rounding it', async () => {
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     const store = await PgQuotaStore.open(url);
     try {
       await query(url, 'INSERT INTO consumption (scope, window_name, start_ms, end_ms, used) VALUES ($1, $2, $3, $4, $5)', ['team/core', 'hour', HOUR.startMs, HOUR.endMs, '9007199254740993']);
@@ -164,7 +158,7 @@ describe('PgQuotaStore', () => {
   });
 
   it('identifies its connections as llmgw-quota', async () => {
-    const url = await server.createDatabase();
+    const url = await server().createDatabase();
     const store = await PgQuotaStore.open(url);
     try {
       await store.ping();
