@@ -202,6 +202,16 @@ async function main(): Promise<void> {
     const running: Record<string, Proc> = {};
     for (const [name, s] of Object.entries(specs)) running[name] = await start(s);
     await sleep(1000);
+    // A readiness probe can be answered by another process that took a port probed free (tests bind ports
+    // meanwhile): a server that has exited since it was ready could not bind, and starts again on fresh ports.
+    for (const [name, s] of Object.entries(specs)) {
+      const p = running[name]!;
+      if (p.child.exitCode === null && p.child.signalCode === null) continue;
+      if (s.again === undefined) throw new Error(`${name} exited after it started (see its log)`);
+      log(`${name} exited after it started; again on fresh ports`);
+      Object.assign(s, await s.again());
+      running[name] = await start(s);
+    }
     const idleRss: Record<string, number> = {};
     for (const [name, p] of Object.entries(running)) idleRss[name] = rssBytes(p.pid) / MB;
 
